@@ -1,0 +1,38 @@
+# Samtal's entry points. A fresh machine needs only Python 3.11+: uv is installed with pip
+# when missing, and uses the machine's Python (it cannot download interpreters here).
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell command -v $(PYTHON))
+RUN := $(UV) run --frozen --all-packages
+
+.PHONY: help uv install lint typecheck test test-fast schemas bench clean
+
+help:
+	@echo "make install | lint | test | schemas | bench"
+
+uv:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+
+install: uv
+	$(UV) sync --frozen --all-packages
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src)
+
+# Lint plus every test, against a real Postgres and a real Kafka-protocol broker.
+test: lint
+	$(RUN) pytest
+
+test-fast: install
+	$(RUN) pytest -x -q
+
+schemas: install
+	$(RUN) python -m contracts.schemas
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""What every Samtal service stands on."""

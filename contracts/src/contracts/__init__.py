@@ -1,0 +1,17 @@
+"""Samtal's event contracts: envelope, payloads, registry."""
+
+from contracts.envelope import ContractError, Envelope, EventPayload, decode
+from contracts.events import *  # noqa: F403
+from contracts.events import ALL_EVENTS
+from contracts.registry import REGISTRY, EventSpec, topic_of
+
+__all__ = [
+    "ALL_EVENTS",
+    "REGISTRY",
+    "ContractError",
+    "Envelope",
+    "EventPayload",
+    "EventSpec",
+    "decode",
+    "topic_of",
+]

@@ -1,0 +1,134 @@
+"""One envelope for every event (ARCHITECTURE.md, Events).
+
+`Envelope.wrap` builds one around a payload; `decode` turns bytes from a topic
+back into a typed envelope, rejecting unknown event types and malformed
+payloads with an error that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class EventPayload(BaseModel):
+    """Base of every event payload.
+
+    Payloads ignore fields they do not know, so adding an optional field is a
+    minor change that older consumers survive (ARCHITECTURE.md, Evolution).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    producer: ClassVar[str]
+    # The aggregate whose events must stay ordered: the Kafka key.
+    key_field: ClassVar[str]
+    compacted: ClassVar[bool] = False
+    partitions: ClassVar[int] = 6
+
+    def key(self) -> str:
+        return str(getattr(self, self.key_field))
+
+
+P = TypeVar("P", bound=EventPayload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    producer: str = Field(min_length=1, max_length=40)
+    correlation_id: str = Field(min_length=1, max_length=100)
+    causation_id: str | None = Field(default=None, max_length=100)
+    payload: P
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: P,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        event_id: uuid.UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope[P]:
+        event_id = event_id or uuid.uuid4()
+        return Envelope[type(payload)](  # type: ignore[misc]
+            event_id=event_id,
+            event_type=payload.event_type,
+            schema_version=payload.schema_version,
+            occurred_at=occurred_at or datetime.now(UTC),
+            producer=payload.producer,
+            # A journey that starts with this event is its own correlation.
+            correlation_id=correlation_id or str(event_id),
+            causation_id=causation_id,
+            payload=payload,
+        )
+
+    @property
+    def key(self) -> str:
+        return self.payload.key()
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ContractError(ValueError):
+    """A message that does not honour its contract. `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _first_error(error: ValidationError, prefix: str = "") -> ContractError:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return ContractError(prefix + field, first["msg"])
+
+
+def decode(raw: bytes | str | dict[str, Any], expected: type[P] | None = None) -> Envelope[Any]:
+    """Validate a message into its typed envelope or raise ContractError naming the field."""
+    from contracts.registry import REGISTRY
+
+    if isinstance(raw, dict):
+        data = raw
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError("(message)", f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("(message)", "an event must be a JSON object")
+    event_type = data.get("event_type")
+    spec = REGISTRY.by_type.get(event_type) if isinstance(event_type, str) else None
+    if spec is None:
+        raise ContractError("event_type", f"unknown event type {event_type!r}")
+    if expected is not None and spec.model is not expected:
+        raise ContractError(
+            "event_type", f"expected {expected.event_type!r}, got {event_type!r}"
+        )
+    if data.get("schema_version") != spec.model.schema_version:
+        raise ContractError(
+            "schema_version",
+            f"{event_type} v{data.get('schema_version')!r} is not served on {spec.topic}",
+        )
+    try:
+        return Envelope[spec.model].model_validate(data)  # type: ignore[name-defined]
+    except ValidationError as exc:
+        raise _first_error(exc) from exc

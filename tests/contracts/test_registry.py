@@ -1,7 +1,8 @@
 import re
 
-from contracts import ALL_EVENTS, REGISTRY
 from contracts.events import TherapistProfilePublished
+
+from contracts import ALL_EVENTS, REGISTRY
 
 TOPIC = re.compile(r"^(catalog|matching|booking|notifications)\.[a-z]+(-[a-z]+)*\.v[0-9]+$")
 

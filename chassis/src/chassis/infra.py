@@ -126,8 +126,16 @@ def start_throwaway_postgres() -> PostgresServer:
     )
     run(_pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
     run(
-        _pg_bin("pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-w", "-t", "30",
-        "-o", f"-p {port} -h 127.0.0.1 -k {workdir} -c fsync=off -c max_connections=200",
+        _pg_bin("pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(workdir / "log"),
+        "-w",
+        "-t",
+        "30",
+        "-o",
+        f"-p {port} -h 127.0.0.1 -k {workdir} -c fsync=off -c max_connections=200",
         "start",
     )
 
@@ -220,12 +228,17 @@ def start_embedded_kafka(port: int | None = None, log_path: Path | None = None) 
     """Tansu with memory storage on a loopback port; stopped (and its topics lost) on `stop`."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+    log = open(log_path or os.devnull, "ab")
     process = subprocess.Popen(
         [
-            str(tansu_binary()), "broker",
-            "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -67,7 +67,7 @@ class Envelope(BaseModel, Generic[P]):
         occurred_at: datetime | None = None,
     ) -> Envelope[P]:
         event_id = event_id or uuid.uuid4()
-        return Envelope[type(payload)](  # type: ignore[misc]
+        return Envelope[type(payload)](  # type: ignore[misc,operator]
             event_id=event_id,
             event_type=payload.event_type,
             schema_version=payload.schema_version,
@@ -120,9 +120,7 @@ def decode(raw: bytes | str | dict[str, Any], expected: type[P] | None = None) -
     if spec is None:
         raise ContractError("event_type", f"unknown event type {event_type!r}")
     if expected is not None and spec.model is not expected:
-        raise ContractError(
-            "event_type", f"expected {expected.event_type!r}, got {event_type!r}"
-        )
+        raise ContractError("event_type", f"expected {expected.event_type!r}, got {event_type!r}")
     if data.get("schema_version") != spec.model.schema_version:
         raise ContractError(
             "schema_version",

@@ -34,6 +34,8 @@ CourseOutcome = Literal["response", "remission", "neither"]
 # Coarse, bounded strings: a code is never a place for prose.
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 CityName = Annotated[str, StringConstraints(min_length=1, max_length=60)]
-TimeZoneName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", max_length=64)]
+TimeZoneName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", max_length=64)
+]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=48)]
 Score = Annotated[float, Field(ge=0, le=100)]

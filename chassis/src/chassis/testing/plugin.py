@@ -14,7 +14,13 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from chassis.infra import InfraSettings, KafkaServer, PostgresServer, provide_kafka, provide_postgres
+from chassis.infra import (
+    InfraSettings,
+    KafkaServer,
+    PostgresServer,
+    provide_kafka,
+    provide_postgres,
+)
 
 _paths_used: dict[str, str] = {}
 

@@ -26,7 +26,6 @@ from contracts.vocabulary import (
     MethodCode,
     Phase,
     PreferredMode,
-    ProblemArea,
     Profession,
     RiskLevel,
     Score,
@@ -124,7 +123,7 @@ class IntakeSubmitted(_IntakeEvent):
     client_id: uuid.UUID
     age_group: AgeGroup
     method: MethodCode
-    problem_areas: list[ProblemArea] = Field(min_length=1, max_length=2)
+    problem_areas: list[FocusArea] = Field(min_length=1, max_length=2)
     severity_band: SeverityBand
     risk_level: RiskLevel
     requires_approval: bool
@@ -207,7 +206,7 @@ class TherapistMatched(_IntakeEvent):
     therapist_id: uuid.UUID
     method: MethodCode
     age_group: AgeGroup
-    problem_areas: list[ProblemArea] = Field(min_length=1, max_length=2)
+    problem_areas: list[FocusArea] = Field(min_length=1, max_length=2)
     severity_band: SeverityBand
     mode: MeetingMode
     score: Score

@@ -10,7 +10,11 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 MethodCode = Literal["IPT", "IPT-A", "KBT"]
+# The four IPT problem areas; an intake may also name any other focus area.
 ProblemArea = Literal["grief", "role_transition", "interpersonal_dispute", "interpersonal_deficits"]
+RELATIONAL_AREAS: frozenset[str] = frozenset(
+    {"grief", "role_transition", "interpersonal_dispute", "interpersonal_deficits", "relationships"}
+)
 FocusArea = Literal[
     "grief",
     "role_transition",

@@ -1,0 +1,1 @@
+"""Samtal booking service: availability, treatment courses, sessions and course completion."""

@@ -1,0 +1,1 @@
+"""Pure domain rules of booking: no I/O."""

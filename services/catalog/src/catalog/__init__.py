@@ -1,0 +1,1 @@
+"""Samtal catalog service: therapists, methods and verified reviews."""

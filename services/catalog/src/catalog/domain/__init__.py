@@ -1,0 +1,1 @@
+"""Pure domain rules of catalog: no I/O."""

@@ -1,0 +1,1 @@
+"""Pure domain rules of matching: no I/O."""

@@ -1,0 +1,1 @@
+"""Samtal notifications service: contacts, messages, reminders and channels."""

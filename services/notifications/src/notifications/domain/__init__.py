@@ -1,0 +1,1 @@
+"""Pure domain rules of notifications: no I/O."""

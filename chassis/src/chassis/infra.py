@@ -20,14 +20,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+T = TypeVar("T")
 PostgresPath = Literal["settings", "container", "local", "throwaway"]
 KafkaPath = Literal["settings", "container", "embedded"]
 
@@ -99,8 +101,14 @@ async def postgres_answers(dsn: str, timeout: float = 2.0) -> bool:
     return True
 
 
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also when called from inside a running loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _answers(dsn: str) -> bool:
-    return asyncio.run(postgres_answers(dsn))
+    return run_blocking(postgres_answers(dsn))
 
 
 def _pg_bin(name: str) -> str:
@@ -218,7 +226,7 @@ def wait_for_kafka(bootstrap: str, deadline_s: float = 30.0) -> None:
     host, _, port = bootstrap.partition(",")[0].rpartition(":")
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        if port_open(host, int(port)) and asyncio.run(kafka_answers(bootstrap)):
+        if port_open(host, int(port)) and run_blocking(kafka_answers(bootstrap)):
             return
         time.sleep(0.2)
     raise TimeoutError(f"Kafka at {bootstrap} did not answer within {deadline_s}s")

@@ -93,3 +93,78 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _paths_used:
         used = ", ".join(f"{k}: {v}" for k, v in sorted(_paths_used.items()))
         terminalreporter.write_line(f"samtal infrastructure used -> {used}")
+
+
+# --------------------------------------------------------------------------- services
+
+
+@pytest.fixture(scope="session")
+def jwt_keys() -> tuple[str, str]:
+    """(private PEM, public PEM) of this test session."""
+    from chassis.auth import generate_keypair
+
+    return generate_keypair()
+
+
+@pytest.fixture
+def settings_for(database_dsn, kafka_server, topic_prefix, jwt_keys):  # type: ignore[no-untyped-def]
+    """Build a service's settings pointed at the test infrastructure and this test's topics."""
+
+    def make(settings_class, **overrides):  # type: ignore[no-untyped-def]
+        values = dict(
+            database_url=database_dsn,
+            kafka_bootstrap=kafka_server.bootstrap,
+            kafka_idempotence=not kafka_server.embedded,
+            kafka_fetch_max_wait_ms=10,
+            topic_prefix=topic_prefix,
+            jwt_public_keys=[jwt_keys[1]],
+            consumer_backoff_s=0.05,
+            consumer_backoff_max_s=0.2,
+            outbox_poll_s=0.2,
+            startup_timeout_s=15,
+            log_json=True,
+        )
+        values.update(overrides)
+        return settings_class(**values)
+
+    return make
+
+
+_migrated: set[tuple[str, str]] = set()
+
+
+@pytest.fixture
+def migrated(settings_for, database_dsn):  # type: ignore[no-untyped-def]
+    """`await migrated(definition)`: the service's role, schema and migrations, once per session;
+    returns its settings for this test."""
+    from chassis import db
+
+    async def run(definition, **overrides):  # type: ignore[no-untyped-def]
+        settings = settings_for(definition.settings_class, **overrides)
+        if (database_dsn, settings.db_schema) not in _migrated:
+            await db.bootstrap_role(
+                database_dsn, settings.role, settings.db_password.get_secret_value()
+            )
+            await asyncio.to_thread(db.migrate, settings, definition.migrations)
+            _migrated.add((database_dsn, settings.db_schema))
+        return settings
+
+    return run
+
+
+@pytest.fixture
+def serve():  # type: ignore[no-untyped-def]
+    """`async with serve(app) as client`: run an ASGI app's lifespan and talk HTTP to it."""
+    import contextlib
+
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    @contextlib.asynccontextmanager
+    async def run(app, timeout: float = 30):  # type: ignore[no-untyped-def]
+        async with LifespanManager(app, startup_timeout=timeout, shutdown_timeout=timeout) as m:
+            transport = httpx.ASGITransport(app=m.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
+
+    return run

@@ -1,0 +1,239 @@
+"""The app factory: from a service's definition and settings, its `api` and its `worker`.
+
+Both are ASGI apps served by uvicorn, so both answer /healthz, /readyz and
+/metrics and publish their AsyncAPI document:
+- api: the service's HTTP routes; it writes events to the outbox only;
+- worker: the service's event handlers, the outbox relay and any background tasks.
+Start-up fails loudly within `startup_timeout_s` when Postgres or Kafka do not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from faststream_fastapi import FastStreamAPI
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from structlog.contextvars import bind_contextvars, clear_contextvars
+
+from chassis import db, observability
+from chassis.consumer import EventConsumers
+from chassis.errors import DomainError
+from chassis.outbox import OutboxRelay
+from chassis.settings import ServiceSettings
+
+log = structlog.get_logger("chassis.app")
+
+HTTP_REQUESTS = Counter(
+    "samtal_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "samtal_http_request_seconds", "HTTP request latency", ["service", "method", "route"]
+)
+
+Process = Literal["api", "worker"]
+
+
+@dataclass
+class Runtime:
+    """What a running process holds; routes reach it as `request.app.state.runtime`."""
+
+    settings: ServiceSettings
+    broker: KafkaBroker
+    pool: asyncpg.Pool | None = None
+    relay: OutboxRelay | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+BackgroundTask = Callable[[Runtime], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    settings_class: type[ServiceSettings]
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    consumers: EventConsumers | None = None
+    # Long-running worker tasks beyond the relay (e.g. a message sender).
+    worker_tasks: Sequence[BackgroundTask] = ()
+    description: str = ""
+
+
+def make_broker(settings: ServiceSettings) -> KafkaBroker:
+    middlewares: list[Any] = []
+    if observability.configure_tracing(settings):
+        from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+
+        middlewares.append(KafkaTelemetryMiddleware())
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        enable_idempotence=settings.kafka_idempotence,
+        acks="all",
+        client_id=f"samtal-{settings.service}",
+        middlewares=middlewares,
+        log_level=logging.DEBUG,
+        graceful_timeout=10,
+    )
+
+
+async def _bounded(what: str, awaitable: Awaitable[Any], seconds: float) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except Exception as exc:
+        raise RuntimeError(f"{what} did not answer within {seconds:g}s: {exc!r}") from exc
+
+
+def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
+    service = runtime.settings.service
+
+    @app.middleware("http")
+    async def journey_ids(request: Request, call_next: Callable[..., Any]) -> Response:
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        correlation_id = request.headers.get("x-correlation-id") or request_id
+        clear_contextvars()
+        bind_contextvars(service=service, request_id=request_id, correlation_id=correlation_id)
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(service, request.method, path, response.status_code).inc()
+        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        response.headers["x-request-id"] = request_id
+        response.headers["x-correlation-id"] = correlation_id
+        return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+        message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in errors
+        ]
+        return JSONResponse(
+            {"code": "invalid_request", "detail": message, "errors": details}, status_code=422
+        )
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        checks = {"database": False, "broker": False}
+        with contextlib.suppress(Exception):
+            if runtime.pool is not None:
+                async with runtime.pool.acquire(timeout=2) as conn:
+                    checks["database"] = await conn.fetchval("select true")
+        with contextlib.suppress(Exception):
+            checks["broker"] = await asyncio.wait_for(_broker_answers(runtime.broker), 3)
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", **checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _broker_answers(broker: KafkaBroker) -> bool:
+    producer = broker.config.producer
+    client = getattr(getattr(producer, "_producer", None), "client", None)
+    if client is None:
+        return await broker.ping(timeout=2)
+    return bool(await client.fetch_all_metadata())
+
+
+def build(definition: ServiceDefinition, settings: ServiceSettings, process: Process) -> Any:
+    """The ASGI app of one process kind."""
+    observability.configure_logging(settings)
+    broker = make_broker(settings)
+    runtime = Runtime(settings=settings, broker=broker)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.pool = await _bounded(
+            "Postgres", db.create_pool(settings), settings.startup_timeout_s
+        )
+        try:
+            if process == "worker":
+                runtime.relay = OutboxRelay(settings, runtime.pool)
+                runtime.relay.start()
+                for task in definition.worker_tasks:
+                    runtime.tasks.append(asyncio.create_task(task(runtime)))
+            log.info("started", process=process)
+            yield
+        finally:
+            for running in runtime.tasks:
+                running.cancel()
+            for running in runtime.tasks:
+                with contextlib.suppress(BaseException):
+                    await running
+            if runtime.relay:
+                await runtime.relay.stop()
+            await runtime.pool.close()
+
+    app = FastAPI(
+        title=f"Samtal {definition.name} ({process})",
+        description=definition.description,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    _install_http_basics(app, runtime)
+    if process == "api":
+        for router in definition.routers:
+            app.include_router(router)
+
+    async def connect(b: KafkaBroker) -> None:
+        await _bounded("Kafka", b.start(), settings.startup_timeout_s)
+
+    if process == "worker" and definition.consumers is not None:
+        definition.consumers.subscribe(broker, settings, lambda: _pool(runtime))
+    asgi = FastStreamAPI(
+        broker,
+        application=app,
+        # The broker's own context, where FastStream puts the message being handled.
+        context=broker.context,
+        asyncapi_path="/asyncapi",
+        safe_connection=True,
+        connection_hook=connect,
+    )
+    return asgi
+
+
+def _pool(runtime: Runtime) -> asyncpg.Pool:
+    if runtime.pool is None:
+        raise RuntimeError("the database pool is not open yet")
+    return runtime.pool
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def pool_of(request: Request) -> asyncpg.Pool:
+    return _pool(runtime_of(request))

@@ -1,0 +1,146 @@
+"""JWT verification as a FastAPI dependency, and minting tokens for local use.
+
+Tokens are RS256 JWTs with `sub` (the person's id), `role`, `iss`, `aud`, `exp`.
+The gateway verifies them at the edge; every service verifies them again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, get_args
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from chassis.settings import ServiceSettings
+
+Role = Literal["client", "therapist", "clinician", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: uuid.UUID
+    role: Role
+
+    @property
+    def id(self) -> str:
+        return str(self.subject)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def verify(token: str, settings: ServiceSettings) -> Principal:
+    if not settings.jwt_public_keys:
+        raise _unauthorized("This service has no token verification keys configured")
+    last_error = "Invalid token"
+    for key in settings.jwt_public_keys:  # several keys during a rotation
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=settings.jwt_algorithms,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise _unauthorized("Your session has expired: sign in again") from exc
+        except jwt.InvalidSignatureError:
+            last_error = "Token signature is not valid"
+            continue
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"Invalid token: {exc}") from exc
+        role = claims.get("role")
+        if role not in ROLES:
+            raise _unauthorized("Token carries no known role")
+        try:
+            subject = uuid.UUID(str(claims["sub"]))
+        except ValueError as exc:
+            raise _unauthorized("Token subject is not a person id") from exc
+        return Principal(subject, role)
+    raise _unauthorized(last_error)
+
+
+def settings_of(request: Request) -> ServiceSettings:
+    settings: ServiceSettings = request.app.state.settings
+    return settings
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("Sign in to continue: a bearer token is required")
+    principal = verify(credentials.credentials, settings_of(request))
+    request.state.principal = principal
+    return principal
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency admitting only the given roles (401 without a valid token, 403 otherwise)."""
+
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"This needs the role {' or '.join(roles)}; you are signed in as "
+                f"{principal.role}",
+            )
+        return principal
+
+    return dependency
+
+
+def mint(
+    private_key: str,
+    subject: uuid.UUID | str,
+    role: Role,
+    *,
+    issuer: str = "samtal",
+    audience: str = "samtal",
+    ttl: timedelta = timedelta(hours=8),
+    now: datetime | None = None,
+    key_id: str | None = None,
+) -> str:
+    now = now or datetime.now(UTC)
+    claims = {
+        "sub": str(subject),
+        "role": role,
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+    headers = {"kid": key_id} if key_id else None
+    return jwt.encode(claims, private_key, algorithm="RS256", headers=headers)
+
+
+def generate_keypair() -> tuple[str, str]:
+    """(private PEM, public PEM) for local runs and tests."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public

@@ -1,0 +1,107 @@
+"""Command lines: each service's (`samtal-booking api|worker|migrate|dead-letters`) and
+the platform's own (`samtal token`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from chassis import auth, db
+from chassis.app import ServiceDefinition, build
+from chassis.deadletters import list_dead_letters, replay
+
+
+def service_cli(definition: ServiceDefinition) -> typer.Typer:
+    cli = typer.Typer(help=f"Samtal {definition.name}", no_args_is_help=True)
+    letters = typer.Typer(help="Inspect and replay dead letters", no_args_is_help=True)
+    cli.add_typer(letters, name="dead-letters")
+
+    def settings():  # type: ignore[no-untyped-def]
+        return definition.settings_class()
+
+    def serve(process: str, port: int | None) -> None:
+        s = settings()
+        app = build(definition, s, process)  # type: ignore[arg-type]
+        uvicorn.run(
+            app, host=s.http_host, port=port or s.http_port, log_level="warning", lifespan="on"
+        )
+
+    @cli.command()
+    def api(port: Annotated[int | None, typer.Option(help="HTTP port")] = None) -> None:
+        """Serve the HTTP API."""
+        serve("api", port)
+
+    @cli.command()
+    def worker(
+        port: Annotated[int | None, typer.Option(help="health/metrics port")] = None,
+    ) -> None:
+        """Run the event consumers and the outbox relay."""
+        serve("worker", port)
+
+    @cli.command()
+    def migrate() -> None:
+        """Create the service's role and schema, then apply its migrations."""
+        s = settings()
+        asyncio.run(db.bootstrap_role(s.database_url, s.role, s.db_password.get_secret_value()))
+        typer.echo(db.migrate(s, definition.migrations) or f"{s.schema}: up to date")
+
+    @letters.command("list")
+    def list_(limit: int = 100) -> None:
+        """List dead letters: reference, consumer, attempts, error."""
+        for d in asyncio.run(list_dead_letters(settings(), limit)):
+            typer.echo(
+                f"{d.ref}\t{d.consumer}\tattempts={d.headers.get('x-dead-letter-attempts')}"
+                f"\t{d.original_topic}\t{d.error}"
+            )
+
+    @letters.command("replay")
+    def replay_(refs: list[str]) -> None:
+        """Publish the chosen dead letters (partition:offset) to their original topics again."""
+        for d in asyncio.run(replay(settings(), refs)):
+            typer.echo(f"replayed {d.ref} -> {d.original_topic}")
+
+    return cli
+
+
+platform = typer.Typer(help="Samtal platform tools", no_args_is_help=True)
+
+
+@platform.command()
+def token(
+    role: Annotated[str, typer.Option(help="client, therapist, clinician or admin")],
+    key_file: Annotated[Path, typer.Option(help="PEM private key")],
+    subject: Annotated[str | None, typer.Option(help="person id (default: a new one)")] = None,
+    hours: float = 8,
+) -> None:
+    """Mint a token for local use."""
+    from datetime import timedelta
+
+    if role not in auth.ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(auth.ROLES)}")
+    typer.echo(
+        auth.mint(
+            key_file.read_text(),
+            subject or uuid.uuid4(),
+            role,  # type: ignore[arg-type]
+            ttl=timedelta(hours=hours),
+        )
+    )
+
+
+@platform.command()
+def keys(directory: Path) -> None:
+    """Write a fresh RS256 key pair (private.pem, public.pem) for local runs."""
+    private, public = auth.generate_keypair()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "private.pem").write_text(private)
+    (directory / "public.pem").write_text(public)
+    typer.echo(directory / "public.pem")
+
+
+def main() -> None:
+    platform()

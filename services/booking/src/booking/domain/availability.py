@@ -1,0 +1,348 @@
+"""A therapist's availability and the free slots it leaves (DOMAIN.md, Booking).
+
+Rules are written in the therapist's local wall time; slots come out as UTC instants.
+Per local day, each working interval becomes one real-time interval (see `clock` for the
+daylight-saving cases) and slots step through it in real time, so:
+- 09:00-17:00 stays 09:00-17:00 local on the days the clocks change;
+- wall times inside the spring-forward gap are never offered (they never happen);
+- inside the repeated autumn hour both occurrences are real time and both are offered
+  (02:15 summer time and 02:15 winter time are different instants).
+Hours may not cross midnight: write them as two intervals on the two weekdays (touching
+intervals join, so a session may run across the seam). An end of 00:00 means midnight at the
+end of the day.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from booking.domain.clock import DEFAULT_TIME_ZONE, as_utc, load_zone, local_date, wall_to_utc
+from booking.domain.errors import InvalidAvailability, InvalidInput, SlotUnavailable
+
+MIDNIGHT = time(0)
+MINUTES_PER_DAY = 24 * 60
+MAX_BUFFER_MINUTES = 120
+DEFAULT_BUFFER_MINUTES = 15  # a short break between two sessions
+DEFAULT_MIN_NOTICE = timedelta(hours=12)
+DEFAULT_HORIZON = timedelta(weeks=8)
+DEFAULT_STEP_MINUTES = 15  # slots start on the quarter hour
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+Busy = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True, order=True)
+class Hours:
+    """One working interval in local wall time, [start, end); end 00:00 = end of the day."""
+
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        for name, value in (("start", self.start), ("end", self.end)):
+            if value.tzinfo is not None:
+                raise InvalidAvailability(
+                    "hours_with_zone", f"Working hours {name} is a local wall time, without zone."
+                )
+            if value.second or value.microsecond:
+                raise InvalidAvailability(
+                    "hours_not_whole_minutes", "Working hours are given in whole minutes."
+                )
+        if self.end_minute <= self.start_minute:
+            raise InvalidAvailability(
+                "hours_end_not_after_start",
+                f"Working hours must end after they start ({self}); hours across midnight are"
+                " two intervals, one on each day.",
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Hours:
+        """'09:00-17:00' -> Hours(09:00, 17:00)."""
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        except ValueError as exc:
+            raise InvalidAvailability(
+                "hours_unreadable", f"{text!r} is not working hours like '09:00-17:00'."
+            ) from exc
+        return cls(start, end)
+
+    @property
+    def start_minute(self) -> int:
+        return self.start.hour * 60 + self.start.minute
+
+    @property
+    def end_minute(self) -> int:
+        return MINUTES_PER_DAY if self.end == MIDNIGHT else self.end.hour * 60 + self.end.minute
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+def _sorted_without_overlap(hours: Iterable[Hours], where: str) -> tuple[Hours, ...]:
+    ordered = tuple(sorted(hours))
+    for earlier, later in itertools.pairwise(ordered):
+        if later.start_minute < earlier.end_minute:  # touching (12:00-12:00) is fine
+            raise InvalidAvailability(
+                "hours_overlap", f"Working hours {earlier} and {later} on {where} overlap."
+            )
+    return ordered
+
+
+@dataclass(frozen=True)
+class DateException:
+    """A date with other hours than usual; no hours at all means the whole day off."""
+
+    day: date
+    hours: tuple[Hours, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hours", _sorted_without_overlap(self.hours, self.day.isoformat()))
+
+    @property
+    def day_off(self) -> bool:
+        return not self.hours
+
+
+@dataclass(frozen=True)
+class AvailabilityRules:
+    """Weekly hours per weekday (0 = Monday) in `time_zone`, exceptions, buffer, notice, horizon."""
+
+    weekly: Mapping[int, Sequence[Hours]] = field(hash=False)
+    exceptions: Sequence[DateException] = field(default=(), hash=False)
+    time_zone: str = DEFAULT_TIME_ZONE
+    buffer_minutes: int = DEFAULT_BUFFER_MINUTES
+    min_notice: timedelta = DEFAULT_MIN_NOTICE
+    horizon: timedelta = DEFAULT_HORIZON
+
+    def __post_init__(self) -> None:
+        weekly: dict[int, tuple[Hours, ...]] = {}
+        for weekday, hours in self.weekly.items():
+            if weekday not in range(7):
+                raise InvalidAvailability(
+                    "unknown_weekday", f"Weekday {weekday} is not 0 (Monday) to 6 (Sunday)."
+                )
+            weekly[weekday] = _sorted_without_overlap(hours, WEEKDAYS[weekday])
+        exceptions: dict[date, DateException] = {}
+        for exception in self.exceptions:
+            if exception.day in exceptions:
+                raise InvalidAvailability(
+                    "duplicate_exception", f"{exception.day} has more than one exception."
+                )
+            exceptions[exception.day] = exception
+        if not 0 <= self.buffer_minutes <= MAX_BUFFER_MINUTES:
+            raise InvalidAvailability(
+                "buffer_out_of_range",
+                f"The buffer between sessions is 0-{MAX_BUFFER_MINUTES} minutes,"
+                f" not {self.buffer_minutes}.",
+            )
+        if self.min_notice < timedelta(0):
+            raise InvalidAvailability("negative_notice", "The minimum notice cannot be negative.")
+        if self.horizon <= self.min_notice:
+            raise InvalidAvailability(
+                "horizon_within_notice", "The booking horizon must reach beyond the notice."
+            )
+        load_zone(self.time_zone)
+        object.__setattr__(self, "weekly", weekly)
+        object.__setattr__(self, "exceptions", tuple(sorted(exceptions.values(), key=_day)))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return load_zone(self.time_zone)
+
+    def hours_on(self, day: date) -> tuple[Hours, ...]:
+        """An exception replaces the weekday's hours for its date."""
+        for exception in self.exceptions:
+            if exception.day == day:
+                return exception.hours
+        return tuple(self.weekly.get(day.weekday(), ()))
+
+
+def _day(exception: DateException) -> date:
+    return exception.day
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    """A free start time and its end, both UTC."""
+
+    starts_at: datetime
+    ends_at: datetime
+
+    @property
+    def minutes(self) -> int:
+        return int((self.ends_at - self.starts_at).total_seconds() // 60)
+
+
+class _Blocked:
+    """Busy intervals widened by the buffer on both sides, merged, for fast overlap tests."""
+
+    def __init__(self, busy: Iterable[Busy], buffer: timedelta) -> None:
+        spans: list[list[datetime]] = []
+        for start, end in sorted((as_utc(s, "busy start"), as_utc(e, "busy end")) for s, e in busy):
+            if end <= start:
+                raise InvalidInput(
+                    "busy_end_not_after_start", "A busy interval must end after it starts."
+                )
+            start, end = start - buffer, end + buffer
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        self._starts = [span[0] for span in spans]
+        self._ends = [span[1] for span in spans]
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        index = bisect.bisect_right(self._ends, start)  # first span ending after `start`
+        return index < len(self._starts) and self._starts[index] < end
+
+
+def _check_lengths(session_minutes: int, step_minutes: int) -> None:
+    if session_minutes <= 0:
+        raise InvalidInput("session_minutes_not_positive", "A session lasts at least one minute.")
+    if step_minutes <= 0:
+        raise InvalidInput("step_not_positive", "The slot step is at least one minute.")
+
+
+def _working_intervals(
+    rules: AvailabilityRules, first: date, last: date
+) -> Iterator[tuple[datetime, datetime]]:
+    """Real-time working intervals of the local days first..last, in order. Intervals that
+    touch (12:00-13:00 after 09:00-12:00, or Tuesday 00:00-02:00 after Monday 22:00-00:00)
+    join into one, so a session may run across the seam."""
+    zone = rules.zone
+    pending: tuple[datetime, datetime] | None = None
+    day = first
+    while day <= last:
+        for hours in rules.hours_on(day):
+            start = wall_to_utc(day, hours.start, zone)
+            end_day = day + timedelta(days=1) if hours.end == MIDNIGHT else day
+            end = wall_to_utc(end_day, hours.end, zone)
+            if end <= start:  # wholly inside a spring-forward gap: no real time at all
+                continue
+            if pending is not None and start <= pending[1]:
+                pending = (pending[0], max(pending[1], end))
+                continue
+            if pending is not None:
+                yield pending
+            pending = (start, end)
+        day += timedelta(days=1)
+    if pending is not None:
+        yield pending
+
+
+def _scan(
+    rules: AvailabilityRules,
+    session_minutes: int,
+    busy: Iterable[Busy],
+    now: datetime,
+    step_minutes: int,
+) -> Iterator[Slot]:
+    _check_lengths(session_minutes, step_minutes)
+    now = as_utc(now, "current time")
+    earliest, latest = now + rules.min_notice, now + rules.horizon
+    length, step = timedelta(minutes=session_minutes), timedelta(minutes=step_minutes)
+    blocked = _Blocked(busy, timedelta(minutes=rules.buffer_minutes))
+    zone = rules.zone
+    for start, end in _working_intervals(
+        rules, local_date(earliest, zone), local_date(latest, zone)
+    ):
+        candidate = start
+        if candidate < earliest:  # jump to the first step on or after the notice
+            candidate += step * -((start - earliest) // step)
+        while candidate + length <= end and candidate <= latest:
+            if not blocked.overlaps(candidate, candidate + length):
+                yield Slot(candidate, candidate + length)
+            candidate += step
+
+
+def free_slots(
+    rules: AvailabilityRules,
+    session_minutes: int,
+    busy: Iterable[Busy],
+    now: datetime,
+    step_minutes: int = DEFAULT_STEP_MINUTES,
+) -> list[Slot]:
+    """Every free slot from now + notice up to a start at now + horizon, in time order.
+
+    `busy` holds the (start, end) of existing sessions; a slot keeps the buffer clear before
+    and after each. Slots start every `step_minutes` counted from the start of each interval.
+    """
+    return list(_scan(rules, session_minutes, busy, now, step_minutes))
+
+
+def check_bookable(
+    rules: AvailabilityRules,
+    session_minutes: int,
+    busy: Iterable[Busy],
+    now: datetime,
+    starts_at: datetime,
+    step_minutes: int = DEFAULT_STEP_MINUTES,
+) -> None:
+    """Raise SlotUnavailable (code says why) unless `starts_at` is one of `free_slots`."""
+    _check_lengths(session_minutes, step_minutes)
+    now, starts_at = as_utc(now, "current time"), as_utc(starts_at, "start")
+    if starts_at < now + rules.min_notice:
+        raise SlotUnavailable(
+            "too_soon", f"Sessions are booked at least {_hours(rules.min_notice)} ahead."
+        )
+    if starts_at > now + rules.horizon:
+        raise SlotUnavailable(
+            "beyond_horizon", f"Sessions are booked at most {rules.horizon.days} days ahead."
+        )
+    ends_at = starts_at + timedelta(minutes=session_minutes)
+    day = local_date(starts_at, rules.zone)
+    # Neighbouring days too: a joined interval may begin the day before.
+    inside = [
+        start
+        for start, end in _working_intervals(rules, day - timedelta(days=1), day)
+        if start <= starts_at and ends_at <= end
+    ]
+    if not inside:
+        raise SlotUnavailable("outside_hours", "The therapist does not work at that time.")
+    if (starts_at - inside[0]) % timedelta(minutes=step_minutes):
+        raise SlotUnavailable(
+            "off_grid", f"Sessions start on the {step_minutes}-minute marks of the working hours."
+        )
+    if _Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(starts_at, ends_at):
+        raise SlotUnavailable("taken", "That time is taken or too close to another session.")
+
+
+def is_bookable(
+    rules: AvailabilityRules,
+    session_minutes: int,
+    busy: Iterable[Busy],
+    now: datetime,
+    starts_at: datetime,
+    step_minutes: int = DEFAULT_STEP_MINUTES,
+) -> bool:
+    try:
+        check_bookable(rules, session_minutes, busy, now, starts_at, step_minutes)
+    except SlotUnavailable:
+        return False
+    return True
+
+
+def alternatives(
+    rules: AvailabilityRules,
+    session_minutes: int,
+    busy: Iterable[Busy],
+    now: datetime,
+    requested: datetime,
+    count: int = 3,
+    step_minutes: int = DEFAULT_STEP_MINUTES,
+) -> list[Slot]:
+    """The `count` free slots closest to `requested` (either side; earlier wins a tie), in time
+    order: what a 409 answer offers instead."""
+    requested = as_utc(requested, "requested time")
+    slots = free_slots(rules, session_minutes, busy, now, step_minutes)
+    nearest = sorted(slots, key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at))
+    return sorted(nearest[: max(count, 0)])
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} hours"

@@ -1,0 +1,55 @@
+"""Cancellation and reschedule policy (DOMAIN.md, Booking).
+
+The policy is data with a version, because the version in force is stored with each booking:
+a later change of policy must not change the verdict for sessions booked under the old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from contracts.vocabulary import Actor
+
+from booking.domain.clock import as_utc
+from booking.domain.errors import InvalidInput, SessionStarted
+
+
+@dataclass(frozen=True)
+class ChangePolicy:
+    """A change at least `free_until` before the start is free; later is late."""
+
+    free_until: timedelta = timedelta(hours=24)
+    version: str = "2026-01"
+
+    def __post_init__(self) -> None:
+        if self.free_until < timedelta(0):
+            raise InvalidInput("negative_free_period", "The free change period cannot be negative.")
+
+
+CURRENT_POLICY = ChangePolicy()
+
+
+@dataclass(frozen=True)
+class ChangeVerdict:
+    late: bool
+    counts_as_used: bool
+    policy_version: str
+
+
+def judge_change(
+    policy: ChangePolicy, starts_at: datetime, now: datetime, by: Actor
+) -> ChangeVerdict:
+    """Judge a cancellation or reschedule made at `now` by `by`.
+
+    Only the client's own late change counts as used: a change by the therapist (or a
+    clinician, admin or the system) never counts against the client, though its lateness is
+    still recorded.
+    """
+    starts_at, now = as_utc(starts_at, "session start"), as_utc(now, "current time")
+    if now >= starts_at:
+        raise SessionStarted()
+    late = starts_at - now < policy.free_until
+    return ChangeVerdict(
+        late=late, counts_as_used=late and by == "client", policy_version=policy.version
+    )

@@ -1,0 +1,84 @@
+"""Domain errors of catalog: a stable machine code plus a plain message.
+
+They extend `chassis.errors.DomainError` (code, message, HTTP status hint, `body()`), so the
+service's error handler turns them into responses without a mapping table; the message is
+written for a person and may be shown as is. `field` (when set) names the input at fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chassis.errors import DomainError as _ChassisDomainError
+
+
+class DomainError(_ChassisDomainError):
+    """A catalog rule refused the request."""
+
+    status = 422
+    code = "domain_error"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        extra: dict[str, Any] = {"field": field} if field is not None else {}
+        super().__init__(message, code=code, **extra)
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.extra}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class ProfileInvalid(DomainError):
+    """A profile (after an edit) breaks one or more profile rules.
+
+    `errors` holds one entry per broken rule: `{"field", "code", "message"}`; it is also in
+    the response body.
+    """
+
+    status = 422
+    code = "profile_invalid"
+
+    def __init__(self, errors: list[dict[str, str]]):
+        message = "; ".join(
+            f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors
+        )
+        super().__init__(message or "The profile is not valid")
+        self.errors = errors
+        self.extra["errors"] = errors
+
+
+class ProfileIncomplete(DomainError):
+    """The profile is valid but lacks something needed before publishing."""
+
+    status = 422
+    code = "profile_incomplete"
+
+
+class InvalidTransition(DomainError):
+    """The profile's status does not allow this change."""
+
+    status = 409
+    code = "invalid_transition"
+
+
+class ReviewNotAllowed(DomainError):
+    """The person may not review this course (no completed course, not theirs, ...)."""
+
+    status = 403
+    code = "review_not_allowed"
+
+
+class ReviewConflict(DomainError):
+    """The course has already been reviewed."""
+
+    status = 409
+    code = "already_reviewed"
+
+
+class ReviewInvalid(DomainError):
+    """Rating or text out of bounds."""
+
+    status = 422
+    code = "review_invalid"

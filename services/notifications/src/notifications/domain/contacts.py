@@ -1,0 +1,224 @@
+"""A person's contact settings and the on-call clinician roster (DOMAIN.md, Notifications).
+
+Contact details belong to this service: people set their own; events carry only
+person ids. Validation errors are `PydanticCustomError`s with a stable `type`
+(e.g. `email_invalid`) a frontend can translate, and an English message that
+reads well as is; FastAPI turns them into a 422.
+
+Rules (decisions where DOMAIN.md is silent):
+- An empty or blank e-mail/phone means "not set" (None), so a form can clear it.
+- The in-app inbox is always on: it is where every message is kept and where the
+  frontends read. Asking to turn it off is a validation error, not silently ignored.
+- SMS is opt-in (default off): an SMS shows on a lock screen, which matters for
+  a therapy service. E-mail is on by default.
+- A channel can only be on when its address is set; SMS needs a mobile number.
+- Urgent messages (crisis) go on every channel the person has an address for,
+  whatever the preferences: preferences cannot mute a crisis message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE, LANGUAGES, Language
+
+DEFAULT_PHONE_REGION = "SE"
+Channel = Literal["email", "sms", "in_app"]
+Priority = Literal["urgent", "normal"]
+
+_MOBILE_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+def normalise_email(value: str) -> str:
+    """The normalised address, or PydanticCustomError `email_invalid`."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise PydanticCustomError(
+            "email_invalid",
+            "Enter a valid e-mail address, like name@example.se ({reason})",
+            {"reason": str(exc)},
+        ) from exc
+
+
+def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """The number in E.164 ('070-123 45 67' -> '+46701234567'), or `phone_invalid`."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        raise PydanticCustomError(
+            "phone_invalid",
+            "Enter a valid phone number, like 070-123 45 67 or +46 70 123 45 67",
+        ) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise PydanticCustomError(
+            "phone_invalid",
+            "Enter a valid phone number, like 070-123 45 67 or +46 70 123 45 67",
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_mobile(e164: str) -> bool:
+    return phonenumbers.number_type(phonenumbers.parse(e164)) in _MOBILE_TYPES
+
+
+class ChannelPreferences(BaseModel):
+    """Which channels a person wants for normal messages. The in-app inbox is always on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: bool = True
+    sms: bool = False
+    in_app: bool = True
+
+    @field_validator("in_app")
+    @classmethod
+    def _in_app_always_on(cls, value: bool) -> bool:
+        if not value:
+            raise PydanticCustomError(
+                "in_app_required",
+                "The in-app inbox cannot be turned off: every message is kept there",
+            )
+        return value
+
+
+class ContactSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    person_id: uuid.UUID
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    language: Language = DEFAULT_LANGUAGE
+    time_zone: str = DEFAULT_TIME_ZONE
+    channels: ChannelPreferences = Field(default_factory=ChannelPreferences)
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _email(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return normalise_email(value) if value else None
+        return value
+
+    @field_validator("phone", mode="before")
+    @classmethod
+    def _phone(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return normalise_phone(value) if value else None
+        return value
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language(cls, value: Any) -> Any:
+        code = value.strip().lower() if isinstance(value, str) else value
+        if code not in LANGUAGES:
+            raise PydanticCustomError(
+                "language_unsupported",
+                "Choose a language Samtal writes in: 'sv' (svenska) or 'en' (English)",
+            )
+        return code
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise PydanticCustomError(
+                "time_zone_unknown", "Choose a time zone like Europe/Stockholm"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _channels_need_addresses(self) -> ContactSettings:
+        if self.channels.email and self.email is None:
+            raise PydanticCustomError(
+                "email_required",
+                "Add an e-mail address, or turn e-mail notifications off",
+            )
+        if self.channels.sms:
+            if self.phone is None:
+                raise PydanticCustomError(
+                    "phone_required", "Add a mobile number, or turn SMS notifications off"
+                )
+            if not is_mobile(self.phone):
+                raise PydanticCustomError(
+                    "phone_not_mobile", "SMS needs a mobile number; this one is a landline"
+                )
+        return self
+
+    def channels_for(self, priority: Priority) -> list[Channel]:
+        """Where a message of this priority goes: in-app always; urgent on every address."""
+        channels: list[Channel] = ["in_app"]
+        urgent = priority == "urgent"
+        if self.email is not None and (urgent or self.channels.email):
+            channels.append("email")
+        if self.phone is not None and (urgent or self.channels.sms) and is_mobile(self.phone):
+            channels.append("sms")
+        return channels
+
+
+# --------------------------------------------------------------------------- on call
+
+
+class OnCallShift(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clinician_id: uuid.UUID
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OnCallShift:
+        if self.ends_at <= self.starts_at:
+            raise PydanticCustomError("shift_order", "A shift must end after it starts")
+        return self
+
+    def covers(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+
+class OnCallRoster(BaseModel):
+    """The clinicians who triage escalated intakes (the list comes from settings).
+
+    `shifts` optionally says who is on call when. Whoever's shift covers the moment
+    is on call; when no shift covers it (or none are configured) every clinician on
+    the roster is: an escalation must never alert nobody.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clinician_ids: list[uuid.UUID] = Field(min_length=1)
+    shifts: list[OnCallShift] = Field(default_factory=list)
+
+    @field_validator("clinician_ids")
+    @classmethod
+    def _unique(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _shifts_are_for_roster(self) -> OnCallRoster:
+        unknown = {s.clinician_id for s in self.shifts} - set(self.clinician_ids)
+        if unknown:
+            raise PydanticCustomError(
+                "shift_unknown_clinician", "A shift names a clinician who is not on the roster"
+            )
+        return self
+
+    def on_call(self, at: datetime) -> list[uuid.UUID]:
+        """Clinicians on call at `at`, in roster order, never empty."""
+        covering = {s.clinician_id for s in self.shifts if s.covers(at)}
+        if not covering:
+            return list(self.clinician_ids)
+        return [c for c in self.clinician_ids if c in covering]

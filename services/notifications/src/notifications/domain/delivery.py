@@ -1,0 +1,119 @@
+"""Delivery of one message on one channel: states, retries, order (DOMAIN.md, Notifications).
+
+Failed sends are retried with bounded exponential backoff; what still fails after
+`MAX_ATTEMPTS` is kept as `failed`, visible, and can be re-sent by hand. Jitter
+comes in as an argument (`rng() -> [0, 1)`), so every function here is pure.
+
+    pending --success--> sent
+    pending --failure--> pending (next_attempt_at set) | failed (gave up / permanent)
+    failed  --resend---> pending (attempts start over)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from notifications.domain.contacts import Priority
+
+MAX_ATTEMPTS = 6
+BASE_DELAY = timedelta(seconds=30)
+MAX_DELAY = timedelta(minutes=30)
+# Urgent messages (crisis) retry on a tighter schedule.
+URGENT_BASE_DELAY = timedelta(seconds=5)
+URGENT_MAX_DELAY = timedelta(minutes=2)
+MAX_ERROR_CHARS = 500
+
+Rng = Callable[[], float]
+
+
+class MessageState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+def backoff_delay(attempts: int, rng: Rng, priority: Priority = "normal") -> timedelta:
+    """The wait after `attempts` failed attempts (>= 1): base * 2^(attempts-1), capped,
+    then 'equal jitter' (between half and all of it), so it stays within [cap/2, cap]."""
+    if attempts < 1:
+        raise ValueError("attempts counts failed attempts and starts at 1")
+    base, cap = (
+        (URGENT_BASE_DELAY, URGENT_MAX_DELAY) if priority == "urgent" else (BASE_DELAY, MAX_DELAY)
+    )
+    ceiling = min(cap, base * (2 ** min(attempts - 1, 30)))
+    jitter = min(max(rng(), 0.0), 1.0)
+    return ceiling / 2 + (ceiling / 2) * jitter
+
+
+def should_give_up(attempts: int) -> bool:
+    return attempts >= MAX_ATTEMPTS
+
+
+def next_attempt_at(
+    attempts: int, now: datetime, rng: Rng, priority: Priority = "normal"
+) -> datetime | None:
+    """When to try again after `attempts` failures; None when it is time to give up."""
+    if should_give_up(attempts):
+        return None
+    return now + backoff_delay(attempts, rng, priority)
+
+
+class Delivery(BaseModel):
+    """The delivery state of one message on one channel."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: MessageState = MessageState.PENDING
+    priority: Priority = "normal"
+    attempts: int = Field(default=0, ge=0)
+    due_at: AwareDatetime
+    sent_at: AwareDatetime | None = None
+    last_error: str | None = None
+
+    def is_due(self, now: datetime) -> bool:
+        return self.state is MessageState.PENDING and self.due_at <= now
+
+
+def record_sent(d: Delivery, now: datetime) -> Delivery:
+    if d.state is not MessageState.PENDING:
+        raise InvalidTransition(f"cannot mark a {d.state} message sent")
+    return d.model_copy(
+        update={"state": MessageState.SENT, "attempts": d.attempts + 1, "sent_at": now}
+    )
+
+
+def record_failure(
+    d: Delivery, now: datetime, error: str, rng: Rng, *, permanent: bool = False
+) -> Delivery:
+    """A failed attempt: retry later, or `failed` when attempts run out or it is permanent
+    (e.g. the provider rejected the address)."""
+    if d.state is not MessageState.PENDING:
+        raise InvalidTransition(f"cannot record a failure of a {d.state} message")
+    attempts = d.attempts + 1
+    error = error[:MAX_ERROR_CHARS]
+    retry_at = None if permanent else next_attempt_at(attempts, now, rng, d.priority)
+    if retry_at is None:
+        return d.model_copy(
+            update={"state": MessageState.FAILED, "attempts": attempts, "last_error": error}
+        )
+    return d.model_copy(update={"attempts": attempts, "due_at": retry_at, "last_error": error})
+
+
+def resend(d: Delivery, now: datetime) -> Delivery:
+    """A person re-sends a failed message: pending again, due now, attempts start over."""
+    if d.state is not MessageState.FAILED:
+        raise InvalidTransition(f"only a failed message can be re-sent, not a {d.state} one")
+    return d.model_copy(update={"state": MessageState.PENDING, "attempts": 0, "due_at": now})
+
+
+def dispatch_order(priority: Priority, due_at: datetime) -> tuple[int, datetime]:
+    """Sort key for due messages: urgent before anything queued, then oldest first."""
+    return (0 if priority == "urgent" else 1, due_at)

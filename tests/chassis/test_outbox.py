@@ -1,0 +1,207 @@
+"""The transactional outbox and its relay, against the real Postgres and broker."""
+
+import asyncio
+import uuid
+from collections import defaultdict
+
+import asyncpg
+
+from chassis import db, outbox
+from chassis.app import build
+from chassis.infra import start_embedded_kafka
+from chassis.outbox import OutboxRelay
+from chassis.testing.kafka import TopicProbe
+from contracts import REGISTRY
+from contracts.events import ReviewPublished
+from tests.chassis.ledger import LEDGER, review
+
+TOPIC = REGISTRY.topic(ReviewPublished)
+
+
+async def write(pool: asyncpg.Pool, events: list[ReviewPublished]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for event in events:
+            await outbox.add(conn, event)
+
+
+def mine(probe: TopicProbe, events: list[ReviewPublished]) -> list:
+    """This test's envelopes (the session's outbox may still hold an earlier test's rows)."""
+    ids = {e.review_id for e in events}
+    return [e for e in probe.envelopes("ReviewPublished") if e.payload.review_id in ids]
+
+
+def per_key_sequences(probe: TopicProbe, events: list[ReviewPublished]) -> dict[str, list[int]]:
+    seen: dict[str, list[int]] = defaultdict(list)
+    for envelope in mine(probe, events):
+        seen[envelope.key].append(envelope.payload.rating_count)
+    return seen
+
+
+def keyed_events(keys: int, per_key: int) -> list[ReviewPublished]:
+    therapists = [uuid.uuid4() for _ in range(keys)]
+    return [
+        review(therapist_id=t, rating_count=n) for n in range(1, per_key + 1) for t in therapists
+    ]
+
+
+async def unsent(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("select count(*) from outbox where sent_at is null")
+
+
+async def test_events_commit_with_the_change_or_not_at_all(migrated) -> None:
+    settings = await migrated(LEDGER)
+    pool = await db.create_pool(settings)
+    try:
+        before = await pool.fetchval("select count(*) from outbox")
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await outbox.add(conn, review())
+                raise RuntimeError("the change failed")
+        except RuntimeError:
+            pass
+        assert await pool.fetchval("select count(*) from outbox") == before
+        await write(pool, [review()])
+        assert await pool.fetchval("select count(*) from outbox") == before + 1
+    finally:
+        await pool.close()
+
+
+async def test_the_relay_publishes_in_order_per_key_and_marks_sent(
+    migrated, kafka_bootstrap
+) -> None:
+    settings = await migrated(LEDGER)
+    pool = await db.create_pool(settings)
+    relay = OutboxRelay(settings, pool)
+    events = keyed_events(keys=4, per_key=25)
+    async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+        await write(pool, events)
+        relay.start()
+        await probe.wait_for(lambda p: len(mine(p, events)) >= len(events))
+        await relay.stop()
+    sequences = per_key_sequences(probe, events)
+    assert len(sequences) == 4
+    assert all(seq == list(range(1, 26)) for seq in sequences.values())
+    ids = [e.payload.review_id for e in mine(probe, events)]
+    assert len(ids) == len(set(ids))
+    assert await unsent(pool) == 0
+    await pool.close()
+
+
+async def test_sent_rows_are_cleaned_after_the_retention(migrated) -> None:
+    settings = await migrated(LEDGER, outbox_retention_hours=1)
+    pool = await db.create_pool(settings)
+    await write(pool, [review(), review()])
+    await pool.execute(
+        "update outbox set sent_at = now() - interval '2 hours' where sent_at is null"
+    )
+    await write(pool, [review()])
+    await pool.execute("update outbox set sent_at = now() where sent_at is null")
+    relay = OutboxRelay(settings, pool)
+    assert await relay.clean_up() >= 2
+    assert (
+        await pool.fetchval("select count(*) from outbox where sent_at < now() - interval '1 hour'")
+        == 0
+    )
+    assert await pool.fetchval("select count(*) from outbox") >= 1
+    await pool.close()
+
+
+async def test_a_crash_between_publish_and_mark_republishes_and_the_inbox_applies_once(
+    migrated, kafka_bootstrap, serve
+) -> None:
+    settings = await migrated(LEDGER)
+    pool = await db.create_pool(settings)
+    events = [review() for _ in range(5)]
+
+    crashing = OutboxRelay(settings, pool)
+
+    async def crash(_ids) -> None:
+        raise asyncio.CancelledError("the relay process died")
+
+    crashing.after_publish = crash
+    async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+        await write(pool, events)
+        task = crashing.start()
+        await probe.wait_for(lambda p: len(mine(p, events)) >= 5)
+        try:
+            await asyncio.wait_for(task, 5)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
+        assert await unsent(pool) >= 5  # published, never marked
+
+        async with serve(build(LEDGER, settings, "worker")):  # a fresh relay and the consumer
+            await probe.wait_for(lambda p: len(mine(p, events)) >= 10)
+            for _ in range(200):
+                if (
+                    await pool.fetchval(
+                        "select count(*) from entries where therapist_id = any($1::uuid[])",
+                        [e.therapist_id for e in events],
+                    )
+                    == 5
+                    and await unsent(pool) == 0
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            await probe.quiet(0.5)
+        applied = await pool.fetchval(
+            "select count(*) from entries where therapist_id = any($1::uuid[])",
+            [e.therapist_id for e in events],
+        )
+    assert len(mine(probe, events)) >= 10  # every event went out twice
+    assert applied == 5  # and took effect once
+    assert await unsent(pool) == 0
+    await pool.close()
+
+
+async def test_nothing_is_lost_while_the_broker_is_down(migrated) -> None:
+    broker = start_embedded_kafka()
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    settings = await migrated(LEDGER, kafka_bootstrap=broker.bootstrap)
+    pool = await db.create_pool(settings)
+    relay = OutboxRelay(settings, pool)
+    relay.start()
+    events = keyed_events(keys=3, per_key=10)
+    try:
+        broker.stop()  # the broker goes away; the service keeps writing
+        await write(pool, events[:15])
+        await asyncio.sleep(1.5)
+        await write(pool, events[15:])
+        assert await unsent(pool) == len(events)
+        broker = start_embedded_kafka(port=port)  # back, on the same address
+        async with TopicProbe(broker.bootstrap, [settings.topic(TOPIC)]) as probe:
+            await probe.wait_for(lambda p: len(mine(p, events)) >= len(events), timeout=40)
+        sequences = per_key_sequences(probe, events)
+        assert sorted(len(s) for s in sequences.values()) == [10, 10, 10]
+        assert all(s == list(range(1, 11)) for s in sequences.values())
+        assert await unsent(pool) == 0
+    finally:
+        await relay.stop()
+        await pool.close()
+        broker.stop()
+
+
+async def test_two_relays_keep_order_and_publish_once(migrated, kafka_bootstrap) -> None:
+    settings = await migrated(LEDGER)
+    pool = await db.create_pool(settings)
+    relays = [OutboxRelay(settings, pool), OutboxRelay(settings, pool)]
+    for relay in relays:
+        relay.start()
+    events = keyed_events(keys=5, per_key=40)
+    try:
+        async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+            # One writer per key, all at once; each key's events written in order.
+            by_key: dict = defaultdict(list)
+            for event in events:
+                by_key[event.therapist_id].append(event)
+            for n in range(40):
+                await asyncio.gather(*(write(pool, [by_key[k][n]]) for k in by_key))
+            await probe.wait_for(lambda p: len(mine(p, events)) >= len(events))
+            await probe.quiet(1.0)
+            assert sum(r.is_leader for r in relays) == 1
+        ids = [e.event_id for e in mine(probe, events)]
+        assert len(ids) == len(set(ids)) == len(events)
+        assert all(s == list(range(1, 41)) for s in per_key_sequences(probe, events).values())
+    finally:
+        for relay in relays:
+            await relay.stop()
+        await pool.close()

@@ -210,8 +210,6 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     async def connect(b: KafkaBroker) -> None:
         await _bounded("Kafka", b.start(), settings.startup_timeout_s)
 
-    if process == "worker" and definition.consumers is not None:
-        definition.consumers.subscribe(broker, settings, lambda: _pool(runtime))
     asgi = FastStreamAPI(
         broker,
         application=app,
@@ -221,6 +219,9 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
         safe_connection=True,
         connection_hook=connect,
     )
+    # Subscribed after the wrap (FastStreamAPI's own wrapper would hide the raw message).
+    if process == "worker" and definition.consumers is not None:
+        definition.consumers.subscribe(broker, settings, lambda: _pool(runtime))
     return asgi
 
 

@@ -97,3 +97,24 @@ class TopicProbe:
     async def quiet(self, seconds: float = 1.0) -> None:
         """Let late records arrive (for asserting that something did NOT happen)."""
         await asyncio.sleep(seconds)
+
+
+async def publish(bootstrap: str, topic_prefix: str, *events: Any) -> list[Envelope[Any]]:
+    """Put events (payloads or envelopes) on their registry topics, as another service would."""
+    from aiokafka import AIOKafkaProducer
+
+    from contracts import REGISTRY
+
+    envelopes = [e if isinstance(e, Envelope) else Envelope.wrap(e) for e in events]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(
+                topic_prefix + REGISTRY.topic(envelope.event_type),
+                envelope.to_bytes(),
+                key=envelope.key.encode(),
+            )
+    finally:
+        await producer.stop()
+    return envelopes

@@ -293,6 +293,8 @@ class SessionCancelled(_CourseEvent):
     cancelled_by: Actor
     late: bool
     counts_as_used: bool
+    ends_at: AwareDatetime | None = None
+    number: int | None = Field(default=None, ge=1)
 
 
 class SessionRescheduled(_CourseEvent):
@@ -312,6 +314,7 @@ class SessionRescheduled(_CourseEvent):
     rescheduled_by: Actor
     late: bool
     counts_as_used: bool
+    number: int | None = Field(default=None, ge=1)
 
 
 class SessionAttended(_CourseEvent):

@@ -32,6 +32,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 from chassis import db, observability
 from chassis.consumer import EventConsumers
 from chassis.errors import DomainError
+from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
 
@@ -111,7 +112,15 @@ def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(service, request.method, path, response.status_code).inc()
-        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        HTTP_LATENCY.labels(service, request.method, path).observe(elapsed)
+        log.info(
+            "request handled",
+            method=request.method,
+            route=path,
+            status=response.status_code,
+            ms=round(elapsed * 1000, 1),
+        )
         response.headers["x-request-id"] = request_id
         response.headers["x-correlation-id"] = correlation_id
         return response
@@ -203,12 +212,23 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     app.state.settings = settings
     app.state.runtime = runtime
     _install_http_basics(app, runtime)
+    if settings.otlp_endpoint:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app)
     if process == "api":
         for router in definition.routers:
             app.include_router(router)
 
     async def connect(b: KafkaBroker) -> None:
-        await _bounded("Kafka", b.start(), settings.startup_timeout_s)
+        # Bounded: reaching the broker. Not bounded: joining consumer groups, which after a
+        # restart may wait for the previous member's session to expire.
+        if not await kafka_answers(settings.kafka_bootstrap, settings.startup_timeout_s):
+            raise RuntimeError(
+                f"Kafka at {settings.kafka_bootstrap} did not answer within "
+                f"{settings.startup_timeout_s:g}s"
+            )
+        await b.start()
 
     asgi = FastStreamAPI(
         broker,

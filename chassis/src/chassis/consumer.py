@@ -149,8 +149,7 @@ class _Runner:
                     if first:
                         await self.spec.func(envelope, conn)
                 self._count("handled" if first else "duplicate")
-                if not first:
-                    log.info("duplicate event ignored")
+                log.info("event handled" if first else "duplicate event ignored", attempt=attempt)
                 return
             except PermanentError as exc:
                 await self.dead_letter(message, f"rejected: {exc}", attempts=attempt)

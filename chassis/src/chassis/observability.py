@@ -57,11 +57,23 @@ def trace_headers() -> dict[str, str]:
 _tracing_configured = False
 
 
+def flush_traces(shutdown: bool = False) -> None:
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "force_flush"):
+        provider.force_flush()
+    if shutdown and hasattr(provider, "shutdown"):
+        provider.shutdown()
+
+
 def configure_tracing(settings: ServiceSettings) -> bool:
     """Export spans over OTLP only when an endpoint is configured."""
     global _tracing_configured
-    if not settings.otlp_endpoint or _tracing_configured:
-        return _tracing_configured
+    if not settings.otlp_endpoint:
+        return False
+    if _tracing_configured:
+        return True
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor

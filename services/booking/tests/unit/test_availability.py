@@ -13,6 +13,7 @@ from booking.domain.availability import (
     Slot,
     alternatives,
     check_bookable,
+    first_free_slots,
     free_slots,
     is_bookable,
 )
@@ -351,3 +352,12 @@ def test_free_slots_agree_with_is_bookable(
             assert slot.ends_at + timedelta(minutes=buffer) <= start or (
                 slot.starts_at >= end + timedelta(minutes=buffer)
             )
+
+
+def test_first_free_slots_are_the_start_of_free_slots() -> None:
+    r = rules("09:00-12:00,13:00-17:00", buffer_minutes=15)
+    busy = [(local(2026, 2, 2, 10), local(2026, 2, 2, 11))]
+    every = free_slots(r, 50, busy, MONDAY_NOW)
+    assert first_free_slots(r, 50, busy, MONDAY_NOW, limit=400) == every[:400]
+    assert first_free_slots(r, 50, busy, MONDAY_NOW, limit=0) == []
+    assert len(every) > 400

@@ -175,10 +175,13 @@ def test_free_reschedule_keeps_the_session() -> None:
 
 def test_late_reschedule_by_client_leaves_a_late_cancellation() -> None:
     course, sids = booked(new_course("IPT"), 2)
-    new_id = uuid.uuid4()
-    course, moved = reschedule_session(course, sids[1], FIRST + timedelta(days=9), LATE, new_id)
-    assert course.session(sids[1]).status == "late_cancelled"
-    assert (moved.session_id, moved.number) == (new_id, 3)
+    left_behind = uuid.uuid4()
+    new_time = FIRST + timedelta(days=9)
+    course, moved = reschedule_session(course, sids[1], new_time, LATE, left_behind)
+    missed = course.session(left_behind)
+    assert (missed.status, missed.number, missed.starts_at) == ("late_cancelled", 2, FIRST + timedelta(weeks=1))
+    assert (moved.session_id, moved.number, moved.starts_at) == (sids[1], 3, new_time)
+    assert course.session(sids[1]).status == "booked" and len(course.sessions) == 3
 
 
 def test_only_booked_sessions_change() -> None:

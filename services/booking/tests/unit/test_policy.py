@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from booking.domain.errors import InvalidInput, SessionStarted
-from booking.domain.policy import CURRENT_POLICY, ChangePolicy, ChangeVerdict, judge_change
+from booking.domain.policy import (
+    CURRENT_POLICY,
+    ChangePolicy,
+    ChangeVerdict,
+    judge_change,
+    judge_ending,
+    policy_in_force,
+)
 
 START = datetime(2026, 3, 30, 9, tzinfo=UTC)
 
@@ -60,3 +67,20 @@ def test_naive_times_and_negative_period_are_refused() -> None:
         judge_change(CURRENT_POLICY, datetime(2026, 3, 30, 9), START, "client")
     with pytest.raises(InvalidInput):
         ChangePolicy(free_until=timedelta(hours=-1))
+
+
+@pytest.mark.parametrize(
+    ("before_start", "late"),
+    [(timedelta(days=2), False), (timedelta(hours=2), True), (-timedelta(hours=1), True)],
+)
+def test_a_course_ending_never_counts_against_the_client(
+    before_start: timedelta, late: bool
+) -> None:
+    verdict = judge_ending(CURRENT_POLICY, START, START - before_start)
+    assert verdict == ChangeVerdict(late=late, counts_as_used=False, policy_version="2026-01")
+
+
+def test_bookings_are_judged_by_the_policy_they_were_made_under() -> None:
+    assert policy_in_force("2026-01") is CURRENT_POLICY
+    with pytest.raises(KeyError):
+        policy_in_force("1999-01")

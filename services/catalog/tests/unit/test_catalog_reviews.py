@@ -51,7 +51,13 @@ def test_a_completed_course_may_be_reviewed_once() -> None:
             "no_review_right",
             "once your course with them has completed",
         ),
-        ({"client": uuid.uuid4()}, ReviewNotAllowed, "not_your_course", "course you took yourself"),
+        # Somebody else's course answers exactly like an unknown one (privacy).
+        (
+            {"client": uuid.uuid4()},
+            ReviewNotAllowed,
+            "no_review_right",
+            "once your course with them has completed",
+        ),
         ({"therapist": uuid.uuid4()}, ReviewNotAllowed, "other_therapist", "another therapist"),
         (
             {"existing": True},
@@ -74,6 +80,16 @@ def test_each_review_rule_refuses_with_its_own_code(
         check(**kwargs)  # type: ignore[arg-type]
     assert info.value.code == code
     assert message in info.value.message
+
+
+def test_unknown_and_somebody_elses_course_answer_alike_with_404() -> None:
+    refusals = []
+    for kwargs in ({"right": None}, {"client": uuid.uuid4()}):
+        with pytest.raises(ReviewNotAllowed) as info:
+            check(**kwargs)  # type: ignore[arg-type]
+        refusals.append((info.value.status, info.value.code, info.value.message))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][0] == 404
 
 
 def test_bounds_are_inclusive() -> None:

@@ -44,6 +44,13 @@ def test_all_filters_parse_from_query_strings() -> None:
     assert SearchQuery.model_validate({"focus_area": "stress"}).focus_area == "stress"
 
 
+def test_short_names_from_the_public_url() -> None:
+    query = SearchQuery.model_validate({"area": "grief", "accepting": "false"})
+    assert query.focus_area == "grief"
+    assert query.accepting_new_clients is False
+    assert "area" in refused(area="sleep")
+
+
 def test_blank_filters_mean_no_filter() -> None:
     query = SearchQuery.model_validate({"method": "", "city": " ", "language": ""})
     assert (query.method, query.city, query.language) == (None, None, None)

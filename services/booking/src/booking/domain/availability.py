@@ -275,6 +275,18 @@ def free_slots(
     return list(_scan(rules, session_minutes, busy, now, step_minutes))
 
 
+def first_free_slots(
+    rules: AvailabilityRules,
+    session_minutes: int,
+    busy: Iterable[Busy],
+    now: datetime,
+    limit: int,
+    step_minutes: int = DEFAULT_STEP_MINUTES,
+) -> list[Slot]:
+    """The earliest `limit` free slots, without computing the rest of the horizon."""
+    return list(itertools.islice(_scan(rules, session_minutes, busy, now, step_minutes), limit))
+
+
 def check_bookable(
     rules: AvailabilityRules,
     session_minutes: int,

@@ -176,18 +176,22 @@ def reschedule_session(
     session_id: uuid.UUID,
     new_starts_at: datetime,
     verdict: ChangeVerdict,
-    new_session_id: uuid.UUID,
+    left_behind_id: uuid.UUID,
 ) -> tuple[Course, CourseSession]:
     """Move a session. A free move keeps the session and its number; a move that counts as
-    used leaves a late cancellation behind and books `new_session_id` at the next place."""
+    used leaves a late cancellation behind (recorded as `left_behind_id`, at the old time and
+    number) and the moved session takes the next place. Either way the moved session keeps
+    its id: calendars and reminders follow the appointment."""
     _require_active(course)
     session = _booked(course, session_id)
     new_starts_at = as_utc(new_starts_at, "new start")
     if not verdict.counts_as_used:
         moved = replace(session, starts_at=new_starts_at)
         return _put(course, moved), moved
-    course = _put(course, replace(session, status="late_cancelled"))
-    return book_session(course, new_session_id, new_starts_at)
+    left_behind = replace(session, session_id=left_behind_id, status="late_cancelled")
+    others = tuple(s for s in course.sessions if s.session_id != session_id)
+    course = replace(course, sessions=(*others, left_behind))
+    return book_session(course, session_id, new_starts_at)
 
 
 def record_attendance(

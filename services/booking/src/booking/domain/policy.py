@@ -28,6 +28,13 @@ class ChangePolicy:
 
 
 CURRENT_POLICY = ChangePolicy()
+# Every version ever in force: a booking is judged by the one it was made under.
+POLICIES: dict[str, ChangePolicy] = {CURRENT_POLICY.version: CURRENT_POLICY}
+
+
+def policy_in_force(version: str) -> ChangePolicy:
+    """The policy a booking was made under (an unknown version is a bug, not a user error)."""
+    return POLICIES[version]
 
 
 @dataclass(frozen=True)
@@ -52,4 +59,15 @@ def judge_change(
     late = starts_at - now < policy.free_until
     return ChangeVerdict(
         late=late, counts_as_used=late and by == "client", policy_version=policy.version
+    )
+
+
+def judge_ending(policy: ChangePolicy, starts_at: datetime, now: datetime) -> ChangeVerdict:
+    """A session cancelled because its course ended (early, or by a switch of therapist):
+    never counted against the client; late when inside the free period or already begun."""
+    starts_at, now = as_utc(starts_at, "session start"), as_utc(now, "current time")
+    return ChangeVerdict(
+        late=starts_at - now < policy.free_until,
+        counts_as_used=False,
+        policy_version=policy.version,
     )

@@ -70,6 +70,17 @@ class ReviewNotAllowed(DomainError):
     code = "review_not_allowed"
 
 
+class NoReviewRight(ReviewNotAllowed):
+    """No completed course of this client has that id.
+
+    Answered 404 alike whether the course is unknown, not completed or somebody else's: the
+    answer must not tell a client that another person's course exists (DOMAIN.md, Privacy).
+    """
+
+    status = 404
+    code = "no_review_right"
+
+
 class ReviewConflict(DomainError):
     """The course has already been reviewed."""
 

@@ -20,14 +20,16 @@ from contracts.events import CourseCompleted, ReviewPublished
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from catalog.domain.errors import ReviewConflict, ReviewInvalid, ReviewNotAllowed
+from catalog.domain.errors import NoReviewRight, ReviewConflict, ReviewInvalid, ReviewNotAllowed
 from catalog.domain.values import text as bounded_text
 
 RATING_MIN, RATING_MAX = 1, 5
 REVIEW_TEXT_MAX = 2000
 
-MSG_NO_RIGHT = "You can review a therapist once your course with them has completed"
-MSG_NOT_YOUR_COURSE = "You can only review a course you took yourself"
+MSG_NO_RIGHT = (
+    "No completed course of yours has this id: you can review a therapist once your course "
+    "with them has completed"
+)
 MSG_OTHER_THERAPIST = "This course was with another therapist; review the therapist you saw"
 MSG_ALREADY_REVIEWED = "You have already reviewed this course"
 MSG_RATING = f"Rating must be a whole number of stars from {RATING_MIN} to {RATING_MAX}"
@@ -90,13 +92,12 @@ def check_review(
     """Check a review against every rule, in order; raise the first that breaks.
 
     `right` is the `ReviewRight` of the course being reviewed (None: no completed course
-    known). Codes: no_review_right, not_your_course, other_therapist (403),
-    already_reviewed (409), rating_out_of_range, review_text_empty, review_text_too_long (422).
+    known). Codes: no_review_right (404: unknown and somebody else's course answer alike),
+    other_therapist (403), already_reviewed (409), rating_out_of_range, review_text_empty,
+    review_text_too_long (422).
     """
-    if right is None:
-        raise ReviewNotAllowed(MSG_NO_RIGHT, code="no_review_right")
-    if right.client_id != client_id:
-        raise ReviewNotAllowed(MSG_NOT_YOUR_COURSE, code="not_your_course")
+    if right is None or right.client_id != client_id:
+        raise NoReviewRight(MSG_NO_RIGHT)
     if right.therapist_id != therapist_id:
         raise ReviewNotAllowed(MSG_OTHER_THERAPIST, code="other_therapist")
     if existing_review_for_course:

@@ -1,8 +1,9 @@
 """The public browse/search query over published therapists, validated.
 
-Filters are optional and combine with AND. `focus_area` also accepts the name `problem`
-(an IPT problem area is a focus area). Sort `rating`: highest average first, unrated
-last, then by name; sort `name`: by display name. Paging: page >= 1, page size 1..50.
+Filters are optional and combine with AND. `focus_area` also accepts the names `area` and
+`problem` (an IPT problem area is a focus area); `accepting_new_clients` also `accepting`.
+Sort `rating`: highest average first, unrated last, then by name; sort `name`: by display
+name. Paging: page >= 1, page size 1..50.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ PAGE_SIZE_MAX = 50
 CITY_MAX = 60
 
 SortOrder = Literal["rating", "name"]
+# Other names a query string may use for a filter.
+ALIASES = ("area", "problem", "accepting")
 
 
 def _whole(label: str, value: Any, handler: Any, low: int, high: int | None) -> int:
@@ -57,13 +60,15 @@ class SearchQuery(BaseModel):
 
     method: Annotated[MethodField | None, BlankIsNone] = None
     focus_area: Annotated[FocusField | None, BlankIsNone] = Field(
-        default=None, validation_alias=AliasChoices("focus_area", "problem")
+        default=None, validation_alias=AliasChoices("focus_area", "area", "problem")
     )
     language: Annotated[Language | None, BlankIsNone] = None
     mode: Annotated[ModeField | None, BlankIsNone] = None
     city: Annotated[str | None, BlankIsNone] = None
     age_group: Annotated[AgeGroupField | None, BlankIsNone] = None
-    accepting_new_clients: bool | None = None
+    accepting_new_clients: bool | None = Field(
+        default=None, validation_alias=AliasChoices("accepting_new_clients", "accepting")
+    )
     sort: Annotated[SortOrder, friendly_choice("Sort", get_args(SortOrder))] = "rating"
     page: int = 1
     page_size: int = PAGE_SIZE_DEFAULT
@@ -72,7 +77,7 @@ class SearchQuery(BaseModel):
     @classmethod
     def _known_filters(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            known = {*cls.model_fields, "problem"}
+            known = {*cls.model_fields, *ALIASES}
             unknown = sorted(str(k) for k in data if k not in known)
             if unknown:
                 raise PydanticCustomError(

@@ -11,6 +11,7 @@ from typing import Literal
 
 from contracts.events import MatchReason, RelaxedPreference, WaitlistReason
 
+from matching.domain.lifecycle import IntakeStatus
 from matching.domain.matcher import CLIENT_TIME_ZONE, ChoiceProblem, Match, Waitlist
 
 Lang = Literal["sv", "en"]
@@ -164,6 +165,34 @@ _CHOICE: dict[ChoiceProblem, tuple[str, str]] = {
 }
 
 
+_STATUS: dict[IntakeStatus, tuple[str, str]] = {
+    "matching": (
+        "Vi letar efter en terapeut som passar dig.",
+        "We are looking for a therapist who suits you.",
+    ),
+    "awaiting_triage": (
+        "En behandlare går igenom din anmälan innan vi går vidare.",
+        "A clinician is reviewing your intake before we go on.",
+    ),
+    "referred_elsewhere": (
+        "En behandlare har bedömt att du får bäst hjälp någon annanstans och hör av sig.",
+        "A clinician judged that you are best helped elsewhere and will be in touch.",
+    ),
+    "waitlisted": (
+        "Du står i kö; du får en terapeut så snart någon som passar har plats.",
+        "You are on the waiting list; you get a therapist as soon as a suitable one has room.",
+    ),
+    "awaiting_approval": (
+        "Vi har föreslagit en terapeut; en behandlare godkänner förslaget innan du kan boka.",
+        "We have proposed a therapist; a clinician approves the proposal before you can book.",
+    ),
+    "matched": (
+        "Du har fått en terapeut och kan boka din första tid.",
+        "You have a therapist and can book your first session.",
+    ),
+}
+
+
 def _pick(pair: tuple[str, str], lang: Lang) -> str:
     return pair[0] if lang == "sv" else pair[1]
 
@@ -214,6 +243,10 @@ def explain_waitlist(code: WaitlistReason, lang: Lang) -> str:
 
 def explain_choice_problem(code: ChoiceProblem, lang: Lang) -> str:
     return _pick(_CHOICE[code], lang)
+
+
+def explain_status(status: IntakeStatus, lang: Lang) -> str:
+    return _pick(_STATUS[status], lang)
 
 
 def explain_match(result: Match, lang: Lang) -> list[str]:

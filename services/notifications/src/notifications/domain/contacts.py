@@ -92,10 +92,11 @@ class ChannelPreferences(BaseModel):
         return value
 
 
-class ContactSettings(BaseModel):
+class ContactDetails(BaseModel):
+    """What a person sets about themselves (the body of PUT /contacts/me)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    person_id: uuid.UUID
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
     language: Language = DEFAULT_LANGUAGE
@@ -141,7 +142,7 @@ class ContactSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _channels_need_addresses(self) -> ContactSettings:
+    def _channels_need_addresses(self) -> ContactDetails:
         if self.channels.email and self.email is None:
             raise PydanticCustomError(
                 "email_required",
@@ -167,6 +168,12 @@ class ContactSettings(BaseModel):
         if self.phone is not None and (urgent or self.channels.sms) and is_mobile(self.phone):
             channels.append("sms")
         return channels
+
+
+class ContactSettings(ContactDetails):
+    """A person's contact details, with whose they are."""
+
+    person_id: uuid.UUID
 
 
 # --------------------------------------------------------------------------- on call

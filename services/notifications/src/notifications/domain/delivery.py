@@ -12,6 +12,7 @@ comes in as an argument (`rng() -> [0, 1)`), so every function here is pure.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -40,30 +41,52 @@ class InvalidTransition(ValueError):
     pass
 
 
-def backoff_delay(attempts: int, rng: Rng, priority: Priority = "normal") -> timedelta:
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a failed send is tried again (settings may tune it)."""
+
+    max_attempts: int = MAX_ATTEMPTS
+    base_delay: timedelta = BASE_DELAY
+    max_delay: timedelta = MAX_DELAY
+    urgent_base_delay: timedelta = URGENT_BASE_DELAY
+    urgent_max_delay: timedelta = URGENT_MAX_DELAY
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def backoff_delay(
+    attempts: int, rng: Rng, priority: Priority = "normal", policy: RetryPolicy = DEFAULT_POLICY
+) -> timedelta:
     """The wait after `attempts` failed attempts (>= 1): base * 2^(attempts-1), capped,
     then 'equal jitter' (between half and all of it), so it stays within [cap/2, cap]."""
     if attempts < 1:
         raise ValueError("attempts counts failed attempts and starts at 1")
     base, cap = (
-        (URGENT_BASE_DELAY, URGENT_MAX_DELAY) if priority == "urgent" else (BASE_DELAY, MAX_DELAY)
+        (policy.urgent_base_delay, policy.urgent_max_delay)
+        if priority == "urgent"
+        else (policy.base_delay, policy.max_delay)
     )
     ceiling = min(cap, base * (2 ** min(attempts - 1, 30)))
     jitter = min(max(rng(), 0.0), 1.0)
     return ceiling / 2 + (ceiling / 2) * jitter
 
 
-def should_give_up(attempts: int) -> bool:
-    return attempts >= MAX_ATTEMPTS
+def should_give_up(attempts: int, policy: RetryPolicy = DEFAULT_POLICY) -> bool:
+    return attempts >= policy.max_attempts
 
 
 def next_attempt_at(
-    attempts: int, now: datetime, rng: Rng, priority: Priority = "normal"
+    attempts: int,
+    now: datetime,
+    rng: Rng,
+    priority: Priority = "normal",
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> datetime | None:
     """When to try again after `attempts` failures; None when it is time to give up."""
-    if should_give_up(attempts):
+    if should_give_up(attempts, policy):
         return None
-    return now + backoff_delay(attempts, rng, priority)
+    return now + backoff_delay(attempts, rng, priority, policy)
 
 
 class Delivery(BaseModel):
@@ -91,7 +114,13 @@ def record_sent(d: Delivery, now: datetime) -> Delivery:
 
 
 def record_failure(
-    d: Delivery, now: datetime, error: str, rng: Rng, *, permanent: bool = False
+    d: Delivery,
+    now: datetime,
+    error: str,
+    rng: Rng,
+    *,
+    permanent: bool = False,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> Delivery:
     """A failed attempt: retry later, or `failed` when attempts run out or it is permanent
     (e.g. the provider rejected the address)."""
@@ -99,7 +128,7 @@ def record_failure(
         raise InvalidTransition(f"cannot record a failure of a {d.state} message")
     attempts = d.attempts + 1
     error = error[:MAX_ERROR_CHARS]
-    retry_at = None if permanent else next_attempt_at(attempts, now, rng, d.priority)
+    retry_at = None if permanent else next_attempt_at(attempts, now, rng, d.priority, policy)
     if retry_at is None:
         return d.model_copy(
             update={"state": MessageState.FAILED, "attempts": attempts, "last_error": error}

@@ -51,6 +51,7 @@ from notifications.domain.calendar import (
     session_calendar,
 )
 from notifications.domain.contacts import OnCallRoster, Priority
+from notifications.domain.words import parse_time
 
 RecipientRole = Literal["client", "therapist", "clinician"]
 
@@ -252,7 +253,7 @@ def _ics(
 # --------------------------------------------------------------------------- per event
 
 
-def _intake_submitted(p: _Planner, e: IntakeSubmitted, roster: OnCallRoster) -> None:
+def _intake_submitted(p: _Planner, e: IntakeSubmitted, roster: OnCallRoster | None) -> None:
     p.add(
         e.client_id,
         "client",
@@ -266,7 +267,7 @@ def _intake_submitted(p: _Planner, e: IntakeSubmitted, roster: OnCallRoster) -> 
     )
 
 
-def _intake_escalated(p: _Planner, e: IntakeEscalated, roster: OnCallRoster) -> None:
+def _intake_escalated(p: _Planner, e: IntakeEscalated, roster: OnCallRoster | None) -> None:
     p.add(
         e.client_id,
         "client",
@@ -274,7 +275,9 @@ def _intake_escalated(p: _Planner, e: IntakeEscalated, roster: OnCallRoster) -> 
         {"intake_id": str(e.intake_id)},
         priority="urgent",
     )
-    for clinician_id in roster.on_call(p.now):
+    # No roster configured: the client still gets the crisis information (the worker
+    # logs the missing roster loudly at start).
+    for clinician_id in roster.on_call(p.now) if roster else []:
         p.add(
             clinician_id,
             "clinician",
@@ -288,7 +291,7 @@ def _intake_escalated(p: _Planner, e: IntakeEscalated, roster: OnCallRoster) -> 
         )
 
 
-def _intake_triaged(p: _Planner, e: IntakeTriaged, roster: OnCallRoster) -> None:
+def _intake_triaged(p: _Planner, e: IntakeTriaged, roster: OnCallRoster | None) -> None:
     p.add(
         e.client_id,
         "client",
@@ -297,7 +300,7 @@ def _intake_triaged(p: _Planner, e: IntakeTriaged, roster: OnCallRoster) -> None
     )
 
 
-def _therapist_matched(p: _Planner, e: TherapistMatched, roster: OnCallRoster) -> None:
+def _therapist_matched(p: _Planner, e: TherapistMatched, roster: OnCallRoster | None) -> None:
     p.add(
         e.client_id,
         "client",
@@ -329,7 +332,7 @@ def _therapist_matched(p: _Planner, e: TherapistMatched, roster: OnCallRoster) -
     )
 
 
-def _intake_waitlisted(p: _Planner, e: IntakeWaitlisted, roster: OnCallRoster) -> None:
+def _intake_waitlisted(p: _Planner, e: IntakeWaitlisted, roster: OnCallRoster | None) -> None:
     p.add(
         e.client_id,
         "client",
@@ -338,7 +341,7 @@ def _intake_waitlisted(p: _Planner, e: IntakeWaitlisted, roster: OnCallRoster) -
     )
 
 
-def _match_approved(p: _Planner, e: MatchApproved, roster: OnCallRoster) -> None:
+def _match_approved(p: _Planner, e: MatchApproved, roster: OnCallRoster | None) -> None:
     context = {
         "match_id": str(e.match_id),
         "client_id": str(e.client_id),
@@ -362,7 +365,7 @@ def _session_context(e: SessionBooked | SessionRescheduled, number: int | None) 
     }
 
 
-def _session_booked(p: _Planner, e: SessionBooked, roster: OnCallRoster) -> None:
+def _session_booked(p: _Planner, e: SessionBooked, roster: OnCallRoster | None) -> None:
     context = _session_context(e, e.number)
     ics = _ics(
         session_id=e.session_id,
@@ -388,14 +391,15 @@ def _session_booked(p: _Planner, e: SessionBooked, roster: OnCallRoster) -> None
     )
 
 
-def _session_cancelled(p: _Planner, e: SessionCancelled, roster: OnCallRoster) -> None:
+def _session_cancelled(p: _Planner, e: SessionCancelled, roster: OnCallRoster | None) -> None:
     ics = _ics(
         session_id=e.session_id,
         starts_at=e.starts_at,
-        ends_at=None,
+        ends_at=e.ends_at,
         stamp=p.occurred_at,
         sequence=sequence_for(p.occurred_at),
         method="CANCEL",
+        number=e.number,
     )
     context = {
         "session_id": str(e.session_id),
@@ -408,10 +412,10 @@ def _session_cancelled(p: _Planner, e: SessionCancelled, roster: OnCallRoster) -
     p.both(e.client_id, e.therapist_id, "session_cancelled", context, ics)
 
 
-def _session_rescheduled(p: _Planner, e: SessionRescheduled, roster: OnCallRoster) -> None:
-    # SessionRescheduled carries no session number: the calendar summary and texts
-    # then say "session" without one.
-    context = _session_context(e, None)
+def _session_rescheduled(p: _Planner, e: SessionRescheduled, roster: OnCallRoster | None) -> None:
+    # The session number is optional on SessionRescheduled (added later to the contract):
+    # without it the calendar summary and texts say "session" without one.
+    context = _session_context(e, e.number)
     ics = _ics(
         session_id=e.session_id,
         starts_at=e.starts_at,
@@ -419,6 +423,7 @@ def _session_rescheduled(p: _Planner, e: SessionRescheduled, roster: OnCallRoste
         stamp=p.occurred_at,
         sequence=sequence_for(p.occurred_at),
         method="REQUEST",
+        number=e.number,
         meeting_url=e.meeting_url,
         practice_address=e.practice_address,
     )
@@ -445,7 +450,7 @@ def _session_rescheduled(p: _Planner, e: SessionRescheduled, roster: OnCallRoste
     )
 
 
-def _course_completed(p: _Planner, e: CourseCompleted, roster: OnCallRoster) -> None:
+def _course_completed(p: _Planner, e: CourseCompleted, roster: OnCallRoster | None) -> None:
     context = {
         "course_id": str(e.course_id),
         "client_id": str(e.client_id),
@@ -483,7 +488,7 @@ def _course_completed(p: _Planner, e: CourseCompleted, roster: OnCallRoster) -> 
     )
 
 
-def _course_ended(p: _Planner, e: CourseEnded, roster: OnCallRoster) -> None:
+def _course_ended(p: _Planner, e: CourseEnded, roster: OnCallRoster | None) -> None:
     p.both(
         e.client_id,
         e.therapist_id,
@@ -497,7 +502,7 @@ def _course_ended(p: _Planner, e: CourseEnded, roster: OnCallRoster) -> None:
     )
 
 
-_RULES: dict[type[EventPayload], Callable[[_Planner, Any, OnCallRoster], None]] = {
+_RULES: dict[type[EventPayload], Callable[[_Planner, Any, OnCallRoster | None], None]] = {
     IntakeSubmitted: _intake_submitted,
     IntakeEscalated: _intake_escalated,
     IntakeTriaged: _intake_triaged,
@@ -514,7 +519,7 @@ HANDLED_EVENTS: frozenset[str] = frozenset(t.event_type for t in _RULES)
 
 
 def plan_messages(
-    envelope: Envelope[Any], roster: OnCallRoster, now: datetime | None = None
+    envelope: Envelope[Any], roster: OnCallRoster | None, now: datetime | None = None
 ) -> list[PlannedMessage]:
     """The messages an event becomes, urgent first; [] for events nobody hears about."""
     rule = _RULES.get(type(envelope.payload))
@@ -546,9 +551,17 @@ def plan_reminder_changes(envelope: Envelope[Any]) -> ReminderPlan | None:
 
 
 def plan(
-    envelope: Envelope[Any], roster: OnCallRoster, now: datetime | None = None
+    envelope: Envelope[Any], roster: OnCallRoster | None, now: datetime | None = None
 ) -> NotificationPlan:
     return NotificationPlan(
         messages=plan_messages(envelope, roster, now),
         reminders=plan_reminder_changes(envelope),
     )
+
+
+def reminder_has_lapsed(reminder_key: str | None, context: dict[str, Any], now: datetime) -> bool:
+    """A reminder that comes due only once its session has begun is not sent (it would
+    arrive after the fact, e.g. when the booking event was consumed very late)."""
+    if reminder_key is None or "starts_at" not in context:
+        return False
+    return parse_time(context["starts_at"]) <= now

@@ -1,0 +1,304 @@
+"""The Envoy gateway's configuration, rendered from a few parameters.
+
+One function, `render(...)`, used unchanged by the tests, the local run, compose
+and the Kubernetes manifests (deploy/generate.py); only the parameters differ:
+
+- one route prefix per service (`/api/<svc>/...` -> that service's api, prefix
+  rewritten to `/`); `/api/<svc>/metrics` is never exposed at the edge;
+- JWT verification at the edge (`jwt_authn`, RS256, local JWKS, issuer and
+  audience). Public routes (catalog browse, health) admit a request WITHOUT a
+  token (`allow_missing`) but reject a present-and-invalid one; every other route
+  needs a valid token (401). The token is forwarded: services verify it again and
+  decide roles and ownership;
+- a local rate limit (token bucket per Envoy instance, 429 past it);
+- request ids: generated when missing, kept when given, echoed in the response;
+- CORS for the frontends' origins; a request-body limit (413); the admin
+  interface on loopback only; `GET /healthz` answered by the gateway itself.
+
+Envoy reads YAML, and JSON is YAML: the config is built as data and dumped as
+JSON, so no template engine is needed and nothing can be mis-indented.
+
+Command line (writes the files a local compose run mounts):
+    python deploy/gateway/render.py local [--out deploy/.local]
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+SERVICES = ("catalog", "matching", "booking", "notifications")
+MIB = 1024 * 1024
+
+# Routes a visitor may call without signing in: (method or None for any, path prefix).
+# A token, when present, must still be valid.
+PUBLIC_CATALOG_PREFIXES = ("/api/catalog/therapists", "/api/catalog/methods", "/api/catalog/areas")
+HEALTH_PATHS = ("/healthz", "/readyz")
+
+_TYPE = "type.googleapis.com/envoy.extensions.filters"
+
+
+def pem_to_jwk(pem: str) -> dict[str, Any]:
+    """One RSA public key (PEM) as a JWK with a stable `kid` (SHA-256 of the key, RFC 7638)."""
+    from jwt.algorithms import RSAAlgorithm
+
+    jwk: dict[str, Any] = RSAAlgorithm.to_jwk(_load_public(pem), as_dict=True)
+    thumb = json.dumps({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"))
+    kid = base64.urlsafe_b64encode(hashlib.sha256(thumb.encode()).digest()).rstrip(b"=").decode()
+    return {**jwk, "kid": kid, "alg": "RS256", "use": "sig"}
+
+
+def pem_to_jwks(*pems: str) -> str:
+    """A JWKS (JSON text) listing every given public key: during a rotation, old and new."""
+    return json.dumps({"keys": [pem_to_jwk(p) for p in pems]})
+
+
+def _load_public(pem: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_public_key(pem.encode())
+
+
+def render(
+    upstreams: Mapping[str, tuple[str, int]],
+    jwks_json: str,
+    listen_port: int,
+    *,
+    listen_host: str = "0.0.0.0",
+    admin_port: int = 9901,
+    rate_limit_per_s: int = 200,
+    rate_limit_burst: int | None = None,
+    cors_origins: Sequence[str] = ("http://localhost:3000", "http://localhost:5173"),
+    max_body_bytes: int = MIB,
+    issuer: str = "samtal",
+    audiences: Sequence[str] = ("samtal",),
+    jwks_file: str | None = None,
+    upstream_timeout_s: float = 15.0,
+) -> str:
+    """Envoy's bootstrap config (YAML, written as JSON).
+
+    upstreams: service name -> (host, port) of its api. jwks_json: the JWKS text
+    (see `pem_to_jwks`); ignored when `jwks_file` names a file Envoy reads instead
+    (Kubernetes mounts the JWKS from a ConfigMap there). rate_limit_per_s: tokens
+    added each second; rate_limit_burst: bucket size (default: one second's worth).
+    """
+    unknown = set(upstreams) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services: {sorted(unknown)}")
+    if rate_limit_per_s < 1:
+        raise ValueError("rate_limit_per_s must be at least 1")
+    if jwks_file is None:
+        keys = json.loads(jwks_json).get("keys")
+        if not isinstance(keys, list):
+            raise ValueError("jwks_json must be a JWKS: {'keys': [...]}")
+    config = {
+        "admin": {"address": _socket("127.0.0.1", admin_port)},
+        "static_resources": {
+            "listeners": [_listener(
+                upstreams, listen_host, listen_port, rate_limit_per_s,
+                rate_limit_burst or rate_limit_per_s, cors_origins, max_body_bytes,
+                issuer, audiences, jwks_json, jwks_file, upstream_timeout_s,
+            )],
+            "clusters": [_cluster(name, host, port) for name, (host, port) in upstreams.items()],
+        },
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            # Bound downstream connections: an edge proxy should not accept unlimited ones.
+            "overload": {"global_downstream_max_connections": 50000},
+        }}]},
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _routes(upstreams: Iterable[str], timeout_s: float) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = [{
+        "name": "gateway-health",
+        "match": {"path": "/healthz"},
+        "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+    }]
+    for svc in upstreams:
+        routes.append({
+            "name": f"{svc}-metrics-hidden",
+            "match": {"prefix": f"/api/{svc}/metrics"},
+            "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}},
+        })
+        routes.append({
+            "name": svc,
+            "match": {"prefix": f"/api/{svc}/"},
+            "route": {"cluster": svc, "prefix_rewrite": "/", "timeout": f"{timeout_s:g}s"},
+        })
+    return routes
+
+
+def _jwt_filter(
+    upstreams: Iterable[str], issuer: str, audiences: Sequence[str],
+    jwks_json: str, jwks_file: str | None,
+) -> dict[str, Any]:
+    jwks = {"filename": jwks_file} if jwks_file else {"inline_string": jwks_json}
+    required = {"provider_name": "samtal"}
+    optional = {"requires_any": {"requirements": [{"provider_name": "samtal"},
+                                                  {"allow_missing": {}}]}}
+    get = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    rules: list[dict[str, Any]] = [{"match": {"path": "/healthz"}}]  # the gateway's own
+    rules += [{"match": {"path_separated_prefix": p, "headers": get}, "requires": optional}
+              for p in PUBLIC_CATALOG_PREFIXES if "catalog" in upstreams]
+    rules += [{"match": {"path": f"/api/{svc}{h}"}, "requires": optional}
+              for svc in upstreams for h in HEALTH_PATHS]
+    rules.append({"match": {"prefix": "/"}, "requires": required})
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": f"{_TYPE}.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"samtal": {
+                "issuer": issuer,
+                "audiences": list(audiences),
+                "local_jwks": jwks,
+                "forward": True,  # services verify the token again
+                "clock_skew_seconds": 30,
+            }},
+            "rules": rules,
+        },
+    }
+
+
+def _listener(
+    upstreams: Mapping[str, tuple[str, int]], host: str, port: int, rate: int, burst: int,
+    cors_origins: Sequence[str], max_body: int, issuer: str, audiences: Sequence[str],
+    jwks_json: str, jwks_file: str | None, timeout_s: float,
+) -> dict[str, Any]:
+    cors = {
+        "@type": f"{_TYPE}.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": o} for o in cors_origins],
+        "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+        "allow_headers": "authorization, content-type, x-request-id, x-correlation-id",
+        "expose_headers": "x-request-id, x-correlation-id",
+        "max_age": "600",
+    }
+    percent100 = {"numerator": 100, "denominator": "HUNDRED"}
+    http_filters = [
+        {"name": "envoy.filters.http.cors",
+         "typed_config": {"@type": f"{_TYPE}.http.cors.v3.Cors"}},
+        {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+            "@type": f"{_TYPE}.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "edge_rate_limit",
+            "token_bucket": {"max_tokens": burst, "tokens_per_fill": rate,
+                             "fill_interval": "1s"},
+            "filter_enabled": {"runtime_key": "edge_rate_limit_enabled",
+                               "default_value": percent100},
+            "filter_enforced": {"runtime_key": "edge_rate_limit_enforced",
+                                "default_value": percent100},
+            "response_headers_to_add": [{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                                         "header": {"key": "x-rate-limited", "value": "1"}}],
+        }},
+        {"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": f"{_TYPE}.http.buffer.v3.Buffer", "max_request_bytes": max_body}},
+        _jwt_filter(upstreams, issuer, audiences, jwks_json, jwks_file),
+        {"name": "envoy.filters.http.router",
+         "typed_config": {"@type": f"{_TYPE}.http.router.v3.Router"}},
+    ]
+    hcm = {
+        "@type": f"{_TYPE}.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "edge",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "generate_request_id": True,
+        "preserve_external_request_id": True,
+        "always_set_request_id_in_response": True,
+        # Keep a given id byte for byte (by default Envoy rewrites one UUID digit of it
+        # to carry its trace-sampling decision).
+        "request_id_extension": {"typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+            "pack_trace_reason": False,
+        }},
+        "request_timeout": "30s",
+        "stream_idle_timeout": "60s",
+        "common_http_protocol_options": {"idle_timeout": "300s",
+                                         "headers_with_underscores_action": "REJECT_REQUEST"},
+        "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"json_format": {
+                "time": "%START_TIME%", "method": "%REQ(:METHOD)%",
+                "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%",
+                "flags": "%RESPONSE_FLAGS%", "duration_ms": "%DURATION%",
+                "upstream": "%UPSTREAM_CLUSTER%", "request_id": "%REQ(X-REQUEST-ID)%",
+            }},
+        }}],
+        "route_config": {
+            "name": "samtal",
+            "virtual_hosts": [{
+                "name": "samtal",
+                "domains": ["*"],
+                "routes": _routes(upstreams, timeout_s),
+                "typed_per_filter_config": {"envoy.filters.http.cors": cors},
+            }],
+        },
+        "http_filters": http_filters,
+    }
+    return {
+        "name": "edge",
+        "address": _socket(host, port),
+        "per_connection_buffer_limit_bytes": 65536,
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": hcm}]}],
+    }
+
+
+def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_ONLY",
+        "connect_timeout": "2s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": _socket(host, port)}}]}]},
+        "outlier_detection": {"consecutive_5xx": 5, "base_ejection_time": "10s"},
+    }
+
+
+def write_local(out: Path, *, api_port: int = 8000, listen_port: int = 8080) -> Path:
+    """Compose's local files: a key pair (kept when present), the JWKS, envoy.yaml and
+    samtal.env (each service's JWT_PUBLIC_KEYS). Returns envoy.yaml's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    private, public = out / "private.pem", out / "public.pem"
+    if not (private.exists() and public.exists()):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chassis" / "src"))
+        from chassis.auth import generate_keypair
+
+        priv, pub = generate_keypair()
+        private.write_text(priv)
+        private.chmod(0o600)
+        public.write_text(pub)
+    jwks = pem_to_jwks(public.read_text())
+    (out / "jwks.json").write_text(jwks + "\n")
+    upstreams = {svc: (f"{svc}-api", api_port) for svc in SERVICES}
+    envoy = out / "envoy.yaml"
+    envoy.write_text(render(upstreams, jwks, listen_port))
+    keys = json.dumps([public.read_text()])
+    (out / "samtal.env").write_text("".join(
+        f"SAMTAL_{svc.upper()}_JWT_PUBLIC_KEYS={keys}\n" for svc in SERVICES))
+    return envoy
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    local = sub.add_parser("local", help="write compose's gateway config, keys and env file")
+    local.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / ".local")
+    args = parser.parse_args(argv)
+    if args.command == "local":
+        print(write_local(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The catalog's event consumers: thin translators into the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from chassis.consumer import EventConsumers
+from contracts.events import CourseCompleted
+
+from catalog import store
+from catalog.domain.reviews import review_right_from
+from contracts import Envelope
+
+consumers = EventConsumers("catalog")
+
+
+@consumers.handler(CourseCompleted, name="review-rights")
+async def grant_review_right(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Records that the client of a completed course may review its therapist, once."""
+    completed: CourseCompleted = event.payload
+    # The inbox drops a redelivered event; the course key also absorbs a re-emitted one.
+    await store.record_review_right(conn, review_right_from(completed), completed.completed_at)

@@ -1,0 +1,296 @@
+"""All SQL of the catalog (asyncpg): therapists, review rights and reviews."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from catalog.domain.profile import ProfileStatus, TherapistProfile
+from catalog.domain.reviews import AcceptedReview, ReviewRight
+from catalog.domain.search import SearchQuery
+
+PROFILE_COLUMNS: tuple[str, ...] = tuple(TherapistProfile.model_fields)
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- therapists
+
+
+@dataclass(frozen=True)
+class StoredTherapist:
+    therapist_id: uuid.UUID
+    status: ProfileStatus
+    profile: TherapistProfile
+    version: int
+    rating_average: float | None
+    rating_count: int
+    withdrawn_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _therapist(row: asyncpg.Record) -> StoredTherapist:
+    return StoredTherapist(
+        therapist_id=row["therapist_id"],
+        status=row["status"],
+        # Stored profiles were valid when written; validating again keeps one shape.
+        profile=TherapistProfile.model_validate({c: row[c] for c in PROFILE_COLUMNS}),
+        version=row["version"],
+        rating_average=_float(row["rating_average"]),
+        rating_count=row["rating_count"],
+        withdrawn_reason=row["withdrawn_reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _profile_values(profile: TherapistProfile) -> list[Any]:
+    data = profile.model_dump()
+    return [data[c] for c in PROFILE_COLUMNS]
+
+
+async def insert_therapist(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, profile: TherapistProfile
+) -> bool:
+    """A new draft profile; False when the id is taken."""
+    columns = ", ".join(PROFILE_COLUMNS)
+    params = ", ".join(f"${i}" for i in range(2, len(PROFILE_COLUMNS) + 2))
+    inserted = await conn.fetchval(
+        f"INSERT INTO therapists (therapist_id, {columns}) VALUES ($1, {params})"
+        " ON CONFLICT (therapist_id) DO NOTHING RETURNING true",
+        therapist_id,
+        *_profile_values(profile),
+    )
+    return bool(inserted)
+
+
+async def get_therapist(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, *, for_update: bool = False
+) -> StoredTherapist | None:
+    """`for_update` serialises changes to one therapist (edits, versions, ratings)."""
+    row = await conn.fetchrow(
+        "SELECT * FROM therapists WHERE therapist_id = $1" + (" FOR UPDATE" if for_update else ""),
+        therapist_id,
+    )
+    return _therapist(row) if row else None
+
+
+async def get_published(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID
+) -> StoredTherapist | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM therapists WHERE therapist_id = $1 AND status = 'published'", therapist_id
+    )
+    return _therapist(row) if row else None
+
+
+async def save_profile(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, profile: TherapistProfile
+) -> None:
+    sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(PROFILE_COLUMNS, start=2))
+    await conn.execute(
+        f"UPDATE therapists SET {sets}, updated_at = now() WHERE therapist_id = $1",
+        therapist_id,
+        *_profile_values(profile),
+    )
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    status: ProfileStatus,
+    *,
+    withdrawn_reason: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE therapists SET status = $2, withdrawn_reason = $3, updated_at = now()"
+        " WHERE therapist_id = $1",
+        therapist_id,
+        status,
+        withdrawn_reason,
+    )
+
+
+async def next_version(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> int:
+    """The version of the event about to be written for this therapist."""
+    version: int = await conn.fetchval(
+        "UPDATE therapists SET version = version + 1 WHERE therapist_id = $1 RETURNING version",
+        therapist_id,
+    )
+    return version
+
+
+async def set_rating(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, average: float | None, count: int
+) -> None:
+    await conn.execute(
+        "UPDATE therapists SET rating_average = $2, rating_count = $3, updated_at = now()"
+        " WHERE therapist_id = $1",
+        therapist_id,
+        None if average is None else Decimal(str(average)),
+        count,
+    )
+
+
+# ------------------------------------------------------------------------------ search
+
+# Best rated first, unrated last, then by name (domain.search.rating_sort_key); by name in
+# code-point order of the lower-cased name (domain.search.name_sort_key). Both end on the id
+# so pages never overlap; the indexes therapists_by_rating/_by_name follow these exactly.
+SORT_ORDERS = {
+    "rating": 'rating_average DESC NULLS LAST, lower(name) COLLATE "C", therapist_id',
+    "name": 'lower(name) COLLATE "C", therapist_id',
+}
+SUMMARY_COLUMNS = (
+    "therapist_id, name, profession, methods, focus_areas, languages, modes, city,"
+    " age_groups, accepting_new_clients, rating_average, rating_count"
+)
+
+
+def _search_filter(query: SearchQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause of a search: only the filters given, so each can use its index."""
+    clauses = ["status = 'published'"]
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    for column, value in (
+        ("methods", query.method),
+        ("focus_areas", query.focus_area),
+        ("languages", query.language),
+        ("modes", query.mode),
+        ("age_groups", query.age_group),
+    ):
+        if value is not None:
+            clauses.append(f"{column} @> {arg([value])}::text[]")
+    if query.city is not None:
+        clauses.append(f"lower(city) = lower({arg(query.city)})")
+    if query.accepting_new_clients is not None:
+        clauses.append(f"accepting_new_clients = {arg(query.accepting_new_clients)}")
+    return " AND ".join(clauses), args
+
+
+async def search(conn: asyncpg.Connection, query: SearchQuery) -> tuple[int, list[dict[str, Any]]]:
+    """(total matching, the requested page) of published profiles."""
+    where, args = _search_filter(query)
+    total: int = await conn.fetchval(f"SELECT count(*) FROM therapists WHERE {where}", *args)
+    n = len(args)
+    rows = await conn.fetch(
+        f"SELECT {SUMMARY_COLUMNS} FROM therapists WHERE {where}"
+        f" ORDER BY {SORT_ORDERS[query.sort]} LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
+        query.limit,
+        query.offset,
+    )
+    items = []
+    for row in rows:
+        item = dict(row)
+        item["rating_average"] = _float(item["rating_average"])
+        items.append(item)
+    return total, items
+
+
+# ----------------------------------------------------------------------------- reviews
+
+
+async def record_review_right(
+    conn: asyncpg.Connection, right: ReviewRight, completed_at: datetime
+) -> bool:
+    """False when the course was already known (a course completes once)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO review_rights (course_id, client_id, therapist_id, completed_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (course_id) DO NOTHING RETURNING true",
+        right.course_id,
+        right.client_id,
+        right.therapist_id,
+        completed_at,
+    )
+    return bool(inserted)
+
+
+async def review_right(conn: asyncpg.Connection, course_id: uuid.UUID) -> ReviewRight | None:
+    row = await conn.fetchrow(
+        "SELECT course_id, client_id, therapist_id FROM review_rights WHERE course_id = $1",
+        course_id,
+    )
+    return ReviewRight(**dict(row)) if row else None
+
+
+async def course_reviewed(conn: asyncpg.Connection, course_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM reviews WHERE course_id = $1", course_id))
+
+
+async def insert_review(
+    conn: asyncpg.Connection, review_id: uuid.UUID, review: AcceptedReview
+) -> datetime:
+    """Raises asyncpg.UniqueViolationError when the course was reviewed meanwhile."""
+    created_at: datetime = await conn.fetchval(
+        "INSERT INTO reviews (review_id, course_id, client_id, therapist_id, rating, text)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+        review_id,
+        review.course_id,
+        review.client_id,
+        review.therapist_id,
+        review.rating,
+        review.text,
+    )
+    return created_at
+
+
+async def review_therapist(conn: asyncpg.Connection, review_id: uuid.UUID) -> uuid.UUID | None:
+    therapist_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT therapist_id FROM reviews WHERE review_id = $1", review_id
+    )
+    return therapist_id
+
+
+async def hide_review(conn: asyncpg.Connection, review_id: uuid.UUID, by: uuid.UUID) -> bool:
+    """False when the review was hidden already."""
+    hidden = await conn.fetchval(
+        "UPDATE reviews SET hidden = true, hidden_by = $2, hidden_at = now()"
+        " WHERE review_id = $1 AND NOT hidden RETURNING true",
+        review_id,
+        by,
+    )
+    return bool(hidden)
+
+
+async def visible_ratings(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT rating FROM reviews WHERE therapist_id = $1 AND NOT hidden", therapist_id
+    )
+    return [row["rating"] for row in rows]
+
+
+async def rating_histogram(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> dict[int, int]:
+    rows = await conn.fetch(
+        "SELECT rating, count(*) AS n FROM reviews WHERE therapist_id = $1 AND NOT hidden"
+        " GROUP BY rating",
+        therapist_id,
+    )
+    histogram = dict.fromkeys(range(1, 6), 0)
+    histogram.update({row["rating"]: row["n"] for row in rows})
+    return histogram
+
+
+async def latest_reviews(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, limit: int
+) -> list[dict[str, Any]]:
+    """The newest visible reviews: no reviewer, no course (privacy)."""
+    rows = await conn.fetch(
+        "SELECT review_id, rating, text, created_at FROM reviews"
+        " WHERE therapist_id = $1 AND NOT hidden ORDER BY created_at DESC, review_id LIMIT $2",
+        therapist_id,
+        limit,
+    )
+    return [dict(row) for row in rows]

@@ -1,0 +1,78 @@
+"""Where an intake stands, and which step may follow which (DOMAIN.md, Intake and Matching).
+
+    submitted ─┬─ high risk ──> awaiting_triage ─┬─ resume_matching ──> matching
+               │                                 └─ refer_elsewhere ──> referred_elsewhere
+               └─ otherwise ──> matching
+    matching / waitlisted ──> matched | awaiting_approval (severe) | waitlisted
+    awaiting_approval ─┬─ approve ──> matched
+                       └─ reject ──> matching again, the rejected therapist excluded
+    matched ── switch ──> matching again, the current therapist excluded
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from matching.domain.screening import Screening
+
+IntakeStatus = Literal[
+    "matching",  # waiting for the matcher
+    "awaiting_triage",  # high risk: held until a clinician's triage
+    "referred_elsewhere",  # the clinician referred the client elsewhere: never matched
+    "waitlisted",  # nobody fits yet: retried first come, first served
+    "awaiting_approval",  # severe: a proposed match waits for a clinician
+    "matched",  # a match in force
+]
+MatchStatus = Literal["proposed", "active", "rejected", "switched"]
+TriageDecision = Literal["resume_matching", "refer_elsewhere"]
+
+# The matcher takes an intake from these states only; anything else is skipped.
+MATCHABLE: frozenset[IntakeStatus] = frozenset({"matching"})
+RETRYABLE: frozenset[IntakeStatus] = frozenset({"waitlisted"})
+# What the clinician queue shows.
+AWAITING_CLINICIAN: tuple[IntakeStatus, ...] = ("awaiting_triage", "awaiting_approval")
+CURRENT_MATCH: tuple[MatchStatus, ...] = ("proposed", "active")
+# Therapists an intake is never matched with again: rejected by a clinician, switched from.
+EXCLUDING_MATCH: tuple[MatchStatus, ...] = ("rejected", "switched")
+
+TRIAGE_OUTCOME: dict[TriageDecision, IntakeStatus] = {
+    "resume_matching": "matching",
+    "refer_elsewhere": "referred_elsewhere",
+}
+
+
+class StepRefused(Exception):
+    """A step the intake's status does not allow (HTTP 409); the message says why."""
+
+
+def status_on_submit(screening: Screening) -> IntakeStatus:
+    """High risk is never matched automatically: it is held for the on-call clinician."""
+    return "awaiting_triage" if screening.escalate else "matching"
+
+
+def status_on_match(requires_approval: bool) -> IntakeStatus:
+    return "awaiting_approval" if requires_approval else "matched"
+
+
+def match_status_on_match(requires_approval: bool) -> MatchStatus:
+    return "proposed" if requires_approval else "active"
+
+
+def triage(status: str, decision: TriageDecision) -> IntakeStatus:
+    if status != "awaiting_triage":
+        raise StepRefused(f"this intake is not waiting for triage (it is {status})")
+    return TRIAGE_OUTCOME[decision]
+
+
+def decide_match(status: str, match_status: str) -> None:
+    """A clinician approves or rejects only a proposed match of an intake awaiting approval."""
+    if status != "awaiting_approval" or match_status != "proposed":
+        raise StepRefused(f"this match is not waiting for approval (it is {match_status})")
+
+
+def switch(status: str) -> None:
+    if status != "matched":
+        raise StepRefused(
+            "you can switch therapist once you have been matched with one "
+            f"(your intake is {status.replace('_', ' ')})"
+        )

@@ -1,0 +1,404 @@
+"""The service's use cases: each runs in the caller's transaction, state and events together.
+
+The routes (api.py) and the event handlers (handlers.py) only translate into these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from chassis import audit, outbox
+from chassis.app import Runtime
+from contracts.events import (
+    IntakeEscalated,
+    IntakeSubmitted,
+    IntakeTriaged,
+    IntakeWaitlisted,
+    MatchApproved,
+    MatchRejected,
+    TherapistMatched,
+)
+
+from matching import store
+from matching.domain import lifecycle
+from matching.domain.intake import Intake
+from matching.domain.lifecycle import IntakeStatus, TriageDecision
+from matching.domain.matcher import IntakeNeeds, Match, Waitlist, match
+from matching.domain.screening import Screening, screen_intake
+from matching.domain.waitlist import WaitingIntake, waitlist_order
+
+log = structlog.get_logger("matching.flows")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- submitting
+
+
+@dataclass(frozen=True)
+class Submitted:
+    intake_id: uuid.UUID
+    screening: Screening
+    status: IntakeStatus
+
+
+async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake) -> Submitted:
+    """Screen and store an intake; the matcher picks it up from IntakeSubmitted.
+
+    Raises ScreeningRefused (under 12) before anything is stored.
+    """
+    screening = screen_intake(intake)
+    intake_id = uuid.uuid4()
+    status = lifecycle.status_on_submit(screening)
+    await store.insert_intake(
+        conn,
+        intake_id=intake_id,
+        client_id=client_id,
+        intake=intake,
+        screening=screening,
+        status=status,
+    )
+    await audit.record(
+        conn,
+        actor_id=str(client_id),
+        actor_role="client",
+        subject_id=client_id,
+        action="create",
+        resource="intake",
+        resource_id=str(intake_id),
+    )
+    await outbox.add(
+        conn,
+        IntakeSubmitted(
+            intake_id=intake_id,
+            client_id=client_id,
+            age_group=screening.age_group,
+            method=screening.method,
+            problem_areas=list(intake.problem_areas),
+            severity_band=screening.band,
+            risk_level=screening.risk_level,
+            requires_approval=screening.requires_approval,
+            preferred_mode=intake.preferred_mode,
+            direct_therapist_id=intake.direct_therapist_id,
+        ),
+    )
+    if screening.escalate:
+        await outbox.add(
+            conn,
+            IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band),
+        )
+    return Submitted(intake_id, screening, status)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+async def _decide(
+    conn: asyncpg.Connection, intake: asyncpg.Record, now: datetime
+) -> Match | Waitlist:
+    needs = IntakeNeeds.from_intake(
+        intake["intake_id"],
+        store.intake_of(intake),
+        store.screening_of(intake),
+        await store.excluded_therapists(conn, intake["intake_id"]),
+    )
+    result = match(needs, await store.likely_candidates(conn, needs), now)
+    if isinstance(result, Waitlist):
+        # Nobody fits: look at everyone to tell the client what stopped the nearest ones.
+        result = match(needs, await store.all_candidates(conn), now)
+    return result
+
+
+async def _record_match(
+    conn: asyncpg.Connection,
+    intake: asyncpg.Record,
+    result: Match,
+    previous_therapist_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    match_id = uuid.uuid4()
+    requires_approval = intake["requires_approval"]
+    await store.insert_match(
+        conn,
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        result=result,
+        requires_approval=requires_approval,
+        status=lifecycle.match_status_on_match(requires_approval),
+        previous_therapist_id=previous_therapist_id,
+    )
+    await store.set_status(
+        conn, intake["intake_id"], lifecycle.status_on_match(requires_approval)
+    )
+    await outbox.add(
+        conn,
+        TherapistMatched(
+            match_id=match_id,
+            intake_id=intake["intake_id"],
+            client_id=intake["client_id"],
+            therapist_id=result.therapist_id,
+            method=intake["method"],
+            age_group=intake["age_group"],
+            problem_areas=intake["problem_areas"],
+            severity_band=intake["severity_band"],
+            mode=result.mode,
+            score=result.score,
+            reasons=result.reasons,
+            relaxed=result.relaxed,
+            alternatives=result.alternatives,
+            requires_approval=requires_approval,
+            previous_therapist_id=previous_therapist_id,
+        ),
+    )
+    return match_id
+
+
+async def _record_waitlist(
+    conn: asyncpg.Connection, intake: asyncpg.Record, result: Waitlist, now: datetime
+) -> None:
+    already_waiting = intake["status"] == "waitlisted"
+    await store.set_waitlisted(conn, intake["intake_id"], result.reasons, now=now)
+    if not already_waiting:  # a failed retry keeps its place and tells nobody again
+        await outbox.add(
+            conn,
+            IntakeWaitlisted(
+                intake_id=intake["intake_id"],
+                client_id=intake["client_id"],
+                reasons=result.reasons,
+            ),
+        )
+
+
+async def match_intake(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    *,
+    from_states: frozenset[IntakeStatus] = lifecycle.MATCHABLE,
+    now: datetime | None = None,
+) -> Match | Waitlist | None:
+    """Match an intake that is in one of `from_states`; None (nothing done) otherwise."""
+    await store.lock_matching(conn)
+    intake = await store.get_intake(conn, intake_id, for_update=True)
+    if intake is None or intake["status"] not in from_states:
+        return None
+    now = now or _now()
+    result = await _decide(conn, intake, now)
+    if isinstance(result, Match):
+        await _record_match(conn, intake, result)
+    else:
+        await _record_waitlist(conn, intake, result, now)
+    return result
+
+
+# --------------------------------------------------------------------------- clinicians
+
+
+async def triage(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    decision: TriageDecision,
+) -> IntakeStatus | None:
+    """Record the triage; on resume the matcher runs at once. None: no such intake."""
+    await store.lock_matching(conn)
+    intake = await store.get_intake(conn, intake_id, for_update=True)
+    if intake is None:
+        return None
+    status = lifecycle.triage(intake["status"], decision)
+    await store.record_triage(
+        conn, intake_id, clinician_id=clinician_id, decision=decision, status=status
+    )
+    await _audit_clinician(conn, clinician_id, intake["client_id"], "triage", intake_id)
+    await outbox.add(
+        conn,
+        IntakeTriaged(
+            intake_id=intake_id,
+            client_id=intake["client_id"],
+            clinician_id=clinician_id,
+            decision=decision,
+        ),
+    )
+    if status in lifecycle.MATCHABLE:
+        await match_intake(conn, intake_id)
+        refreshed = await store.get_intake(conn, intake_id)
+        assert refreshed is not None
+        status = refreshed["status"]
+    return status
+
+
+async def approve(
+    conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID
+) -> bool:
+    """False: no such match."""
+    await store.lock_matching(conn)
+    proposed = await store.get_match(conn, match_id, for_update=True)
+    if proposed is None:
+        return False
+    intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
+    assert intake is not None
+    lifecycle.decide_match(intake["status"], proposed["status"])
+    await store.set_match_status(conn, match_id, "active", decided_by=clinician_id)
+    await store.set_status(conn, intake["intake_id"], "matched")
+    await _audit_clinician(conn, clinician_id, intake["client_id"], "approve", intake["intake_id"])
+    await outbox.add(
+        conn,
+        MatchApproved(
+            match_id=match_id,
+            intake_id=intake["intake_id"],
+            client_id=intake["client_id"],
+            therapist_id=proposed["therapist_id"],
+            clinician_id=clinician_id,
+        ),
+    )
+    return True
+
+
+async def reject(conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID) -> bool:
+    """Reject a proposed match; the matcher proposes the next candidate. False: no such match."""
+    await store.lock_matching(conn)
+    proposed = await store.get_match(conn, match_id, for_update=True)
+    if proposed is None:
+        return False
+    intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
+    assert intake is not None
+    lifecycle.decide_match(intake["status"], proposed["status"])
+    await store.set_match_status(conn, match_id, "rejected", decided_by=clinician_id)
+    await store.set_status(conn, intake["intake_id"], "matching")
+    await _audit_clinician(conn, clinician_id, intake["client_id"], "reject", intake["intake_id"])
+    await outbox.add(
+        conn,
+        MatchRejected(
+            match_id=match_id,
+            intake_id=intake["intake_id"],
+            client_id=intake["client_id"],
+            therapist_id=proposed["therapist_id"],
+            clinician_id=clinician_id,
+        ),
+    )
+    await match_intake(conn, intake["intake_id"])
+    await store.wake_waitlist(conn)  # the rejected therapist's place is free again
+    return True
+
+
+async def _audit_clinician(
+    conn: asyncpg.Connection,
+    clinician_id: uuid.UUID,
+    client_id: uuid.UUID,
+    action: str,
+    intake_id: uuid.UUID,
+) -> None:
+    await audit.record(
+        conn,
+        actor_id=str(clinician_id),
+        actor_role="clinician",
+        subject_id=client_id,
+        action=action,
+        resource="intake",
+        resource_id=str(intake_id),
+    )
+
+
+# --------------------------------------------------------------------------- switching
+
+
+class NobodyToSwitchTo(Exception):
+    """No other therapist fits now; the client keeps the current one."""
+
+    def __init__(self, result: Waitlist) -> None:
+        super().__init__("no other therapist can take you right now; you keep your therapist")
+        self.result = result
+
+
+async def switch(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, client_id: uuid.UUID
+) -> uuid.UUID | None:
+    """Rematch with the current therapist excluded; the new match's id. None: not theirs."""
+    await store.lock_matching(conn)
+    intake = await store.get_intake(conn, intake_id, for_update=True)
+    if intake is None or intake["client_id"] != client_id:
+        return None
+    lifecycle.switch(intake["status"])
+    current = await store.current_match(conn, intake_id)
+    assert current is not None, "a matched intake has a current match"
+    # Marked switched first: that is what excludes the current therapist.
+    await store.set_match_status(conn, current["match_id"], "switched")
+    result = await _decide(conn, intake, _now())
+    if isinstance(result, Waitlist):
+        raise NobodyToSwitchTo(result)  # the caller's transaction rolls back
+    match_id = await _record_match(
+        conn, intake, result, previous_therapist_id=current["therapist_id"]
+    )
+    await audit.record(
+        conn,
+        actor_id=str(client_id),
+        actor_role="client",
+        subject_id=client_id,
+        action="switch",
+        resource="intake",
+        resource_id=str(intake_id),
+    )
+    await store.wake_waitlist(conn)
+    return match_id
+
+
+# --------------------------------------------------------------------------- the waitlist
+
+
+async def retry_waitlist(pool: asyncpg.Pool) -> int:
+    """One pass over the waitlist, first come first served, each intake in its own
+    transaction. Returns how many were matched."""
+    async with pool.acquire() as conn:
+        rows = await store.waitlisted(conn)
+    order = waitlist_order(WaitingIntake(r["intake_id"], r["waitlisted_at"]) for r in rows)
+    matched = 0
+    for waiting in order:
+        async with pool.acquire() as conn, conn.transaction():
+            result = await match_intake(
+                conn, waiting.intake_id, from_states=lifecycle.RETRYABLE
+            )
+        matched += isinstance(result, Match)
+    if matched:
+        log.info("waitlist retried", waiting=len(order), matched=matched)
+    return matched
+
+
+async def waitlist_retrier(runtime: Runtime) -> None:
+    """Worker task: a pass whenever a handler says capacity may have opened (a committed
+    NOTIFY), and every `waitlist_retry_s` as a safety net."""
+    pool = runtime.pool
+    assert pool is not None
+    every: float = getattr(runtime.settings, "waitlist_retry_s", 30.0)
+    wake = asyncio.Event()
+    wake.set()  # a first pass at start: wake-ups may have come while no worker ran
+    channel = store.waitlist_channel(runtime.settings.db_schema)
+
+    def on_notify(*_: object) -> None:
+        wake.set()
+
+    while True:
+        try:
+            async with pool.acquire() as listener:
+                await listener.add_listener(channel, on_notify)
+                try:
+                    while True:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), every)
+                        wake.clear()
+                        await retry_waitlist(pool)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await listener.remove_listener(channel, on_notify)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database went away: wait, then listen again
+            log.warning("waitlist retrier failed; restarting", error=str(exc))
+            wake.set()
+            await asyncio.sleep(1.0)

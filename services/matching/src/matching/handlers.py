@@ -1,0 +1,95 @@
+"""Event handlers: the matcher, and the therapist read model from catalog's and booking's events.
+
+Each runs in one transaction with its inbox row (chassis.consumer), so a redelivered
+event does nothing. Whatever may open a place for a waitlisted intake wakes the
+waitlist retrier (flows.waitlist_retrier), which retries each intake in its own transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from chassis.consumer import EventConsumers
+from contracts import Envelope
+from contracts.events import (
+    CourseCompleted,
+    CourseEnded,
+    CourseStarted,
+    IntakeSubmitted,
+    ReviewPublished,
+    TherapistAvailabilityPublished,
+    TherapistProfilePublished,
+    TherapistProfileWithdrawn,
+)
+
+from matching import flows, store
+
+consumers = EventConsumers("matching")
+
+
+@consumers.handler(IntakeSubmitted, name="matcher")
+async def match_submitted(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Matches a submitted intake, or waitlists it; skips intakes held for a clinician."""
+    submitted: IntakeSubmitted = event.payload
+    await flows.match_intake(conn, submitted.intake_id)
+
+
+@consumers.handler(TherapistProfilePublished, name="therapist-profiles")
+async def profile_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Keeps the newest profile revision; a new or changed therapist may take waitlisted clients."""
+    if await store.apply_profile(conn, event.payload):
+        await store.wake_waitlist(conn)
+
+
+@consumers.handler(TherapistProfileWithdrawn, name="therapist-withdrawals")
+async def profile_withdrawn(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """A withdrawn therapist is no longer offered (unless a newer revision is there)."""
+    await store.apply_withdrawal(conn, event.payload)
+
+
+@consumers.handler(ReviewPublished, name="therapist-ratings")
+async def review_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Keeps the therapist's rating for scoring."""
+    review: ReviewPublished = event.payload
+    await store.apply_rating(conn, review.therapist_id, review.rating_average, review.rating_count)
+
+
+@consumers.handler(TherapistAvailabilityPublished, name="therapist-availability")
+async def availability_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Keeps booking's newest free slots and load; changed availability may open a place."""
+    if await store.apply_availability(conn, event.payload):
+        await store.wake_waitlist(conn)
+
+
+@consumers.handler(CourseStarted, name="course-starts")
+async def course_started(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """A course adds to its therapist's load."""
+    started: CourseStarted = event.payload
+    await store.course_started(
+        conn,
+        course_id=started.course_id,
+        therapist_id=started.therapist_id,
+        match_id=started.match_id,
+        at=event.occurred_at,
+    )
+
+
+@consumers.handler(CourseCompleted, name="course-completions")
+async def course_completed(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """A completed course frees a place: waitlisted clients are retried."""
+    done: CourseCompleted = event.payload
+    await store.course_finished(
+        conn, course_id=done.course_id, therapist_id=done.therapist_id, at=event.occurred_at
+    )
+    await store.wake_waitlist(conn)
+
+
+@consumers.handler(CourseEnded, name="course-ends")
+async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """A course ended early frees a place: waitlisted clients are retried."""
+    ended: CourseEnded = event.payload
+    await store.course_finished(
+        conn, course_id=ended.course_id, therapist_id=ended.therapist_id, at=event.occurred_at
+    )
+    await store.wake_waitlist(conn)

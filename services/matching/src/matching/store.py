@@ -1,0 +1,535 @@
+"""All SQL of the matching service (asyncpg), one place per table.
+
+Every function runs on the caller's connection, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+from contracts.events import (
+    MatchAlternative,
+    MatchReason,
+    TherapistAvailabilityPublished,
+    TherapistProfilePublished,
+    TherapistProfileWithdrawn,
+)
+from contracts.methods import LICENSED_PROFESSIONS
+
+from matching.domain.intake import Intake
+from matching.domain.lifecycle import (
+    AWAITING_CLINICIAN,
+    CURRENT_MATCH,
+    EXCLUDING_MATCH,
+    IntakeStatus,
+    MatchStatus,
+)
+from matching.domain.matcher import IntakeNeeds, Match, TherapistCandidate
+from matching.domain.screening import Screening
+
+# --------------------------------------------------------------------------- locks and wake-ups
+
+# Every matching decision takes this lock for its transaction, so two decisions (the matcher,
+# a waitlist retry, a clinician's step, a switch) never give a therapist's last place twice.
+MATCHING_LOCK = zlib.crc32(b"samtal-matching-decisions")
+
+
+async def lock_matching(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", MATCHING_LOCK)
+
+
+def waitlist_channel(schema: str) -> str:
+    return f"{schema}_waitlist"
+
+
+async def wake_waitlist(conn: asyncpg.Connection) -> None:
+    """Ask the waitlist retrier for a pass; Postgres delivers it only if this transaction commits."""
+    schema = await conn.fetchval("SELECT current_schema()")
+    await conn.execute("SELECT pg_notify($1, '')", waitlist_channel(schema))
+
+
+# --------------------------------------------------------------------------- intakes
+
+
+async def insert_intake(
+    conn: asyncpg.Connection,
+    *,
+    intake_id: uuid.UUID,
+    client_id: uuid.UUID,
+    intake: Intake,
+    screening: Screening,
+    status: IntakeStatus,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO intakes (
+            intake_id, client_id, age, languages, preferred_mode, city, problem_areas, phq9,
+            free_text, time_windows, direct_therapist_id, consent_to_treatment,
+            consent_to_health_data, phq9_total, severity_band, risk_level, requires_approval,
+            method, age_group, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19, $20)
+        """,
+        intake_id,
+        client_id,
+        intake.age,
+        list(intake.languages),
+        intake.preferred_mode,
+        intake.city,
+        list(intake.problem_areas),
+        list(intake.phq9),
+        intake.free_text,
+        [w.model_dump(mode="json") for w in intake.time_windows],
+        intake.direct_therapist_id,
+        intake.consent_to_treatment,
+        intake.consent_to_health_data,
+        screening.total,
+        screening.band,
+        screening.risk_level,
+        screening.requires_approval,
+        screening.method,
+        screening.age_group,
+        status,
+    )
+
+
+async def get_intake(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT * FROM intakes WHERE intake_id = $1{lock}", intake_id)
+
+
+def intake_of(row: asyncpg.Record) -> Intake:
+    """The intake as submitted, rebuilt from its row."""
+    return Intake.model_validate(
+        {
+            "age": row["age"],
+            "languages": row["languages"],
+            "preferred_mode": row["preferred_mode"],
+            "city": row["city"],
+            "problem_areas": row["problem_areas"],
+            "phq9": row["phq9"],
+            "free_text": row["free_text"],
+            "time_windows": row["time_windows"],
+            "direct_therapist_id": row["direct_therapist_id"],
+            "consent_to_treatment": row["consent_to_treatment"],
+            "consent_to_health_data": row["consent_to_health_data"],
+        }
+    )
+
+
+def screening_of(row: asyncpg.Record) -> Screening:
+    return Screening(
+        total=row["phq9_total"],
+        band=row["severity_band"],
+        risk_level=row["risk_level"],
+        requires_approval=row["requires_approval"],
+        method=row["method"],
+        age_group=row["age_group"],
+    )
+
+
+async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT i.intake_id, i.submitted_at, i.status, i.severity_band, i.risk_level, i.method,
+               m.match_id, m.therapist_id
+        FROM intakes i
+        LEFT JOIN matches m ON m.intake_id = i.intake_id AND m.status = ANY($2::text[])
+        WHERE i.client_id = $1
+        ORDER BY i.submitted_at, i.intake_id
+        """,
+        client_id,
+        list(CURRENT_MATCH),
+    )
+
+
+async def set_status(conn: asyncpg.Connection, intake_id: uuid.UUID, status: IntakeStatus) -> None:
+    await conn.execute(
+        "UPDATE intakes SET status = $2, status_since = now() WHERE intake_id = $1",
+        intake_id,
+        status,
+    )
+
+
+async def set_waitlisted(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, reasons: Sequence[str], *, now: datetime
+) -> None:
+    """On the waitlist with today's reasons; a retry keeps its place (the first waitlisted_at)."""
+    await conn.execute(
+        """
+        UPDATE intakes
+        SET status = 'waitlisted', waitlist_reasons = $2,
+            status_since = CASE WHEN status = 'waitlisted' THEN status_since ELSE $3 END,
+            waitlisted_at = CASE WHEN status = 'waitlisted' THEN waitlisted_at ELSE $3 END
+        WHERE intake_id = $1
+        """,
+        intake_id,
+        list(reasons),
+        now,
+    )
+
+
+async def record_triage(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    *,
+    clinician_id: uuid.UUID,
+    decision: str,
+    status: IntakeStatus,
+) -> None:
+    await conn.execute(
+        """
+        UPDATE intakes SET status = $2, status_since = now(), triaged_by = $3,
+               triage_decision = $4, triaged_at = now()
+        WHERE intake_id = $1
+        """,
+        intake_id,
+        status,
+        clinician_id,
+        decision,
+    )
+
+
+async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
+        " ORDER BY waitlisted_at, intake_id"
+    )
+
+
+async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Intakes waiting for a clinician, longest-waiting first; no answers or free text."""
+    return await conn.fetch(
+        """
+        SELECT i.intake_id, i.client_id, i.status, i.status_since, i.submitted_at,
+               i.risk_level, i.severity_band, i.phq9_total, i.phq9[9] AS self_harm_answer,
+               i.age_group, i.method, i.requires_approval, i.free_text IS NOT NULL AS has_free_text,
+               m.match_id, m.therapist_id, m.score, m.mode
+        FROM intakes i
+        LEFT JOIN matches m ON m.intake_id = i.intake_id AND m.status = 'proposed'
+        WHERE i.status = ANY($1::text[])
+        ORDER BY i.status_since, i.intake_id
+        LIMIT $2
+        """,
+        list(AWAITING_CLINICIAN),
+        limit,
+    )
+
+
+# --------------------------------------------------------------------------- matches
+
+
+async def insert_match(
+    conn: asyncpg.Connection,
+    *,
+    match_id: uuid.UUID,
+    intake_id: uuid.UUID,
+    client_id: uuid.UUID,
+    result: Match,
+    requires_approval: bool,
+    status: MatchStatus,
+    previous_therapist_id: uuid.UUID | None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO matches (
+            match_id, intake_id, client_id, therapist_id, score, mode, reasons, relaxed,
+            choice_refused, alternatives, requires_approval, previous_therapist_id, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        """,
+        match_id,
+        intake_id,
+        client_id,
+        result.therapist_id,
+        result.score,
+        result.mode,
+        [r.model_dump(mode="json") for r in result.reasons],
+        list(result.relaxed),
+        list(result.choice_refused),
+        [a.model_dump(mode="json") for a in result.alternatives],
+        requires_approval,
+        previous_therapist_id,
+        status,
+    )
+
+
+def match_of(row: asyncpg.Record) -> Match:
+    """A stored match as the matcher's result, for explaining it."""
+    return Match(
+        therapist_id=row["therapist_id"],
+        score=row["score"],
+        mode=row["mode"],
+        reasons=[MatchReason.model_validate(r) for r in row["reasons"]],
+        relaxed=list(row["relaxed"]),
+        alternatives=[MatchAlternative.model_validate(a) for a in row["alternatives"]],
+        choice_refused=list(row["choice_refused"]),
+    )
+
+
+async def current_match(conn: asyncpg.Connection, intake_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM matches WHERE intake_id = $1 AND status = ANY($2::text[])",
+        intake_id,
+        list(CURRENT_MATCH),
+    )
+
+
+async def get_match(
+    conn: asyncpg.Connection, match_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT * FROM matches WHERE match_id = $1{lock}", match_id)
+
+
+async def set_match_status(
+    conn: asyncpg.Connection,
+    match_id: uuid.UUID,
+    status: MatchStatus,
+    *,
+    decided_by: uuid.UUID | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE matches SET status = $2, decided_by = $3, decided_at = now() WHERE match_id = $1",
+        match_id,
+        status,
+        decided_by,
+    )
+
+
+async def excluded_therapists(conn: asyncpg.Connection, intake_id: uuid.UUID) -> set[uuid.UUID]:
+    """Therapists this intake is never matched with again: rejected, or switched away from."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT therapist_id FROM matches WHERE intake_id = $1 AND status = ANY($2)",
+        intake_id,
+        list(EXCLUDING_MATCH),
+    )
+    return {row["therapist_id"] for row in rows}
+
+
+# --------------------------------------------------------------------------- therapist read model
+
+
+async def apply_profile(conn: asyncpg.Connection, profile: TherapistProfilePublished) -> bool:
+    """Store a profile unless a revision at least as new is there. True when it was applied."""
+    applied = await conn.fetchval(
+        """
+        INSERT INTO therapists AS t (
+            therapist_id, version, withdrawn, profession, licensed, methods, focus_areas,
+            languages, modes, city, age_groups, capacity, accepting_new_clients, time_zone)
+        VALUES ($1, $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        ON CONFLICT (therapist_id) DO UPDATE SET
+            version = excluded.version, withdrawn = false, profession = excluded.profession,
+            licensed = excluded.licensed, methods = excluded.methods,
+            focus_areas = excluded.focus_areas, languages = excluded.languages,
+            modes = excluded.modes, city = excluded.city, age_groups = excluded.age_groups,
+            capacity = excluded.capacity, accepting_new_clients = excluded.accepting_new_clients,
+            time_zone = excluded.time_zone, updated_at = now()
+        WHERE t.version < excluded.version
+        RETURNING true
+        """,
+        profile.therapist_id,
+        profile.version,
+        profile.profession,
+        profile.licensed,
+        list(profile.methods),
+        list(profile.focus_areas),
+        list(profile.languages),
+        list(profile.modes),
+        profile.city,
+        list(profile.age_groups),
+        profile.capacity,
+        profile.accepting_new_clients,
+        profile.time_zone,
+    )
+    if profile.rating_average is not None and profile.rating_count > 0:
+        await apply_rating(
+            conn, profile.therapist_id, profile.rating_average, profile.rating_count
+        )
+    return bool(applied)
+
+
+async def apply_withdrawal(conn: asyncpg.Connection, withdrawal: TherapistProfileWithdrawn) -> bool:
+    """Withdraw unless a newer revision is there; at the same version the withdrawal wins."""
+    applied = await conn.fetchval(
+        """
+        INSERT INTO therapists AS t (therapist_id, version, withdrawn) VALUES ($1, $2, true)
+        ON CONFLICT (therapist_id) DO UPDATE SET
+            version = excluded.version, withdrawn = true, updated_at = now()
+        WHERE t.version < excluded.version OR (t.version = excluded.version AND NOT t.withdrawn)
+        RETURNING true
+        """,
+        withdrawal.therapist_id,
+        withdrawal.version,
+    )
+    return bool(applied)
+
+
+async def apply_rating(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, average: float, count: int
+) -> None:
+    """The rating backed by more reviews wins, whichever event brought it."""
+    await conn.execute(
+        """
+        INSERT INTO therapist_ratings AS r (therapist_id, rating_average, rating_count)
+        VALUES ($1, $2, $3)
+        ON CONFLICT (therapist_id) DO UPDATE SET
+            rating_average = excluded.rating_average, rating_count = excluded.rating_count
+        WHERE r.rating_count < excluded.rating_count
+        """,
+        therapist_id,
+        average,
+        count,
+    )
+
+
+async def apply_availability(
+    conn: asyncpg.Connection, summary: TherapistAvailabilityPublished
+) -> bool:
+    """Keep booking's newest summary (by computed_at). True when it was applied."""
+    applied = await conn.fetchval(
+        """
+        INSERT INTO therapist_availability AS a (therapist_id, computed_at, active_courses,
+                                                 free_slots)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (therapist_id) DO UPDATE SET
+            computed_at = excluded.computed_at, active_courses = excluded.active_courses,
+            free_slots = excluded.free_slots
+        WHERE a.computed_at < excluded.computed_at
+        RETURNING true
+        """,
+        summary.therapist_id,
+        summary.computed_at,
+        summary.active_courses,
+        sorted(slot.starts_at for slot in summary.free_slots),
+    )
+    return bool(applied)
+
+
+async def course_started(
+    conn: asyncpg.Connection,
+    *,
+    course_id: uuid.UUID,
+    therapist_id: uuid.UUID,
+    match_id: uuid.UUID | None,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO courses AS c (course_id, therapist_id, match_id, started_at)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (course_id) DO UPDATE SET match_id = excluded.match_id,
+                                              started_at = excluded.started_at
+        """,
+        course_id,
+        therapist_id,
+        match_id,
+        at,
+    )
+
+
+async def course_finished(
+    conn: asyncpg.Connection, *, course_id: uuid.UUID, therapist_id: uuid.UUID, at: datetime
+) -> None:
+    """Completed or ended early; may arrive before its start (another topic)."""
+    await conn.execute(
+        """
+        INSERT INTO courses AS c (course_id, therapist_id, ended_at) VALUES ($1, $2, $3)
+        ON CONFLICT (course_id) DO UPDATE SET ended_at = excluded.ended_at
+        """,
+        course_id,
+        therapist_id,
+        at,
+    )
+
+
+# A therapist's load, from what booking told us and what matching itself has just promised:
+# - booking's last count of active courses, at `computed_at`;
+# - plus courses started after that count, minus courses that ended after it
+#   (and had started before it, or whose start we never saw);
+# - without any count: the courses we saw start and not end;
+# - plus current matches booking has not opened a course for yet (matching's own promises,
+#   so two intakes in a row cannot both take a therapist's last place).
+_CANDIDATES = """
+SELECT t.therapist_id, t.profession, t.licensed, t.methods, t.focus_areas, t.languages,
+       t.modes, t.city, t.age_groups, t.capacity, t.accepting_new_clients, t.time_zone,
+       r.rating_average, coalesce(r.rating_count, 0) AS rating_count,
+       coalesce(a.free_slots, '{}') AS free_slots,
+       greatest(0,
+           coalesce(a.active_courses, 0)
+           + (SELECT count(*) FROM courses c
+              WHERE c.therapist_id = t.therapist_id AND c.started_at IS NOT NULL
+                AND c.ended_at IS NULL
+                AND (a.computed_at IS NULL OR c.started_at > a.computed_at))
+           - (SELECT count(*) FROM courses c
+              WHERE c.therapist_id = t.therapist_id AND a.computed_at IS NOT NULL
+                AND c.ended_at > a.computed_at
+                AND (c.started_at IS NULL OR c.started_at <= a.computed_at))
+       )
+       + (SELECT count(*) FROM matches m
+          WHERE m.therapist_id = t.therapist_id AND m.status IN ('proposed', 'active')
+            AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.match_id = m.match_id))
+       AS active_courses
+FROM therapists t
+LEFT JOIN therapist_ratings r ON r.therapist_id = t.therapist_id
+LEFT JOIN therapist_availability a ON a.therapist_id = t.therapist_id
+WHERE NOT t.withdrawn
+"""
+
+
+def _candidate(row: asyncpg.Record) -> TherapistCandidate:
+    return TherapistCandidate(
+        therapist_id=row["therapist_id"],
+        profession=row["profession"],
+        licensed=row["licensed"],
+        methods=row["methods"],
+        focus_areas=row["focus_areas"],
+        languages=row["languages"],
+        modes=row["modes"],
+        city=row["city"],
+        age_groups=row["age_groups"],
+        capacity=row["capacity"],
+        active_courses=row["active_courses"],
+        accepting_new_clients=row["accepting_new_clients"],
+        rating_average=row["rating_average"],
+        rating_count=row["rating_count"],
+        free_slots=row["free_slots"],
+        time_zone=row["time_zone"],
+    )
+
+
+async def likely_candidates(
+    conn: asyncpg.Connection, needs: IntakeNeeds
+) -> list[TherapistCandidate]:
+    """Therapists passing the cheap hard filters (plus the one the client chose, if any).
+
+    Only a narrowing for speed: the matcher applies every rule again.
+    """
+    rows = await conn.fetch(
+        _CANDIDATES
+        + """
+        AND ((t.accepting_new_clients AND $1 = ANY(t.methods) AND $2 = ANY(t.age_groups)
+              AND t.languages && $3::text[]
+              AND (NOT $4 OR (t.licensed AND t.profession = ANY($5::text[]))))
+             OR t.therapist_id = $6)
+        """,
+        needs.method,
+        needs.age_group,
+        list(needs.languages),
+        needs.requires_licensed,
+        sorted(LICENSED_PROFESSIONS),
+        needs.direct_therapist_id,
+    )
+    return [_candidate(row) for row in rows]
+
+
+async def all_candidates(conn: asyncpg.Connection) -> list[TherapistCandidate]:
+    """Every offered therapist: to tell a waitlisted client what stopped the nearest ones."""
+    return [_candidate(row) for row in await conn.fetch(_CANDIDATES)]
+
+

@@ -1,0 +1,415 @@
+"""All SQL of the notifications service (asyncpg).
+
+contacts          a person's own contact details and preferences
+messages          one per event x recipient x purpose (dedup_key); the in-app inbox
+deliveries        one per message x outside channel (e-mail, SMS), with retry state
+reminder_changes  what cancellations/reschedules/ended courses did to reminders
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from contracts import Envelope
+
+from notifications.domain.contacts import Channel, ChannelPreferences, ContactSettings
+from notifications.domain.delivery import Delivery, MessageState
+from notifications.domain.plan import NotificationPlan, PlannedMessage
+from notifications.domain.render import RenderedMessage
+
+
+def wake_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel that wakes the sender when messages are written."""
+    return f"{schema}_messages_due"
+
+
+async def wake_sender(conn: asyncpg.Connection) -> None:
+    """Wake every sender once the caller's transaction commits."""
+    schema = await conn.fetchval("select current_schema()")
+    await conn.execute("select pg_notify($1, '')", wake_channel(schema))
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+def _contacts(row: asyncpg.Record) -> ContactSettings:
+    # Validated when written; read back as stored (a later, stricter rule must not
+    # make an old row unreadable at send time).
+    return ContactSettings.model_construct(
+        person_id=row["person_id"],
+        email=row["email"],
+        phone=row["phone"],
+        language=row["language"],
+        time_zone=row["time_zone"],
+        channels=ChannelPreferences.model_construct(
+            email=row["email_enabled"], sms=row["sms_enabled"], in_app=True
+        ),
+    )
+
+
+async def contacts_of(
+    conn: asyncpg.Connection, person_id: uuid.UUID
+) -> tuple[ContactSettings, datetime] | None:
+    row = await conn.fetchrow("SELECT * FROM contacts WHERE person_id = $1", person_id)
+    return None if row is None else (_contacts(row), row["updated_at"])
+
+
+async def save_contacts(conn: asyncpg.Connection, c: ContactSettings) -> datetime:
+    updated_at: datetime = await conn.fetchval(
+        "INSERT INTO contacts (person_id, email, phone, language, time_zone,"
+        " email_enabled, sms_enabled) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (person_id) DO UPDATE SET email = $2, phone = $3, language = $4,"
+        " time_zone = $5, email_enabled = $6, sms_enabled = $7, updated_at = now()"
+        " RETURNING updated_at",
+        c.person_id,
+        c.email,
+        c.phone,
+        c.language,
+        c.time_zone,
+        c.channels.email,
+        c.channels.sms,
+    )
+    return updated_at
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _prefixes(reminder_key: str) -> list[str]:
+    """Every change prefix that covers this key: 'course:<c>:' and the key itself."""
+    return [reminder_key[: i + 1] for i, ch in enumerate(reminder_key) if ch == ":"] + [
+        reminder_key
+    ]
+
+
+async def save_plan(conn: asyncpg.Connection, envelope: Envelope[Any], plan: NotificationPlan) -> int:
+    """Store an event's messages (once per dedup_key) and apply its reminder changes.
+
+    Events of one session travel on different topics, so they may arrive out of order:
+    a change drops only reminders planned by *older* events, and reminders of an event
+    older than a recorded change are not stored at all. The newest change wins.
+    """
+    occurred_at = envelope.occurred_at
+    if plan.reminders is not None:
+        await conn.execute(
+            "INSERT INTO reminder_changes (key_prefix, event_id, occurred_at, reason)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            plan.reminders.key_prefix,
+            plan.reminders.keep_event_id,
+            occurred_at,
+            plan.reminders.reason,
+        )
+        await conn.execute(
+            "UPDATE messages SET state = 'dropped', note = $4"
+            " WHERE state = 'scheduled' AND starts_with(reminder_key, $1)"
+            " AND event_id <> $2 AND occurred_at <= $3",
+            plan.reminders.key_prefix,
+            plan.reminders.keep_event_id,
+            occurred_at,
+            plan.reminders.reason,
+        )
+    stored = 0
+    for message in plan.messages:
+        if message.reminder_key is not None and await _superseded(
+            conn, message.reminder_key, envelope
+        ):
+            continue
+        stored += await _insert_message(conn, envelope, message)
+    if stored:
+        await wake_sender(conn)
+    return stored
+
+
+async def _superseded(conn: asyncpg.Connection, reminder_key: str, envelope: Envelope[Any]) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM reminder_changes WHERE key_prefix = ANY($1::text[])"
+            " AND occurred_at > $2 AND event_id <> $3)",
+            _prefixes(reminder_key),
+            envelope.occurred_at,
+            envelope.event_id,
+        )
+    )
+
+
+async def _insert_message(
+    conn: asyncpg.Connection, envelope: Envelope[Any], m: PlannedMessage
+) -> int:
+    a = m.attachment
+    status = await conn.execute(
+        "INSERT INTO messages (id, dedup_key, event_id, event_type, occurred_at, recipient_id,"
+        " recipient_role, template, purpose, priority, context, attachment_name,"
+        " attachment_type, attachment, due_at, reminder_key)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+        " coalesce($15, now()), $16) ON CONFLICT (dedup_key) DO NOTHING",
+        uuid.uuid4(),
+        m.dedup_key,
+        envelope.event_id,
+        envelope.event_type,
+        envelope.occurred_at,
+        m.recipient_id,
+        m.recipient_role,
+        m.template,
+        m.purpose,
+        m.priority,
+        m.context,
+        a.filename if a else None,
+        a.content_type if a else None,
+        a.content if a else None,
+        m.send_at,
+        m.reminder_key,
+    )
+    return int(status.split()[-1])
+
+
+async def scheduled_messages(
+    conn: asyncpg.Connection, reminder_prefix: str
+) -> list[asyncpg.Record]:
+    """Reminders still waiting under a key prefix (for operators and tests)."""
+    return await conn.fetch(
+        "SELECT * FROM messages WHERE state = 'scheduled' AND starts_with(reminder_key, $1)"
+        " ORDER BY due_at, recipient_role",
+        reminder_prefix,
+    )
+
+
+# --------------------------------------------------------------------------- delivering
+
+
+@dataclass(frozen=True)
+class DueMessage:
+    id: uuid.UUID
+    template: str
+    priority: str
+    context: dict[str, Any]
+    reminder_key: str | None
+    contacts: ContactSettings | None
+
+
+async def lock_due_messages(conn: asyncpg.Connection, limit: int) -> list[DueMessage]:
+    """Due scheduled messages, urgent first, locked for this transaction (others skip them)."""
+    rows = await conn.fetch(
+        "SELECT m.id, m.template, m.priority, m.context, m.reminder_key, c.*"
+        " FROM messages m LEFT JOIN contacts c ON c.person_id = m.recipient_id"
+        " WHERE m.state = 'scheduled' AND m.due_at <= now()"
+        " ORDER BY (m.priority = 'urgent') DESC, m.due_at, m.created_at"
+        " LIMIT $1 FOR UPDATE OF m SKIP LOCKED",
+        limit,
+    )
+    return [
+        DueMessage(
+            id=row["id"],
+            template=row["template"],
+            priority=row["priority"],
+            context=row["context"],
+            reminder_key=row["reminder_key"],
+            contacts=_contacts(row) if row["person_id"] is not None else None,
+        )
+        for row in rows
+    ]
+
+
+async def deliver_message(
+    conn: asyncpg.Connection,
+    message_id: uuid.UUID,
+    language: str,
+    rendered: RenderedMessage,
+    channels: list[Channel],
+) -> None:
+    """The message is in the recipient's inbox; its outside channels wait for the sender."""
+    await conn.execute(
+        "UPDATE messages SET state = 'delivered', language = $2, subject = $3, body = $4,"
+        " sms = $5, delivered_at = now() WHERE id = $1",
+        message_id,
+        language,
+        rendered.subject,
+        rendered.body,
+        rendered.sms,
+    )
+    await conn.executemany(
+        "INSERT INTO deliveries (message_id, channel, priority)"
+        " SELECT id, $2, priority FROM messages WHERE id = $1"
+        " ON CONFLICT (message_id, channel) DO NOTHING",
+        [(message_id, channel) for channel in channels if channel != "in_app"],
+    )
+
+
+async def set_message_aside(
+    conn: asyncpg.Connection, message_id: uuid.UUID, state: str, note: str
+) -> None:
+    """`dropped` (no longer wanted) or `failed` (cannot be rendered), with why."""
+    await conn.execute(
+        "UPDATE messages SET state = $2, note = $3 WHERE id = $1", message_id, state, note[:500]
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    channel: str
+    delivery: Delivery
+    language: str
+    subject: str
+    body: str
+    sms: str
+    attachment: tuple[str, str, bytes] | None
+    # The address as the person has it now (None: they removed it).
+    address: str | None
+
+
+async def claim_deliveries(
+    conn: asyncpg.Connection, limit: int, lease_s: float, claim: uuid.UUID
+) -> list[ClaimedDelivery]:
+    """Claim due deliveries, urgent first: due_at moves a lease ahead, so another sender
+    takes a delivery over only if this one dies before recording the outcome."""
+    rows = await conn.fetch(
+        "WITH due AS ("
+        "  SELECT id, message_id, due_at AS was_due FROM deliveries"
+        "  WHERE state = 'pending' AND due_at <= now()"
+        "  ORDER BY (priority = 'urgent') DESC, due_at, id LIMIT $1"
+        "  FOR UPDATE SKIP LOCKED)"
+        " UPDATE deliveries d SET due_at = now() + make_interval(secs => $2), claim = $3,"
+        "  updated_at = now()"
+        " FROM due JOIN messages m ON m.id = due.message_id"
+        "  LEFT JOIN contacts c ON c.person_id = m.recipient_id"
+        " WHERE d.id = due.id"
+        " RETURNING d.id, d.channel, d.priority, d.attempts, due.was_due, d.last_error,"
+        "  m.language, m.subject, m.body, m.sms, m.attachment_name, m.attachment_type,"
+        "  m.attachment, c.email, c.phone",
+        limit,
+        lease_s,
+        claim,
+    )
+    claimed = [
+        ClaimedDelivery(
+            id=row["id"],
+            channel=row["channel"],
+            delivery=Delivery(
+                state=MessageState.PENDING,
+                priority=row["priority"],
+                attempts=row["attempts"],
+                due_at=row["was_due"],
+                last_error=row["last_error"],
+            ),
+            language=row["language"],
+            subject=row["subject"],
+            body=row["body"],
+            sms=row["sms"],
+            attachment=(row["attachment_name"], row["attachment_type"], bytes(row["attachment"]))
+            if row["attachment"] is not None
+            else None,
+            address=row["email"] if row["channel"] == "email" else row["phone"],
+        )
+        for row in rows
+    ]
+    # RETURNING keeps no order: urgent first, then the longest waiting.
+    return sorted(claimed, key=lambda c: (c.delivery.priority != "urgent", c.delivery.due_at, c.id))
+
+
+async def record_delivery(
+    conn: asyncpg.Connection, delivery_id: int, claim: uuid.UUID, d: Delivery
+) -> bool:
+    """Write the outcome of an attempt; False when the claim was lost meanwhile."""
+    status = await conn.execute(
+        "UPDATE deliveries SET state = $3, attempts = $4, due_at = $5, sent_at = $6,"
+        " last_error = $7, claim = NULL, updated_at = now() WHERE id = $1 AND claim = $2",
+        delivery_id,
+        claim,
+        d.state.value,
+        d.attempts,
+        d.due_at,
+        d.sent_at,
+        d.last_error,
+    )
+    return status.endswith(" 1")
+
+
+# --------------------------------------------------------------------------- inbox
+
+INBOX_COLUMNS = (
+    "id, template, purpose, priority, subject, body, context, delivered_at, read_at"
+)
+
+
+async def inbox(
+    conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {INBOX_COLUMNS} FROM messages WHERE recipient_id = $1 AND state = 'delivered'"
+        " ORDER BY delivered_at DESC, id DESC LIMIT $2 OFFSET $3",
+        person_id,
+        limit,
+        offset,
+    )
+
+
+async def inbox_counts(conn: asyncpg.Connection, person_id: uuid.UUID) -> tuple[int, int]:
+    """(messages, unread) in a person's inbox."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS total, count(*) FILTER (WHERE read_at IS NULL) AS unread"
+        " FROM messages WHERE recipient_id = $1 AND state = 'delivered'",
+        person_id,
+    )
+    return row["total"], row["unread"]
+
+
+async def mark_read(
+    conn: asyncpg.Connection, person_id: uuid.UUID, message_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """Mark one of the person's own messages read (again: keeps the first time)."""
+    return await conn.fetchrow(
+        f"UPDATE messages SET read_at = coalesce(read_at, now())"
+        f" WHERE id = $1 AND recipient_id = $2 AND state = 'delivered' RETURNING {INBOX_COLUMNS}",
+        message_id,
+        person_id,
+    )
+
+
+# --------------------------------------------------------------------------- operators
+
+
+async def failed_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """What still failed after its retries, newest first: ids and codes, no message text
+    and no address (operators need what and why, not the content)."""
+    return await conn.fetch(
+        "SELECT d.id, d.message_id, d.channel, d.priority, d.attempts, d.last_error,"
+        " d.created_at, d.updated_at AS failed_at, m.recipient_id, m.recipient_role,"
+        " m.event_id, m.event_type, m.template, m.purpose"
+        " FROM deliveries d JOIN messages m ON m.id = d.message_id"
+        " WHERE d.state = 'failed' ORDER BY d.updated_at DESC, d.id DESC LIMIT $1",
+        limit,
+    )
+
+
+async def lock_delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery | None:
+    row = await conn.fetchrow(
+        "SELECT state, priority, attempts, due_at, sent_at, last_error FROM deliveries"
+        " WHERE id = $1 FOR UPDATE",
+        delivery_id,
+    )
+    if row is None:
+        return None
+    return Delivery(
+        state=MessageState(row["state"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        due_at=row["due_at"],
+        sent_at=row["sent_at"],
+        last_error=row["last_error"],
+    )
+
+
+async def save_resend(conn: asyncpg.Connection, delivery_id: int, d: Delivery) -> None:
+    """A re-sent delivery waits again (its last error stays until the next attempt)."""
+    await conn.execute(
+        "UPDATE deliveries SET state = $2, attempts = $3, due_at = $4, claim = NULL,"
+        " updated_at = now() WHERE id = $1",
+        delivery_id,
+        d.state.value,
+        d.attempts,
+        d.due_at,
+    )

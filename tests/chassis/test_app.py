@@ -1,0 +1,161 @@
+"""The app factory: health, readiness, metrics, AsyncAPI, journey ids, auth, start-up."""
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chassis import auth, db
+from chassis.app import build
+from chassis.testing.kafka import TopicProbe
+from contracts import REGISTRY
+from contracts.events import ReviewPublished, TherapistAvailabilityPublished
+from tests.chassis.ledger import LEDGER, LedgerSettings
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_operations_endpoints_and_asyncapi(migrated, serve) -> None:
+    settings = await migrated(LEDGER)
+    async with serve(build(LEDGER, settings, "api")) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok", "service": "ledger"}
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "database": True, "broker": True}
+        await http.get("/healthz")
+        metrics = await http.get("/metrics")
+        assert "samtal_http_requests_total" in metrics.text
+        assert 'route="/healthz"' in metrics.text
+        openapi = (await http.get("/openapi.json")).json()
+        assert "/reviews" in openapi["paths"]
+    async with serve(build(LEDGER, settings, "worker")) as http:
+        doc = (await http.get("/asyncapi.json")).json()
+        channels = json.dumps(doc["channels"])
+        assert settings.topic(REGISTRY.topic(ReviewPublished)) in channels
+        assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_auth_answers_401_and_403_with_a_clear_body(migrated, serve, jwt_keys) -> None:
+    settings = await migrated(LEDGER)
+    private, _ = jwt_keys
+    other_private, _ = auth.generate_keypair()
+    person = uuid.uuid4()
+    expired = auth.mint(
+        private,
+        person,
+        "client",
+        now=datetime.now(UTC) - timedelta(hours=9),
+        ttl=timedelta(hours=1),
+    )
+    async with serve(build(LEDGER, settings, "api")) as http:
+        missing = await http.get("/me")
+        assert missing.status_code == 401 and "token" in missing.json()["detail"]
+        assert missing.headers["www-authenticate"] == "Bearer"
+        late = await http.get("/me", headers=bearer(expired))
+        assert late.status_code == 401 and "expired" in late.json()["detail"]
+        forged = await http.get("/me", headers=bearer(auth.mint(other_private, person, "client")))
+        assert forged.status_code == 401 and "signature" in forged.json()["detail"]
+        garbage = await http.get("/me", headers=bearer("not.a.jwt"))
+        assert garbage.status_code == 401
+        wrong_role = await http.get("/me", headers=bearer(auth.mint(private, person, "admin")))
+        assert (
+            wrong_role.status_code == 403 and "client or therapist" in wrong_role.json()["detail"]
+        )
+        ok = await http.get("/me", headers=bearer(auth.mint(private, person, "client")))
+        assert ok.status_code == 200 and ok.json() == {"id": str(person), "role": "client"}
+        invalid = await http.post(
+            "/reviews",
+            json={"therapist_id": "x", "rating": 3},
+            headers=bearer(auth.mint(private, person, "admin")),
+        )
+        assert invalid.status_code == 422
+        assert invalid.json()["detail"].startswith("therapist_id:")
+
+
+def test_rotated_keys_both_verify(jwt_keys) -> None:
+    old_private, old_public = jwt_keys
+    new_private, new_public = auth.generate_keypair()
+    settings = LedgerSettings(jwt_public_keys=[new_public, old_public])
+    person = uuid.uuid4()
+    assert auth.verify(auth.mint(old_private, person, "client"), settings).subject == person
+    assert auth.verify(auth.mint(new_private, person, "therapist"), settings).role == "therapist"
+
+
+async def test_journey_ids_flow_from_request_to_events_to_events(
+    migrated, serve, jwt_keys, kafka_bootstrap, capsys
+) -> None:
+    settings = await migrated(LEDGER)
+    admin = auth.mint(jwt_keys[0], uuid.uuid4(), "admin")
+    topics = [
+        settings.topic(REGISTRY.topic(ReviewPublished)),
+        settings.topic(REGISTRY.topic(TherapistAvailabilityPublished)),
+    ]
+    therapist = uuid.uuid4()
+    async with (
+        serve(build(LEDGER, settings, "api")) as http,
+        serve(build(LEDGER, settings, "worker")),
+        TopicProbe(kafka_bootstrap, topics) as probe,
+    ):
+        answer = await http.post(
+            "/reviews",
+            json={"therapist_id": str(therapist), "rating": 5},
+            headers={**bearer(admin), "x-request-id": "req-1", "x-correlation-id": "journey-7"},
+        )
+        assert answer.status_code == 201
+        assert answer.headers["x-request-id"] == "req-1"
+        assert answer.headers["x-correlation-id"] == "journey-7"
+
+        def caused(p: TopicProbe) -> list:
+            return [
+                e
+                for e in p.envelopes("TherapistAvailabilityPublished")
+                if e.payload.therapist_id == therapist
+            ]
+
+        await probe.wait_for(lambda p: len(caused(p)) == 1)
+    first = next(
+        e for e in probe.envelopes("ReviewPublished") if e.payload.therapist_id == therapist
+    )
+    assert (first.correlation_id, first.causation_id) == ("journey-7", "req-1")
+    second = caused(probe)[0]
+    assert second.correlation_id == "journey-7"
+    assert second.causation_id == str(first.event_id)
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    request_log = next(line for line in lines if line.get("route") == "/reviews")
+    assert request_log["request_id"] == "req-1"
+    assert request_log["correlation_id"] == "journey-7"
+    assert request_log["service"] == "ledger"
+    handled = next(
+        line
+        for line in lines
+        if line.get("event") == "event handled" and line.get("event_id") == str(first.event_id)
+    )
+    assert handled["correlation_id"] == "journey-7"
+    assert handled["causation_id"] == "req-1"
+
+
+async def test_start_up_fails_loudly_and_in_bounded_time(settings_for, serve, database_dsn) -> None:
+    no_db = settings_for(
+        LedgerSettings, database_url="postgresql://postgres@127.0.0.1:1/x", startup_timeout_s=2
+    )
+    started = time.monotonic()
+    with pytest.raises(BaseException, match="Postgres|Connect|refused|Errno"):
+        async with serve(build(LEDGER, no_db, "api"), timeout=20):
+            pass
+    assert time.monotonic() - started < 15
+
+    no_kafka = settings_for(LedgerSettings, kafka_bootstrap="127.0.0.1:1", startup_timeout_s=2)
+    await db.bootstrap_role(database_dsn, no_kafka.role, no_kafka.db_password.get_secret_value())
+    started = time.monotonic()
+    with pytest.raises(BaseException, match="Kafka"):
+        async with serve(build(LEDGER, no_kafka, "worker"), timeout=20):
+            pass
+    assert time.monotonic() - started < 15
+    await asyncio.sleep(0)

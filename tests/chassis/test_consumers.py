@@ -1,0 +1,124 @@
+"""Consumers: inbox, retries with backoff, dead letters, replay — on the real broker."""
+
+import asyncio
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from chassis import db
+from chassis.app import build
+from chassis.consumer import backoff, dead_letter_topic
+from chassis.deadletters import list_dead_letters, replay
+from chassis.testing.kafka import TopicProbe, publish
+from contracts import REGISTRY, Envelope
+from contracts.events import ReviewPublished
+from tests.chassis.ledger import FAILURES, LEDGER, review
+
+
+async def entries_for(pool: asyncpg.Pool, *therapists: uuid.UUID) -> int:
+    return await pool.fetchval(
+        "select count(*) from entries where therapist_id = any($1::uuid[])", list(therapists)
+    )
+
+
+async def eventually(check, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+def test_backoff_is_exponential_and_bounded() -> None:
+    assert [backoff(n, 0.1, 1.0) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+async def test_duplicates_do_nothing_and_transient_failures_are_retried(
+    migrated, serve, kafka_bootstrap, topic_prefix
+) -> None:
+    settings = await migrated(LEDGER, consumer_max_attempts=4)
+    pool = await db.create_pool(settings)
+    once = review()
+    flaky = review()
+    FAILURES[flaky.review_id] = 2  # fails twice, then succeeds
+    try:
+        async with serve(build(LEDGER, settings, "worker")) as http:
+            envelope = Envelope.wrap(once)
+            await publish(kafka_bootstrap, topic_prefix, envelope, envelope, flaky)
+            await eventually(lambda: _both(pool, once.therapist_id, flaky.therapist_id))
+            await publish(kafka_bootstrap, topic_prefix, envelope)  # a third delivery
+            await asyncio.sleep(1.0)
+            assert await entries_for(pool, once.therapist_id) == 1
+            assert await entries_for(pool, flaky.therapist_id) == 1
+            assert FAILURES[flaky.review_id] == 0
+            metrics = (await http.get("/metrics")).text
+        assert 'outcome="duplicate"' in metrics
+        assert 'outcome="retried"' in metrics
+        letters = await list_dead_letters(settings)
+        assert not [d for d in letters if d.key == str(flaky.therapist_id).encode()]
+    finally:
+        await pool.close()
+
+
+async def _both(pool, a, b) -> bool:
+    return await entries_for(pool, a) == 1 and await entries_for(pool, b) == 1
+
+
+async def test_bad_messages_are_dead_lettered_and_the_consumer_moves_on(
+    migrated, serve, kafka_bootstrap, topic_prefix
+) -> None:
+    settings = await migrated(LEDGER, consumer_max_attempts=3)
+    pool = await db.create_pool(settings)
+    topic = settings.topic(REGISTRY.topic(ReviewPublished))
+    broken = review()
+    FAILURES[broken.review_id] = 10  # still failing after 3 tries
+    rejected = review(rating=1)  # a permanent error
+    after = review()
+    try:
+        async with (
+            serve(build(LEDGER, settings, "worker")),
+            TopicProbe(kafka_bootstrap, [settings.topic(dead_letter_topic("ledger"))]) as dlq,
+        ):
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, b'{"event_type": "ReviewPublished"', key=b"k")
+                await producer.send_and_wait(
+                    topic,
+                    Envelope.wrap(after).to_bytes().replace(b'"rating":4', b'"rating":9'),
+                    key=b"k",
+                    headers=[("traceparent", b"00-abc-def-01")],
+                )
+            finally:
+                await producer.stop()
+            await publish(kafka_bootstrap, topic_prefix, broken, rejected, after)
+            await dlq.wait_for(lambda p: len(p.records) >= 4)
+            await eventually(lambda: _one(pool, after.therapist_id))
+
+        letters = await list_dead_letters(settings)
+        by_error = {d.headers["x-dead-letter-error"].split(":")[0]: d for d in letters}
+        assert set(by_error) >= {"invalid", "failed", "rejected"}
+        not_json = next(d for d in letters if d.value.startswith(b'{"event_type": "Review'))
+        assert "not JSON" in not_json.error and not_json.consumer == "ledger-recorder"
+        bad_field = next(d for d in letters if b'"rating":9' in d.value)
+        assert "payload.rating" in bad_field.error
+        assert bad_field.headers["traceparent"] == "00-abc-def-01"  # original headers kept
+        assert bad_field.headers["x-original-topic"] == topic
+        exhausted = next(d for d in letters if str(broken.review_id).encode() in d.value)
+        assert exhausted.headers["x-dead-letter-attempts"] == "3"
+        assert "bad moment" in exhausted.error
+        assert await entries_for(pool, broken.therapist_id) == 0
+
+        # The ledger recovers; the operator replays the exhausted one.
+        FAILURES[broken.review_id] = 0
+        replayed = await replay(settings, [exhausted.ref])
+        assert [d.ref for d in replayed] == [exhausted.ref]
+        async with serve(build(LEDGER, settings, "worker")):
+            await eventually(lambda: _one(pool, broken.therapist_id))
+    finally:
+        await pool.close()
+
+
+async def _one(pool, therapist) -> bool:
+    return await entries_for(pool, therapist) == 1

@@ -4,16 +4,17 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from chassis import auth, observability
 from chassis.app import build
 from chassis.infra import free_port
+
+from chassis import auth, observability
 from tests.chassis.ledger import LEDGER
 
 
 class Collector(BaseHTTPRequestHandler):
     received: list[tuple[str, int]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         Collector.received.append((self.path, len(body)))
         self.send_response(200)

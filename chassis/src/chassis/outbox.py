@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -63,9 +64,16 @@ async def add_envelope(conn: asyncpg.Connection, envelope: Envelope[Any]) -> Non
         "correlation_id": envelope.correlation_id,
         **observability.trace_headers(),
     }
+    # NOTIFY takes a database-wide lock at commit, so under load a writer wakes the relay
+    # at most once per NOTIFY_EVERY_S; a busy relay drains everything anyway, and an idle
+    # one polls every `outbox_poll_s` at worst.
+    global _last_notify
+    now = time.monotonic()
+    notify = now - _last_notify >= NOTIFY_EVERY_S
+    if notify:
+        _last_notify = now
     await conn.execute(
-        "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        _INSERT_AND_NOTIFY if notify else _INSERT,
         envelope.event_id,
         envelope.event_type,
         spec.topic,
@@ -73,8 +81,18 @@ async def add_envelope(conn: asyncpg.Connection, envelope: Envelope[Any]) -> Non
         envelope.to_bytes(),
         headers,
     )
-    schema = await conn.fetchval("select current_schema()")
-    await conn.execute("select pg_notify($1, '')", channel(schema))
+
+
+_INSERT = (
+    "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+)
+_INSERT_AND_NOTIFY = (
+    f"WITH written AS ({_INSERT} RETURNING id)"
+    " SELECT pg_notify(current_schema() || '_outbox', '') FROM written"
+)
+NOTIFY_EVERY_S = 0.02
+_last_notify = 0.0
 
 
 class OutboxRelay:
@@ -95,6 +113,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.is_leader = False
+        self._lag_observed_at = 0.0
         # Test seam: runs after a batch is published and before it is marked sent.
         self.after_publish: Callable[[Sequence[int]], Awaitable[None]] | None = None
 
@@ -185,7 +204,9 @@ class OutboxRelay:
                 " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
                 self.settings.outbox_batch_size,
             )
-            await self._observe_lag(conn)
+            if time.monotonic() - self._lag_observed_at > 1.0:
+                await self._observe_lag(conn)
+                self._lag_observed_at = time.monotonic()
         if not rows:
             return 0
         # Sends are queued in id order; the producer keeps that order per partition.

@@ -43,7 +43,7 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
     # Outbox relay.
     outbox_batch_size: int = Field(default=500, ge=1)
-    outbox_poll_s: float = Field(default=0.5, gt=0)
+    outbox_poll_s: float = Field(default=0.25, gt=0)
     outbox_retention_hours: float = Field(default=72, ge=0)
     # Auth: PEM public keys (several during rotation) and the expected issuer/audience.
     jwt_public_keys: list[str] = Field(default_factory=list)

@@ -40,7 +40,8 @@ MIB = 1024 * 1024
 PUBLIC_CATALOG_PREFIXES = ("/api/catalog/therapists", "/api/catalog/methods", "/api/catalog/areas")
 HEALTH_PATHS = ("/healthz", "/readyz")
 
-_TYPE = "type.googleapis.com/envoy.extensions.filters"
+_EXT = "type.googleapis.com/envoy.extensions"
+_TYPE = f"{_EXT}.filters"
 
 
 def pem_to_jwk(pem: str) -> dict[str, Any]:
@@ -99,17 +100,35 @@ def render(
     config = {
         "admin": {"address": _socket("127.0.0.1", admin_port)},
         "static_resources": {
-            "listeners": [_listener(
-                upstreams, listen_host, listen_port, rate_limit_per_s,
-                rate_limit_burst or rate_limit_per_s, cors_origins, max_body_bytes,
-                issuer, audiences, jwks_json, jwks_file, upstream_timeout_s,
-            )],
+            "listeners": [
+                _listener(
+                    upstreams,
+                    listen_host,
+                    listen_port,
+                    rate_limit_per_s,
+                    rate_limit_burst or rate_limit_per_s,
+                    cors_origins,
+                    max_body_bytes,
+                    issuer,
+                    audiences,
+                    jwks_json,
+                    jwks_file,
+                    upstream_timeout_s,
+                )
+            ],
             "clusters": [_cluster(name, host, port) for name, (host, port) in upstreams.items()],
         },
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-            # Bound downstream connections: an edge proxy should not accept unlimited ones.
-            "overload": {"global_downstream_max_connections": 50000},
-        }}]},
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        # an edge proxy bounds its downstream connections
+                        "overload": {"global_downstream_max_connections": 50000},
+                    },
+                }
+            ]
+        },
     }
     return json.dumps(config, indent=2) + "\n"
 
@@ -119,60 +138,87 @@ def _socket(host: str, port: int) -> dict[str, Any]:
 
 
 def _routes(upstreams: Iterable[str], timeout_s: float) -> list[dict[str, Any]]:
-    routes: list[dict[str, Any]] = [{
-        "name": "gateway-health",
-        "match": {"path": "/healthz"},
-        "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
-    }]
+    routes: list[dict[str, Any]] = [
+        {
+            "name": "gateway-health",
+            "match": {"path": "/healthz"},
+            "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+        }
+    ]
     for svc in upstreams:
-        routes.append({
-            "name": f"{svc}-metrics-hidden",
-            "match": {"prefix": f"/api/{svc}/metrics"},
-            "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}},
-        })
-        routes.append({
-            "name": svc,
-            "match": {"prefix": f"/api/{svc}/"},
-            "route": {"cluster": svc, "prefix_rewrite": "/", "timeout": f"{timeout_s:g}s"},
-        })
+        routes.append(
+            {
+                "name": f"{svc}-metrics-hidden",
+                "match": {"prefix": f"/api/{svc}/metrics"},
+                "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}},
+            }
+        )
+        routes.append(
+            {
+                "name": svc,
+                "match": {"prefix": f"/api/{svc}/"},
+                "route": {"cluster": svc, "prefix_rewrite": "/", "timeout": f"{timeout_s:g}s"},
+            }
+        )
     return routes
 
 
 def _jwt_filter(
-    upstreams: Iterable[str], issuer: str, audiences: Sequence[str],
-    jwks_json: str, jwks_file: str | None,
+    upstreams: Iterable[str],
+    issuer: str,
+    audiences: Sequence[str],
+    jwks_json: str,
+    jwks_file: str | None,
 ) -> dict[str, Any]:
     jwks = {"filename": jwks_file} if jwks_file else {"inline_string": jwks_json}
     required = {"provider_name": "samtal"}
-    optional = {"requires_any": {"requirements": [{"provider_name": "samtal"},
-                                                  {"allow_missing": {}}]}}
+    optional = {
+        "requires_any": {"requirements": [{"provider_name": "samtal"}, {"allow_missing": {}}]}
+    }
     get = [{"name": ":method", "string_match": {"exact": "GET"}}]
     rules: list[dict[str, Any]] = [{"match": {"path": "/healthz"}}]  # the gateway's own
-    rules += [{"match": {"path_separated_prefix": p, "headers": get}, "requires": optional}
-              for p in PUBLIC_CATALOG_PREFIXES if "catalog" in upstreams]
-    rules += [{"match": {"path": f"/api/{svc}{h}"}, "requires": optional}
-              for svc in upstreams for h in HEALTH_PATHS]
+    rules += [
+        {"match": {"path_separated_prefix": p, "headers": get}, "requires": optional}
+        for p in PUBLIC_CATALOG_PREFIXES
+        if "catalog" in upstreams
+    ]
+    rules += [
+        {"match": {"path": f"/api/{svc}{h}"}, "requires": optional}
+        for svc in upstreams
+        for h in HEALTH_PATHS
+    ]
     rules.append({"match": {"prefix": "/"}, "requires": required})
     return {
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
             "@type": f"{_TYPE}.http.jwt_authn.v3.JwtAuthentication",
-            "providers": {"samtal": {
-                "issuer": issuer,
-                "audiences": list(audiences),
-                "local_jwks": jwks,
-                "forward": True,  # services verify the token again
-                "clock_skew_seconds": 30,
-            }},
+            "providers": {
+                "samtal": {
+                    "issuer": issuer,
+                    "audiences": list(audiences),
+                    "local_jwks": jwks,
+                    "forward": True,  # services verify the token again
+                    "clock_skew_seconds": 30,
+                }
+            },
             "rules": rules,
         },
     }
 
 
 def _listener(
-    upstreams: Mapping[str, tuple[str, int]], host: str, port: int, rate: int, burst: int,
-    cors_origins: Sequence[str], max_body: int, issuer: str, audiences: Sequence[str],
-    jwks_json: str, jwks_file: str | None, timeout_s: float,
+    upstreams: Mapping[str, tuple[str, int]],
+    host: str,
+    port: int,
+    rate: int,
+    burst: int,
+    cors_origins: Sequence[str],
+    max_body: int,
+    issuer: str,
+    audiences: Sequence[str],
+    jwks_json: str,
+    jwks_file: str | None,
+    timeout_s: float,
 ) -> dict[str, Any]:
     cors = {
         "@type": f"{_TYPE}.http.cors.v3.CorsPolicy",
@@ -184,25 +230,48 @@ def _listener(
     }
     percent100 = {"numerator": 100, "denominator": "HUNDRED"}
     http_filters = [
-        {"name": "envoy.filters.http.cors",
-         "typed_config": {"@type": f"{_TYPE}.http.cors.v3.Cors"}},
-        {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
-            "@type": f"{_TYPE}.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "edge_rate_limit",
-            "token_bucket": {"max_tokens": burst, "tokens_per_fill": rate,
-                             "fill_interval": "1s"},
-            "filter_enabled": {"runtime_key": "edge_rate_limit_enabled",
-                               "default_value": percent100},
-            "filter_enforced": {"runtime_key": "edge_rate_limit_enforced",
-                                "default_value": percent100},
-            "response_headers_to_add": [{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                                         "header": {"key": "x-rate-limited", "value": "1"}}],
-        }},
-        {"name": "envoy.filters.http.buffer", "typed_config": {
-            "@type": f"{_TYPE}.http.buffer.v3.Buffer", "max_request_bytes": max_body}},
+        {
+            "name": "envoy.filters.http.cors",
+            "typed_config": {"@type": f"{_TYPE}.http.cors.v3.Cors"},
+        },
+        {
+            "name": "envoy.filters.http.local_ratelimit",
+            "typed_config": {
+                "@type": f"{_TYPE}.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "edge_rate_limit",
+                "token_bucket": {
+                    "max_tokens": burst,
+                    "tokens_per_fill": rate,
+                    "fill_interval": "1s",
+                },
+                "filter_enabled": {
+                    "runtime_key": "edge_rate_limit_enabled",
+                    "default_value": percent100,
+                },
+                "filter_enforced": {
+                    "runtime_key": "edge_rate_limit_enforced",
+                    "default_value": percent100,
+                },
+                "response_headers_to_add": [
+                    {
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        "header": {"key": "x-rate-limited", "value": "1"},
+                    }
+                ],
+            },
+        },
+        {
+            "name": "envoy.filters.http.buffer",
+            "typed_config": {
+                "@type": f"{_TYPE}.http.buffer.v3.Buffer",
+                "max_request_bytes": max_body,
+            },
+        },
         _jwt_filter(upstreams, issuer, audiences, jwks_json, jwks_file),
-        {"name": "envoy.filters.http.router",
-         "typed_config": {"@type": f"{_TYPE}.http.router.v3.Router"}},
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": f"{_TYPE}.http.router.v3.Router"},
+        },
     ]
     hcm = {
         "@type": f"{_TYPE}.network.http_connection_manager.v3.HttpConnectionManager",
@@ -214,31 +283,48 @@ def _listener(
         "always_set_request_id_in_response": True,
         # Keep a given id byte for byte (by default Envoy rewrites one UUID digit of it
         # to carry its trace-sampling decision).
-        "request_id_extension": {"typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
-            "pack_trace_reason": False,
-        }},
+        "request_id_extension": {
+            "typed_config": {
+                "@type": f"{_EXT}.request_id.uuid.v3.UuidRequestIdConfig",
+                "pack_trace_reason": False,
+            }
+        },
         "request_timeout": "30s",
         "stream_idle_timeout": "60s",
-        "common_http_protocol_options": {"idle_timeout": "300s",
-                                         "headers_with_underscores_action": "REJECT_REQUEST"},
-        "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            "log_format": {"json_format": {
-                "time": "%START_TIME%", "method": "%REQ(:METHOD)%",
-                "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%",
-                "flags": "%RESPONSE_FLAGS%", "duration_ms": "%DURATION%",
-                "upstream": "%UPSTREAM_CLUSTER%", "request_id": "%REQ(X-REQUEST-ID)%",
-            }},
-        }}],
+        "common_http_protocol_options": {
+            "idle_timeout": "300s",
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": f"{_EXT}.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": {
+                        "json_format": {
+                            "time": "%START_TIME%",
+                            "method": "%REQ(:METHOD)%",
+                            "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                            "status": "%RESPONSE_CODE%",
+                            "flags": "%RESPONSE_FLAGS%",
+                            "duration_ms": "%DURATION%",
+                            "upstream": "%UPSTREAM_CLUSTER%",
+                            "request_id": "%REQ(X-REQUEST-ID)%",
+                        }
+                    },
+                },
+            }
+        ],
         "route_config": {
             "name": "samtal",
-            "virtual_hosts": [{
-                "name": "samtal",
-                "domains": ["*"],
-                "routes": _routes(upstreams, timeout_s),
-                "typed_per_filter_config": {"envoy.filters.http.cors": cors},
-            }],
+            "virtual_hosts": [
+                {
+                    "name": "samtal",
+                    "domains": ["*"],
+                    "routes": _routes(upstreams, timeout_s),
+                    "typed_per_filter_config": {"envoy.filters.http.cors": cors},
+                }
+            ],
         },
         "http_filters": http_filters,
     }
@@ -246,8 +332,13 @@ def _listener(
         "name": "edge",
         "address": _socket(host, port),
         "per_connection_buffer_limit_bytes": 65536,
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": hcm}]}],
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
     }
 
 
@@ -258,8 +349,10 @@ def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
         "dns_lookup_family": "V4_ONLY",
         "connect_timeout": "2s",
         "lb_policy": "ROUND_ROBIN",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": _socket(host, port)}}]}]},
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}],
+        },
         "outlier_detection": {"consecutive_5xx": 5, "base_ejection_time": "10s"},
     }
 
@@ -283,8 +376,9 @@ def write_local(out: Path, *, api_port: int = 8000, listen_port: int = 8080) -> 
     envoy = out / "envoy.yaml"
     envoy.write_text(render(upstreams, jwks, listen_port))
     keys = json.dumps([public.read_text()])
-    (out / "samtal.env").write_text("".join(
-        f"SAMTAL_{svc.upper()}_JWT_PUBLIC_KEYS={keys}\n" for svc in SERVICES))
+    (out / "samtal.env").write_text(
+        "".join(f"SAMTAL_{svc.upper()}_JWT_PUBLIC_KEYS={keys}\n" for svc in SERVICES)
+    )
     return envoy
 
 

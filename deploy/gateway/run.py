@@ -57,7 +57,10 @@ def validate_config(config_text: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             [str(envoy_binary()), "--mode", "validate", "-c", f.name, "--log-level", "error"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     finally:
         os.unlink(f.name)
@@ -102,12 +105,16 @@ def _ports_of(config_text: str) -> tuple[str, int, int]:
     listener = config["static_resources"]["listeners"][0]["address"]["socket_address"]
     admin = config["admin"]["address"]["socket_address"]
     host = listener["address"]
-    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host,
-            int(listener["port_value"]), int(admin["port_value"]))
+    return (
+        "127.0.0.1" if host in ("0.0.0.0", "::") else host,
+        int(listener["port_value"]),
+        int(admin["port_value"]),
+    )
 
 
-def start_gateway(config_text: str, *, ready_timeout_s: float = 30.0,
-                  log_level: str = "warning") -> Gateway:
+def start_gateway(
+    config_text: str, *, ready_timeout_s: float = 30.0, log_level: str = "warning"
+) -> Gateway:
     """Start Envoy with this config (from `render`) and wait until its admin says LIVE
     and its listener accepts connections. Stop it with `.stop()` or a `with` block."""
     binary = envoy_binary()
@@ -118,9 +125,18 @@ def start_gateway(config_text: str, *, ready_timeout_s: float = 30.0,
     log_path = Path(workdir.name) / "envoy.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(binary), "-c", str(config_path), "--disable-hot-restart",
-             "--log-level", log_level, "--concurrency", "1"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(binary),
+                "-c",
+                str(config_path),
+                "--disable-hot-restart",
+                "--log-level",
+                log_level,
+                "--concurrency",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     gateway = Gateway(process, port, admin_port, host, config_path, log_path, workdir)
     deadline = time.monotonic() + ready_timeout_s

@@ -42,10 +42,15 @@ class _Echo(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        payload = json.dumps({
-            "service": self.service, "method": self.command, "path": self.path,
-            "headers": {k.lower(): v for k, v in self.headers.items()}, "body_bytes": len(body),
-        }).encode()
+        payload = json.dumps(
+            {
+                "service": self.service,
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body_bytes": len(body),
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(payload)))
@@ -90,24 +95,27 @@ def gateway_keys() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def gateway_config(echo_upstreams, gateway_keys):  # type: ignore[no-untyped-def]
-    """A function: gateway_config(**render_overrides) -> config text on free loopback ports."""
+def gateway_config(echo_upstreams, gateway_keys):
+    """A function: gateway_config(**render_overrides) -> config text on free loopback ports
+    (`jwks_json` defaults to the JWKS of `gateway_keys`)."""
     from chassis.infra import free_port
 
     def make(**overrides: object) -> str:
         params: dict[str, object] = {
-            "listen_host": "127.0.0.1", "admin_port": free_port(),
-            "cors_origins": ["https://app.samtal.example"], "rate_limit_per_s": 1000,
+            "listen_host": "127.0.0.1",
+            "admin_port": free_port(),
+            "cors_origins": ["https://app.samtal.example"],
+            "rate_limit_per_s": 1000,
         }
         params.update(overrides)
-        return str(render.render(echo_upstreams, render.pem_to_jwks(gateway_keys[1]),
-                                 free_port(), **params))
+        jwks = params.pop("jwks_json", None) or render.pem_to_jwks(gateway_keys[1])
+        return str(render.render(echo_upstreams, jwks, free_port(), **params))
 
     return make
 
 
 @pytest.fixture(scope="session")
-def gateway(envoy_path, gateway_config):  # type: ignore[no-untyped-def]
+def gateway(envoy_path, gateway_config):
     gw = run.start_gateway(gateway_config())
     yield gw
     gw.stop()
@@ -126,7 +134,7 @@ def gateway_run() -> ModuleType:
 
 
 @pytest.fixture
-def http(gateway):  # type: ignore[no-untyped-def]
+def http(gateway):
     """An httpx client on the running gateway."""
     import httpx
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-
 from chassis.auth import generate_keypair, mint
 
 ORIGIN = "https://app.samtal.example"
@@ -18,22 +17,22 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def token(gateway_keys) -> str:  # type: ignore[no-untyped-def]
+def token(gateway_keys) -> str:
     return mint(gateway_keys[0], uuid.uuid4(), "client")
 
 
-def test_envoy_accepts_the_rendered_config(envoy_path, gateway_config, gateway_run) -> None:  # type: ignore[no-untyped-def]
+def test_envoy_accepts_the_rendered_config(envoy_path, gateway_config, gateway_run) -> None:
     result = gateway_run.validate_config(gateway_config())
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_envoy_rejects_a_broken_config(envoy_path, gateway_config, gateway_run) -> None:  # type: ignore[no-untyped-def]
+def test_envoy_rejects_a_broken_config(envoy_path, gateway_config, gateway_run) -> None:
     broken = gateway_config().replace('"prefix_rewrite"', '"prefix_rewrit"')
     assert gateway_run.validate_config(broken).returncode != 0
 
 
 @pytest.mark.parametrize("svc", ["catalog", "matching", "booking", "notifications"])
-def test_each_prefix_routes_to_its_service_with_the_prefix_rewritten(http, token, svc) -> None:  # type: ignore[no-untyped-def]
+def test_each_prefix_routes_to_its_service_with_the_prefix_rewritten(http, token, svc) -> None:
     r = http.get(f"/api/{svc}/things/42?x=1", headers=bearer(token))
     assert r.status_code == 200, r.text
     assert r.json()["service"] == svc
@@ -42,13 +41,13 @@ def test_each_prefix_routes_to_its_service_with_the_prefix_rewritten(http, token
     assert r.json()["headers"]["authorization"] == f"Bearer {token}"
 
 
-def test_protected_route_without_token_is_401(http) -> None:  # type: ignore[no-untyped-def]
+def test_protected_route_without_token_is_401(http) -> None:
     r = http.get("/api/booking/courses")
     assert r.status_code == 401
     assert http.post("/api/catalog/therapists", json={}).status_code == 401  # only GET is public
 
 
-def test_invalid_tokens_are_401(http, gateway_keys) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_tokens_are_401(http, gateway_keys) -> None:
     stranger = generate_keypair()[0]
     expired = mint(gateway_keys[0], uuid.uuid4(), "client", ttl=timedelta(seconds=-120))
     wrong_aud = mint(gateway_keys[0], uuid.uuid4(), "client", audience="other")
@@ -62,21 +61,28 @@ def test_invalid_tokens_are_401(http, gateway_keys) -> None:  # type: ignore[no-
     assert http.get("/api/catalog/therapists", headers=bearer(wrong_aud)).status_code == 403
 
 
-def test_public_browse_and_health_need_no_token(http) -> None:  # type: ignore[no-untyped-def]
-    for path in ("/api/catalog/therapists", "/api/catalog/therapists?language=sv",
-                 f"/api/catalog/therapists/{uuid.uuid4()}", "/api/catalog/methods",
-                 "/api/catalog/areas", "/api/booking/healthz", "/api/matching/readyz",
-                 "/api/notifications/healthz", "/api/catalog/healthz"):
+def test_public_browse_and_health_need_no_token(http) -> None:
+    for path in (
+        "/api/catalog/therapists",
+        "/api/catalog/therapists?language=sv",
+        f"/api/catalog/therapists/{uuid.uuid4()}",
+        "/api/catalog/methods",
+        "/api/catalog/areas",
+        "/api/booking/healthz",
+        "/api/matching/readyz",
+        "/api/notifications/healthz",
+        "/api/catalog/healthz",
+    ):
         r = http.get(path)
         assert r.status_code == 200, (path, r.status_code, r.text)
     assert http.get("/healthz").text == "ok\n"  # the gateway's own
 
 
-def test_metrics_are_not_exposed_at_the_edge(http, token) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_are_not_exposed_at_the_edge(http, token) -> None:
     assert http.get("/api/catalog/metrics", headers=bearer(token)).status_code == 404
 
 
-def test_request_id_is_generated_when_missing_and_kept_when_given(http) -> None:  # type: ignore[no-untyped-def]
+def test_request_id_is_generated_when_missing_and_kept_when_given(http) -> None:
     r = http.get("/api/catalog/methods")
     generated = r.headers["x-request-id"]
     assert uuid.UUID(generated)
@@ -89,10 +95,15 @@ def test_request_id_is_generated_when_missing_and_kept_when_given(http) -> None:
     assert http.get("/api/booking/courses").headers.get("x-request-id")
 
 
-def test_cors_preflight_for_a_frontend_origin(http) -> None:  # type: ignore[no-untyped-def]
-    r = http.options("/api/booking/courses", headers={
-        "origin": ORIGIN, "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization, content-type"})
+def test_cors_preflight_for_a_frontend_origin(http) -> None:
+    r = http.options(
+        "/api/booking/courses",
+        headers={
+            "origin": ORIGIN,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type",
+        },
+    )
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == ORIGIN
     assert "POST" in r.headers["access-control-allow-methods"]
@@ -102,22 +113,72 @@ def test_cors_preflight_for_a_frontend_origin(http) -> None:  # type: ignore[no-
     assert "x-request-id" in r.headers["access-control-expose-headers"]
 
 
-def test_cors_refuses_an_unknown_origin(http) -> None:  # type: ignore[no-untyped-def]
-    r = http.options("/api/booking/courses", headers={
-        "origin": "https://evil.example", "access-control-request-method": "POST"})
+def test_cors_refuses_an_unknown_origin(http) -> None:
+    r = http.options(
+        "/api/booking/courses",
+        headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
     assert "access-control-allow-origin" not in r.headers
 
 
-def test_too_large_body_is_413(http, token) -> None:  # type: ignore[no-untyped-def]
+def test_too_large_body_is_413(http, token) -> None:
     ok = http.post("/api/booking/things", content=b"x" * 1000, headers=bearer(token))
     assert ok.status_code == 200 and ok.json()["body_bytes"] == 1000
     r = http.post("/api/booking/things", content=b"x" * (1024 * 1024 + 1), headers=bearer(token))
     assert r.status_code == 413
 
 
-def test_rate_limit_answers_429_past_the_limit(envoy_path, gateway_config, gateway_run) -> None:  # type: ignore[no-untyped-def]
-    with gateway_run.start_gateway(gateway_config(rate_limit_per_s=3, rate_limit_burst=3)) as gw, \
-            httpx.Client(base_url=gw.url, timeout=10) as http:
+def test_rate_limit_answers_429_past_the_limit(envoy_path, gateway_config, gateway_run) -> None:
+    with (
+        gateway_run.start_gateway(gateway_config(rate_limit_per_s=3, rate_limit_burst=3)) as gw,
+        httpx.Client(base_url=gw.url, timeout=10) as http,
+    ):
         codes = [http.get("/api/catalog/methods").status_code for _ in range(10)]
     assert codes[:3] == [200, 200, 200], codes
     assert 429 in codes, codes
+
+
+def test_deployed_gateway_configs_are_valid_envoy_configs(
+    envoy_path, gateway_render, gateway_run, gateway_keys, tmp_path
+) -> None:
+    """The config Kubernetes mounts (deploy/k8s/base/gateway.yaml) and the one compose
+    mounts (render.py local) both pass `envoy --mode validate`."""
+    from pathlib import Path
+
+    yaml = pytest.importorskip("yaml", reason="PyYAML (PyPI `pyyaml`) reads the manifests")
+    base = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "gateway.yaml"
+    (configmap,) = [
+        d
+        for d in yaml.safe_load_all(base.read_text())
+        if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gateway"
+    ]
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(gateway_render.pem_to_jwks(gateway_keys[1]))
+    k8s = configmap["data"]["envoy.yaml"].replace("/etc/envoy/jwks/jwks.json", str(jwks))
+    result = gateway_run.validate_config(k8s)
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = gateway_render.write_local(tmp_path / "local").read_text()
+    result = gateway_run.validate_config(local)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_jwks_lists_every_key_during_a_rotation(gateway_render) -> None:
+    import json
+
+    old, new = generate_keypair()[1], generate_keypair()[1]
+    keys = json.loads(gateway_render.pem_to_jwks(old, new))["keys"]
+    assert len(keys) == 2 and keys[0]["kid"] != keys[1]["kid"]
+    assert all(k["kty"] == "RSA" and k["alg"] == "RS256" and k["use"] == "sig" for k in keys)
+
+
+def test_a_token_signed_by_either_key_passes_during_a_rotation(
+    envoy_path, gateway_config, gateway_run, gateway_render
+) -> None:
+    (old_priv, old_pub), (new_priv, new_pub) = generate_keypair(), generate_keypair()
+    config = gateway_config(jwks_json=gateway_render.pem_to_jwks(old_pub, new_pub))
+    with gateway_run.start_gateway(config) as gw, httpx.Client(base_url=gw.url, timeout=10) as http:
+        for priv in (old_priv, new_priv):
+            token = mint(priv, uuid.uuid4(), "therapist")
+            assert http.get("/api/booking/x", headers=bearer(token)).status_code == 200
+        stranger = mint(generate_keypair()[0], uuid.uuid4(), "therapist")
+        assert http.get("/api/booking/x", headers=bearer(stranger)).status_code == 401

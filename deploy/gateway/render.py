@@ -38,6 +38,8 @@ MIB = 1024 * 1024
 # Routes a visitor may call without signing in: (method or None for any, path prefix).
 # A token, when present, must still be valid.
 PUBLIC_CATALOG_PREFIXES = ("/api/catalog/therapists", "/api/catalog/methods", "/api/catalog/areas")
+# API documents are public: OpenAPI and AsyncAPI of each service.
+DOC_PATHS = ("/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/asyncapi.yaml")
 HEALTH_PATHS = ("/healthz", "/readyz")
 
 _EXT = "type.googleapis.com/envoy.extensions"
@@ -185,7 +187,7 @@ def _jwt_filter(
     rules += [
         {"match": {"path": f"/api/{svc}{h}"}, "requires": optional}
         for svc in upstreams
-        for h in HEALTH_PATHS
+        for h in HEALTH_PATHS + DOC_PATHS
     ]
     rules.append({"match": {"prefix": "/"}, "requires": required})
     return {

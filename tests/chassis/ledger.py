@@ -108,6 +108,7 @@ LEDGER = ServiceDefinition(
     migrations=Path(__file__).parent / "ledger_migrations",
     routers=[router],
     consumers=consumers,
+    publishes=[ReviewPublished, TherapistAvailabilityPublished],
 )
 
 

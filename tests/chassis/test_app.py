@@ -35,9 +35,11 @@ async def test_operations_endpoints_and_asyncapi(migrated, serve) -> None:
         assert "/reviews" in openapi["paths"]
     async with serve(build(LEDGER, settings, "worker")) as http:
         doc = (await http.get("/asyncapi.json")).json()
-        channels = json.dumps(doc["channels"])
-        assert settings.topic(REGISTRY.topic(ReviewPublished)) in channels
         assert (await http.get("/readyz")).status_code == 200
+    channels = json.dumps(doc["channels"])
+    assert settings.topic(REGISTRY.topic(ReviewPublished)) in channels  # consumed
+    assert settings.topic(REGISTRY.topic(TherapistAvailabilityPublished)) in channels  # published
+    assert "ledger-recorder" in json.dumps(doc)
 
 
 async def test_auth_answers_401_and_403_with_a_clear_body(migrated, serve, jwt_keys) -> None:

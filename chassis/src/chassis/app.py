@@ -25,6 +25,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from faststream_fastapi import FastStreamAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from structlog.contextvars import bind_contextvars, clear_contextvars
@@ -35,6 +36,7 @@ from chassis.errors import DomainError
 from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
+from contracts import REGISTRY, Envelope, EventPayload
 
 log = structlog.get_logger("chassis.app")
 
@@ -71,6 +73,8 @@ class ServiceDefinition:
     consumers: EventConsumers | None = None
     # Long-running worker tasks beyond the relay (e.g. a message sender).
     worker_tasks: Sequence[BackgroundTask] = ()
+    # The events this service publishes (through its outbox), for the AsyncAPI document.
+    publishes: Sequence[type[EventPayload]] = ()
     description: str = ""
 
 
@@ -192,6 +196,8 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
                 runtime.relay.start()
                 for task in definition.worker_tasks:
                     runtime.tasks.append(asyncio.create_task(task(runtime)))
+            clear_contextvars()
+            bind_contextvars(service=settings.service)
             log.info("started", process=process)
             yield
         finally:
@@ -208,6 +214,8 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
         title=f"Samtal {definition.name} ({process})",
         description=definition.description,
         lifespan=lifespan,
+        # Behind the gateway the service lives under /api/<service>; the docs must know.
+        root_path=settings.root_path,
     )
     app.state.settings = settings
     app.state.runtime = runtime
@@ -233,6 +241,7 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     asgi = FastStreamAPI(
         broker,
         application=app,
+        specification=describe(definition, settings),
         # The broker's own context, where FastStream puts the message being handled.
         context=broker.context,
         asyncapi_path="/asyncapi",
@@ -243,6 +252,29 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     if process == "worker" and definition.consumers is not None:
         definition.consumers.subscribe(broker, settings, lambda: _pool(runtime))
     return asgi
+
+
+def describe(definition: ServiceDefinition, settings: ServiceSettings) -> AsyncAPI:
+    """The service's AsyncAPI document: what it consumes and what it publishes.
+
+    Built on a broker that is never connected, so the api and the worker both serve
+    the whole picture of the service.
+    """
+    paper = KafkaBroker(settings.kafka_bootstrap)
+    if definition.consumers is not None:
+        definition.consumers.describe(paper, settings)
+    for model in definition.publishes:
+        paper.publisher(
+            settings.topic(REGISTRY.topic(model)),
+            title=model.event_type,
+            description=(model.__doc__ or "").strip() or None,
+            schema=Envelope[model],  # type: ignore[valid-type]
+        )
+    return AsyncAPI(
+        paper,
+        title=f"Samtal {definition.name}",
+        description=definition.description,
+    )
 
 
 def _pool(runtime: Runtime) -> asyncpg.Pool:

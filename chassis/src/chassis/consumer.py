@@ -79,6 +79,16 @@ class EventConsumers:
 
         return register
 
+    def describe(self, broker: KafkaBroker, settings: ServiceSettings) -> None:
+        """Declare the subscriptions on a broker that only feeds the AsyncAPI document."""
+        for spec in self.handlers:
+            broker.subscriber(
+                settings.topic(REGISTRY.topic(spec.model)),
+                group_id=settings.group(spec.name),
+                title=f"{settings.service}.{spec.name}",
+                description=spec.func.__doc__,
+            )(_paper_endpoint(spec))
+
     def subscribe(
         self, broker: KafkaBroker, settings: ServiceSettings, pool: Callable[[], asyncpg.Pool]
     ) -> None:
@@ -104,6 +114,17 @@ def _endpoint(runner: _Runner) -> Callable[..., Awaitable[None]]:
 
     on_message.__name__ = runner.spec.func.__name__
     return on_message
+
+
+def _paper_endpoint(spec: HandlerSpec) -> Callable[..., Awaitable[None]]:
+    async def described(event: Any) -> None:
+        """Never runs: it describes the channel for the AsyncAPI document."""
+
+    # Resolved now (this module's annotations are strings): the envelope of this event.
+    described.__annotations__ = {"event": Envelope[spec.model], "return": None}  # type: ignore[name-defined]
+    described.__name__ = spec.func.__name__
+    described.__doc__ = spec.func.__doc__
+    return described
 
 
 class _Runner:

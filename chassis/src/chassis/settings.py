@@ -56,6 +56,8 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     # Start-up: give up loudly when the database or broker do not answer by then.
     startup_timeout_s: float = Field(default=20, gt=0)
+    # Where the gateway mounts the service (e.g. /api/booking), for the OpenAPI docs.
+    root_path: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8000
 

@@ -6,10 +6,18 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 RUN := $(UV) run --frozen --all-packages
 
-.PHONY: help uv install lint typecheck test test-fast schemas bench clean
+.PHONY: help uv install lint typecheck test test-fast schemas bench run demo clean
 
 help:
-	@echo "make install | lint | test | schemas | bench"
+	@echo "make run | demo | test | install | lint | schemas | bench"
+
+# The whole platform on this machine behind the gateway (Ctrl-C stops it).
+run: install
+	$(RUN) python deploy/local_run.py
+
+# A guided journey through the gateway against `make run` (in another terminal).
+demo: install
+	$(RUN) python deploy/demo.py
 
 uv:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"

@@ -72,23 +72,30 @@ async def bootstrap_role(admin_url: str, role: str, password: str) -> None:
     """
     conn = await asyncpg.connect(admin_url)
     try:
-        quoted = '"' + role.replace('"', '""') + '"'
-        exists = await conn.fetchval("select 1 from pg_roles where rolname = $1", role)
-        pw = password.replace("'", "''")
-        if not exists:
-            await conn.execute(f"CREATE ROLE {quoted} LOGIN PASSWORD '{pw}'")
-        else:
-            await conn.execute(f"ALTER ROLE {quoted} LOGIN PASSWORD '{pw}'")
-        db = await conn.fetchval("select current_database()")
-        await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO {quoted}')
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted} AUTHORIZATION {quoted}")
-        await conn.execute(f"ALTER ROLE {quoted} SET search_path = {quoted}")
-        # Nobody but the owner may create in or read from public.
-        await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        await conn.execute(f"REVOKE ALL ON SCHEMA public FROM {quoted}")
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        # Services bootstrap side by side; catalog-wide statements must not race.
+        async with conn.transaction():
+            await conn.execute("select pg_advisory_xact_lock(hashtext('samtal-bootstrap'))")
+            await _bootstrap(conn, role, password)
     finally:
         await conn.close()
+
+
+async def _bootstrap(conn: asyncpg.Connection, role: str, password: str) -> None:
+    quoted = '"' + role.replace('"', '""') + '"'
+    exists = await conn.fetchval("select 1 from pg_roles where rolname = $1", role)
+    pw = password.replace("'", "''")
+    if not exists:
+        await conn.execute(f"CREATE ROLE {quoted} LOGIN PASSWORD '{pw}'")
+    else:
+        await conn.execute(f"ALTER ROLE {quoted} LOGIN PASSWORD '{pw}'")
+    db = await conn.fetchval("select current_database()")
+    await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO {quoted}')
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted} AUTHORIZATION {quoted}")
+    await conn.execute(f"ALTER ROLE {quoted} SET search_path = {quoted}")
+    # Nobody but the owner may create in or read from public.
+    await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    await conn.execute(f"REVOKE ALL ON SCHEMA public FROM {quoted}")
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
 
 
 def dbmate_binary() -> str:

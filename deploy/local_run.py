@@ -1,0 +1,359 @@
+"""`make run`: the whole platform on one machine, behind the real gateway.
+
+Infrastructure as the tests find it (chassis.infra): Postgres and Kafka from
+SAMTAL_INFRA_POSTGRES_DSN / SAMTAL_INFRA_KAFKA_BOOTSTRAP when given, else a
+container when Docker answers, else the local Postgres (or a throwaway cluster)
+and the embedded Kafka-protocol broker. Then: roles, schemas and migrations of
+every service, the demo catalog, each service's `api` and `worker`, a local
+mail catcher (a real SMTP server writing a Maildir) and the Envoy gateway.
+Ctrl-C stops every process it started.
+
+    uv run python deploy/local_run.py [--port 8080] [--run-dir .run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+from chassis.auth import generate_keypair
+from chassis.infra import (
+    KafkaServer,
+    PostgresServer,
+    free_port,
+    port_open,
+    provide_kafka,
+    provide_postgres,
+    run_blocking,
+)
+
+HERE = Path(__file__).resolve().parent
+SERVICES = ("catalog", "matching", "booking", "notifications")
+# The on-call clinician of the local run (the demo mints their token).
+ON_CALL_CLINICIAN = "00000000-0000-4000-8000-00000000c11c"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gateway_render = _load("samtal_gateway_render", HERE / "gateway" / "render.py")
+gateway_run = _load("samtal_gateway_run", HERE / "gateway" / "run.py")
+
+
+def cli_of(service: str) -> str:
+    return str(Path(sys.executable).parent / f"samtal-{service}")
+
+
+@dataclass
+class Platform:
+    run_dir: Path
+    gateway_url: str
+    kafka_bootstrap: str
+    database_url: str
+    topic_prefix: str
+    private_key: str
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    mail_dir: Path | None = None
+    _stops: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+        while self._stops:
+            try:
+                self._stops.pop()()
+            except Exception as exc:  # keep stopping the rest
+                print(f"  (while stopping: {exc})", file=sys.stderr)
+
+    def state(self) -> dict[str, Any]:
+        """What `make demo` needs to find the running platform."""
+        return {
+            "gateway_url": self.gateway_url,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "topic_prefix": self.topic_prefix,
+            "private_key_file": str(self.run_dir / "keys" / "private.pem"),
+            "mail_dir": str(self.mail_dir) if self.mail_dir else None,
+            "on_call_clinician": ON_CALL_CLINICIAN,
+        }
+
+
+def _keys(run_dir: Path) -> tuple[str, str]:
+    keys = run_dir / "keys"
+    private, public = keys / "private.pem", keys / "public.pem"
+    if not (private.exists() and public.exists()):
+        keys.mkdir(parents=True, exist_ok=True)
+        pem_private, pem_public = generate_keypair()
+        private.write_text(pem_private)
+        private.chmod(0o600)
+        public.write_text(pem_public)
+    return private.read_text(), public.read_text()
+
+
+async def _ensure_database(server: PostgresServer, name: str) -> str:
+    conn = await asyncpg.connect(server.admin_dsn)
+    try:
+        if not await conn.fetchval("select 1 from pg_database where datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return server.dsn_for(name)
+
+
+def _service_env(
+    service: str,
+    *,
+    database_url: str,
+    kafka: KafkaServer,
+    public_key: str,
+    topic_prefix: str,
+    http_port: int,
+    extra: dict[str, str],
+) -> dict[str, str]:
+    prefix = f"SAMTAL_{service.upper()}_"
+    values = {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "KAFKA_IDEMPOTENCE": "false" if kafka.embedded else "true",
+        "TOPIC_PREFIX": topic_prefix,
+        "JWT_PUBLIC_KEYS": json.dumps([public_key]),
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(http_port),
+        "ROOT_PATH": f"/api/{service}",
+        **extra,
+    }
+    return {**os.environ, **{prefix + k: v for k, v in values.items()}}
+
+
+def _wait_ready(
+    name: str, port: int, process: subprocess.Popen[bytes], log: Path, deadline: float
+) -> None:
+    url = f"http://127.0.0.1:{port}/readyz"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{name} was not ready within the time allowed; see {log}")
+
+
+def _start_mail_catcher(mail_dir: Path) -> tuple[int, Callable[[], None]]:
+    """A real SMTP server on loopback that keeps every message in a Maildir."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Mailbox
+
+    port = free_port()
+    controller = Controller(Mailbox(str(mail_dir)), hostname="127.0.0.1", port=port)
+    controller.start()
+    return port, controller.stop
+
+
+def start_platform(
+    run_dir: Path,
+    *,
+    postgres: PostgresServer,
+    kafka: KafkaServer,
+    database: str = "samtal",
+    gateway_port: int = 8080,
+    base_port: int = 8100,
+    topic_prefix: str = "",
+    rate_limit_per_s: int = 200,
+    progress: Callable[[str], None] = print,
+    ready_timeout_s: float = 120,
+) -> Platform:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    private_key, public_key = _keys(run_dir)
+    database_url = run_blocking(_ensure_database(postgres, database))
+    progress(
+        f"postgres ({postgres.path}) database {database}; kafka ({kafka.path}) {kafka.bootstrap}"
+    )
+
+    mail_dir = run_dir / "mail"
+    smtp_port, stop_smtp = _start_mail_catcher(mail_dir)
+    platform = Platform(
+        run_dir=run_dir,
+        gateway_url=f"http://127.0.0.1:{gateway_port}",
+        kafka_bootstrap=kafka.bootstrap,
+        database_url=database_url,
+        topic_prefix=topic_prefix,
+        private_key=private_key,
+        mail_dir=mail_dir,
+    )
+    platform._stops.append(stop_smtp)
+    extra = {
+        "notifications": {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_port),
+            "ON_CALL_CLINICIANS": json.dumps([ON_CALL_CLINICIAN]),
+        }
+    }
+    try:
+        envs: dict[str, dict[str, str]] = {}
+        for i, service in enumerate(SERVICES):
+            api_port = base_port + 10 * i + 1
+            envs[service] = _service_env(
+                service,
+                database_url=database_url,
+                kafka=kafka,
+                public_key=public_key,
+                topic_prefix=topic_prefix,
+                http_port=api_port,
+                extra=extra.get(service, {}),
+            )
+            platform.ports[f"{service}-api"] = api_port
+            platform.ports[f"{service}-worker"] = api_port + 1
+        busy = [p for p in [gateway_port, *platform.ports.values()] if port_open("127.0.0.1", p)]
+        if busy:
+            raise RuntimeError(f"ports already in use: {busy} (another `make run`?)")
+        # Each service migrates its own schema: all four at once.
+        migrations = {
+            s: subprocess.Popen(
+                [cli_of(s), "migrate"],
+                env=envs[s],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for s in SERVICES
+        }
+        for service, migration in migrations.items():
+            output, _ = migration.communicate(timeout=180)
+            if migration.returncode != 0:
+                raise RuntimeError(f"{service} migrate failed:\n{output.decode(errors='replace')}")
+            progress(f"{service}: role, schema and migrations ready")
+        subprocess.run(
+            [cli_of("catalog"), "load-demo"], env=envs["catalog"], check=True, capture_output=True
+        )
+        progress("catalog: demo therapists loaded")
+
+        for service in SERVICES:
+            for kind in ("api", "worker"):
+                name = f"{service}-{kind}"
+                log = logs / f"{name}.log"
+                platform.processes[name] = subprocess.Popen(
+                    [cli_of(service), kind, "--port", str(platform.ports[name])],
+                    env=envs[service],
+                    stdout=log.open("ab"),
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        deadline = time.monotonic() + ready_timeout_s
+        for name, process in platform.processes.items():
+            _wait_ready(name, platform.ports[name], process, logs / f"{name}.log", deadline)
+            progress(f"{name}: ready on 127.0.0.1:{platform.ports[name]}")
+
+        config = gateway_render.render(
+            {s: ("127.0.0.1", platform.ports[f"{s}-api"]) for s in SERVICES},
+            gateway_render.pem_to_jwks(public_key),
+            gateway_port,
+            listen_host="127.0.0.1",
+            admin_port=free_port(),
+            rate_limit_per_s=rate_limit_per_s,
+        )
+        (run_dir / "envoy.json").write_text(config)
+        gateway = gateway_run.start_gateway(config)
+        platform._stops.append(gateway.stop)
+        progress(f"gateway: Envoy on {platform.gateway_url}")
+        (run_dir / "state.json").write_text(json.dumps(platform.state(), indent=2))
+        return platform
+    except BaseException:
+        platform.stop()
+        raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080, help="the gateway's port")
+    parser.add_argument("--base-port", type=int, default=8100)
+    parser.add_argument("--run-dir", type=Path, default=Path(".run"))
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    say = lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True)  # noqa: E731
+    say("starting infrastructure")
+    postgres = provide_postgres()
+    kafka = provide_kafka()
+    platform = None
+    try:
+        platform = start_platform(
+            args.run_dir,
+            postgres=postgres,
+            kafka=kafka,
+            gateway_port=args.port,
+            base_port=args.base_port,
+            progress=say,
+        )
+        url = platform.gateway_url
+        say(f"Samtal is ready in {time.monotonic() - started:.1f}s at {url}")
+        print("\n  everything behind one address:")
+        for service in SERVICES:
+            print(
+                f"    {service:14} API {url}/api/{service}/   OpenAPI {url}/api/{service}/docs"
+                f"   AsyncAPI {url}/api/{service}/asyncapi"
+            )
+        print(f"\n  mail sent by notifications: {platform.mail_dir}")
+        print(
+            f"  logs: {args.run_dir / 'logs'}   tokens: uv run samtal token --role client "
+            f"--key-file {args.run_dir / 'keys' / 'private.pem'}"
+        )
+        print("  try: make demo          stop: Ctrl-C\n", flush=True)
+        stop = False
+
+        def on_signal(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stop:
+            for name, process in platform.processes.items():
+                if process.poll() is not None:
+                    say(f"{name} exited ({process.returncode}); see {args.run_dir}/logs")
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        say("stopping")
+        if platform:
+            platform.stop()
+        kafka.stop()
+        postgres.stop()
+        (args.run_dir / "state.json").unlink(missing_ok=True)
+        say("stopped")
+
+
+if __name__ == "__main__":
+    main()

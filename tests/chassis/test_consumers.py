@@ -52,9 +52,12 @@ async def test_duplicates_do_nothing_and_transient_failures_are_retried(
             assert await entries_for(pool, once.therapist_id) == 1
             assert await entries_for(pool, flaky.therapist_id) == 1
             assert FAILURES[flaky.review_id] == 0
+            await asyncio.sleep(1.2)  # the lag gauge is refreshed every second
             metrics = (await http.get("/metrics")).text
         assert 'outcome="duplicate"' in metrics
         assert 'outcome="retried"' in metrics
+        lag = [line for line in metrics.splitlines() if line.startswith("samtal_consumer_lag{")]
+        assert lag and all(line.endswith(" 0.0") for line in lag)  # caught up
         letters = await list_dead_letters(settings)
         assert not [d for d in letters if d.key == str(flaky.therapist_id).encode()]
     finally:

@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from chassis import db, observability
-from chassis.consumer import EventConsumers
+from chassis.consumer import EventConsumers, observe_lag
 from chassis.errors import DomainError
 from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
@@ -196,6 +196,9 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
                 runtime.relay.start()
                 for task in definition.worker_tasks:
                     runtime.tasks.append(asyncio.create_task(task(runtime)))
+                runtime.tasks.append(
+                    asyncio.create_task(observe_lag(broker, settings.service, every_s=1.0))
+                )
             clear_contextvars()
             bind_contextvars(service=settings.service)
             log.info("started", process=process)

@@ -28,7 +28,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream_fastapi import Context as StreamContext
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from structlog.contextvars import bound_contextvars
 
 from chassis import inbox
@@ -39,6 +39,11 @@ log = structlog.get_logger("chassis.consumer")
 
 EVENTS_HANDLED = Counter(
     "samtal_events_handled_total", "Events consumed, by outcome", ["service", "consumer", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "samtal_consumer_lag",
+    "Messages on a partition not yet consumed by the group",
+    ["service", "group", "topic", "partition"],
 )
 DEAD_LETTERS = Counter(
     "samtal_dead_letters_total", "Messages dead-lettered", ["service", "consumer"]
@@ -213,3 +218,25 @@ class _Runner:
         DEAD_LETTERS.labels(self.settings.service, self.spec.name).inc()
         self._count("dead_lettered")
         log.error("event dead-lettered", error=error, attempts=attempts)
+
+
+async def observe_lag(broker: KafkaBroker, service: str, every_s: float = 5.0) -> None:
+    """Export each subscriber's lag (high-water mark minus position) until cancelled."""
+    while True:
+        for subscriber in broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            group = getattr(consumer, "_group_id", None) or "-"
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                try:
+                    position = await consumer.position(tp)
+                except Exception:  # a rebalance moved the partition away meanwhile
+                    continue
+                CONSUMER_LAG.labels(service, group, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+        await asyncio.sleep(every_s)

@@ -1,0 +1,94 @@
+"""The configuration reference of README.md, generated from the settings classes.
+
+uv run python deploy/settings_doc.py --write    # rewrite README.md's settings block
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from chassis.infra import InfraSettings
+from chassis.settings import ServiceSettings
+from pydantic import SecretStr
+from pydantic_core import PydanticUndefined
+
+SERVICES = ("catalog", "matching", "booking", "notifications")
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
+
+
+def _default(field) -> str:  # type: ignore[no-untyped-def]
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.default is PydanticUndefined:
+        return "(required)"
+    else:
+        value = field.default
+    if isinstance(value, SecretStr):
+        return "(secret)"
+    if value is None:
+        return "unset"
+    if value == "":
+        return "(empty)"
+    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+
+
+def _rows(fields, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    rows = []
+    for name, field in fields.items():
+        if name == "service":
+            continue
+        rows.append(f"| `{prefix}{name.upper()}` | {_default(field)} |")
+    return rows
+
+
+def render() -> str:
+    lines = [
+        "Every service reads the shared settings with its own prefix, `SAMTAL_<SERVICE>_`"
+        " (for example `SAMTAL_BOOKING_DATABASE_URL`):",
+        "",
+        "| setting | default |",
+        "|---|---|",
+        *_rows(ServiceSettings.model_fields, "SAMTAL_<SERVICE>_"),
+        "",
+    ]
+    for service in SERVICES:
+        settings = importlib.import_module(f"{service}.app").Settings
+        own = {
+            k: v for k, v in settings.model_fields.items() if k not in ServiceSettings.model_fields
+        }
+        if own:
+            lines += [f"Only {service}:", "", "| setting | default |", "|---|---|"]
+            lines += [*_rows(own, f"SAMTAL_{service.upper()}_"), ""]
+    lines += [
+        "Where `make run` and the tests find infrastructure:",
+        "",
+        "| setting | default |",
+        "|---|---|",
+        *_rows(InfraSettings.model_fields, "SAMTAL_INFRA_"),
+    ]
+    return "\n".join(lines)
+
+
+def block(text: str) -> str:
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:end].strip("\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    if not args.write:
+        print(render())
+        return
+    text = README.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    README.write_text(text[:start] + "\n" + render() + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    main()

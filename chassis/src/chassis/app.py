@@ -36,6 +36,7 @@ from chassis.errors import DomainError
 from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
+from chassis.topics import ensure_topics
 from contracts import REGISTRY, Envelope, EventPayload
 
 log = structlog.get_logger("chassis.app")
@@ -192,6 +193,10 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
         )
         try:
             if process == "worker":
+                consumed = (
+                    [h.model for h in definition.consumers.handlers] if definition.consumers else []
+                )
+                await ensure_topics(settings, [*definition.publishes, *consumed])
                 runtime.relay = OutboxRelay(settings, runtime.pool)
                 runtime.relay.start()
                 for task in definition.worker_tasks:

@@ -49,7 +49,11 @@ class TopicProbe:
             tps += [TopicPartition(topic, p) for p in sorted(partitions or ())]
         known = set(self._consumer.assignment())
         if set(tps) != known:
+            # assign() forgets positions: keep where we were on the partitions we had.
+            positions = {tp: await self._consumer.position(tp) for tp in known}
             self._consumer.assign(tps)
+            for tp, offset in positions.items():
+                self._consumer.seek(tp, offset)
             new = [tp for tp in tps if tp not in known]
             if new:
                 await self._consumer.seek_to_beginning(*new)

@@ -36,7 +36,7 @@ FAILURES: dict[uuid.UUID, int] = {}
 consumers = EventConsumers("ledger")
 
 
-@consumers.handler(ReviewPublished, name="ledger-recorder")
+@consumers.handler(ReviewPublished, name="ledger-recorder", group="ledger")
 async def record(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Records every published review."""
     review: ReviewPublished = event.payload
@@ -59,6 +59,16 @@ async def record(event: Envelope[Any], conn: asyncpg.Connection) -> None:
                 therapist_id=review.therapist_id, computed_at=datetime.now(UTC), active_courses=0
             ),
         )
+
+
+@consumers.handler(TherapistAvailabilityPublished, name="ledger-availability", group="ledger")
+async def note_availability(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Notes availability summaries (shares the `ledger` group with the recorder)."""
+    await conn.execute(
+        "INSERT INTO availability_seen (event_id, therapist_id) VALUES ($1, $2)",
+        event.event_id,
+        event.payload.therapist_id,
+    )
 
 
 router = APIRouter()

@@ -16,6 +16,10 @@ from contracts import REGISTRY
 from tests.chassis.ledger import LEDGER, LedgerSettings
 
 
+def runtime_pool(app):  # type: ignore[no-untyped-def]
+    return app._application.state.runtime.pool
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -40,6 +44,7 @@ async def test_operations_endpoints_and_asyncapi(migrated, serve) -> None:
     assert settings.topic(REGISTRY.topic(ReviewPublished)) in channels  # consumed
     assert settings.topic(REGISTRY.topic(TherapistAvailabilityPublished)) in channels  # published
     assert "ledger-recorder" in json.dumps(doc)
+    assert "ledger-availability" in json.dumps(doc)
 
 
 async def test_auth_answers_401_and_403_with_a_clear_body(migrated, serve, jwt_keys) -> None:
@@ -100,7 +105,7 @@ async def test_journey_ids_flow_from_request_to_events_to_events(
     therapist = uuid.uuid4()
     async with (
         serve(build(LEDGER, settings, "api")) as http,
-        serve(build(LEDGER, settings, "worker")),
+        serve(worker := build(LEDGER, settings, "worker")),
         TopicProbe(kafka_bootstrap, topics) as probe,
     ):
         answer = await http.post(
@@ -120,6 +125,16 @@ async def test_journey_ids_flow_from_request_to_events_to_events(
             ]
 
         await probe.wait_for(lambda p: len(caused(p)) == 1)
+        # The same consumer group also consumes the caused event, on its other topic.
+        pool = runtime_pool(worker)
+        for _ in range(100):
+            seen = await pool.fetchval(
+                "select count(*) from availability_seen where therapist_id = $1", therapist
+            )
+            if seen:
+                break
+            await asyncio.sleep(0.1)
+        assert seen == 1
     first = next(
         e for e in probe.envelopes("ReviewPublished") if e.payload.therapist_id == therapist
     )

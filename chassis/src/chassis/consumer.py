@@ -63,8 +63,11 @@ def dead_letter_topic(service: str) -> str:
 @dataclass(frozen=True)
 class HandlerSpec:
     model: type[EventPayload]
+    # The inbox key: this handler applies each event once.
     name: str
     func: Handler
+    # The Kafka consumer group; handlers sharing one are fed by one multi-topic consumer.
+    group: str
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -73,23 +76,40 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 
 class EventConsumers:
+    """A service's event handlers, grouped into Kafka consumer groups.
+
+    Each consumer group joins on its own (about 5 s on the embedded broker, and more
+    after a restart), so handlers that may share a queue share a group; a handler that
+    must never wait behind others (the matcher, crisis alerts) gets a group of its own.
+    """
+
     def __init__(self, service: str) -> None:
         self.service = service
         self.handlers: list[HandlerSpec] = []
+        # The running worker's settings, for handlers that need configuration.
+        self.settings: ServiceSettings | None = None
 
-    def handler(self, model: type[EventPayload], *, name: str) -> Callable[[Handler], Handler]:
+    def handler(
+        self, model: type[EventPayload], *, name: str, group: str | None = None
+    ) -> Callable[[Handler], Handler]:
         def register(func: Handler) -> Handler:
-            self.handlers.append(HandlerSpec(model, name, func))
+            self.handlers.append(HandlerSpec(model, name, func, group or name))
             return func
 
         return register
+
+    def groups(self) -> dict[str, list[HandlerSpec]]:
+        grouped: dict[str, list[HandlerSpec]] = {}
+        for spec in self.handlers:
+            grouped.setdefault(spec.group, []).append(spec)
+        return grouped
 
     def describe(self, broker: KafkaBroker, settings: ServiceSettings) -> None:
         """Declare the subscriptions on a broker that only feeds the AsyncAPI document."""
         for spec in self.handlers:
             broker.subscriber(
                 settings.topic(REGISTRY.topic(spec.model)),
-                group_id=settings.group(spec.name),
+                group_id=settings.group(spec.group),
                 title=f"{settings.service}.{spec.name}",
                 description=spec.func.__doc__,
             )(_paper_endpoint(spec))
@@ -97,27 +117,34 @@ class EventConsumers:
     def subscribe(
         self, broker: KafkaBroker, settings: ServiceSettings, pool: Callable[[], asyncpg.Pool]
     ) -> None:
-        """Attach every handler to the broker as a group subscriber of its event's topic."""
-        for spec in self.handlers:
-            on_message = _endpoint(_Runner(spec, broker, settings, pool))
+        """One group subscriber per consumer group, over the topics of its handlers."""
+        self.settings = settings
+        for group, specs in self.groups().items():
+            routes: dict[str, list[_Runner]] = {}
+            for spec in specs:
+                topic = settings.topic(REGISTRY.topic(spec.model))
+                routes.setdefault(topic, []).append(_Runner(spec, broker, settings, pool))
             broker.subscriber(
-                settings.topic(REGISTRY.topic(spec.model)),
-                group_id=settings.group(spec.name),
+                *routes,
+                group_id=settings.group(group),
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 ack_policy=AckPolicy.NACK_ON_ERROR,
-                title=f"{settings.service}.{spec.name}",
-                description=spec.func.__doc__,
-            )(on_message)
+                title=f"{settings.service}.{group}",
+                description=" ".join(filter(None, (s.func.__doc__ for s in specs))) or None,
+            )(_endpoint(group, routes))
 
 
-def _endpoint(runner: _Runner) -> Callable[..., Awaitable[None]]:
+def _endpoint(group: str, routes: dict[str, list[_Runner]]) -> Callable[..., Awaitable[None]]:
     # The worker runs under FastStreamAPI, whose handlers resolve like FastAPI routes;
-    # we take the raw message and decode it ourselves.
+    # we take the raw message, route it by topic and decode it ourselves.
     async def on_message(message: KafkaMessage = StreamContext("message")) -> None:
-        await runner(message)
+        raw = message.raw_message
+        record: Any = raw[0] if isinstance(raw, tuple) else raw
+        for runner in routes[record.topic]:
+            await runner(message)
 
-    on_message.__name__ = runner.spec.func.__name__
+    on_message.__name__ = f"on_{group.replace('-', '_')}"
     return on_message
 
 

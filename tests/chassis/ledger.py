@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-from chassis.app import ServiceDefinition, pool_of
-from chassis.auth import Principal, require
-from chassis.consumer import EventConsumers, PermanentError
-from chassis.settings import ServiceSettings, service_config
-from contracts.events import ReviewPublished, TherapistAvailabilityPublished
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from chassis import outbox
+from chassis.app import ServiceDefinition, pool_of
+from chassis.auth import Principal, require
+from chassis.consumer import EventConsumers, PermanentError
+from chassis.settings import ServiceSettings, service_config
 from contracts import Envelope
+from contracts.events import ReviewPublished, TherapistAvailabilityPublished
 
 
 class LedgerSettings(ServiceSettings):

@@ -7,12 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from chassis.app import build
-from chassis.testing.kafka import TopicProbe
-from contracts.events import ReviewPublished, TherapistAvailabilityPublished
 
 from chassis import auth, db
+from chassis.app import build
+from chassis.testing.kafka import TopicProbe
 from contracts import REGISTRY
+from contracts.events import ReviewPublished, TherapistAvailabilityPublished
 from tests.chassis.ledger import LEDGER, LedgerSettings
 
 

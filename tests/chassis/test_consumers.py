@@ -5,14 +5,14 @@ import uuid
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+
+from chassis import db
 from chassis.app import build
 from chassis.consumer import backoff, dead_letter_topic
 from chassis.deadletters import list_dead_letters, replay
 from chassis.testing.kafka import TopicProbe, publish
-from contracts.events import ReviewPublished
-
-from chassis import db
 from contracts import REGISTRY, Envelope
+from contracts.events import ReviewPublished
 from tests.chassis.ledger import FAILURES, LEDGER, review
 
 

@@ -4,6 +4,7 @@ import asyncio
 
 import asyncpg
 import pytest
+
 from chassis.infra import (
     InfraSettings,
     docker_answers,

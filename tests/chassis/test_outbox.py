@@ -5,14 +5,14 @@ import uuid
 from collections import defaultdict
 
 import asyncpg
+
+from chassis import db, outbox
 from chassis.app import build
 from chassis.infra import start_embedded_kafka
 from chassis.outbox import OutboxRelay
 from chassis.testing.kafka import TopicProbe
-from contracts.events import ReviewPublished
-
-from chassis import db, outbox
 from contracts import REGISTRY
+from contracts.events import ReviewPublished
 from tests.chassis.ledger import LEDGER, review
 
 TOPIC = REGISTRY.topic(ReviewPublished)

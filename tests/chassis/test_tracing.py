@@ -4,10 +4,9 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from chassis import auth, observability
 from chassis.app import build
 from chassis.infra import free_port
-
-from chassis import auth, observability
 from tests.chassis.ledger import LEDGER
 
 

@@ -10,11 +10,11 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import Field, SecretStr, model_validator
+
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 from chassis.settings import ServiceSettings, service_config
-from pydantic import Field, SecretStr, model_validator
-
 from notifications import api, handlers, sender
 from notifications.domain.contacts import OnCallRoster, OnCallShift
 from notifications.domain.delivery import (
@@ -53,10 +53,11 @@ class Settings(ServiceSettings):
     sms_token: SecretStr | None = None
     sms_timeout_s: float = Field(default=10, gt=0)
 
-    # The sender: how often it looks without being woken, how many deliveries it claims
-    # at a time, how many it sends at once, and how long a claim lasts before another
-    # sender may take the delivery over (longer than any send can take).
-    sender_poll_s: float = Field(default=1.0, gt=0)
+    # The sender: woken by NOTIFY and at the next due time; sender_poll_s is only the
+    # longest it sleeps otherwise. How many messages/deliveries it takes at a time, how
+    # many it sends at once, and how long a claim lasts before another sender may take
+    # the delivery over (longer than any send can take).
+    sender_poll_s: float = Field(default=5.0, gt=0)
     sender_batch_size: int = Field(default=10, ge=1, le=500)
     sender_concurrency: int = Field(default=5, ge=1, le=100)
     sender_lease_s: float = Field(default=120, gt=0)

@@ -47,7 +47,6 @@ def compose_email(
     # Stable per delivery: a resend after a crash (at-least-once) has the same id, so
     # mail programs can show it once.
     msg["Message-ID"] = message_id
-    msg["Content-Language"] = language
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(body)
     if attachment is not None:
@@ -58,6 +57,8 @@ def compose_email(
         msg.add_attachment(
             content, maintype=maintype, subtype=subtype, filename=filename, params=extra
         )
+    # After the attachment: making the message multipart moves Content-* headers inward.
+    msg["Content-Language"] = language
     return msg
 
 

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from contracts import Envelope
 
-from notifications.domain.contacts import Channel, ChannelPreferences, ContactSettings
+from contracts import Envelope
+from notifications.domain.contacts import Channel, ChannelPreferences, ContactSettings, Priority
 from notifications.domain.delivery import Delivery, MessageState
 from notifications.domain.plan import NotificationPlan, PlannedMessage
 from notifications.domain.render import RenderedMessage
@@ -28,9 +28,8 @@ def wake_channel(schema: str) -> str:
 
 
 async def wake_sender(conn: asyncpg.Connection) -> None:
-    """Wake every sender once the caller's transaction commits."""
-    schema = await conn.fetchval("select current_schema()")
-    await conn.execute("select pg_notify($1, '')", wake_channel(schema))
+    """Wake every sender once the caller's transaction commits (channel as wake_channel)."""
+    await conn.execute("select pg_notify(current_schema() || '_messages_due', '')")
 
 
 # --------------------------------------------------------------------------- contacts
@@ -86,7 +85,9 @@ def _prefixes(reminder_key: str) -> list[str]:
     ]
 
 
-async def save_plan(conn: asyncpg.Connection, envelope: Envelope[Any], plan: NotificationPlan) -> int:
+async def save_plan(
+    conn: asyncpg.Connection, envelope: Envelope[Any], plan: NotificationPlan
+) -> int:
     """Store an event's messages (once per dedup_key) and apply its reminder changes.
 
     Events of one session travel on different topics, so they may arrive out of order:
@@ -180,11 +181,21 @@ async def scheduled_messages(
 # --------------------------------------------------------------------------- delivering
 
 
+async def seconds_to_next_due(conn: asyncpg.Connection) -> float | None:
+    """How long until the next scheduled message or pending delivery is due (None: none)."""
+    value = await conn.fetchval(
+        "SELECT extract(epoch FROM least("
+        " (SELECT min(due_at) FROM messages WHERE state = 'scheduled'),"
+        " (SELECT min(due_at) FROM deliveries WHERE state = 'pending')) - now())"
+    )
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class DueMessage:
     id: uuid.UUID
     template: str
-    priority: str
+    priority: Priority
     context: dict[str, Any]
     reminder_key: str | None
     contacts: ContactSettings | None
@@ -310,29 +321,33 @@ async def claim_deliveries(
     return sorted(claimed, key=lambda c: (c.delivery.priority != "urgent", c.delivery.due_at, c.id))
 
 
-async def record_delivery(
-    conn: asyncpg.Connection, delivery_id: int, claim: uuid.UUID, d: Delivery
-) -> bool:
-    """Write the outcome of an attempt; False when the claim was lost meanwhile."""
-    status = await conn.execute(
-        "UPDATE deliveries SET state = $3, attempts = $4, due_at = $5, sent_at = $6,"
-        " last_error = $7, claim = NULL, updated_at = now() WHERE id = $1 AND claim = $2",
-        delivery_id,
+async def record_deliveries(
+    conn: asyncpg.Connection, claim: uuid.UUID, outcomes: list[tuple[int, Delivery]]
+) -> set[int]:
+    """Write the outcomes of attempts in one statement; returns the ids recorded (a
+    delivery whose claim was taken over meanwhile is left to its new sender)."""
+    if not outcomes:
+        return set()
+    rows = await conn.fetch(
+        "UPDATE deliveries d SET state = o.state, attempts = o.attempts, due_at = o.due_at,"
+        " sent_at = o.sent_at, last_error = o.last_error, claim = NULL, updated_at = now()"
+        " FROM unnest($2::bigint[], $3::text[], $4::int[], $5::timestamptz[],"
+        "  $6::timestamptz[], $7::text[]) AS o(id, state, attempts, due_at, sent_at, last_error)"
+        " WHERE d.id = o.id AND d.claim = $1 RETURNING d.id",
         claim,
-        d.state.value,
-        d.attempts,
-        d.due_at,
-        d.sent_at,
-        d.last_error,
+        [i for i, _ in outcomes],
+        [d.state.value for _, d in outcomes],
+        [d.attempts for _, d in outcomes],
+        [d.due_at for _, d in outcomes],
+        [d.sent_at for _, d in outcomes],
+        [d.last_error for _, d in outcomes],
     )
-    return status.endswith(" 1")
+    return {row["id"] for row in rows}
 
 
 # --------------------------------------------------------------------------- inbox
 
-INBOX_COLUMNS = (
-    "id, template, purpose, priority, subject, body, context, delivered_at, read_at"
-)
+INBOX_COLUMNS = "id, template, purpose, priority, subject, body, context, delivered_at, read_at"
 
 
 async def inbox(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from contracts.envelope import Envelope, EventPayload
 from contracts.events import (
     CourseCompleted,

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import icalendar
+
 from notifications.domain.calendar import (
     PRODID,
     SEQUENCE_EPOCH,

@@ -5,13 +5,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from notifications.domain.contacts import (
     ChannelPreferences,
+    ContactDetails,
     ContactSettings,
     OnCallRoster,
     OnCallShift,
+    delivery_channels,
 )
-from pydantic import ValidationError
 
 PERSON = uuid.uuid4()
 
@@ -174,3 +177,20 @@ def test_shift_for_someone_off_the_roster_is_refused() -> None:
 def test_shift_must_end_after_it_starts() -> None:
     with pytest.raises(ValidationError):
         OnCallShift(clinician_id=A, starts_at=NOON, ends_at=NOON)
+
+
+def test_what_a_person_sends_is_validated_like_their_settings() -> None:
+    details = ContactDetails(email=" ann@EXAMPLE.se", phone="070-123 45 67")
+    assert (details.email, details.phone) == ("ann@example.se", "+46701234567")
+    with pytest.raises(ValidationError) as exc:
+        ContactDetails(phone="070-123 45 67")
+    assert error_types(exc) == ["email_required"]
+    with pytest.raises(ValidationError):
+        ContactDetails(email="ann@example.se", person_id=str(PERSON))  # no one else's id
+
+
+def test_delivery_channels_without_contacts_or_sms_provider() -> None:
+    assert delivery_channels(None, "urgent") == ["in_app"]
+    c = contact(phone="070-123 45 67", channels=ChannelPreferences(sms=True))
+    assert delivery_channels(c, "normal") == ["in_app", "email", "sms"]
+    assert delivery_channels(c, "normal", sms_available=False) == ["in_app", "email"]

@@ -5,14 +5,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from notifications.domain.delivery import (
     BASE_DELAY,
+    DEFAULT_POLICY,
     MAX_ATTEMPTS,
     MAX_DELAY,
     URGENT_MAX_DELAY,
     Delivery,
     InvalidTransition,
     MessageState,
+    RetryPolicy,
     backoff_delay,
     dispatch_order,
     next_attempt_at,
@@ -142,3 +145,21 @@ def test_urgent_goes_ahead_of_anything_queued() -> None:
         "old normal",
         "new normal",
     ]
+
+
+def test_a_retry_policy_from_settings_tunes_attempts_and_delays() -> None:
+    policy = RetryPolicy(
+        max_attempts=2,
+        base_delay=timedelta(seconds=1),
+        max_delay=timedelta(seconds=3),
+        urgent_base_delay=timedelta(milliseconds=100),
+        urgent_max_delay=timedelta(milliseconds=300),
+    )
+    assert backoff_delay(1, fixed(1.0), policy=policy) == timedelta(seconds=1)
+    assert backoff_delay(9, fixed(1.0), policy=policy) == timedelta(seconds=3)
+    assert backoff_delay(9, fixed(1.0), "urgent", policy) == timedelta(milliseconds=300)
+    d = record_failure(Delivery(due_at=NOW), NOW, "503", fixed(0.0), policy=policy)
+    assert d.state is MessageState.PENDING and d.due_at == NOW + timedelta(milliseconds=500)
+    d = record_failure(d, d.due_at, "503", fixed(0.0), policy=policy)
+    assert d.state is MessageState.FAILED and d.attempts == 2
+    assert DEFAULT_POLICY.max_attempts == MAX_ATTEMPTS

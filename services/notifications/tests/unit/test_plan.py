@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import icalendar
+
 from contracts.envelope import decode
 from contracts.events import CourseStarted, SessionAttended, TherapistProfileWithdrawn
 from notifications.domain.contacts import OnCallRoster, OnCallShift
@@ -16,6 +17,7 @@ from notifications.domain.plan import (
     plan,
     plan_messages,
     plan_reminder_changes,
+    reminder_has_lapsed,
     session_reminder_key,
 )
 
@@ -376,3 +378,37 @@ def test_contexts_hold_only_ids_codes_and_times(samples: Any) -> None:
             for key, value in m.context.items():
                 if isinstance(value, str) and key not in {"meeting_url", "practice_address"}:
                     assert len(value) <= 40, (key, value)
+
+
+# --------------------------------------------------------------------------- additions
+
+
+def test_escalation_without_a_roster_still_informs_the_client(samples: Any) -> None:
+    messages = plan_messages(samples.wrap(samples.intake_escalated()), None)
+    assert shape(messages) == [("client", "crisis_information", "crisis_information", "urgent")]
+
+
+def test_a_reminder_due_after_its_session_began_has_lapsed(samples: Any) -> None:
+    start = T0 + timedelta(hours=3)
+    reminder = next(
+        m
+        for m in plan_messages(samples.wrap(samples.session_booked(start)), samples.roster)
+        if m.reminder_key
+    )
+    assert not reminder_has_lapsed(reminder.reminder_key, reminder.context, start - timedelta(1))
+    assert reminder_has_lapsed(reminder.reminder_key, reminder.context, start)
+    # Messages that are not reminders never lapse.
+    assert not reminder_has_lapsed(None, reminder.context, start + timedelta(days=1))
+
+
+def test_reschedule_and_cancellation_carry_the_session_number_when_known(samples: Any) -> None:
+    moved = plan_messages(samples.wrap(samples.session_rescheduled(number=5)), samples.roster)
+    assert {m.context["number"] for m in moved} == {5}
+    for messages in (
+        moved,
+        plan_messages(samples.wrap(samples.session_cancelled(number=5)), samples.roster),
+    ):
+        attachment = immediate(messages)[0].attachment
+        assert attachment is not None
+        event = icalendar.Calendar.from_ical(attachment.content).walk("VEVENT")[0]
+        assert str(event["SUMMARY"]) == "Samtal: session 5"

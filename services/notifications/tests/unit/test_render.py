@@ -5,6 +5,7 @@ from typing import Any
 
 import jinja2
 import pytest
+
 from notifications.domain.plan import plan_messages
 from notifications.domain.render import SMS_MAX_CHARS, UnknownTemplate, render, template_names
 from notifications.domain.words import format_short, format_when, reason_words

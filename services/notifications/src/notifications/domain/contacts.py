@@ -176,6 +176,20 @@ class ContactSettings(ContactDetails):
     person_id: uuid.UUID
 
 
+def delivery_channels(
+    contacts: ContactSettings | ContactDetails | None,
+    priority: Priority,
+    *,
+    sms_available: bool = True,
+) -> list[Channel]:
+    """The channels a message goes on, decided when it is delivered (contacts as they are
+    then): in-app only for a person who has set no contacts; no SMS without a provider."""
+    if contacts is None:
+        return ["in_app"]
+    channels = contacts.channels_for(priority)
+    return channels if sms_available else [c for c in channels if c != "sms"]
+
+
 # --------------------------------------------------------------------------- on call
 
 

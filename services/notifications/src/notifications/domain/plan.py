@@ -27,6 +27,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
 from contracts.envelope import Envelope, EventPayload
 from contracts.events import (
     CourseCompleted,
@@ -41,8 +43,6 @@ from contracts.events import (
     SessionRescheduled,
     TherapistMatched,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
 from notifications.domain.calendar import (
     ICS_FILENAME,
     CalendarMethod,

@@ -1,0 +1,213 @@
+"""HTTP routes: a person's own contacts and inbox; failed deliveries for operators.
+
+Nobody reads another person's contacts or messages: there is no route taking a person
+id, and a message id of somebody else answers 404. Admins receive no notifications,
+so they have no contacts or inbox here; they see failed deliveries without their
+text or address.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from chassis import audit
+from chassis.app import pool_of
+from chassis.auth import Principal, require
+from chassis.errors import Conflict, NotFound
+from notifications import store
+from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
+from notifications.domain.delivery import InvalidTransition, resend
+from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
+
+router = APIRouter()
+
+Person = Annotated[Principal, Depends(require("client", "therapist", "clinician"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+class ContactsOut(ContactDetails):
+    # False until the person has saved their contacts: then they get in-app messages only.
+    saved: bool
+    updated_at: datetime | None = None
+
+
+@router.get("/contacts/me", tags=["contacts"])
+async def my_contacts(request: Request, who: Person) -> ContactsOut:
+    """Your contact details and channel preferences (defaults when you have set none)."""
+    async with pool_of(request).acquire() as conn:
+        found = await store.contacts_of(conn, who.subject)
+    if found is None:
+        return ContactsOut.model_construct(
+            email=None,
+            phone=None,
+            language=DEFAULT_LANGUAGE,
+            time_zone=DEFAULT_TIME_ZONE,
+            channels=ChannelPreferences.model_construct(email=False, sms=False, in_app=True),
+            saved=False,
+            updated_at=None,
+        )
+    contacts, updated_at = found
+    return _out(contacts, updated_at)
+
+
+@router.put("/contacts/me", tags=["contacts"])
+async def set_my_contacts(request: Request, body: ContactDetails, who: Person) -> ContactsOut:
+    """Set your e-mail, phone, language and channels (the whole set; blank clears)."""
+    contacts = ContactSettings(person_id=who.subject, **body.model_dump())
+    async with pool_of(request).acquire() as conn:
+        updated_at = await store.save_contacts(conn, contacts)
+    return _out(contacts, updated_at)
+
+
+def _out(c: ContactSettings, updated_at: datetime) -> ContactsOut:
+    return ContactsOut.model_construct(
+        **c.model_dump(exclude={"person_id", "channels"}),
+        channels=c.channels,
+        saved=True,
+        updated_at=updated_at,
+    )
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+class InboxMessage(BaseModel):
+    id: uuid.UUID
+    kind: str  # the template: what the message is about, for a frontend's icon or link
+    purpose: str
+    urgent: bool
+    subject: str
+    body: str
+    # Ids the message is about (session, course, intake, match, therapist), for links.
+    refs: dict[str, str]
+    received_at: datetime
+    read_at: datetime | None
+
+
+class Inbox(BaseModel):
+    total: int
+    unread: int
+    messages: list[InboxMessage]
+
+
+def _message(row: Any) -> InboxMessage:
+    context: dict[str, Any] = row["context"]
+    return InboxMessage(
+        id=row["id"],
+        kind=row["template"],
+        purpose=row["purpose"],
+        urgent=row["priority"] == "urgent",
+        subject=row["subject"],
+        body=row["body"],
+        refs={k: str(v) for k, v in context.items() if k.endswith("_id") and v is not None},
+        received_at=row["delivered_at"],
+        read_at=row["read_at"],
+    )
+
+
+@router.get("/inbox", tags=["inbox"])
+async def my_inbox(
+    request: Request,
+    who: Person,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Inbox:
+    """Your messages, newest first, with how many are unread."""
+    async with pool_of(request).acquire() as conn:
+        rows = await store.inbox(conn, who.subject, limit, offset)
+        total, unread = await store.inbox_counts(conn, who.subject)
+    return Inbox(total=total, unread=unread, messages=[_message(r) for r in rows])
+
+
+@router.post("/inbox/{message_id}/read", tags=["inbox"])
+async def read_message(request: Request, message_id: uuid.UUID, who: Person) -> InboxMessage:
+    """Mark one of your messages read."""
+    async with pool_of(request).acquire() as conn:
+        row = await store.mark_read(conn, who.subject, message_id)
+    if row is None:
+        raise NotFound("No such message in your inbox")
+    return _message(row)
+
+
+# --------------------------------------------------------------------------- operators
+
+
+class FailedDelivery(BaseModel):
+    id: int
+    message_id: uuid.UUID
+    channel: str
+    urgent: bool
+    attempts: int
+    error: str | None
+    recipient_id: uuid.UUID
+    recipient_role: str
+    event_id: uuid.UUID
+    event_type: str
+    kind: str
+    created_at: datetime
+    failed_at: datetime
+
+
+@router.get("/deliveries/failed", tags=["operations"])
+async def failed_deliveries(
+    request: Request, who: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[FailedDelivery]:
+    """Deliveries that still failed after their retries, newest first."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        rows = await store.failed_deliveries(conn, limit)
+        # Which client got which kind of message (e.g. crisis information) is health
+        # data: the operator's look is audited per client.
+        for client_id in {r["recipient_id"] for r in rows if r["recipient_role"] == "client"}:
+            await audit.record(
+                conn,
+                actor_id=who.id,
+                actor_role=who.role,
+                subject_id=client_id,
+                action="read",
+                resource="failed_deliveries",
+            )
+    return [
+        FailedDelivery(
+            id=r["id"],
+            message_id=r["message_id"],
+            channel=r["channel"],
+            urgent=r["priority"] == "urgent",
+            attempts=r["attempts"],
+            error=r["last_error"],
+            recipient_id=r["recipient_id"],
+            recipient_role=r["recipient_role"],
+            event_id=r["event_id"],
+            event_type=r["event_type"],
+            kind=r["template"],
+            created_at=r["created_at"],
+            failed_at=r["failed_at"],
+        )
+        for r in rows
+    ]
+
+
+@router.post("/deliveries/{delivery_id}/resend", status_code=202, tags=["operations"])
+async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> dict[str, Any]:
+    """Send a failed delivery again (its retries start over)."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        current = await store.lock_delivery(conn, delivery_id)
+        if current is None:
+            raise NotFound("No such delivery")
+        try:
+            again = resend(current, datetime.now(UTC))
+        except InvalidTransition as exc:
+            raise Conflict(
+                f"Only a failed delivery can be re-sent; this one is {current.state.value}",
+                code="not_failed",
+            ) from exc
+        await store.save_resend(conn, delivery_id, again)
+        await store.wake_sender(conn)
+    return {"id": delivery_id, "state": again.state.value}

@@ -1,0 +1,232 @@
+"""The sender and the store against the real database and a real SMTP server, without
+the broker: messages are written exactly as the event handlers write them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from chassis import db
+from contracts import Envelope
+from contracts.events import (
+    IntakeEscalated,
+    IntakeSubmitted,
+    SessionBooked,
+    SessionCancelled,
+    SessionRescheduled,
+)
+from notifications import store
+from notifications.app import DEFINITION, Settings
+from notifications.channels import EmailChannel, SmsChannel
+from notifications.domain.contacts import ChannelPreferences, ContactSettings
+from notifications.domain.plan import plan, session_reminder_key
+from notifications.sender import Sender
+
+
+async def handle(conn: Any, envelope: Envelope[Any], settings: Settings) -> int:
+    """What the event handler does, in its own transaction."""
+    async with conn.transaction():
+        return await store.save_plan(conn, envelope, plan(envelope, settings.on_call_roster))
+
+
+def booked(course: uuid.UUID, sid: uuid.UUID, start: datetime, client: uuid.UUID) -> Any:
+    return SessionBooked(
+        session_id=sid,
+        course_id=course,
+        client_id=client,
+        therapist_id=uuid.uuid4(),
+        number=1,
+        phase="initial",
+        starts_at=start,
+        ends_at=start + timedelta(minutes=45),
+        time_zone="Europe/Stockholm",
+        mode="in_person",
+        practice_address="Storgatan 1, Stockholm",
+        booked_by="therapist",
+    )
+
+
+def moved(b: SessionBooked, start: datetime) -> SessionRescheduled:
+    return SessionRescheduled(
+        session_id=b.session_id,
+        course_id=b.course_id,
+        client_id=b.client_id,
+        therapist_id=b.therapist_id,
+        previous_starts_at=b.starts_at,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=45),
+        time_zone="Europe/Stockholm",
+        mode="video",
+        rescheduled_by="client",
+        late=False,
+        counts_as_used=False,
+    )
+
+
+def cancelled(b: SessionBooked) -> SessionCancelled:
+    return SessionCancelled(
+        session_id=b.session_id,
+        course_id=b.course_id,
+        client_id=b.client_id,
+        therapist_id=b.therapist_id,
+        starts_at=b.starts_at,
+        cancelled_by="client",
+        late=False,
+        counts_as_used=False,
+    )
+
+
+async def test_reminder_changes_arriving_out_of_order_keep_the_newest(migrated) -> None:
+    settings = await migrated(DEFINITION)
+    pool = await db.create_pool(settings)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    start = t0 + timedelta(days=5)
+    course = uuid.uuid4()
+    x, y, z = (booked(course, uuid.uuid4(), start, uuid.uuid4()) for _ in range(3))
+
+    async def scheduled(b: SessionBooked) -> set[datetime]:
+        async with pool.acquire() as conn:
+            rows = await store.scheduled_messages(
+                conn, session_reminder_key(b.course_id, b.session_id)
+            )
+        return {r["due_at"] for r in rows}
+
+    def reminder_times(at: datetime) -> set[datetime]:
+        return {at - timedelta(hours=24), at - timedelta(hours=1)}
+
+    def at(minutes: int, payload: Any) -> Envelope[Any]:
+        return Envelope.wrap(payload, occurred_at=t0 + timedelta(minutes=minutes))
+
+    async with pool.acquire() as conn:
+        # x: the reschedule is consumed before the booking it moves.
+        await handle(conn, at(2, moved(x, start + timedelta(days=1))), settings)
+        await handle(conn, at(0, x), settings)
+        assert await scheduled(x) == reminder_times(start + timedelta(days=1))
+        # y: the cancellation is consumed before the booking.
+        await handle(conn, at(2, cancelled(y)), settings)
+        await handle(conn, at(0, y), settings)
+        assert await scheduled(y) == set()
+        # z: booked, then moved twice; the two moves arrive newest first.
+        await handle(conn, at(0, z), settings)
+        first, second = (
+            at(1, moved(z, start + timedelta(days=1))),
+            at(2, moved(z, start + timedelta(days=2))),
+        )
+        await handle(conn, second, settings)
+        await handle(conn, first, settings)
+        assert await scheduled(z) == reminder_times(start + timedelta(days=2))
+        # A redelivery that slipped past the inbox (a replay) stores nothing new.
+        assert await handle(conn, second, settings) == 0
+        assert await scheduled(z) == reminder_times(start + timedelta(days=2))
+        # x and z: two people x two reminders; y none; nothing else in the course.
+        assert len(await store.scheduled_messages(conn, f"course:{course}:")) == 8
+    await pool.close()
+
+
+async def test_crisis_goes_ahead_of_the_queue_and_contacts_count_at_send_time(
+    migrated, mail_server, channel_settings, eventually
+) -> None:
+    clinician = uuid.uuid4()
+    settings = await migrated(
+        DEFINITION,
+        **channel_settings,
+        on_call_clinicians=[clinician],
+        sender_batch_size=4,
+        sender_concurrency=2,
+    )
+    pool = await db.create_pool(settings)
+    tag = uuid.uuid4().hex[:8]
+    clients = [uuid.uuid4() for _ in range(12)]
+    in_crisis, late_setter = uuid.uuid4(), uuid.uuid4()
+    mail = {p: f"p{i}-{tag}@example.se" for i, p in enumerate([*clients, in_crisis, clinician])}
+    mail[late_setter] = f"late-{tag}@example.se"
+    queued = {mail[c] for c in clients}
+    crisis = {mail[in_crisis], mail[clinician]}
+    mail_server.delay = 0.15  # a slow mail server: the queue takes a while
+
+    async with pool.acquire() as conn:
+        for person in [*clients, in_crisis, clinician]:
+            await store.save_contacts(conn, ContactSettings(person_id=person, email=mail[person]))
+        for client in clients:
+            await handle(conn, Envelope.wrap(receipt(client)), settings)
+        # Somebody who has set no contacts yet, with a reminder due in a few seconds.
+        start = datetime.now(UTC) + timedelta(hours=1, seconds=3)
+        soon = booked(uuid.uuid4(), uuid.uuid4(), start, late_setter)
+        await handle(conn, Envelope.wrap(soon), settings)
+
+    async with httpx.AsyncClient() as client:
+        sender = Sender(settings, pool, EmailChannel(settings), SmsChannel(settings, client))
+        running = asyncio.create_task(sender.run())
+        try:
+            # The queue is being sent when the crisis comes in.
+            await eventually(lambda: len(arrived(mail_server, queued)) >= 2, what="queue started")
+            written = time.monotonic()
+            escalated = Envelope.wrap(
+                IntakeEscalated(intake_id=uuid.uuid4(), client_id=in_crisis, severity_band="severe")
+            )
+            async with pool.acquire() as conn:
+                assert await handle(conn, escalated, settings) == 2
+                # The same event again stores nothing (dedup key), so nothing goes twice.
+                assert await handle(conn, escalated, settings) == 0
+                # Contacts set after the message was planned, before it is due: they count.
+                await store.save_contacts(
+                    conn,
+                    ContactSettings(
+                        person_id=late_setter,
+                        email=mail[late_setter],
+                        language="en",
+                        channels=ChannelPreferences(email=True),
+                    ),
+                )
+            await eventually(lambda: crisis <= set(arrived(mail_server, crisis)), what="crisis")
+            crisis_latency = time.monotonic() - written
+            await eventually(lambda: len(arrived(mail_server, queued)) == 12, what="the queue")
+            await eventually(
+                lambda: any(
+                    s.startswith("Reminder") for s in mail_server.subjects(mail[late_setter])
+                ),
+                timeout=15,
+                what="reminder",
+            )
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    order = arrived(mail_server, queued | crisis)
+    last_crisis = max(i for i, to in enumerate(order) if to in crisis)
+    # Ahead of the queue: at most the sends already under way went before the crisis.
+    assert last_crisis <= 2 + 4 + 1, order
+    assert len(order) - last_crisis - 1 >= 6
+    assert crisis_latency < 2.0
+    # Exactly once each.
+    assert sorted(order) == sorted(queued | crisis)
+    # Planned before they set any contacts, sent by e-mail in the language they chose
+    # later (the booking confirmation too, when it was still queued by then).
+    late = mail_server.subjects(mail[late_setter])
+    assert sum(s.startswith("Reminder: in one hour") for s in late) == 1, late
+    assert all(s.startswith(("Reminder: in one hour", "Booked: session 1")) for s in late), late
+    await pool.close()
+
+
+def receipt(client: uuid.UUID) -> IntakeSubmitted:
+    return IntakeSubmitted(
+        intake_id=uuid.uuid4(),
+        client_id=client,
+        age_group="adults",
+        method="KBT",
+        problem_areas=["stress"],
+        severity_band="mild",
+        risk_level="standard",
+        requires_approval=False,
+        preferred_mode="either",
+    )
+
+
+def arrived(mail_server: Any, addresses: set[str]) -> list[str]:
+    """The addresses among `addresses` in order of arrival."""
+    return [m.to[0] for m in list(mail_server.mails) if m.to[0] in addresses]

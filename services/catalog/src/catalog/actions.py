@@ -9,7 +9,7 @@ consumer of both profile topics keeps whichever event has the higher version.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import asyncpg
@@ -28,8 +28,9 @@ from catalog.domain.reviews import (
     to_review_published_event,
 )
 from catalog.store import StoredTherapist
-from chassis import outbox
+from chassis import audit, outbox
 
+# TherapistProfileWithdrawn.reason, named for request bodies (a unit test keeps them equal).
 WithdrawalReason = Literal["withdrawn_by_admin", "left_platform", "licence_revoked", "other"]
 
 
@@ -44,21 +45,25 @@ async def _locked(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> StoredTh
     return found
 
 
-async def _announce(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> StoredTherapist:
-    """Publish the profile as it now stands, with the next version."""
-    version = await store.next_version(conn, therapist_id)
-    current = await _locked(conn, therapist_id)
+async def _tell(conn: asyncpg.Connection, therapist: StoredTherapist) -> None:
+    """The profile as it stands, at its version, to the compacted topic (via the outbox)."""
     await outbox.add(
         conn,
         rules.to_published_event(
-            current.profile,
-            therapist_id,
-            version,
-            current.rating_average,
-            current.rating_count,
+            therapist.profile,
+            therapist.therapist_id,
+            therapist.version,
+            therapist.rating_average,
+            therapist.rating_count,
         ),
     )
-    return current
+
+
+async def _announce(conn: asyncpg.Connection, therapist: StoredTherapist) -> StoredTherapist:
+    """Publish the profile as it now stands, with the next version."""
+    announced = replace(therapist, version=await store.next_version(conn, therapist.therapist_id))
+    await _tell(conn, announced)
+    return announced
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -69,24 +74,29 @@ async def create(
 ) -> StoredTherapist:
     """A new draft profile (nothing is announced until it is published)."""
     therapist_id = therapist_id or uuid.uuid4()
-    if not await store.insert_therapist(conn, therapist_id, profile):
+    created = await store.insert_therapist(conn, therapist_id, profile)
+    if created is None:
         raise Conflict(
             f"A therapist profile {therapist_id} exists already", code="therapist_exists"
         )
-    return await _locked(conn, therapist_id)
+    return created
 
 
-async def replace(
-    conn: asyncpg.Connection, therapist_id: uuid.UUID, profile: TherapistProfile
+async def _save(
+    conn: asyncpg.Connection, current: StoredTherapist, profile: TherapistProfile
 ) -> StoredTherapist:
     """Save an edited profile; a published one must stay complete and is announced again."""
-    current = await _locked(conn, therapist_id)
     if current.status == "published":
         rules.publish(current.status, profile)  # still complete enough to stay live
-    await store.save_profile(conn, therapist_id, profile)
-    if current.status == "published":
-        return await _announce(conn, therapist_id)
-    return await _locked(conn, therapist_id)
+    saved = await store.save_profile(conn, current.therapist_id, profile)
+    return await _announce(conn, saved) if saved.status == "published" else saved
+
+
+async def replace_profile(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, profile: TherapistProfile
+) -> StoredTherapist:
+    """An admin's edit of the whole profile."""
+    return await _save(conn, await _locked(conn, therapist_id), profile)
 
 
 async def amend(
@@ -95,7 +105,7 @@ async def amend(
     """An admin's partial edit: the named fields change, the whole profile is re-validated."""
     current = await _locked(conn, therapist_id)
     edited = rules.validate_profile({**current.profile.model_dump(), **changes})
-    return await replace(conn, therapist_id, edited)
+    return await _save(conn, current, edited)
 
 
 async def self_edit(
@@ -107,14 +117,16 @@ async def self_edit(
         raise NotFound(
             "You have no therapist profile yet: an admin creates it", code="therapist_not_found"
         )
-    return await replace(conn, therapist_id, rules.apply_self_edit(current.profile, edit))
+    return await _save(conn, current, rules.apply_self_edit(current.profile, edit))
+
+
+async def _publish(conn: asyncpg.Connection, current: StoredTherapist) -> StoredTherapist:
+    status = rules.publish(current.status, current.profile)
+    return await _announce(conn, await store.set_status(conn, current.therapist_id, status))
 
 
 async def publish(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> StoredTherapist:
-    current = await _locked(conn, therapist_id)
-    status = rules.publish(current.status, current.profile)
-    await store.set_status(conn, therapist_id, status)
-    return await _announce(conn, therapist_id)
+    return await _publish(conn, await _locked(conn, therapist_id))
 
 
 async def withdraw(
@@ -122,13 +134,13 @@ async def withdraw(
 ) -> StoredTherapist:
     current = await _locked(conn, therapist_id)
     status = rules.withdraw(current.status)
-    await store.set_status(conn, therapist_id, status, withdrawn_reason=reason)
+    withdrawn = await store.set_status(conn, therapist_id, status, withdrawn_reason=reason)
     version = await store.next_version(conn, therapist_id)
     await outbox.add(
         conn,
         TherapistProfileWithdrawn(therapist_id=therapist_id, reason=reason, version=version),
     )
-    return await _locked(conn, therapist_id)
+    return replace(withdrawn, version=version)
 
 
 # ------------------------------------------------------------------------------ loading
@@ -155,14 +167,19 @@ async def load(
             for therapist_id, profile in entries[start : start + batch]:
                 current = await store.get_therapist(conn, therapist_id, for_update=True)
                 if current is None:
-                    await create(conn, profile, therapist_id)
-                    await publish(conn, therapist_id)
+                    # Written once, already published: a bulk load leaves no dead rows behind.
+                    status = rules.publish("draft", profile)
+                    created = await store.insert_therapist(
+                        conn, therapist_id, profile, status=status, version=1
+                    )
+                    if created is None:  # another load inserted it meanwhile
+                        raise Conflict(f"Therapist {therapist_id} was loaded concurrently")
+                    await _tell(conn, created)
                     result.created += 1
                 elif current.profile == profile and current.status == "published":
                     result.unchanged += 1
                 else:
-                    await store.save_profile(conn, therapist_id, profile)
-                    await publish(conn, therapist_id)
+                    await _publish(conn, await store.save_profile(conn, therapist_id, profile))
                     result.updated += 1
     return result
 
@@ -185,7 +202,7 @@ async def post_review(
     text: str,
 ) -> PostedReview:
     """A verified review: counted into the rating, told to matching, profile re-announced."""
-    current = await _locked(conn, therapist_id)  # one rating update at a time per therapist
+    await _locked(conn, therapist_id)  # one rating update at a time per therapist
     accepted = check_review(
         await store.review_right(conn, course_id),
         await store.course_reviewed(conn, course_id),
@@ -200,31 +217,50 @@ async def post_review(
             await store.insert_review(conn, review_id, accepted)
     except asyncpg.UniqueViolationError:
         raise ReviewConflict(MSG_ALREADY_REVIEWED, code="already_reviewed") from None
-    summary = await _recount(conn, therapist_id)
+    # A review shows that its writer had therapy: health data, so the change is audited.
+    await audit.record(
+        conn,
+        actor_id=str(client_id),
+        actor_role="client",
+        subject_id=client_id,
+        action="create",
+        resource="review",
+        resource_id=str(review_id),
+    )
+    summary, rated = await _recount(conn, therapist_id)
     await outbox.add(conn, to_review_published_event(review_id, accepted, summary))
-    if current.status == "published":
-        await _announce(conn, therapist_id)
-    return PostedReview(review_id, await _locked(conn, therapist_id))
+    if rated.status == "published":
+        rated = await _announce(conn, rated)
+    return PostedReview(review_id, rated)
 
 
 async def hide_review(
     conn: asyncpg.Connection, review_id: uuid.UUID, admin_id: uuid.UUID
 ) -> StoredTherapist:
     """Hide a review: it stays on file but no longer shows or counts. Hiding twice is a no-op."""
-    therapist_id = await store.review_therapist(conn, review_id)
-    if therapist_id is None:
+    parties = await store.review_parties(conn, review_id)
+    if parties is None:
         raise NotFound(f"No review {review_id}", code="review_not_found")
+    therapist_id, client_id = parties
     current = await _locked(conn, therapist_id)
     if not await store.hide_review(conn, review_id, admin_id):
         return current
-    await _recount(conn, therapist_id)
+    await audit.record(
+        conn,
+        actor_id=str(admin_id),
+        actor_role="admin",
+        subject_id=client_id,
+        action="hide",
+        resource="review",
+        resource_id=str(review_id),
+    )
+    _, rated = await _recount(conn, therapist_id)
     # No ReviewPublished (nothing new is counted): the re-announced profile carries the rating.
-    if current.status == "published":
-        return await _announce(conn, therapist_id)
-    return await _locked(conn, therapist_id)
+    return await _announce(conn, rated) if rated.status == "published" else rated
 
 
-async def _recount(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> RatingSummary:
+async def _recount(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID
+) -> tuple[RatingSummary, StoredTherapist]:
     summary = rating_summary(await store.visible_ratings(conn, therapist_id))
-    await store.set_rating(conn, therapist_id, summary.average, summary.count)
-    return summary
+    return summary, await store.set_rating(conn, therapist_id, summary.average, summary.count)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from chassis.app import pool_of
 from chassis.auth import Principal, require
+from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -48,6 +49,30 @@ class Withdrawal(BaseModel):
 
 class NewReview(ReviewInput):
     course_id: uuid.UUID
+
+
+class TherapistSummary(BaseModel):
+    """A search hit: enough to choose whom to read more about."""
+
+    therapist_id: uuid.UUID
+    name: str
+    profession: Profession
+    methods: list[MethodCode]
+    focus_areas: list[FocusArea]
+    languages: list[str]
+    modes: list[MeetingMode]
+    city: str | None
+    age_groups: list[AgeGroup]
+    accepting_new_clients: bool
+    rating_average: float | None
+    rating_count: int
+
+
+class SearchPage(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    items: list[TherapistSummary]
 
 
 def own_view(therapist: StoredTherapist) -> dict[str, Any]:
@@ -122,7 +147,7 @@ async def list_areas() -> dict[str, Any]:
 
 
 @router.get("/therapists", tags=["browse"])
-async def search_therapists(request: Request) -> dict[str, Any]:
+async def search_therapists(request: Request) -> SearchPage:
     """Published therapists: method, area, language, mode, city, age_group, accepting;
     sort=rating|name; page, page_size."""
     try:
@@ -131,7 +156,12 @@ async def search_therapists(request: Request) -> dict[str, Any]:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     async with pool_of(request).acquire() as conn:
         total, items = await store.search(conn, query)
-    return {"total": total, "page": query.page, "page_size": query.page_size, "items": items}
+    return SearchPage(
+        total=total,
+        page=query.page,
+        page_size=query.page_size,
+        items=[TherapistSummary.model_validate(item) for item in items],
+    )
 
 
 # Declared before /therapists/{therapist_id} so that "me" is not read as an id.
@@ -193,7 +223,7 @@ async def replace_therapist(
 ) -> dict[str, Any]:
     """Replace the whole profile; a published one is announced again."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.replace(conn, therapist_id, body))
+        return own_view(await actions.replace_profile(conn, therapist_id, body))
 
 
 @router.patch("/therapists/{therapist_id}", tags=["admin"])

@@ -58,18 +58,26 @@ def _profile_values(profile: TherapistProfile) -> list[Any]:
 
 
 async def insert_therapist(
-    conn: asyncpg.Connection, therapist_id: uuid.UUID, profile: TherapistProfile
-) -> bool:
-    """A new draft profile; False when the id is taken."""
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    profile: TherapistProfile,
+    *,
+    status: ProfileStatus = "draft",
+    version: int = 0,
+) -> StoredTherapist | None:
+    """A new profile (a draft unless told otherwise); None when the id is taken."""
     columns = ", ".join(PROFILE_COLUMNS)
-    params = ", ".join(f"${i}" for i in range(2, len(PROFILE_COLUMNS) + 2))
-    inserted = await conn.fetchval(
-        f"INSERT INTO therapists (therapist_id, {columns}) VALUES ($1, {params})"
-        " ON CONFLICT (therapist_id) DO NOTHING RETURNING true",
+    params = ", ".join(f"${i}" for i in range(4, len(PROFILE_COLUMNS) + 4))
+    row = await conn.fetchrow(
+        f"INSERT INTO therapists (therapist_id, status, version, {columns})"
+        f" VALUES ($1, $2, $3, {params})"
+        " ON CONFLICT (therapist_id) DO NOTHING RETURNING *",
         therapist_id,
+        status,
+        version,
         *_profile_values(profile),
     )
-    return bool(inserted)
+    return _therapist(row) if row else None
 
 
 async def get_therapist(
@@ -94,13 +102,14 @@ async def get_published(
 
 async def save_profile(
     conn: asyncpg.Connection, therapist_id: uuid.UUID, profile: TherapistProfile
-) -> None:
+) -> StoredTherapist:
     sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(PROFILE_COLUMNS, start=2))
-    await conn.execute(
-        f"UPDATE therapists SET {sets}, updated_at = now() WHERE therapist_id = $1",
+    row = await conn.fetchrow(
+        f"UPDATE therapists SET {sets}, updated_at = now() WHERE therapist_id = $1 RETURNING *",
         therapist_id,
         *_profile_values(profile),
     )
+    return _therapist(row)
 
 
 async def set_status(
@@ -109,14 +118,15 @@ async def set_status(
     status: ProfileStatus,
     *,
     withdrawn_reason: str | None = None,
-) -> None:
-    await conn.execute(
+) -> StoredTherapist:
+    row = await conn.fetchrow(
         "UPDATE therapists SET status = $2, withdrawn_reason = $3, updated_at = now()"
-        " WHERE therapist_id = $1",
+        " WHERE therapist_id = $1 RETURNING *",
         therapist_id,
         status,
         withdrawn_reason,
     )
+    return _therapist(row)
 
 
 async def next_version(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> int:
@@ -130,14 +140,15 @@ async def next_version(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> int
 
 async def set_rating(
     conn: asyncpg.Connection, therapist_id: uuid.UUID, average: float | None, count: int
-) -> None:
-    await conn.execute(
+) -> StoredTherapist:
+    row = await conn.fetchrow(
         "UPDATE therapists SET rating_average = $2, rating_count = $3, updated_at = now()"
-        " WHERE therapist_id = $1",
+        " WHERE therapist_id = $1 RETURNING *",
         therapist_id,
         None if average is None else Decimal(str(average)),
         count,
     )
+    return _therapist(row)
 
 
 # ------------------------------------------------------------------------------ search
@@ -155,8 +166,15 @@ SUMMARY_COLUMNS = (
 )
 
 
-def _search_filter(query: SearchQuery) -> tuple[str, list[Any]]:
-    """The WHERE clause of a search: only the filters given, so each can use its index."""
+@dataclass(frozen=True)
+class SearchSql:
+    count: str
+    page: str
+    args: list[Any]  # the page query takes two more: limit, offset
+
+
+def search_sql(query: SearchQuery) -> SearchSql:
+    """The SQL of a search with only the filters given, so each can use its index."""
     clauses = ["status = 'published'"]
     args: list[Any] = []
 
@@ -177,21 +195,21 @@ def _search_filter(query: SearchQuery) -> tuple[str, list[Any]]:
         clauses.append(f"lower(city) = lower({arg(query.city)})")
     if query.accepting_new_clients is not None:
         clauses.append(f"accepting_new_clients = {arg(query.accepting_new_clients)}")
-    return " AND ".join(clauses), args
+    where = " AND ".join(clauses)
+    n = len(args)
+    return SearchSql(
+        count=f"SELECT count(*) FROM therapists WHERE {where}",
+        page=f"SELECT {SUMMARY_COLUMNS} FROM therapists WHERE {where}"
+        f" ORDER BY {SORT_ORDERS[query.sort]} LIMIT ${n + 1} OFFSET ${n + 2}",
+        args=args,
+    )
 
 
 async def search(conn: asyncpg.Connection, query: SearchQuery) -> tuple[int, list[dict[str, Any]]]:
     """(total matching, the requested page) of published profiles."""
-    where, args = _search_filter(query)
-    total: int = await conn.fetchval(f"SELECT count(*) FROM therapists WHERE {where}", *args)
-    n = len(args)
-    rows = await conn.fetch(
-        f"SELECT {SUMMARY_COLUMNS} FROM therapists WHERE {where}"
-        f" ORDER BY {SORT_ORDERS[query.sort]} LIMIT ${n + 1} OFFSET ${n + 2}",
-        *args,
-        query.limit,
-        query.offset,
-    )
+    sql = search_sql(query)
+    total: int = await conn.fetchval(sql.count, *sql.args)
+    rows = await conn.fetch(sql.page, *sql.args, query.limit, query.offset)
     items = []
     for row in rows:
         item = dict(row)
@@ -247,11 +265,14 @@ async def insert_review(
     return created_at
 
 
-async def review_therapist(conn: asyncpg.Connection, review_id: uuid.UUID) -> uuid.UUID | None:
-    therapist_id: uuid.UUID | None = await conn.fetchval(
-        "SELECT therapist_id FROM reviews WHERE review_id = $1", review_id
+async def review_parties(
+    conn: asyncpg.Connection, review_id: uuid.UUID
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(therapist, client) of a review."""
+    row = await conn.fetchrow(
+        "SELECT therapist_id, client_id FROM reviews WHERE review_id = $1", review_id
     )
-    return therapist_id
+    return (row["therapist_id"], row["client_id"]) if row else None
 
 
 async def hide_review(conn: asyncpg.Connection, review_id: uuid.UUID, by: uuid.UUID) -> bool:

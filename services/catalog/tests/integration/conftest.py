@@ -8,9 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from chassis.auth import Role, mint
+from chassis.settings import ServiceSettings
+
+from contracts import REGISTRY, EventPayload
 
 Headers = dict[str, str]
+COMPACTED = {"cleanup.policy": "compact"}
 
 
 @pytest.fixture
@@ -63,3 +68,43 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.
 def eventually() -> Callable[..., Awaitable[None]]:
     """`await eventually(async_check)`: poll until the check holds (fails after a timeout)."""
     return _eventually
+
+
+async def _create_topics(
+    bootstrap: str, settings: ServiceSettings, *events: type[EventPayload]
+) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [settings.topic(REGISTRY.topic(e)) for e in events]
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=REGISTRY.spec(e).partitions,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"}
+                    if REGISTRY.spec(e).compacted
+                    else {},
+                )
+                for name, e in zip(names, events, strict=True)
+            ]
+        )
+    finally:
+        await admin.close()
+    return names
+
+
+@pytest.fixture
+def create_topics(kafka_bootstrap: str) -> Callable[..., Awaitable[list[str]]]:
+    """`await create_topics(settings, *events)`: the events' topics, made up front (compacted
+    where the contract says so); returns their names.
+
+    A TopicProbe that meets a new topic while running assigns its partitions again, which can
+    skip a record on the topics it was already reading; topics made first avoid that.
+    """
+
+    async def create(settings: ServiceSettings, *events: type[EventPayload]) -> list[str]:
+        return await _create_topics(kafka_bootstrap, settings, *events)
+
+    return create

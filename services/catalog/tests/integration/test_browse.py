@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from catalog import store
 from catalog.app import DEFINITION
 from catalog.domain.reviews import ReviewRight
-from chassis import db
 from chassis.app import build
+
+from chassis import db
 
 
 async def test_methods_and_areas_are_served_without_login(migrated, serve) -> None:
@@ -63,8 +64,8 @@ async def test_search_filters_sorts_pages_and_shows_published_profiles_only(
             focus_areas=["anxiety"],
             accepting_new_clients=False,
         ),
-        "david": profile(name="David Berg", city=town),
-        "eva": profile(name="Eva Holm", city=town),
+        "david": profile(name="David Berg", city=town, focus_areas=["depression"]),
+        "eva": profile(name="Eva Holm", city=town, focus_areas=["stress"]),
         "draft": profile(name="Dora Utkast", city=town),
         "gone": profile(name="Greta Borta", city=town),
     }
@@ -80,7 +81,9 @@ async def test_search_filters_sorts_pages_and_shows_published_profiles_only(
                     r = await http.post(f"/therapists/{ids[key]}/publish", headers=admin)
                     assert r.status_code == 200, r.text
             r = await http.post(
-                f"/therapists/{ids['gone']}/withdraw", json={"reason": "left_platform"}, headers=admin
+                f"/therapists/{ids['gone']}/withdraw",
+                json={"reason": "left_platform"},
+                headers=admin,
             )
             assert r.status_code == 200 and r.json()["status"] == "withdrawn"
 
@@ -132,7 +135,9 @@ async def test_search_filters_sorts_pages_and_shows_published_profiles_only(
                 ["Anna Ek", "David Berg", "Eva Holm"],
             )
 
-            listing = (await http.get("/therapists", params={"city": town, "sort": "rating"})).json()
+            listing = (
+                await http.get("/therapists", params={"city": town, "sort": "rating"})
+            ).json()
             bo = listing["items"][0]
             assert bo["rating_average"] == 4.5 and bo["rating_count"] == 2
             assert bo["therapist_id"] == str(ids["bo"])

@@ -22,14 +22,14 @@ from typing import Any
 import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
+
 from catalog import store
 from catalog.actions import load
 from catalog.app import DEFINITION, Settings, synthetic_entries
 from catalog.domain.search import SearchQuery
+from chassis import db
 from chassis.app import build
 from chassis.infra import InfraSettings, provide_kafka, provide_postgres
-
-from chassis import db
 
 THERAPISTS = 10_000
 ROUNDS = 60  # of the whole query mix, per way of asking

@@ -29,7 +29,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+
+from chassis import db
 from chassis.infra import free_port, port_open, provide_postgres
+from contracts import Envelope
 from contracts.events import IntakeEscalated, IntakeSubmitted
 from notifications import store
 from notifications.app import DEFINITION, Settings
@@ -37,9 +40,6 @@ from notifications.channels import EmailChannel, SmsChannel
 from notifications.domain.contacts import ContactSettings
 from notifications.domain.plan import plan
 from notifications.sender import Sender
-
-from chassis import db
-from contracts import Envelope
 
 
 def receipt(client: uuid.UUID) -> IntakeSubmitted:

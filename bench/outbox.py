@@ -19,12 +19,12 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+
+from chassis import db, outbox
 from chassis.infra import provide_kafka, provide_postgres
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings, service_config
 from contracts.events import ReviewPublished
-
-from chassis import db, outbox
 
 MIGRATION = """-- migrate:up
 CREATE TABLE reviews (review_id uuid PRIMARY KEY, therapist_id uuid NOT NULL, rating int NOT NULL);

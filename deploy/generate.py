@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from contracts.registry import REGISTRY
 
 DEPLOY = Path(__file__).resolve().parent

@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 import asyncpg
+
 from chassis.auth import generate_keypair
 from chassis.infra import (
     KafkaServer,

@@ -10,10 +10,11 @@ import importlib
 import json
 from pathlib import Path
 
-from chassis.infra import InfraSettings
-from chassis.settings import ServiceSettings
 from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
+
+from chassis.infra import InfraSettings
+from chassis.settings import ServiceSettings
 
 SERVICES = ("catalog", "matching", "booking", "notifications")
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import jsoncompat
 import pytest
-from contracts.events import IntakeEscalated, SessionBooked
 from pydantic import ValidationError
 
 from contracts import REGISTRY, ContractError, Envelope, decode
+from contracts.events import IntakeEscalated, SessionBooked
 from contracts.schemas import schema_of
 
 

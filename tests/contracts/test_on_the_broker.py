@@ -5,10 +5,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from contracts.events import SessionBooked
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts import REGISTRY, ContractError, Envelope, decode
+from contracts.events import SessionBooked
 
 
 def a_booking() -> SessionBooked:

@@ -13,11 +13,11 @@ import re
 from typing import ClassVar
 
 import pytest
-from contracts.events import PUBLIC_PRACTICE_FIELDS
-from contracts.registry import EventSpec
 from pydantic import Field
 
 from contracts import REGISTRY, EventPayload
+from contracts.events import PUBLIC_PRACTICE_FIELDS
+from contracts.registry import EventSpec
 from contracts.schemas import schema_of
 
 FORBIDDEN = re.compile(

@@ -1,8 +1,7 @@
 import re
 
-from contracts.events import TherapistProfilePublished
-
 from contracts import ALL_EVENTS, REGISTRY
+from contracts.events import TherapistProfilePublished
 
 TOPIC = re.compile(r"^(catalog|matching|booking|notifications)\.[a-z]+(-[a-z]+)*\.v[0-9]+$")
 

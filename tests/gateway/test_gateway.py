@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+
 from chassis.auth import generate_keypair, mint
 
 ORIGIN = "https://app.samtal.example"

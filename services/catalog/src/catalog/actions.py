@@ -13,8 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import asyncpg
-from chassis.errors import Conflict, NotFound
-from contracts.events import TherapistProfileWithdrawn
 
 from catalog import store
 from catalog.domain import profile as rules
@@ -29,6 +27,8 @@ from catalog.domain.reviews import (
 )
 from catalog.store import StoredTherapist
 from chassis import audit, outbox
+from chassis.errors import Conflict, NotFound
+from contracts.events import TherapistProfileWithdrawn
 
 # TherapistProfileWithdrawn.reason, named for request bodies (a unit test keeps them equal).
 WithdrawalReason = Literal["withdrawn_by_admin", "left_platform", "licence_revoked", "other"]

@@ -11,9 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from chassis.app import pool_of
-from chassis.auth import Principal, require
-from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -25,6 +22,9 @@ from catalog.domain.reference import areas_view, methods_view
 from catalog.domain.reviews import ReviewInput
 from catalog.domain.search import SearchQuery
 from catalog.store import StoredTherapist
+from chassis.app import pool_of
+from chassis.auth import Principal, require
+from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 
 router = APIRouter()
 

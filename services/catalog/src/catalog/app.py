@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from chassis.app import ServiceDefinition
-from chassis.cli import service_cli
-from chassis.settings import ServiceSettings, service_config
 
 from catalog import actions, api, handlers
 from catalog.demo import demo_therapists, synthetic_profiles, synthetic_therapist_id
 from catalog.domain.profile import TherapistProfile
 from chassis import db
+from chassis.app import ServiceDefinition
+from chassis.cli import service_cli
+from chassis.settings import ServiceSettings, service_config
 
 
 class Settings(ServiceSettings):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from chassis.consumer import EventConsumers
-from contracts.events import CourseCompleted
 
 from catalog import store
 from catalog.domain.reviews import review_right_from
+from chassis.consumer import EventConsumers
 from contracts import Envelope
+from contracts.events import CourseCompleted
 
 consumers = EventConsumers("catalog")
 

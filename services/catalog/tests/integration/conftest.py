@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from chassis.auth import Role, mint
 from chassis.settings import ServiceSettings
-
 from contracts import REGISTRY, EventPayload
 
 Headers = dict[str, str]

@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from catalog import store
 from catalog.app import DEFINITION
 from catalog.domain.reviews import ReviewRight
-from chassis.app import build
-
 from chassis import db
+from chassis.app import build
 
 
 async def test_methods_and_areas_are_served_without_login(migrated, serve) -> None:

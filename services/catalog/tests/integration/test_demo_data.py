@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+from typer.testing import CliRunner
+
 from catalog.app import DEFINITION, cli
 from catalog.demo import demo_therapists, synthetic_therapist_id
 from chassis.infra import run_blocking
-from typer.testing import CliRunner
 
 
 async def _published(settings, ids: list[uuid.UUID]) -> tuple[int, int]:

@@ -12,11 +12,10 @@ from typing import Any
 from catalog import store
 from catalog.app import DEFINITION
 from catalog.domain.profile import to_published_event
+from chassis import db
 from chassis.app import build
 from chassis.testing.kafka import TopicProbe
 from contracts.events import TherapistProfilePublished, TherapistProfileWithdrawn
-
-from chassis import db
 
 PROFILE_EVENTS = (TherapistProfilePublished, TherapistProfileWithdrawn)
 

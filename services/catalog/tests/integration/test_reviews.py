@@ -7,12 +7,11 @@ import uuid
 from datetime import UTC, datetime
 
 from catalog.app import DEFINITION
+from chassis import audit, db
 from chassis.app import build
 from chassis.testing.kafka import TopicProbe, publish
-from contracts.events import CourseCompleted, ReviewPublished, TherapistProfilePublished
-
-from chassis import audit, db
 from contracts import Envelope
+from contracts.events import CourseCompleted, ReviewPublished, TherapistProfilePublished
 
 DUPLICATE_HANDLED = (
     'samtal_events_handled_total{consumer="review-rights",outcome="duplicate",service="catalog"}'

@@ -7,6 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from catalog.domain.errors import InvalidTransition, ProfileIncomplete, ProfileInvalid
 from catalog.domain.profile import (
     ProfileSelfEdit,
@@ -17,7 +19,6 @@ from catalog.domain.profile import (
     validate_profile,
     withdraw,
 )
-from pydantic import ValidationError
 
 
 def data(**changes: Any) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+
 from catalog.domain.errors import DomainError, ReviewConflict, ReviewInvalid, ReviewNotAllowed
 from catalog.domain.reviews import (
     Review,
@@ -18,7 +20,6 @@ from catalog.domain.reviews import (
     visible_ratings,
 )
 from contracts.events import CourseCompleted
-from pydantic import ValidationError
 
 CLIENT, THERAPIST, COURSE = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 RIGHT = ReviewRight(course_id=COURSE, client_id=CLIENT, therapist_id=THERAPIST)

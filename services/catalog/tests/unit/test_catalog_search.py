@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from catalog.domain.search import SearchQuery, name_sort_key, rating_sort_key
 from pydantic import ValidationError
+
+from catalog.domain.search import SearchQuery, name_sort_key, rating_sort_key
 
 
 def refused(**params: Any) -> dict[str, str]:

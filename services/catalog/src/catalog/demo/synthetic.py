@@ -10,9 +10,8 @@ import random
 import uuid
 from typing import Any
 
-from contracts.vocabulary import FocusArea
-
 from catalog.domain.profile import TherapistProfile
+from contracts.vocabulary import FocusArea
 
 _NS = uuid.UUID("0b8f3b8e-6a52-4e0c-8d3e-5b7a9f1c2d40")
 

@@ -26,9 +26,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from contracts.events import TherapistProfilePublished
-from contracts.methods import LICENSED_PROFESSIONS, METHODS
-from contracts.vocabulary import AgeGroup, MethodCode, Profession
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -55,6 +52,9 @@ from catalog.domain.values import (
     text,
     unique,
 )
+from contracts.events import TherapistProfilePublished
+from contracts.methods import LICENSED_PROFESSIONS, METHODS
+from contracts.vocabulary import AgeGroup, MethodCode, Profession
 
 NAME_MAX = 100
 BIO_MAX = 2000

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from contracts.events import CourseCompleted, ReviewPublished
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from catalog.domain.errors import NoReviewRight, ReviewConflict, ReviewInvalid, ReviewNotAllowed
 from catalog.domain.values import text as bounded_text
+from contracts.events import CourseCompleted, ReviewPublished
 
 RATING_MIN, RATING_MAX = 1, 5
 REVIEW_TEXT_MAX = 2000

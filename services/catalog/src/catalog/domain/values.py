@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar, get_args
 
 import pycountry
-from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 from pydantic import AfterValidator, BeforeValidator, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
+
+from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 
 T = TypeVar("T")
 

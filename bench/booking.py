@@ -1,0 +1,305 @@
+"""Booking benchmark: clients racing for one therapist's slots, and slot computation.
+
+Run by `make bench` (never by the tests). It starts its own infrastructure through
+chassis.infra.provide_postgres, works in a throwaway database, and stops within two minutes.
+
+1. Bookings per second: 32 concurrent clients each book one of the therapist's earliest free
+   times (and, refused, one of the alternatives offered), through the service layer
+   (therapist lock, domain checks, exclusion constraints, outbox, free-slot summary). Then a
+   SQL overlap check must find zero double bookings. Beside it, in the same run, the rate of
+   bare single-row inserts with the same concurrency, and the ratio.
+2. Slot computation for an 8-week horizon (the pure `free_slots`), median and p99, beside a
+   trivial baseline that only lists the same number of candidate times.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/booking.py`, this file's folder comes first on the path and its name
+# would hide the booking package: take the folder off before importing it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from booking import service
+from booking.app import DEFINITION, Settings
+from booking.domain.availability import AvailabilityRules, Hours, free_slots
+from chassis import db
+from chassis.auth import Principal
+from chassis.errors import Conflict
+from chassis.infra import provide_postgres
+from contracts.events import TherapistMatched, TherapistProfilePublished
+
+CLIENTS = 32
+COURSES_PER_CLIENT = 2  # 64 courses of 12 sessions: more than the therapist's free hours
+BOOKING_SECONDS = 12.0
+INSERT_SECONDS = 5.0
+SLOT_RUNS = 200
+# How many of the earliest free times a client picks from: few makes them collide all the
+# time (the race); all of them spreads the bookings (the throughput of the booking path).
+SCENARIOS = (("racing for the 8 earliest free times", 8), ("spread over all free times", 2000))
+EVERY_DAY = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+AVAILABILITY: dict[str, Any] = {
+    "weekly": {day: ["08:00-20:00"] for day in EVERY_DAY},
+    "exceptions": [],
+    "buffer_minutes": 15,
+    "min_notice_hours": 12,
+    "horizon_days": 56,
+}
+
+
+async def admin(server_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def set_up(pool: asyncpg.Pool, now: datetime) -> tuple[uuid.UUID, list[list[Any]]]:
+    """A published therapist with working hours, and each client's courses with them."""
+    therapist = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        profile = TherapistProfilePublished(
+            therapist_id=therapist,
+            profession="psychologist",
+            licensed=True,
+            methods=["IPT"],
+            languages=["sv"],
+            modes=["video"],
+            age_groups=["adults"],
+            capacity=100,
+            accepting_new_clients=True,
+        )
+        await service.apply_profile(conn, profile, now)
+    await service.set_availability(
+        pool, Principal(therapist, "therapist"), therapist, AVAILABILITY, now
+    )
+    clients: list[list[Any]] = []
+    for _ in range(CLIENTS):
+        client = uuid.uuid4()
+        courses = []
+        for _ in range(COURSES_PER_CLIENT):
+            match = TherapistMatched(
+                match_id=uuid.uuid4(),
+                intake_id=uuid.uuid4(),
+                client_id=client,
+                therapist_id=therapist,
+                method="IPT",
+                age_group="adults",
+                problem_areas=["grief"],
+                severity_band="moderate",
+                mode="video",
+                score=50,
+                requires_approval=False,
+            )
+            async with pool.acquire() as conn, conn.transaction():
+                courses.append(await service.open_course(conn, match, now))
+        clients.append([client, courses])
+    return therapist, clients
+
+
+async def race(
+    pool: asyncpg.Pool,
+    therapist: uuid.UUID,
+    clients: list[list[Any]],
+    now: datetime,
+    choose_from: int,
+) -> dict[str, Any]:
+    """Each client books one of the therapist's earliest free times (from the slot list, as
+    the app shows it); refused, one of the alternatives the 409 offers; then the next."""
+    counts = {"booked": 0, "refused": 0, "other": 0}
+    latencies: list[float] = []
+    rng = random.Random(1)
+    deadline = time.perf_counter() + BOOKING_SECONDS
+
+    async def client_loop(client: uuid.UUID, courses: list[uuid.UUID]) -> None:
+        who = Principal(client, "client")
+
+        async def earliest() -> datetime | None:
+            found = await service.free_slots_for(pool, who, therapist, now, limit=choose_from)
+            return (
+                datetime.fromisoformat(rng.choice(found["slots"])["starts_at"])
+                if found["slots"]
+                else None
+            )
+
+        target = await earliest()
+        while courses and target is not None and time.perf_counter() < deadline:
+            began = time.perf_counter()
+            try:
+                await service.book_session(pool, who, courses[0], target, uuid.uuid4().hex, now)
+                counts["booked"] += 1
+                latencies.append(time.perf_counter() - began)
+                target = await earliest()
+            except Conflict as exc:
+                if exc.code == "course_full":
+                    courses.pop(0)
+                    continue
+                latencies.append(time.perf_counter() - began)
+                counts["refused" if exc.code == "taken" else "other"] += 1
+                offered = exc.extra.get("alternatives") or []
+                target = (
+                    datetime.fromisoformat(rng.choice(offered)["starts_at"])
+                    if offered
+                    else await earliest()
+                )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop(c, list(courses)) for c, courses in clients))
+    elapsed = time.perf_counter() - started
+    return {**counts, "seconds": elapsed, "latencies": latencies}
+
+
+async def double_bookings(pool: asyncpg.Pool, therapist: uuid.UUID) -> tuple[int, int]:
+    """(overlapping sessions, sessions closer than the buffer) among live sessions."""
+    live = "status IN ('booked', 'attended', 'no_show')"
+    overlaps = await pool.fetchval(
+        f"SELECT count(*) FROM sessions a JOIN sessions b ON a.therapist_id = b.therapist_id"
+        f" AND a.session_id < b.session_id AND a.{live} AND b.{live}"
+        " AND tstzrange(a.starts_at, a.ends_at) && tstzrange(b.starts_at, b.ends_at)"
+        " WHERE a.therapist_id = $1",
+        therapist,
+    )
+    too_close = await pool.fetchval(
+        f"SELECT count(*) FROM sessions a JOIN sessions b ON a.therapist_id = b.therapist_id"
+        f" AND a.session_id < b.session_id AND a.{live} AND b.{live}"
+        " AND tstzrange(a.starts_at, a.ends_at + interval '15 minutes')"
+        " && tstzrange(b.starts_at, b.ends_at + interval '15 minutes')"
+        " WHERE a.therapist_id = $1",
+        therapist,
+    )
+    return overlaps, too_close
+
+
+async def bare_inserts(pool: asyncpg.Pool) -> float:
+    """Single-row insert transactions per second at the same concurrency."""
+    await pool.execute(
+        "CREATE TABLE IF NOT EXISTS bench_rows (id uuid PRIMARY KEY, at timestamptz)"
+    )
+    done = 0
+    deadline = time.perf_counter() + INSERT_SECONDS
+
+    async def writer() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO bench_rows (id, at) VALUES ($1, now())", uuid.uuid4()
+                )
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(CLIENTS)))
+    return done / (time.perf_counter() - started)
+
+
+def slot_timings(now: datetime) -> tuple[list[float], list[float], int]:
+    """free_slots over 8 weeks with a busy calendar, and a trivial baseline of equal output."""
+    rules = AvailabilityRules(
+        weekly={d: [Hours.parse("08:00-12:00"), Hours.parse("13:00-18:00")] for d in range(7)},
+        buffer_minutes=15,
+    )
+    rng = random.Random(7)
+    day0 = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    busy = []
+    for day in range(56):
+        for hour in rng.sample(range(7, 17), 4):  # four sessions a day
+            start = day0 + timedelta(days=day, hours=hour)
+            busy.append((start, start + timedelta(minutes=45)))
+    computed, baseline = [], []
+    found = 0
+    for _ in range(SLOT_RUNS):
+        began = time.perf_counter()
+        found = len(free_slots(rules, 45, busy, now))
+        computed.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        step = timedelta(minutes=15)
+        trivial = [now + step * k for k in range(found)]
+        baseline.append(time.perf_counter() - began)
+        assert len(trivial) == found
+    return computed, baseline, found
+
+
+async def main() -> int:
+    server = provide_postgres()
+    name = f"bench_booking_{uuid.uuid4().hex[:8]}"
+    await admin(server.admin_dsn, f'CREATE DATABASE "{name}"')
+    dsn = server.dsn_for(name)
+    results = []
+    try:
+        settings = Settings(database_url=dsn, db_pool_max=CLIENTS + 4, log_json=False)
+        await db.bootstrap_role(dsn, settings.role, settings.db_password.get_secret_value())
+        await asyncio.to_thread(db.migrate, settings, Path(DEFINITION.migrations))
+        pool = await db.create_pool(settings)
+        try:
+            for title, choose_from in SCENARIOS:
+                now = datetime.now(UTC)
+                therapist, clients = await set_up(pool, now)
+                result = await race(pool, therapist, clients, now, choose_from)
+                results.append((title, result, *await double_bookings(pool, therapist)))
+            inserts = await bare_inserts(pool)
+        finally:
+            await pool.close()
+    finally:
+        await admin(server.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server.stop()
+
+    print(f"postgres: {server.path}; {CLIENTS} clients booking one therapist through the service")
+    print(f"  bare single-row inserts/s (same concurrency): {inserts:,.0f}")
+    failed = False
+    for title, result, overlaps, too_close in results:
+        attempts = result["booked"] + result["refused"] + result["other"]
+        booked_rate = result["booked"] / result["seconds"]
+        attempt_rate = attempts / result["seconds"]
+        lat = [s * 1000 for s in result["latencies"]]
+        median, p99 = statistics.median(lat), percentile(lat, 0.99)
+        print(f"  {title}:")
+        print(
+            f"    {result['booked']} booked, {result['refused']} refused (409 taken),"
+            f" {result['other']} other, in {result['seconds']:.1f} s"
+        )
+        print(
+            f"    bookings/s {booked_rate:,.0f} ({booked_rate / inserts:.3f} of bare inserts/s);"
+            f" attempts/s {attempt_rate:,.0f} ({attempt_rate / inserts:.3f})"
+        )
+        print(f"    attempt latency ms: median {median:.1f}, p99 {p99:.1f}")
+        print(
+            f"    double bookings (SQL overlap check): {overlaps}; inside the buffer: {too_close}"
+        )
+        failed = failed or bool(overlaps or too_close or result["booked"] == 0)
+
+    computed, baseline, found = slot_timings(datetime.now(UTC))
+    ms = [s * 1000 for s in computed]
+    base_ms = [s * 1000 for s in baseline]
+    print(f"slot computation, 8-week horizon, {found} free slots, {SLOT_RUNS} runs:")
+    print(f"  free_slots ms: median {statistics.median(ms):.2f}, p99 {percentile(ms, 0.99):.2f}")
+    print(
+        f"  trivial baseline (list {found} times) ms: median {statistics.median(base_ms):.3f},"
+        f" p99 {percentile(base_ms, 0.99):.3f}"
+    )
+    print(f"  ratio (median): {statistics.median(ms) / statistics.median(base_ms):.0f}x")
+    if failed:
+        print("FAILED: double bookings or nothing booked", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

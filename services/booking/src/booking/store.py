@@ -16,22 +16,33 @@ LIVE = ("booked", "attended", "no_show")  # statuses that occupy time (the const
 
 # --------------------------------------------------------------------------- therapists
 
+_THERAPIST = (
+    "SELECT t.*, (SELECT to_jsonb(a) FROM availability a"
+    "  WHERE a.therapist_id = t.therapist_id) AS availability"
+    " FROM therapists t WHERE t.therapist_id = $1"
+)
 
-async def lock_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> asyncpg.Record:
-    """The therapist's row, locked until the transaction ends: bookings of one therapist
-    queue here instead of racing into the exclusion constraint (ARCHITECTURE.md, figures)."""
-    await conn.execute(
-        "INSERT INTO therapists (therapist_id) VALUES ($1) ON CONFLICT DO NOTHING", therapist_id
-    )
-    row = await conn.fetchrow(
-        "SELECT * FROM therapists WHERE therapist_id = $1 FOR UPDATE", therapist_id
-    )
-    assert row is not None
+
+async def lock_therapist(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, *, create: bool = False
+) -> asyncpg.Record:
+    """The therapist's row with its `availability` (a dict, or None), locked until the
+    transaction ends: bookings of one therapist queue here instead of racing into the
+    exclusion constraint (ARCHITECTURE.md, figures). `create` makes the row if need be (a
+    course or an availability can come before the catalog's profile)."""
+    if create:
+        await conn.execute(
+            "INSERT INTO therapists (therapist_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            therapist_id,
+        )
+    row = await conn.fetchrow(_THERAPIST + " FOR UPDATE OF t", therapist_id)
+    assert row is not None, "a course's therapist always has a row (courses reference it)"
     return row
 
 
 async def get_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM therapists WHERE therapist_id = $1", therapist_id)
+    """The therapist's row with its `availability` (a dict, or None), without a lock."""
+    return await conn.fetchrow(_THERAPIST, therapist_id)
 
 
 async def apply_profile(
@@ -80,12 +91,6 @@ async def apply_withdrawal(conn: asyncpg.Connection, therapist_id: uuid.UUID, ve
 
 
 # --------------------------------------------------------------------------- availability
-
-
-async def get_availability(
-    conn: asyncpg.Connection, therapist_id: uuid.UUID
-) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM availability WHERE therapist_id = $1", therapist_id)
 
 
 async def put_availability(
@@ -295,24 +300,27 @@ async def busy_of(
     *,
     since: datetime,
     until: datetime,
-    therapist_id: uuid.UUID | None = None,
+    therapist_id: uuid.UUID,
     client_id: uuid.UUID | None = None,
     except_session: uuid.UUID | None = None,
-) -> list[Busy]:
-    """(start, end) of the live sessions of a therapist or a client that touch [since, until)."""
-    column, person = ("therapist_id", therapist_id) if therapist_id else ("client_id", client_id)
-    span = "therapist_span" if therapist_id else "client_span"
+) -> tuple[list[Busy], list[Busy]]:
+    """(start, end) of the live sessions touching [since, until): the therapist's, and the
+    client's (if given), in one query."""
     rows = await conn.fetch(
-        f"SELECT starts_at, ends_at FROM sessions WHERE {column} = $1"
-        f" AND {span} && tstzrange($2, $3) AND status = ANY($4::text[])"
-        " AND session_id IS DISTINCT FROM $5 ORDER BY starts_at",
-        person,
+        "SELECT therapist_id = $1 AS therapists, client_id = $2 AS clients, starts_at, ends_at"
+        " FROM sessions WHERE ((therapist_id = $1 AND therapist_span && tstzrange($3, $4))"
+        "  OR (client_id = $2 AND client_span && tstzrange($3, $4)))"
+        " AND status = ANY($5::text[]) AND session_id IS DISTINCT FROM $6 ORDER BY starts_at",
+        therapist_id,
+        client_id,
         since,
         until,
         list(LIVE),
         except_session,
     )
-    return [(row["starts_at"], row["ends_at"]) for row in rows]
+    therapists = [(r["starts_at"], r["ends_at"]) for r in rows if r["therapists"]]
+    clients = [(r["starts_at"], r["ends_at"]) for r in rows if r["clients"]]
+    return therapists, clients
 
 
 async def insert_session(

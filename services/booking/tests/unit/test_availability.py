@@ -6,6 +6,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from booking.domain.availability import (
     AvailabilityRules,
     DateException,
@@ -18,8 +21,6 @@ from booking.domain.availability import (
     is_bookable,
 )
 from booking.domain.errors import InvalidAvailability, InvalidInput, SlotUnavailable
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 EVERY_DAY = range(7)
@@ -360,4 +361,27 @@ def test_first_free_slots_are_the_start_of_free_slots() -> None:
     every = free_slots(r, 50, busy, MONDAY_NOW)
     assert first_free_slots(r, 50, busy, MONDAY_NOW, limit=400) == every[:400]
     assert first_free_slots(r, 50, busy, MONDAY_NOW, limit=0) == []
+    later = local(2026, 2, 3, 12, 5)
+    assert (
+        first_free_slots(r, 50, busy, MONDAY_NOW, limit=5, since=later)
+        == [s for s in every if s.starts_at >= later][:5]
+    )
     assert len(every) > 400
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    busy_starts=st.lists(st.integers(0, 4 * 24 * 4), max_size=8),
+    requested_offset=st.integers(-24 * 4, 6 * 24 * 4),
+    count=st.integers(0, 5),
+)
+def test_alternatives_are_the_nearest_of_all_free_slots(
+    busy_starts: list[int], requested_offset: int, count: int
+) -> None:
+    base, quarter = utc(2026, 3, 26), timedelta(minutes=15)
+    busy = [(base + n * quarter, base + (n + 4) * quarter) for n in busy_starts]
+    r = rules("08:00-12:00,13:00-18:00", buffer_minutes=15, horizon=timedelta(days=4))
+    requested = base + requested_offset * quarter
+    every = free_slots(r, 45, busy, base)
+    nearest = sorted(every, key=lambda s: (abs(s.starts_at - requested), s.starts_at))[:count]
+    assert alternatives(r, 45, busy, base, requested, count) == sorted(nearest)

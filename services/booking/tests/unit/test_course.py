@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from booking.domain.course import (
     Completion,
     Course,
@@ -18,10 +19,12 @@ from booking.domain.course import (
     phase_of,
     record_attendance,
     record_phq9,
+    replan,
     reschedule_session,
     sessions_held,
 )
 from booking.domain.errors import (
+    Conflict,
     CourseClosed,
     CourseFull,
     InvalidCourse,
@@ -179,7 +182,11 @@ def test_late_reschedule_by_client_leaves_a_late_cancellation() -> None:
     new_time = FIRST + timedelta(days=9)
     course, moved = reschedule_session(course, sids[1], new_time, LATE, left_behind)
     missed = course.session(left_behind)
-    assert (missed.status, missed.number, missed.starts_at) == ("late_cancelled", 2, FIRST + timedelta(weeks=1))
+    assert (missed.status, missed.number, missed.starts_at) == (
+        "late_cancelled",
+        2,
+        FIRST + timedelta(weeks=1),
+    )
     assert (moved.session_id, moved.number, moved.starts_at) == (sids[1], 3, new_time)
     assert course.session(sids[1]).status == "booked" and len(course.sessions) == 3
 
@@ -295,11 +302,68 @@ def test_end_early_cancels_booked_sessions() -> None:
     course, sids = booked(new_course("IPT"), 4)
     course = attend(course, sids[0], 17)
     course = no_show(course, sids[1])
-    ended = end_early(course, "no_shows")
+    ended = end_early(course, "no_shows", by="therapist")
     assert (ended.status, ended.end_reason) == ("ended_early", "no_shows")
     assert [s.status for s in ended.sessions] == ["attended", "no_show", "cancelled", "cancelled"]
     assert completion(ended) is None and sessions_held(ended) == 1
     with pytest.raises(CourseClosed):
-        end_early(ended, "other")
+        end_early(ended, "other", by="therapist")
     with pytest.raises(CourseClosed):
         attend(ended, sids[2], 5)
+
+
+@pytest.mark.parametrize(
+    ("by", "reason", "allowed"),
+    [
+        ("client", "client_withdrew", True),
+        ("client", "no_shows", False),
+        ("client", "switched_therapist", False),
+        ("therapist", "referred_elsewhere", True),
+        ("therapist", "switched_therapist", False),
+        ("system", "switched_therapist", True),
+        ("admin", "other", False),
+    ],
+)
+def test_who_may_end_a_course_for_which_reason(by: str, reason: str, allowed: bool) -> None:
+    course, _ = booked(new_course("IPT"), 1)
+    if allowed:
+        assert end_early(course, reason, by=by).status == "ended_early"  # type: ignore[arg-type]
+    else:
+        with pytest.raises(InvalidInput) as caught:
+            end_early(course, reason, by=by)  # type: ignore[arg-type]
+        assert caught.value.code == "end_reason_not_allowed"
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def test_a_longer_plan_moves_the_concluding_phase() -> None:
+    course, sids = booked(new_course("IPT"), 12)
+    assert course.session(sids[9]).phase == "concluding"
+    longer = replan(course, planned_sessions=14, session_minutes=60)
+    assert (longer.planned_sessions, longer.session_minutes) == (14, 60)
+    assert [longer.session(sid).phase for sid in sids[9:]] == ["middle", "middle", "concluding"]
+    assert next_number(longer) == 13
+
+
+def test_the_plan_keeps_the_places_already_taken() -> None:
+    course, _ = booked(new_course("KBT", 12), 10)
+    with pytest.raises(Conflict) as caught:
+        replan(course, planned_sessions=9)
+    assert caught.value.code == "plan_below_booked"
+    assert replan(course, planned_sessions=10).planned_sessions == 10
+    with pytest.raises(InvalidCourse):
+        replan(course, planned_sessions=21)
+
+
+def test_a_shorter_plan_can_complete_the_course() -> None:
+    course, sids = booked(new_course("KBT", 10), 8)
+    course = attend(course, sids[0], 14)
+    for sid in sids[1:-1]:
+        course = attend(course, sid)
+    course = attend(course, sids[-1], 6)
+    assert course.status == "active"  # 9 and 10 not held yet
+    done = replan(course, planned_sessions=8)
+    assert done.status == "completed" and completion(done) is not None
+    with pytest.raises(CourseClosed):
+        replan(done, planned_sessions=9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from booking.domain.errors import InvalidInput, SessionStarted
 from booking.domain.policy import (
     CURRENT_POLICY,

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from booking.domain.errors import InvalidAvailability, InvalidInput
-from booking.domain.series import weekly_series
 from hypothesis import given
 from hypothesis import strategies as st
+
+from booking.domain.errors import InvalidAvailability, InvalidInput
+from booking.domain.series import weekly_series
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -282,9 +283,14 @@ def first_free_slots(
     now: datetime,
     limit: int,
     step_minutes: int = DEFAULT_STEP_MINUTES,
+    since: datetime | None = None,
 ) -> list[Slot]:
-    """The earliest `limit` free slots, without computing the rest of the horizon."""
-    return list(itertools.islice(_scan(rules, session_minutes, busy, now, step_minutes), limit))
+    """The earliest `limit` free slots (starting at `since` or later, if given), without
+    computing the rest of the horizon."""
+    since = as_utc(since, "earliest start") if since is not None else None
+    slots = _scan(rules, session_minutes, busy, now, step_minutes)
+    wanted = (slot for slot in slots if since is None or slot.starts_at >= since)
+    return list(itertools.islice(wanted, max(limit, 0)))
 
 
 def check_bookable(
@@ -351,9 +357,22 @@ def alternatives(
     """The `count` free slots closest to `requested` (either side; earlier wins a tie), in time
     order: what a 409 answer offers instead."""
     requested = as_utc(requested, "requested time")
-    slots = free_slots(rules, session_minutes, busy, now, step_minutes)
-    nearest = sorted(slots, key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at))
-    return sorted(nearest[: max(count, 0)])
+    count = max(count, 0)
+    # Slots come in time order: the nearest are among the last `count` before the request and
+    # the first `count` from it, so the scan stops there instead of running to the horizon.
+    before: deque[Slot] = deque(maxlen=count)
+    after: list[Slot] = []
+    for slot in _scan(rules, session_minutes, busy, now, step_minutes):
+        if slot.starts_at < requested:
+            before.append(slot)
+        elif len(after) < count:
+            after.append(slot)
+        else:
+            break
+    nearest = sorted(
+        [*before, *after], key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at)
+    )
+    return sorted(nearest[:count])
 
 
 def _hours(span: timedelta) -> str:

@@ -25,13 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from contracts.events import EndReason
-from contracts.methods import METHODS, Method
-from contracts.phq9 import course_outcome, severity_band
-from contracts.vocabulary import CourseOutcome, MethodCode, Phase, SeverityBand
-
 from booking.domain.clock import as_utc
 from booking.domain.errors import (
+    Conflict,
     CourseClosed,
     CourseFull,
     InvalidCourse,
@@ -40,11 +36,23 @@ from booking.domain.errors import (
     SessionStateConflict,
 )
 from booking.domain.policy import ChangeVerdict
+from contracts.events import EndReason
+from contracts.methods import METHODS, Method
+from contracts.phq9 import course_outcome, severity_band
+from contracts.vocabulary import Actor, CourseOutcome, MethodCode, Phase, SeverityBand
 
 SessionStatus = Literal["booked", "cancelled", "late_cancelled", "attended", "no_show"]
 CourseStatus = Literal["active", "completed", "ended_early"]
 Attendance = Literal["attended", "no_show"]
 MISSED: frozenset[SessionStatus] = frozenset({"late_cancelled", "no_show"})
+# Who may end a course early, and for which reason (a switch of therapist is the system's).
+END_REASONS_BY: dict[Actor, frozenset[EndReason]] = {
+    "client": frozenset({"client_withdrew", "other"}),
+    "therapist": frozenset(
+        {"therapist_ended", "client_withdrew", "referred_elsewhere", "no_shows", "other"}
+    ),
+    "system": frozenset({"switched_therapist"}),
+}
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,28 @@ def new_course(
         planned_sessions=data.default_sessions if planned_sessions is None else planned_sessions,
         session_minutes=data.default_minutes if session_minutes is None else session_minutes,
     )
+
+
+def replan(
+    course: Course, planned_sessions: int | None = None, session_minutes: int | None = None
+) -> Course:
+    """The therapist adjusts the plan within the method's range. Phases follow the new plan
+    (a longer plan moves the concluding phase later); places already held must stay inside
+    it. A shorter plan may be what completes the course."""
+    _require_active(course)
+    changed = replace(
+        course,
+        planned_sessions=course.planned_sessions if planned_sessions is None else planned_sessions,
+        session_minutes=course.session_minutes if session_minutes is None else session_minutes,
+    )
+    held = [session.number for session in course.sessions if session.holds_place]
+    if held and max(held) > changed.planned_sessions:
+        raise Conflict(
+            "plan_below_booked",
+            f"Session {max(held)} is already booked or held; plan at least {max(held)} sessions.",
+        )
+    sessions = tuple(replace(s, phase=phase_of(changed, s.number)) for s in course.sessions)
+    return _settle(replace(changed, sessions=sessions))
 
 
 def phase_of(course: Course, number: int) -> Phase:
@@ -252,8 +282,13 @@ def completion(course: Course) -> Completion | None:
     )
 
 
-def end_early(course: Course, reason: EndReason) -> Course:
+def end_early(course: Course, reason: EndReason, by: Actor = "system") -> Course:
     """Stop an active course before completion; sessions still booked are cancelled (free)."""
+    if reason not in END_REASONS_BY.get(by, frozenset()):
+        allowed = ", ".join(sorted(END_REASONS_BY.get(by, ()))) or "none"
+        raise InvalidInput(
+            "end_reason_not_allowed", f"A {by} ends a course with one of: {allowed}."
+        )
     _require_active(course)
     sessions = tuple(
         replace(s, status="cancelled") if s.status == "booked" else s for s in course.sessions

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts.vocabulary import Actor
-
 from booking.domain.clock import as_utc
 from booking.domain.errors import InvalidInput, SessionStarted
+from contracts.vocabulary import Actor
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,16 @@ chassis.infra.provide_postgres, works in a throwaway database, and stops within 
    trivial baseline that only lists the same number of candidate times.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/booking.py`, this file's folder comes first on the path and its name
-# would hide the booking package: take the folder off before importing it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import asyncio
 import random
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg

@@ -1,0 +1,209 @@
+"""HTTP routes of booking: translate requests to `service` calls and answers back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from booking import service
+from booking.domain.availability import MAX_BUFFER_MINUTES
+from booking.domain.series import MAX_SERIES_LENGTH
+from chassis.app import pool_of
+from chassis.auth import Principal, require
+from contracts.events import EndReason
+
+router = APIRouter()
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+HoursText = Annotated[
+    str, StringConstraints(pattern=r"^\d{2}:\d{2}\s*-\s*\d{2}:\d{2}$", max_length=20)
+]
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+
+Therapist = Annotated[Principal, Depends(require("therapist"))]
+Party = Annotated[Principal, Depends(require("client", "therapist"))]
+CalendarOwner = Annotated[Principal, Depends(require("therapist", "admin"))]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DayException(_In):
+    date: date
+    hours: list[HoursText] = Field(
+        default_factory=list, max_length=12, description="No hours: the whole day off"
+    )
+
+
+class AvailabilityIn(_In):
+    weekly: dict[Weekday, list[HoursText]] = Field(
+        description="Working hours per weekday in the therapist's time zone, e.g. "
+        '{"monday": ["09:00-12:00", "13:00-17:00"]}'
+    )
+    exceptions: list[DayException] = Field(default_factory=list, max_length=366)
+    buffer_minutes: int = Field(default=15, ge=0, le=MAX_BUFFER_MINUTES)
+    min_notice_hours: int = Field(default=12, ge=0, le=24 * 30)
+    horizon_days: int = Field(default=56, ge=1, le=365)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "weekly": {day: list(hours) for day, hours in self.weekly.items()},
+            "exceptions": [
+                {"date": e.date.isoformat(), "hours": list(e.hours)} for e in self.exceptions
+            ],
+            "buffer_minutes": self.buffer_minutes,
+            "min_notice_hours": self.min_notice_hours,
+            "horizon_days": self.horizon_days,
+        }
+
+
+class SessionIn(_In):
+    starts_at: AwareDatetime
+    idempotency_key: IdempotencyKey
+
+
+class SeriesIn(_In):
+    first_starts_at: AwareDatetime
+    count: int = Field(ge=1, le=MAX_SERIES_LENGTH)
+    every_weeks: int = Field(default=1, ge=1, le=4)
+    idempotency_key: IdempotencyKey
+
+
+class PlanIn(_In):
+    planned_sessions: int | None = Field(default=None, ge=1, le=30)
+    session_minutes: int | None = Field(default=None, ge=15, le=120)
+
+
+class EndIn(_In):
+    reason: EndReason
+
+
+class RescheduleIn(_In):
+    starts_at: AwareDatetime
+
+
+class AttendanceIn(_In):
+    attendance: Literal["attended", "no_show"]
+    phq9_total: int | None = Field(default=None, ge=0, le=27)
+
+
+# --------------------------------------------------------------------------- availability
+
+
+@router.put("/therapists/{therapist_id}/availability", tags=["availability"])
+async def put_availability(
+    therapist_id: uuid.UUID, body: AvailabilityIn, request: Request, who: CalendarOwner
+) -> dict[str, Any]:
+    return await service.set_availability(
+        pool_of(request), who, therapist_id, body.document(), now()
+    )
+
+
+@router.get("/therapists/{therapist_id}/availability", tags=["availability"])
+async def get_availability(
+    therapist_id: uuid.UUID, request: Request, who: CalendarOwner
+) -> dict[str, Any]:
+    return await service.get_availability(pool_of(request), who, therapist_id)
+
+
+@router.get("/therapists/{therapist_id}/slots", tags=["availability"])
+async def get_slots(
+    therapist_id: uuid.UUID,
+    request: Request,
+    who: Party,
+    minutes: Annotated[int | None, Query(ge=15, le=120)] = None,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+) -> dict[str, Any]:
+    return await service.free_slots_for(
+        pool_of(request), who, therapist_id, now(), minutes=minutes, since=since, limit=limit
+    )
+
+
+# --------------------------------------------------------------------------- courses
+
+
+@router.get("/courses", tags=["courses"])
+async def list_courses(request: Request, who: Party) -> list[dict[str, Any]]:
+    return await service.list_courses(pool_of(request), who)
+
+
+@router.get("/courses/{course_id}", tags=["courses"])
+async def get_course(course_id: uuid.UUID, request: Request, who: Party) -> dict[str, Any]:
+    return await service.read_course(pool_of(request), who, course_id)
+
+
+@router.patch("/courses/{course_id}", tags=["courses"])
+async def change_plan(
+    course_id: uuid.UUID, body: PlanIn, request: Request, who: Therapist
+) -> dict[str, Any]:
+    return await service.change_plan(
+        pool_of(request), who, course_id, body.planned_sessions, body.session_minutes, now()
+    )
+
+
+@router.post("/courses/{course_id}/end", tags=["courses"])
+async def end_course(
+    course_id: uuid.UUID, body: EndIn, request: Request, who: Party
+) -> dict[str, Any]:
+    return await service.end_course(pool_of(request), who, course_id, body.reason, now())
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@router.post("/courses/{course_id}/sessions", status_code=201, tags=["sessions"])
+async def book_session(
+    course_id: uuid.UUID, body: SessionIn, request: Request, who: Party
+) -> dict[str, Any]:
+    return await service.book_session(
+        pool_of(request), who, course_id, body.starts_at, body.idempotency_key, now()
+    )
+
+
+@router.post("/courses/{course_id}/series", status_code=201, tags=["sessions"])
+async def book_series(
+    course_id: uuid.UUID, body: SeriesIn, request: Request, who: Party
+) -> dict[str, Any]:
+    return await service.book_series(
+        pool_of(request),
+        who,
+        course_id,
+        body.first_starts_at,
+        body.count,
+        body.every_weeks,
+        body.idempotency_key,
+        now(),
+    )
+
+
+@router.post("/sessions/{session_id}/cancel", tags=["sessions"])
+async def cancel(session_id: uuid.UUID, request: Request, who: Party) -> dict[str, Any]:
+    return await service.cancel(pool_of(request), who, session_id, now())
+
+
+@router.post("/sessions/{session_id}/reschedule", tags=["sessions"])
+async def reschedule(
+    session_id: uuid.UUID, body: RescheduleIn, request: Request, who: Party
+) -> dict[str, Any]:
+    return await service.reschedule(pool_of(request), who, session_id, body.starts_at, now())
+
+
+@router.post("/sessions/{session_id}/attendance", tags=["sessions"])
+async def attendance(
+    session_id: uuid.UUID, body: AttendanceIn, request: Request, who: Therapist
+) -> dict[str, Any]:
+    return await service.record_attendance(
+        pool_of(request), who, session_id, body.attendance, body.phq9_total, now()
+    )

@@ -1,0 +1,127 @@
+"""Many clients, one slot: one booking, clear 409s, and a database that refuses overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from booking import store
+from booking.app import DEFINITION
+from chassis.app import build
+
+
+async def live_sessions(pool: asyncpg.Pool, therapist_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM sessions WHERE therapist_id = $1 AND status = 'booked' ORDER BY starts_at",
+        therapist_id,
+    )
+
+
+async def test_fifty_clients_racing_for_one_slot_get_one_booking(
+    settings, pool, serve, auth, kit
+) -> None:
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    clients = [uuid.uuid4() for _ in range(50)]
+    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
+    api = build(DEFINITION, settings.model_copy(update={"db_pool_max": 25}), "api")
+    async with serve(api) as http:
+        slots = await http.get(f"/therapists/{therapist}/slots", headers=auth("client", clients[0]))
+        assert slots.status_code == 200
+        wanted = slots.json()["slots"][0]["starts_at"]
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    f"/courses/{course}/sessions",
+                    json={"starts_at": wanted, "idempotency_key": f"race-{client}"},
+                    headers=auth("client", client),
+                )
+                for client, course in zip(clients, courses, strict=True)
+            )
+        )
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(201) == 1 and statuses.count(409) == 49, statuses
+    refused = [a.json() for a in answers if a.status_code == 409]
+    assert {r["code"] for r in refused} == {"taken"}
+    assert all(r["detail"] and len(r["alternatives"]) == 3 for r in refused)
+    assert all(wanted not in [s["starts_at"] for s in r["alternatives"]] for r in refused)
+    booked = await live_sessions(pool, therapist)
+    assert [s["starts_at"] for s in booked] == [datetime.fromisoformat(wanted)]
+    winner = next(a.json() for a in answers if a.status_code == 201)
+    assert winner["number"] == 1 and winner["phase"] == "initial"
+    assert winner["meeting_url"].startswith("https://meet.samtal.example/")
+
+
+async def test_a_retried_booking_books_once(settings, pool, serve, auth, kit) -> None:
+    now = datetime.now(UTC)
+    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    day_after = (now + timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
+    body = {"starts_at": day_after.isoformat(), "idempotency_key": "retry-me-1"}
+    async with serve(build(DEFINITION, settings, "api")) as http:
+        url, headers = f"/courses/{course}/sessions", auth("client", client)
+        first, again = [await http.post(url, json=body, headers=headers) for _ in range(2)]
+        other = await http.post(
+            url,
+            json={**body, "starts_at": (day_after + timedelta(hours=2)).isoformat()},
+            headers=headers,
+        )
+        naive = await http.post(
+            url,
+            json={"starts_at": "2030-01-01T10:00:00", "idempotency_key": "naive-1"},
+            headers=headers,
+        )
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json()
+    assert len(await live_sessions(pool, therapist)) == 1
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert naive.status_code == 422 and naive.json()["detail"].startswith("starts_at")
+
+
+async def test_the_database_refuses_overlap_even_without_the_lock(pool, kit) -> None:
+    now = datetime.now(UTC)
+    therapist, elsewhere = await kit.open_therapist(pool, now), await kit.open_therapist(pool, now)
+    client, other_client = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    other_course = await kit.open_course(pool, other_client, therapist, now)
+    course_elsewhere = await kit.open_course(pool, client, elsewhere, now)
+    start = datetime(2031, 5, 5, 9, tzinfo=UTC)
+
+    async def insert(course_id, client_id, therapist_id, starts_at, status="booked"):
+        async with pool.acquire() as conn:
+            return await store.insert_session(
+                conn,
+                session_id=uuid.uuid4(),
+                course_id=course_id,
+                client_id=client_id,
+                therapist_id=therapist_id,
+                number=1,
+                phase="initial",
+                starts_at=starts_at,
+                ends_at=starts_at + timedelta(minutes=45),
+                buffer_minutes=15,
+                time_zone="Europe/Stockholm",
+                mode="video",
+                meeting_url="https://meet.samtal.example/x",
+                practice_address=None,
+                booked_by="client",
+                series_id=None,
+                policy_version="2026-01",
+                status=status,
+            )
+
+    await insert(course, client, therapist, start)
+    # Inside the therapist's buffer after the first session: refused by the constraint.
+    with pytest.raises(asyncpg.ExclusionViolationError):
+        await insert(other_course, other_client, therapist, start + timedelta(minutes=50))
+    # The same client with another therapist at the same time: refused too.
+    with pytest.raises(asyncpg.ExclusionViolationError):
+        await insert(course_elsewhere, client, elsewhere, start + timedelta(minutes=30))
+    # A cancelled session occupies nothing; exactly the buffer later is fine.
+    await insert(other_course, other_client, therapist, start + timedelta(minutes=50), "cancelled")
+    await insert(other_course, other_client, therapist, start + timedelta(minutes=60))
+    assert len(await live_sessions(pool, therapist)) == 2

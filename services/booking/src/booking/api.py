@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from booking import service
+from booking import service, store
 from booking.domain.availability import MAX_BUFFER_MINUTES
 from booking.domain.series import MAX_SERIES_LENGTH
-from chassis.app import pool_of
+from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
+from chassis.errors import NotFound
 from contracts.events import EndReason
 
 router = APIRouter()
@@ -31,8 +32,16 @@ Party = Annotated[Principal, Depends(require("client", "therapist"))]
 CalendarOwner = Annotated[Principal, Depends(require("therapist", "admin"))]
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+async def clock(request: Request) -> datetime:
+    """Booking's "now": real time, moved forward only by `make demo` when the demo clock is on."""
+    real = datetime.now(UTC)
+    if not runtime_of(request).settings.demo_clock:  # type: ignore[attr-defined]
+        return real
+    async with pool_of(request).acquire() as conn:
+        return real + timedelta(seconds=await store.clock_offset_s(conn))
+
+
+Now = Annotated[datetime, Depends(clock)]
 
 
 class _In(BaseModel):
@@ -103,11 +112,9 @@ class AttendanceIn(_In):
 
 @router.put("/therapists/{therapist_id}/availability", tags=["availability"])
 async def put_availability(
-    therapist_id: uuid.UUID, body: AvailabilityIn, request: Request, who: CalendarOwner
+    therapist_id: uuid.UUID, body: AvailabilityIn, request: Request, who: CalendarOwner, at: Now
 ) -> dict[str, Any]:
-    return await service.set_availability(
-        pool_of(request), who, therapist_id, body.document(), now()
-    )
+    return await service.set_availability(pool_of(request), who, therapist_id, body.document(), at)
 
 
 @router.get("/therapists/{therapist_id}/availability", tags=["availability"])
@@ -122,12 +129,13 @@ async def get_slots(
     therapist_id: uuid.UUID,
     request: Request,
     who: Party,
+    at: Now,
     minutes: Annotated[int | None, Query(ge=15, le=120)] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
 ) -> dict[str, Any]:
     return await service.free_slots_for(
-        pool_of(request), who, therapist_id, now(), minutes=minutes, since=since, limit=limit
+        pool_of(request), who, therapist_id, at, minutes=minutes, since=since, limit=limit
     )
 
 
@@ -146,18 +154,18 @@ async def get_course(course_id: uuid.UUID, request: Request, who: Party) -> dict
 
 @router.patch("/courses/{course_id}", tags=["courses"])
 async def change_plan(
-    course_id: uuid.UUID, body: PlanIn, request: Request, who: Therapist
+    course_id: uuid.UUID, body: PlanIn, request: Request, who: Therapist, at: Now
 ) -> dict[str, Any]:
     return await service.change_plan(
-        pool_of(request), who, course_id, body.planned_sessions, body.session_minutes, now()
+        pool_of(request), who, course_id, body.planned_sessions, body.session_minutes, at
     )
 
 
 @router.post("/courses/{course_id}/end", tags=["courses"])
 async def end_course(
-    course_id: uuid.UUID, body: EndIn, request: Request, who: Party
+    course_id: uuid.UUID, body: EndIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
-    return await service.end_course(pool_of(request), who, course_id, body.reason, now())
+    return await service.end_course(pool_of(request), who, course_id, body.reason, at)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -165,16 +173,16 @@ async def end_course(
 
 @router.post("/courses/{course_id}/sessions", status_code=201, tags=["sessions"])
 async def book_session(
-    course_id: uuid.UUID, body: SessionIn, request: Request, who: Party
+    course_id: uuid.UUID, body: SessionIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
     return await service.book_session(
-        pool_of(request), who, course_id, body.starts_at, body.idempotency_key, now()
+        pool_of(request), who, course_id, body.starts_at, body.idempotency_key, at
     )
 
 
 @router.post("/courses/{course_id}/series", status_code=201, tags=["sessions"])
 async def book_series(
-    course_id: uuid.UUID, body: SeriesIn, request: Request, who: Party
+    course_id: uuid.UUID, body: SeriesIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
     return await service.book_series(
         pool_of(request),
@@ -184,26 +192,48 @@ async def book_series(
         body.count,
         body.every_weeks,
         body.idempotency_key,
-        now(),
+        at,
     )
 
 
 @router.post("/sessions/{session_id}/cancel", tags=["sessions"])
-async def cancel(session_id: uuid.UUID, request: Request, who: Party) -> dict[str, Any]:
-    return await service.cancel(pool_of(request), who, session_id, now())
+async def cancel(session_id: uuid.UUID, request: Request, who: Party, at: Now) -> dict[str, Any]:
+    return await service.cancel(pool_of(request), who, session_id, at)
 
 
 @router.post("/sessions/{session_id}/reschedule", tags=["sessions"])
 async def reschedule(
-    session_id: uuid.UUID, body: RescheduleIn, request: Request, who: Party
+    session_id: uuid.UUID, body: RescheduleIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
-    return await service.reschedule(pool_of(request), who, session_id, body.starts_at, now())
+    return await service.reschedule(pool_of(request), who, session_id, body.starts_at, at)
 
 
 @router.post("/sessions/{session_id}/attendance", tags=["sessions"])
 async def attendance(
-    session_id: uuid.UUID, body: AttendanceIn, request: Request, who: Therapist
+    session_id: uuid.UUID, body: AttendanceIn, request: Request, who: Therapist, at: Now
 ) -> dict[str, Any]:
     return await service.record_attendance(
-        pool_of(request), who, session_id, body.attendance, body.phq9_total, now()
+        pool_of(request), who, session_id, body.attendance, body.phq9_total, at
     )
+
+
+# --------------------------------------------------------------------------- demo clock
+
+
+class ClockIn(_In):
+    advance_hours: float = Field(gt=0, le=24 * 366)
+
+
+@router.post("/demo/clock", tags=["demo"], include_in_schema=False)
+async def advance_clock(
+    body: ClockIn, request: Request, who: Annotated[Principal, Depends(require("admin"))]
+) -> dict[str, Any]:
+    """Moves booking's clock forward so a demo can hold a 12-week course in a minute.
+
+    Exists only with SAMTAL_BOOKING_DEMO_CLOCK=true (`make run` sets it); never in production.
+    """
+    if not runtime_of(request).settings.demo_clock:  # type: ignore[attr-defined]
+        raise NotFound("Not found")
+    async with pool_of(request).acquire() as conn:
+        offset = await store.advance_clock(conn, body.advance_hours * 3600)
+    return {"now": datetime.now(UTC) + timedelta(seconds=offset), "offset_hours": offset / 3600}

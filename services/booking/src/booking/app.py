@@ -13,6 +13,8 @@ from chassis.settings import ServiceSettings, service_config
 class Settings(ServiceSettings):
     model_config = service_config("booking")  # env: SAMTAL_BOOKING_*
     service: str = "booking"
+    # `make demo` may move booking's clock forward (POST /demo/clock); never in production.
+    demo_clock: bool = False
 
 
 DEFINITION = ServiceDefinition(

@@ -244,7 +244,7 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
                 f"Kafka at {settings.kafka_bootstrap} did not answer within "
                 f"{settings.startup_timeout_s:g}s"
             )
-        await b.start()
+        await start_subscribers_together(b)
 
     asgi = FastStreamAPI(
         broker,
@@ -260,6 +260,20 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     if process == "worker" and definition.consumers is not None:
         definition.consumers.subscribe(broker, settings, lambda: _pool(runtime))
     return asgi
+
+
+async def start_subscribers_together(broker: KafkaBroker) -> None:
+    """KafkaBroker.start, with the subscribers started side by side.
+
+    Each consumer group waits for its join (about 5 s on the embedded broker, the
+    initial rebalance delay on Kafka); FastStream starts them one after another, so a
+    worker with several groups would take that many times longer to come up.
+    """
+    await broker.connect()
+    await asyncio.gather(*(subscriber.start() for subscriber in broker.subscribers))
+    for publisher in broker.publishers:
+        await publisher.start()
+    broker.running = True
 
 
 def describe(definition: ServiceDefinition, settings: ServiceSettings) -> AsyncAPI:

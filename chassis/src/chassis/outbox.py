@@ -194,8 +194,12 @@ class OutboxRelay:
             if loop.time() - last_cleanup > 60:
                 await self.clean_up()
                 last_cleanup = loop.time()
-            if published < self.settings.outbox_batch_size:
+            if published == 0:
                 await self._wait_for_work()
+            elif published < self.settings.outbox_batch_size:
+                # Writers skip NOTIFY for NOTIFY_EVERY_S after one: look once more after
+                # that window, so the tail of a burst does not wait for the poll.
+                await self._sleep(NOTIFY_EVERY_S * 1.5)
 
     async def publish_batch(self, producer: AIOKafkaProducer) -> int:
         async with self.pool.acquire() as conn:

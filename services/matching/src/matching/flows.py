@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 import structlog
+from prometheus_client import Gauge
+
 from chassis import audit, outbox
 from chassis.app import Runtime
 from contracts.events import (
@@ -24,7 +26,6 @@ from contracts.events import (
     MatchRejected,
     TherapistMatched,
 )
-
 from matching import store
 from matching.domain import lifecycle
 from matching.domain.intake import Intake
@@ -34,6 +35,12 @@ from matching.domain.screening import Screening, screen_intake
 from matching.domain.waitlist import WaitingIntake, waitlist_order
 
 log = structlog.get_logger("matching.flows")
+
+AWAITING_TRIAGE_OLDEST = Gauge(
+    "samtal_intakes_awaiting_triage_oldest_seconds",
+    "How long the oldest high-risk intake has waited for a clinician's triage (0: none)",
+)
+WAITLISTED = Gauge("samtal_intakes_waitlisted", "Intakes waiting on the waitlist")
 
 
 def _now() -> datetime:
@@ -111,8 +118,11 @@ async def _decide(
         await store.excluded_therapists(conn, intake["intake_id"]),
     )
     result = match(needs, await store.likely_candidates(conn, needs), now)
-    if isinstance(result, Waitlist):
+    if isinstance(result, Waitlist) and intake["status"] != "waitlisted":
         # Nobody fits: look at everyone to tell the client what stopped the nearest ones.
+        # A failed retry keeps the reasons it had: it tells nobody, and reading every
+        # therapist for each waiting intake on each retry would cost the most when
+        # the waitlist is longest.
         result = match(needs, await store.all_candidates(conn), now)
     return result
 
@@ -135,9 +145,7 @@ async def _record_match(
         status=lifecycle.match_status_on_match(requires_approval),
         previous_therapist_id=previous_therapist_id,
     )
-    await store.set_status(
-        conn, intake["intake_id"], lifecycle.status_on_match(requires_approval)
-    )
+    await store.set_status(conn, intake["intake_id"], lifecycle.status_on_match(requires_approval))
     await outbox.add(
         conn,
         TherapistMatched(
@@ -164,17 +172,17 @@ async def _record_match(
 async def _record_waitlist(
     conn: asyncpg.Connection, intake: asyncpg.Record, result: Waitlist, now: datetime
 ) -> None:
-    already_waiting = intake["status"] == "waitlisted"
+    if intake["status"] == "waitlisted":  # a failed retry keeps its place and its reasons
+        return
     await store.set_waitlisted(conn, intake["intake_id"], result.reasons, now=now)
-    if not already_waiting:  # a failed retry keeps its place and tells nobody again
-        await outbox.add(
-            conn,
-            IntakeWaitlisted(
-                intake_id=intake["intake_id"],
-                client_id=intake["client_id"],
-                reasons=result.reasons,
-            ),
-        )
+    await outbox.add(
+        conn,
+        IntakeWaitlisted(
+            intake_id=intake["intake_id"],
+            client_id=intake["client_id"],
+            reasons=result.reasons,
+        ),
+    )
 
 
 async def match_intake(
@@ -234,9 +242,7 @@ async def triage(
     return status
 
 
-async def approve(
-    conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID
-) -> bool:
+async def approve(conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID) -> bool:
     """False: no such match."""
     await store.lock_matching(conn)
     proposed = await store.get_match(conn, match_id, for_update=True)
@@ -261,12 +267,15 @@ async def approve(
     return True
 
 
-async def reject(conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID) -> bool:
-    """Reject a proposed match; the matcher proposes the next candidate. False: no such match."""
+async def reject(
+    conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID
+) -> uuid.UUID | None:
+    """Reject a proposed match; the matcher proposes the next candidate (or waitlists).
+    Returns the intake's id; None: no such match."""
     await store.lock_matching(conn)
     proposed = await store.get_match(conn, match_id, for_update=True)
     if proposed is None:
-        return False
+        return None
     intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
     assert intake is not None
     lifecycle.decide_match(intake["status"], proposed["status"])
@@ -285,7 +294,7 @@ async def reject(conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uu
     )
     await match_intake(conn, intake["intake_id"])
     await store.wake_waitlist(conn)  # the rejected therapist's place is free again
-    return True
+    return intake["intake_id"]
 
 
 async def _audit_clinician(
@@ -313,7 +322,7 @@ class NobodyToSwitchTo(Exception):
     """No other therapist fits now; the client keeps the current one."""
 
     def __init__(self, result: Waitlist) -> None:
-        super().__init__("no other therapist can take you right now; you keep your therapist")
+        super().__init__("nobody to switch to")
         self.result = result
 
 
@@ -361,9 +370,7 @@ async def retry_waitlist(pool: asyncpg.Pool) -> int:
     matched = 0
     for waiting in order:
         async with pool.acquire() as conn, conn.transaction():
-            result = await match_intake(
-                conn, waiting.intake_id, from_states=lifecycle.RETRYABLE
-            )
+            result = await match_intake(conn, waiting.intake_id, from_states=lifecycle.RETRYABLE)
         matched += isinstance(result, Match)
     if matched:
         log.info("waitlist retried", waiting=len(order), matched=matched)
@@ -402,3 +409,22 @@ async def waitlist_retrier(runtime: Runtime) -> None:
             log.warning("waitlist retrier failed; restarting", error=str(exc))
             wake.set()
             await asyncio.sleep(1.0)
+
+
+async def waiting_watch(runtime: Runtime) -> None:
+    """Worker task: keeps the waiting gauges fresh (a page fires when a crisis intake waits
+    too long for triage; deploy/prometheus/alerts.yaml)."""
+    pool = runtime.pool
+    assert pool is not None
+    every: float = getattr(runtime.settings, "waiting_watch_s", 15.0)
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                figures = await store.waiting_figures(conn)
+            AWAITING_TRIAGE_OLDEST.set(figures["triage_oldest_s"])
+            WAITLISTED.set(figures["waitlisted"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is away: the gauges keep their last value
+            log.warning("waiting figures unavailable", error=str(exc))
+        await asyncio.sleep(every)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+
 from chassis.consumer import EventConsumers
 from contracts import Envelope
 from contracts.events import (
@@ -22,10 +23,12 @@ from contracts.events import (
     TherapistProfilePublished,
     TherapistProfileWithdrawn,
 )
-
 from matching import flows, store
 
 consumers = EventConsumers("matching")
+# The matcher has a group of its own; the read model's handlers share one (a queue of
+# profile and course updates never holds up a match, and the worker joins two groups).
+READ_MODEL = "read-model"
 
 
 @consumers.handler(IntakeSubmitted, name="matcher")
@@ -35,34 +38,34 @@ async def match_submitted(event: Envelope[Any], conn: asyncpg.Connection) -> Non
     await flows.match_intake(conn, submitted.intake_id)
 
 
-@consumers.handler(TherapistProfilePublished, name="therapist-profiles")
+@consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)
 async def profile_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Keeps the newest profile revision; a new or changed therapist may take waitlisted clients."""
     if await store.apply_profile(conn, event.payload):
         await store.wake_waitlist(conn)
 
 
-@consumers.handler(TherapistProfileWithdrawn, name="therapist-withdrawals")
+@consumers.handler(TherapistProfileWithdrawn, name="therapist-withdrawals", group=READ_MODEL)
 async def profile_withdrawn(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """A withdrawn therapist is no longer offered (unless a newer revision is there)."""
     await store.apply_withdrawal(conn, event.payload)
 
 
-@consumers.handler(ReviewPublished, name="therapist-ratings")
+@consumers.handler(ReviewPublished, name="therapist-ratings", group=READ_MODEL)
 async def review_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Keeps the therapist's rating for scoring."""
     review: ReviewPublished = event.payload
     await store.apply_rating(conn, review.therapist_id, review.rating_average, review.rating_count)
 
 
-@consumers.handler(TherapistAvailabilityPublished, name="therapist-availability")
+@consumers.handler(TherapistAvailabilityPublished, name="therapist-availability", group=READ_MODEL)
 async def availability_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Keeps booking's newest free slots and load; changed availability may open a place."""
     if await store.apply_availability(conn, event.payload):
         await store.wake_waitlist(conn)
 
 
-@consumers.handler(CourseStarted, name="course-starts")
+@consumers.handler(CourseStarted, name="course-starts", group=READ_MODEL)
 async def course_started(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """A course adds to its therapist's load."""
     started: CourseStarted = event.payload
@@ -75,7 +78,7 @@ async def course_started(event: Envelope[Any], conn: asyncpg.Connection) -> None
     )
 
 
-@consumers.handler(CourseCompleted, name="course-completions")
+@consumers.handler(CourseCompleted, name="course-completions", group=READ_MODEL)
 async def course_completed(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """A completed course frees a place: waitlisted clients are retried."""
     done: CourseCompleted = event.payload
@@ -85,7 +88,7 @@ async def course_completed(event: Envelope[Any], conn: asyncpg.Connection) -> No
     await store.wake_waitlist(conn)
 
 
-@consumers.handler(CourseEnded, name="course-ends")
+@consumers.handler(CourseEnded, name="course-ends", group=READ_MODEL)
 async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """A course ended early frees a place: waitlisted clients are retried."""
     ended: CourseEnded = event.payload

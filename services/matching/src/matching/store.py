@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
+
 from contracts.events import (
     MatchAlternative,
     MatchReason,
@@ -19,7 +20,6 @@ from contracts.events import (
     TherapistProfileWithdrawn,
 )
 from contracts.methods import LICENSED_PROFESSIONS
-
 from matching.domain.intake import Intake
 from matching.domain.lifecycle import (
     AWAITING_CLINICIAN,
@@ -47,7 +47,7 @@ def waitlist_channel(schema: str) -> str:
 
 
 async def wake_waitlist(conn: asyncpg.Connection) -> None:
-    """Ask the waitlist retrier for a pass; Postgres delivers it only if this transaction commits."""
+    """Ask the waitlist retrier for a pass; delivered only if this transaction commits."""
     schema = await conn.fetchval("SELECT current_schema()")
     await conn.execute("SELECT pg_notify($1, '')", waitlist_channel(schema))
 
@@ -160,13 +160,10 @@ async def set_status(conn: asyncpg.Connection, intake_id: uuid.UUID, status: Int
 async def set_waitlisted(
     conn: asyncpg.Connection, intake_id: uuid.UUID, reasons: Sequence[str], *, now: datetime
 ) -> None:
-    """On the waitlist with today's reasons; a retry keeps its place (the first waitlisted_at)."""
     await conn.execute(
         """
-        UPDATE intakes
-        SET status = 'waitlisted', waitlist_reasons = $2,
-            status_since = CASE WHEN status = 'waitlisted' THEN status_since ELSE $3 END,
-            waitlisted_at = CASE WHEN status = 'waitlisted' THEN waitlisted_at ELSE $3 END
+        UPDATE intakes SET status = 'waitlisted', waitlist_reasons = $2, status_since = $3,
+               waitlisted_at = $3
         WHERE intake_id = $1
         """,
         intake_id,
@@ -200,6 +197,20 @@ async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
         " ORDER BY waitlisted_at, intake_id"
+    )
+
+
+async def waiting_figures(conn: asyncpg.Connection) -> asyncpg.Record:
+    """Seconds the oldest high-risk intake has waited for triage (0 when none), and how
+    many intakes wait on the waitlist."""
+    return await conn.fetchrow(
+        """
+        SELECT coalesce(extract(epoch FROM now() - min(status_since)
+                                FILTER (WHERE status = 'awaiting_triage')), 0)::float8
+                   AS triage_oldest_s,
+               count(*) FILTER (WHERE status = 'waitlisted') AS waitlisted
+        FROM intakes WHERE status IN ('awaiting_triage', 'waitlisted')
+        """
     )
 
 
@@ -348,9 +359,7 @@ async def apply_profile(conn: asyncpg.Connection, profile: TherapistProfilePubli
         profile.time_zone,
     )
     if profile.rating_average is not None and profile.rating_count > 0:
-        await apply_rating(
-            conn, profile.therapist_id, profile.rating_average, profile.rating_count
-        )
+        await apply_rating(conn, profile.therapist_id, profile.rating_average, profile.rating_count)
     return bool(applied)
 
 
@@ -515,7 +524,9 @@ async def likely_candidates(
         + """
         AND ((t.accepting_new_clients AND $1 = ANY(t.methods) AND $2 = ANY(t.age_groups)
               AND t.languages && $3::text[]
-              AND (NOT $4 OR (t.licensed AND t.profession = ANY($5::text[]))))
+              AND (NOT $4 OR (t.licensed AND t.profession = ANY($5::text[])))
+              AND ($7 <> 'video' OR 'video' = ANY(t.modes))
+              AND ($7 <> 'in_person' OR ('in_person' = ANY(t.modes) AND t.city IS NOT NULL)))
              OR t.therapist_id = $6)
         """,
         needs.method,
@@ -524,6 +535,7 @@ async def likely_candidates(
         needs.requires_licensed,
         sorted(LICENSED_PROFESSIONS),
         needs.direct_therapist_id,
+        needs.preferred_mode,
     )
     return [_candidate(row) for row in rows]
 
@@ -531,5 +543,3 @@ async def likely_candidates(
 async def all_candidates(conn: asyncpg.Connection) -> list[TherapistCandidate]:
     """Every offered therapist: to tell a waitlisted client what stopped the nearest ones."""
     return [_candidate(row) for row in await conn.fetch(_CANDIDATES)]
-
-

@@ -36,9 +36,7 @@ def screening(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def intake(
-    row: asyncpg.Record, current: asyncpg.Record | None, lang: Lang
-) -> dict[str, Any]:
+def intake(row: asyncpg.Record, current: asyncpg.Record | None, lang: Lang) -> dict[str, Any]:
     """The client's own intake: answers, status, match or waitlist, explained in words."""
     view: dict[str, Any] = {
         "intake_id": str(row["intake_id"]),
@@ -70,8 +68,7 @@ def intake(
             ],
             "relaxed": [{"code": c, "text": explain_relaxed(c, lang)} for c in result.relaxed],
             "choice_refused": [
-                {"code": c, "text": explain_choice_problem(c, lang)}
-                for c in result.choice_refused
+                {"code": c, "text": explain_choice_problem(c, lang)} for c in result.choice_refused
             ],
         }
         view["alternatives"] = [a.model_dump(mode="json") for a in result.alternatives]

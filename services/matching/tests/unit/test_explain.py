@@ -7,17 +7,20 @@ from datetime import UTC, datetime
 from typing import get_args
 
 import pytest
+
 from contracts.events import MatchReason, MatchReasonCode, RelaxedPreference, WaitlistReason
 from matching.domain.explain import (
     explain_choice_problem,
     explain_match,
     explain_reason,
     explain_relaxed,
+    explain_status,
     explain_waitlist,
     explain_waitlisted,
     language_name,
     local_time,
 )
+from matching.domain.lifecycle import IntakeStatus
 from matching.domain.matcher import ChoiceProblem, Match, Waitlist
 
 
@@ -119,3 +122,14 @@ def test_explain_a_match_and_a_waitlist() -> None:
     w = Waitlist(reasons=["no_language_match"])
     assert explain_waitlisted(w, "en") == ["no available therapist speaks any of your languages"]
     assert explain_waitlisted(w, "sv") == ["ingen ledig terapeut talar något av dina språk"]
+
+
+@pytest.mark.parametrize("status", get_args(IntakeStatus))
+def test_every_status_has_words_in_both_languages(status: str) -> None:
+    sv, en = explain_status(status, "sv"), explain_status(status, "en")  # type: ignore[arg-type]
+    assert sv and en and sv != en
+
+
+def test_status_words() -> None:
+    assert explain_status("waitlisted", "en").startswith("You are on the waiting list")
+    assert explain_status("awaiting_triage", "sv").startswith("En behandlare")

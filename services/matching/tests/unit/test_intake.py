@@ -6,8 +6,9 @@ import uuid
 from typing import Any
 
 import pytest
-from matching.domain.intake import Intake
 from pydantic import ValidationError
+
+from matching.domain.intake import Intake
 
 
 def valid(**changes: Any) -> dict[str, Any]:

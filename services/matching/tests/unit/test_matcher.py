@@ -8,9 +8,10 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from contracts.events import WaitlistReason
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from contracts.events import WaitlistReason
 from matching.domain.intake import Intake, WeeklyWindow
 from matching.domain.matcher import (
     MAX_ALTERNATIVES,
@@ -18,8 +19,10 @@ from matching.domain.matcher import (
     Match,
     TherapistCandidate,
     Waitlist,
+    WindowCheck,
     bayesian_rating,
     failed_filters,
+    in_windows,
     match,
     passes_hard_filters,
 )
@@ -543,3 +546,17 @@ def test_never_offers_anyone_who_fails_a_hard_filter_or_is_excluded(
         assert by_id[result.therapist_id].licensed
     # deterministic: same input in another order, same answer
     assert match(n, list(reversed(pool)), NOW) == result
+
+
+@given(
+    st.lists(
+        st.integers(0, 8 * 7 * 48).map(lambda n: NOW + timedelta(minutes=30 * n)),
+        max_size=30,
+    )
+)
+@settings(max_examples=50)
+def test_the_window_check_remembers_without_changing_answers(slots: list[datetime]) -> None:
+    windows = WindowCheck(TUESDAY_AFTERNOON)
+    for slot in slots + slots:  # the second time from memory
+        assert windows[slot] == in_windows(slot, TUESDAY_AFTERNOON)
+    assert windows[IN_WINDOW] is True

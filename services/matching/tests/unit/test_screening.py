@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from matching.domain.screening import (
     APPROVAL_FROM_TOTAL,
     CRISIS_MESSAGE,

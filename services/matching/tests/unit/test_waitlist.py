@@ -6,6 +6,7 @@ from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from matching.domain.waitlist import WaitingIntake, waitlist_order
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Literal
 
 from contracts.events import MatchReason, RelaxedPreference, WaitlistReason
-
 from matching.domain.lifecycle import IntakeStatus
 from matching.domain.matcher import CLIENT_TIME_ZONE, ChoiceProblem, Match, Waitlist
 

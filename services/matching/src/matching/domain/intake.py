@@ -10,9 +10,10 @@ import uuid
 from datetime import time
 from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from contracts.phq9 import PHQ9_ITEMS, PHQ9_MAX_ANSWER
 from contracts.vocabulary import CityName, FocusArea, LanguageCode, PreferredMode
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIN_LANGUAGES = 1
 MAX_LANGUAGES = 5

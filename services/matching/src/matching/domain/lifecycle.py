@@ -1,12 +1,12 @@
 """Where an intake stands, and which step may follow which (DOMAIN.md, Intake and Matching).
 
-    submitted ─┬─ high risk ──> awaiting_triage ─┬─ resume_matching ──> matching
-               │                                 └─ refer_elsewhere ──> referred_elsewhere
-               └─ otherwise ──> matching
-    matching / waitlisted ──> matched | awaiting_approval (severe) | waitlisted
-    awaiting_approval ─┬─ approve ──> matched
-                       └─ reject ──> matching again, the rejected therapist excluded
-    matched ── switch ──> matching again, the current therapist excluded
+submitted ─┬─ high risk ──> awaiting_triage ─┬─ resume_matching ──> matching
+           │                                 └─ refer_elsewhere ──> referred_elsewhere
+           └─ otherwise ──> matching
+matching / waitlisted ──> matched | awaiting_approval (severe) | waitlisted
+awaiting_approval ─┬─ approve ──> matched
+                   └─ reject ──> matching again, the rejected therapist excluded
+matched ── switch ──> matching again, the current therapist excluded
 """
 
 from __future__ import annotations

@@ -21,14 +21,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from contracts.events import MatchAlternative, MatchReason, RelaxedPreference, WaitlistReason
 from contracts.methods import LICENSED_PROFESSIONS
 from contracts.vocabulary import AgeGroup, MeetingMode, MethodCode, PreferredMode, Profession
-
 from matching.domain.intake import Intake, WeeklyWindow
 from matching.domain.screening import Screening
 
@@ -238,19 +238,44 @@ def bayesian_rating(average: float | None, count: int) -> float:
     return (RATING_PRIOR_MEAN * RATING_PRIOR_COUNT + average * count) / (RATING_PRIOR_COUNT + count)
 
 
+@lru_cache(maxsize=65_536)
+def _weekday_and_time(slot: datetime) -> tuple[int, time]:
+    """A slot as the client's local weekday and wall-clock time. Cached: slots sit on a grid,
+    so the same few thousand instants recur across therapists (10,000 per intake)."""
+    local = slot.astimezone(CLIENT_TIME_ZONE)
+    return local.weekday(), local.time()
+
+
 def in_windows(slot: datetime, windows: Sequence[WeeklyWindow]) -> bool:
     if not windows:
         return True
-    local = slot.astimezone(CLIENT_TIME_ZONE)
-    return any(w.contains(local.weekday(), local.time().replace(tzinfo=None)) for w in windows)
+    weekday, moment = _weekday_and_time(slot)
+    return any(w.contains(weekday, moment) for w in windows)
+
+
+class WindowCheck(dict[datetime, bool]):
+    """`in_windows` once per distinct slot instant for one intake: therapists' slots sit on
+    a shared grid, so across thousands of candidates the same instants recur."""
+
+    def __init__(self, windows: Sequence[WeeklyWindow]) -> None:
+        super().__init__()
+        self.windows = windows
+
+    def __missing__(self, slot: datetime) -> bool:
+        self[slot] = inside = in_windows(slot, self.windows)
+        return inside
 
 
 def first_slot(
-    candidate: TherapistCandidate, needs: IntakeNeeds, now: datetime
+    candidate: TherapistCandidate,
+    needs: IntakeNeeds,
+    now: datetime,
+    windows: WindowCheck | None = None,
 ) -> tuple[datetime | None, bool]:
     """The earliest future slot inside the windows (True), else the earliest at all (False)."""
+    windows = windows if windows is not None else WindowCheck(needs.time_windows)
     future = sorted(s for s in candidate.free_slots if s >= now)
-    inside = next((s for s in future if in_windows(s, needs.time_windows)), None)
+    inside = next((s for s in future if windows[s]), None)
     if inside is not None:
         return inside, True
     return (future[0] if future else None), False
@@ -273,12 +298,14 @@ class _Assessed:
     load: float
 
 
-def _assess(candidate: TherapistCandidate, needs: IntakeNeeds, now: datetime) -> _Assessed:
+def _assess(
+    candidate: TherapistCandidate, needs: IntakeNeeds, now: datetime, windows: WindowCheck
+) -> _Assessed:
     mode = meeting_mode(candidate, needs)
     rank = _language_rank(candidate, needs)
     assert mode is not None and rank is not None, "assess only candidates that pass filters"
     overlap = [a for a in needs.problem_areas if a in candidate.focus_areas]
-    slot, slot_in_window = first_slot(candidate, needs, now)
+    slot, slot_in_window = first_slot(candidate, needs, now, windows)
     rating = bayesian_rating(candidate.rating_average, candidate.rating_count)
     load = candidate.active_courses / candidate.capacity
 
@@ -410,8 +437,10 @@ def match(
 ) -> Match | Waitlist:
     """Pick the best therapist for `needs` among `candidates` at time `now` (aware)."""
     pool = list(candidates)
+    windows = WindowCheck(needs.time_windows)
     eligible = sorted(
-        (_assess(c, needs, now) for c in pool if passes_hard_filters(c, needs)), key=_rank_key
+        (_assess(c, needs, now, windows) for c in pool if passes_hard_filters(c, needs)),
+        key=_rank_key,
     )
 
     problems: list[ChoiceProblem] = []

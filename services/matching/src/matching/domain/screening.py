@@ -13,7 +13,6 @@ from typing import Literal
 from contracts.methods import METHODS
 from contracts.phq9 import PHQ9_ITEMS, PHQ9_MAX_ANSWER, severity_band
 from contracts.vocabulary import RELATIONAL_AREAS, AgeGroup, MethodCode, RiskLevel, SeverityBand
-
 from matching.domain.intake import Intake
 
 MIN_AGE = METHODS["IPT-A"].min_age  # 12: younger clients are refused

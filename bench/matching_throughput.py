@@ -25,32 +25,27 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
-from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder heads sys.path and its name would hide the `matching`
-# package: drop it before importing the service.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from asgi_lifespan import LifespanManager
 
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from asgi_lifespan import LifespanManager  # noqa: E402
-
-from chassis import auth, db  # noqa: E402
-from chassis.app import build  # noqa: E402
-from chassis.infra import KafkaServer, provide_kafka, provide_postgres  # noqa: E402
-from contracts import REGISTRY  # noqa: E402
-from contracts.events import (  # noqa: E402
+from chassis import auth, db
+from chassis.app import build
+from chassis.infra import KafkaServer, provide_kafka, provide_postgres
+from contracts import REGISTRY
+from contracts.events import (
     FreeSlot,
     TherapistAvailabilityPublished,
     TherapistMatched,
     TherapistProfilePublished,
 )
-from matching import store  # noqa: E402
-from matching.app import DEFINITION, Settings  # noqa: E402
-from matching.domain.intake import WeeklyWindow  # noqa: E402
-from matching.domain.matcher import IntakeNeeds, TherapistCandidate, match  # noqa: E402
+from matching import store
+from matching.app import DEFINITION, Settings
+from matching.domain.intake import WeeklyWindow
+from matching.domain.matcher import IntakeNeeds, TherapistCandidate, match
 
 SEED = 20260301
 PURE_THERAPISTS = 10_000

@@ -1,0 +1,231 @@
+"""HTTP routes: clients submit and follow their intakes; clinicians triage and approve.
+
+Every read of intake data is written to the audit log; somebody else's intake is a 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from chassis import audit
+from chassis.app import pool_of
+from chassis.auth import Principal, require
+from chassis.errors import Conflict, DomainError, NotFound
+from matching import flows, store, views
+from matching.domain.explain import explain_status, explain_waitlist
+from matching.domain.intake import Intake
+from matching.domain.lifecycle import StepRefused, TriageDecision
+from matching.domain.screening import ScreeningRefused
+
+router = APIRouter()
+
+Client = Annotated[Principal, Depends(require("client"))]
+Clinician = Annotated[Principal, Depends(require("clinician"))]
+Language = Annotated[Literal["sv", "en"], Query(description="language of the words: sv or en")]
+
+INTAKE_NOT_FOUND = "No such intake"
+NOBODY_TO_SWITCH_TO = {
+    "sv": "Ingen annan terapeut kan ta emot dig just nu; du behåller din terapeut.",
+    "en": "No other therapist can take you right now; you keep your therapist.",
+}
+MATCH_NOT_FOUND = "No such match"
+
+
+def _refused(exc: StepRefused) -> Conflict:
+    return Conflict(str(exc), code="step_not_allowed")
+
+
+async def _audit_read(
+    conn: Any, who: Principal, client_id: uuid.UUID, resource: str, resource_id: str | None
+) -> None:
+    await audit.record(
+        conn,
+        actor_id=who.id,
+        actor_role=who.role,
+        subject_id=client_id,
+        action="read",
+        resource=resource,
+        resource_id=resource_id,
+    )
+
+
+# --------------------------------------------------------------------------- clients
+
+
+@router.post("/intakes", status_code=201, tags=["intakes"])
+async def submit_intake(
+    body: Intake, request: Request, who: Client, lang: Language = "sv"
+) -> dict[str, Any]:
+    """Submit an intake. A high-risk answer gets the crisis text at once, in sv and en."""
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            submitted = await flows.submit(conn, who.subject, body)
+    except ScreeningRefused as exc:
+        raise DomainError(
+            exc.message_sv if lang == "sv" else exc.message_en,
+            code=exc.code,
+            messages={"sv": exc.message_sv, "en": exc.message_en},
+        ) from exc
+    screening = submitted.screening
+    return {
+        "intake_id": str(submitted.intake_id),
+        "status": submitted.status,
+        "status_text": explain_status(submitted.status, lang),
+        "screening": {
+            "phq9_total": screening.total,
+            "severity_band": screening.band,
+            "risk_level": screening.risk_level,
+            "method": screening.method,
+            "age_group": screening.age_group,
+            "requires_approval": screening.requires_approval,
+        },
+        "crisis": views.crisis() if screening.escalate else None,
+    }
+
+
+@router.get("/intakes", tags=["intakes"])
+async def my_intakes(request: Request, who: Client, lang: Language = "sv") -> list[dict[str, Any]]:
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        rows = await store.intakes_of_client(conn, who.subject)
+        if rows:  # an empty list reads nobody's health data
+            await _audit_read(conn, who, who.subject, "intake_list", None)
+    return [views.intake_summary(row, lang) for row in rows]
+
+
+@router.get("/intakes/{intake_id}", tags=["intakes"])
+async def my_intake(
+    intake_id: uuid.UUID, request: Request, who: Client, lang: Language = "sv"
+) -> dict[str, Any]:
+    """The intake with its status, match (or waitlist) and why, in words."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        row = await store.get_intake(conn, intake_id)
+        if row is None or row["client_id"] != who.subject:
+            raise NotFound(INTAKE_NOT_FOUND)
+        current = await store.current_match(conn, intake_id)
+        await _audit_read(conn, who, who.subject, "intake", str(intake_id))
+    return views.intake(row, current, lang)
+
+
+@router.post("/intakes/{intake_id}/switch", tags=["intakes"])
+async def switch_therapist(
+    intake_id: uuid.UUID, request: Request, who: Client, lang: Language = "sv"
+) -> dict[str, Any]:
+    """Ask for another therapist: a rematch with the current one excluded."""
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            match_id = await flows.switch(conn, intake_id, who.subject)
+            if match_id is None:
+                raise NotFound(INTAKE_NOT_FOUND)
+            row = await store.get_intake(conn, intake_id)
+            current = await store.current_match(conn, intake_id)
+            await _audit_read(conn, who, who.subject, "intake", str(intake_id))
+    except StepRefused as exc:
+        raise _refused(exc) from exc
+    except flows.NobodyToSwitchTo as exc:
+        raise Conflict(
+            NOBODY_TO_SWITCH_TO[lang],
+            code="nobody_to_switch_to",
+            reasons=[{"code": c, "text": explain_waitlist(c, lang)} for c in exc.result.reasons],
+        ) from exc
+    assert row is not None
+    return views.intake(row, current, lang)
+
+
+@router.get("/me/audit", tags=["intakes"])
+async def my_audit_log(request: Request, who: Client) -> list[dict[str, Any]]:
+    """Who read or changed my data, and when."""
+    async with pool_of(request).acquire() as conn:
+        entries = await audit.for_subject(conn, who.subject)
+    return [views.audit_entry(e) for e in entries]
+
+
+# --------------------------------------------------------------------------- clinicians
+
+
+@router.get("/clinician/queue", tags=["clinicians"])
+async def clinician_queue(
+    request: Request,
+    who: Clinician,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """Intakes awaiting triage or approval, longest waiting first; no answers or free text."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        rows = await store.clinician_queue(conn, limit)
+        for row in rows:
+            await _audit_read(conn, who, row["client_id"], "intake_summary", str(row["intake_id"]))
+    return [views.queue_entry(row) for row in rows]
+
+
+@router.get("/clinician/intakes/{intake_id}", tags=["clinicians"])
+async def clinician_intake(
+    intake_id: uuid.UUID, request: Request, who: Clinician, lang: Language = "sv"
+) -> dict[str, Any]:
+    """Everything the client answered, free text included, for an intake that needs (or
+    needed) a clinician; other intakes are not a clinician's to read."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        row = await store.get_intake(conn, intake_id)
+        if row is None or not (row["risk_level"] == "high" or row["requires_approval"]):
+            raise NotFound(INTAKE_NOT_FOUND)
+        current = await store.current_match(conn, intake_id)
+        await _audit_read(conn, who, row["client_id"], "intake", str(intake_id))
+    return views.clinician_intake(row, current, lang)
+
+
+class TriageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: TriageDecision
+
+
+@router.post("/clinician/intakes/{intake_id}/triage", tags=["clinicians"])
+async def triage_intake(
+    intake_id: uuid.UUID, body: TriageIn, request: Request, who: Clinician
+) -> dict[str, Any]:
+    """Record the triage of a high-risk intake; resume_matching runs the matcher at once."""
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            status = await flows.triage(conn, intake_id, who.subject, body.decision)
+    except StepRefused as exc:
+        raise _refused(exc) from exc
+    if status is None:
+        raise NotFound(INTAKE_NOT_FOUND)
+    return {"intake_id": str(intake_id), "decision": body.decision, "status": status}
+
+
+@router.post("/clinician/matches/{match_id}/approve", tags=["clinicians"])
+async def approve_match(match_id: uuid.UUID, request: Request, who: Clinician) -> dict[str, Any]:
+    """Approve a severe intake's proposed match: booking may open."""
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            found = await flows.approve(conn, match_id, who.subject)
+    except StepRefused as exc:
+        raise _refused(exc) from exc
+    if not found:
+        raise NotFound(MATCH_NOT_FOUND)
+    return {"match_id": str(match_id), "status": "active"}
+
+
+@router.post("/clinician/matches/{match_id}/reject", tags=["clinicians"])
+async def reject_match(match_id: uuid.UUID, request: Request, who: Clinician) -> dict[str, Any]:
+    """Reject a proposed match; the matcher proposes the next candidate (or waitlists)."""
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            intake_id = await flows.reject(conn, match_id, who.subject)
+            if intake_id is None:
+                raise NotFound(MATCH_NOT_FOUND)
+            intake = await store.get_intake(conn, intake_id)
+            proposed = await store.current_match(conn, intake_id)
+    except StepRefused as exc:
+        raise _refused(exc) from exc
+    assert intake is not None
+    return {
+        "match_id": str(match_id),
+        "status": "rejected",
+        "intake_status": intake["status"],
+        "next_match_id": str(proposed["match_id"]) if proposed else None,
+        "next_therapist_id": str(proposed["therapist_id"]) if proposed else None,
+    }

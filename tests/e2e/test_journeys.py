@@ -1,0 +1,127 @@
+"""End to end: the whole platform as `make run` starts it, driven through the real gateway.
+
+The services run as their own processes (api and worker of each), against this test
+session's Postgres database and the test broker, with a topic prefix of their own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+from chassis.infra import port_open
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
+demo = _load("samtal_demo", DEPLOY / "demo.py")
+
+
+def _free_block() -> int:
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 100)
+        if not any(port_open("127.0.0.1", base + p) for p in range(0, 45)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+@pytest.fixture(scope="module")
+def platform(postgres_server, kafka_server, tmp_path_factory) -> Iterator:
+    base = _free_block()
+    running = local_run.start_platform(
+        tmp_path_factory.mktemp("run"),
+        postgres=postgres_server,
+        kafka=kafka_server,
+        database=f"samtal_e2e_{uuid.uuid4().hex[:8]}",
+        gateway_port=base,
+        base_port=base,
+        topic_prefix=f"e2e{uuid.uuid4().hex[:6]}.",
+        progress=lambda line: print(f"[platform] {line}"),
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.timeout(600)
+async def test_the_journey_and_the_crisis_path_through_the_gateway(platform) -> None:
+    lines: list[str] = []
+    first, second, journey = await demo.run_journeys(
+        platform.gateway_url,
+        platform.private_key,
+        platform.kafka_bootstrap,
+        platform.topic_prefix,
+        local_run.ON_CALL_CLINICIAN,
+        say=lines.append,
+    )
+    types = [e.event_type for e in journey.events]
+    # The happy journey, event by event.
+    for expected in (
+        "TherapistProfilePublished",
+        "IntakeSubmitted",
+        "TherapistMatched",
+        "CourseStarted",
+        "SessionBooked",
+        "SessionAttended",
+        "CourseCompleted",
+        "ReviewPublished",
+    ):
+        assert expected in types, f"{expected} never seen; saw {sorted(set(types))}"
+    assert first["outcome"] == "remission"
+    booked = [
+        e
+        for e in journey.events
+        if e.event_type == "SessionBooked" and str(e.payload.course_id) == first["course_id"]
+    ]
+    assert len(booked) == 12
+    # The crisis path: escalated, triaged, and only then matched.
+    crisis = {
+        e.event_type: e
+        for e in journey.events
+        if str(getattr(e.payload, "intake_id", "")) == second["intake_id"]
+    }
+    assert {"IntakeEscalated", "IntakeTriaged", "TherapistMatched"} <= set(crisis)
+    escalated, triaged = crisis["IntakeEscalated"], crisis["IntakeTriaged"]
+    assert escalated.occurred_at < triaged.occurred_at <= crisis["TherapistMatched"].occurred_at
+    assert any("112" in line for line in lines)
+    # Delivered messages: e-mails reached the local SMTP server.
+    mail = list((platform.mail_dir / "new").glob("*"))
+    assert mail, "no e-mail arrived at the mail catcher"
+    bodies = "\n".join(p.read_text(errors="replace") for p in mail)
+    assert "amanuel@example.se" in bodies and "client.two@example.se" in bodies
+
+
+async def test_the_gateway_guards_the_services(platform) -> None:
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=10) as http:
+        public = await http.get("/api/catalog/therapists?language=sv&page_size=1")
+        assert public.status_code == 200 and public.json()["total"] > 0
+        closed = await http.get("/api/matching/intakes")
+        assert closed.status_code == 401
+        forged = await http.get(
+            "/api/matching/intakes", headers={"authorization": "Bearer not.a.token"}
+        )
+        assert forged.status_code == 401
+        traced = await http.get("/api/catalog/methods", headers={"x-request-id": "journey-e2e-1"})
+        assert traced.status_code == 200
+        assert traced.headers["x-request-id"] == "journey-e2e-1"
+        docs = await http.get("/api/booking/openapi.json")
+        assert docs.status_code == 200 and "/courses" in docs.json()["paths"]

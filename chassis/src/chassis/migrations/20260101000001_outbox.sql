@@ -2,7 +2,7 @@
 -- Events written in the same transaction as the change that caused them (chassis.outbox).
 CREATE TABLE outbox (
     id          bigserial PRIMARY KEY,
-    event_id    uuid NOT NULL UNIQUE,
+    event_id    uuid NOT NULL,
     event_type  text NOT NULL,
     topic       text NOT NULL,
     key         text NOT NULL,

@@ -24,9 +24,9 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from catalog import store
-from catalog.actions import load
 from catalog.app import DEFINITION, Settings, synthetic_entries
 from catalog.domain.search import SearchQuery
+from catalog.service import load
 from chassis import db
 from chassis.app import build
 from chassis.infra import InfraSettings, provide_kafka, provide_postgres

@@ -1,4 +1,4 @@
-"""The catalog's HTTP routes: thin translators between requests and `actions`/`store`.
+"""The catalog's HTTP routes: thin translators between requests and `service`/`store`.
 
 Public (no login): methods, areas, browse/search and a published profile's detail.
 Admin: create, edit, publish and withdraw profiles; hide reviews.
@@ -15,12 +15,12 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from catalog import actions, store
-from catalog.actions import WithdrawalReason, not_found
+from catalog import service, store
 from catalog.domain.profile import ProfileSelfEdit, TherapistProfile
 from catalog.domain.reference import areas_view, methods_view
 from catalog.domain.reviews import ReviewInput
 from catalog.domain.search import SearchQuery
+from catalog.service import WithdrawalReason, not_found
 from catalog.store import StoredTherapist
 from chassis.app import pool_of
 from chassis.auth import Principal, require
@@ -181,7 +181,7 @@ async def edit_my_profile(
 ) -> dict[str, Any]:
     """Edit your own bio, languages, meeting modes, city and practice address."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.self_edit(conn, who.subject, edit))
+        return own_view(await service.self_edit(conn, who.subject, edit))
 
 
 @router.get("/therapists/{therapist_id}", tags=["browse"])
@@ -204,7 +204,7 @@ async def create_therapist(request: Request, body: NewTherapist, who: Admin) -> 
     """Create a draft profile (published separately)."""
     profile = TherapistProfile.model_validate(body.model_dump(exclude={"therapist_id"}))
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.create(conn, profile, body.therapist_id))
+        return own_view(await service.create(conn, profile, body.therapist_id))
 
 
 @router.get("/therapists/{therapist_id}/profile", tags=["admin"])
@@ -223,7 +223,7 @@ async def replace_therapist(
 ) -> dict[str, Any]:
     """Replace the whole profile; a published one is announced again."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.replace_profile(conn, therapist_id, body))
+        return own_view(await service.replace_profile(conn, therapist_id, body))
 
 
 @router.patch("/therapists/{therapist_id}", tags=["admin"])
@@ -235,7 +235,7 @@ async def amend_therapist(
 ) -> dict[str, Any]:
     """Change some fields; the whole profile is checked again."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.amend(conn, therapist_id, changes))
+        return own_view(await service.amend(conn, therapist_id, changes))
 
 
 @router.post("/therapists/{therapist_id}/publish", tags=["admin"])
@@ -244,7 +244,7 @@ async def publish_therapist(
 ) -> dict[str, Any]:
     """Open the profile for search, matching and booking (again)."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.publish(conn, therapist_id))
+        return own_view(await service.publish(conn, therapist_id))
 
 
 @router.post("/therapists/{therapist_id}/withdraw", tags=["admin"])
@@ -253,14 +253,14 @@ async def withdraw_therapist(
 ) -> dict[str, Any]:
     """Take a published profile out of search, matching and booking."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        return own_view(await actions.withdraw(conn, therapist_id, body.reason))
+        return own_view(await service.withdraw(conn, therapist_id, body.reason))
 
 
 @router.post("/reviews/{review_id}/hide", tags=["admin"])
 async def hide_review(request: Request, review_id: uuid.UUID, who: Admin) -> dict[str, Any]:
     """Hide a review: it no longer shows or counts in the rating."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        therapist = await actions.hide_review(conn, review_id, who.subject)
+        therapist = await service.hide_review(conn, review_id, who.subject)
     return {
         "review_id": review_id,
         "hidden": True,
@@ -282,7 +282,7 @@ async def review_therapist(
     A course that is not yours answers 404 exactly like an unknown one.
     """
     async with pool_of(request).acquire() as conn, conn.transaction():
-        posted = await actions.post_review(
+        posted = await service.post_review(
             conn, who.subject, therapist_id, body.course_id, body.rating, body.text
         )
     return {

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from catalog import actions, api, handlers
+from catalog import api, handlers, service
 from catalog.demo import demo_therapists, synthetic_profiles, synthetic_therapist_id
 from catalog.domain.profile import TherapistProfile
 from chassis import db
@@ -38,11 +38,11 @@ DEFINITION = ServiceDefinition(
 
 async def load_profiles(
     settings: ServiceSettings, entries: list[tuple[uuid.UUID, TherapistProfile]]
-) -> actions.LoadResult:
+) -> service.LoadResult:
     """Write profiles through the store and the outbox (the worker's relay publishes them)."""
     pool = await db.create_pool(settings)
     try:
-        return await actions.load(pool, entries)
+        return await service.load(pool, entries)
     finally:
         await pool.close()
 
@@ -59,7 +59,7 @@ def synthetic_entries(count: int, seed: int = 0) -> list[tuple[uuid.UUID, Therap
 cli = service_cli(DEFINITION)
 
 
-def _report(result: actions.LoadResult) -> None:
+def _report(result: service.LoadResult) -> None:
     typer.echo(f"created {result.created}, updated {result.updated}, unchanged {result.unchanged}")
 
 

@@ -28,7 +28,7 @@ def test_every_focus_area_has_names_and_the_ipt_problem_areas_are_marked() -> No
 
 
 def test_withdrawal_reasons_are_the_contracts() -> None:
-    from catalog.actions import WithdrawalReason
+    from catalog.service import WithdrawalReason
     from contracts.events import TherapistProfileWithdrawn
 
     contract = TherapistProfileWithdrawn.model_fields["reason"].annotation

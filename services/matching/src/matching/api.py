@@ -15,7 +15,7 @@ from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, DomainError, NotFound
-from matching import flows, store, views
+from matching import service, store, views
 from matching.domain.explain import explain_status, explain_waitlist
 from matching.domain.intake import Intake
 from matching.domain.lifecycle import StepRefused, TriageDecision
@@ -63,7 +63,7 @@ async def submit_intake(
     """Submit an intake. A high-risk answer gets the crisis text at once, in sv and en."""
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
-            submitted = await flows.submit(conn, who.subject, body)
+            submitted = await service.submit(conn, who.subject, body)
     except ScreeningRefused as exc:
         raise DomainError(
             exc.message_sv if lang == "sv" else exc.message_en,
@@ -117,7 +117,7 @@ async def switch_therapist(
     """Ask for another therapist: a rematch with the current one excluded."""
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
-            match_id = await flows.switch(conn, intake_id, who.subject)
+            match_id = await service.switch(conn, intake_id, who.subject)
             if match_id is None:
                 raise NotFound(INTAKE_NOT_FOUND)
             row = await store.get_intake(conn, intake_id)
@@ -125,7 +125,7 @@ async def switch_therapist(
             await _audit_read(conn, who, who.subject, "intake", str(intake_id))
     except StepRefused as exc:
         raise _refused(exc) from exc
-    except flows.NobodyToSwitchTo as exc:
+    except service.NobodyToSwitchTo as exc:
         raise Conflict(
             NOBODY_TO_SWITCH_TO[lang],
             code="nobody_to_switch_to",
@@ -188,7 +188,7 @@ async def triage_intake(
     """Record the triage of a high-risk intake; resume_matching runs the matcher at once."""
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
-            status = await flows.triage(conn, intake_id, who.subject, body.decision)
+            status = await service.triage(conn, intake_id, who.subject, body.decision)
     except StepRefused as exc:
         raise _refused(exc) from exc
     if status is None:
@@ -201,7 +201,7 @@ async def approve_match(match_id: uuid.UUID, request: Request, who: Clinician) -
     """Approve a severe intake's proposed match: booking may open."""
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
-            found = await flows.approve(conn, match_id, who.subject)
+            found = await service.approve(conn, match_id, who.subject)
     except StepRefused as exc:
         raise _refused(exc) from exc
     if not found:
@@ -214,7 +214,7 @@ async def reject_match(match_id: uuid.UUID, request: Request, who: Clinician) ->
     """Reject a proposed match; the matcher proposes the next candidate (or waitlists)."""
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
-            intake_id = await flows.reject(conn, match_id, who.subject)
+            intake_id = await service.reject(conn, match_id, who.subject)
             if intake_id is None:
                 raise NotFound(MATCH_NOT_FOUND)
             intake = await store.get_intake(conn, intake_id)

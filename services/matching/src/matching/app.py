@@ -18,7 +18,7 @@ from contracts.events import (
     MatchRejected,
     TherapistMatched,
 )
-from matching import api, flows, handlers
+from matching import api, handlers, service
 
 
 class Settings(ServiceSettings):
@@ -36,7 +36,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router],
     consumers=handlers.consumers,
-    worker_tasks=[flows.waitlist_retrier, flows.waiting_watch],
+    worker_tasks=[service.waitlist_retrier, service.waiting_watch],
     publishes=[
         IntakeSubmitted,
         IntakeEscalated,

@@ -2,7 +2,7 @@
 
 Each runs in one transaction with its inbox row (chassis.consumer), so a redelivered
 event does nothing. Whatever may open a place for a waitlisted intake wakes the
-waitlist retrier (flows.waitlist_retrier), which retries each intake in its own transaction.
+waitlist retrier (service.waitlist_retrier), which retries each intake in its own transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from contracts.events import (
     TherapistProfilePublished,
     TherapistProfileWithdrawn,
 )
-from matching import flows, store
+from matching import service, store
 
 consumers = EventConsumers("matching")
 # The matcher has a group of its own; the read model's handlers share one (a queue of
@@ -35,7 +35,7 @@ READ_MODEL = "read-model"
 async def match_submitted(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Matches a submitted intake, or waitlists it; skips intakes held for a clinician."""
     submitted: IntakeSubmitted = event.payload
-    await flows.match_intake(conn, submitted.intake_id)
+    await service.match_intake(conn, submitted.intake_id)
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)

@@ -34,7 +34,7 @@ from matching.domain.matcher import IntakeNeeds, Match, Waitlist, match
 from matching.domain.screening import Screening, screen_intake
 from matching.domain.waitlist import WaitingIntake, waitlist_order
 
-log = structlog.get_logger("matching.flows")
+log = structlog.get_logger("matching.service")
 
 AWAITING_TRIAGE_OLDEST = Gauge(
     "samtal_intakes_awaiting_triage_oldest_seconds",

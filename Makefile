@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 RUN := $(UV) run --frozen --all-packages
 
-.PHONY: help uv install lint typecheck test test-fast schemas bench run demo clean
+.PHONY: help uv install lint typecheck test test-fast schemas docs bench run demo up clean
 
 help:
 	@echo "make run | demo | test | install | lint | schemas | bench"
@@ -38,6 +38,16 @@ test-fast: install
 
 schemas: install
 	$(RUN) python -m contracts.schemas
+
+# Regenerate what is generated from the code: README's settings, deploy manifests and topics.
+docs: install
+	$(RUN) python deploy/settings_doc.py --write
+	$(RUN) python deploy/generate.py
+
+# The platform in containers with real Apache Kafka (needs a Docker engine; none runs here).
+up: install
+	$(RUN) python deploy/gateway/render.py local
+	docker compose -f deploy/compose.yaml up --build
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done

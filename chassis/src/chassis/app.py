@@ -196,7 +196,11 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
                 consumed = (
                     [h.model for h in definition.consumers.handlers] if definition.consumers else []
                 )
-                await ensure_topics(settings, [*definition.publishes, *consumed])
+                await _bounded(
+                    "Kafka",
+                    ensure_topics(settings, [*definition.publishes, *consumed]),
+                    settings.startup_timeout_s,
+                )
                 runtime.relay = OutboxRelay(settings, runtime.pool)
                 runtime.relay.start()
                 for task in definition.worker_tasks:

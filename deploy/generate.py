@@ -36,6 +36,7 @@ GATEWAY_PORT = 8080
 KAFKA_IMAGE = "apache/kafka:4.1.0"
 POSTGRES_IMAGE = "postgres:16-bookworm"
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
+MAIL_IMAGE = "axllent/mailpit:v1.21"
 DEAD_LETTER_PARTITIONS = 1  # low volume; `partition:offset` references stay short
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 
@@ -191,9 +192,14 @@ def create_topics_script(topic_list: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- settings
 
 
-def service_env(svc: str, *, database_url: str, kafka: str) -> dict[str, str]:
+# The local stack's on-call clinician (the same id `make run` uses); a real deployment
+# must name its own roster: without one, crisis alerts reach no clinician.
+LOCAL_ON_CALL = '["00000000-0000-4000-8000-00000000c11c"]'
+
+
+def service_env(svc: str, *, database_url: str, kafka: str, **delivery: str) -> dict[str, str]:
     p = f"SAMTAL_{svc.upper()}_"
-    return {
+    env = {
         f"{p}DATABASE_URL": database_url,
         f"{p}KAFKA_BOOTSTRAP": kafka,
         f"{p}KAFKA_IDEMPOTENCE": "true",
@@ -202,6 +208,10 @@ def service_env(svc: str, *, database_url: str, kafka: str) -> dict[str, str]:
         f"{p}HTTP_HOST": "0.0.0.0",
         f"{p}HTTP_PORT": str(HTTP_PORT),
     }
+    if svc == "notifications":
+        # Where messages go: SMTP relay and the on-call roster (SMS URL/token: the Secret).
+        env.update({f"{p}{key.upper()}": value for key, value in delivery.items()})
+    return env
 
 
 # ---------------------------------------------------------------- compose
@@ -266,12 +276,20 @@ def compose() -> dict[str, Any]:
                 "retries": 20,
             },
         },
+        # A local mail catcher: what notifications sends, readable at 127.0.0.1:8025.
+        "mail": {
+            "image": MAIL_IMAGE,
+            "ports": ["127.0.0.1:8025:8025"],
+        },
     }
     for svc in SERVICES:
         env = service_env(
             svc,
             database_url="postgresql://postgres:postgres@postgres:5432/samtal",
             kafka="kafka:9092",
+            smtp_host="mail",
+            smtp_port="1025",
+            on_call_clinicians=LOCAL_ON_CALL,
         )
         env[f"SAMTAL_{svc.upper()}_DB_PASSWORD"] = f"{svc}-local"
         build = {
@@ -630,7 +648,16 @@ def migrate_network_policy(svc: str) -> dict[str, Any]:
 
 
 def service_manifests(svc: str, consumers: list[Consumer]) -> list[dict[str, Any]]:
-    env = service_env(svc, database_url="postgresql://postgres:5432/samtal", kafka="kafka:9092")
+    env = service_env(
+        svc,
+        database_url="postgresql://postgres:5432/samtal",
+        kafka="kafka:9092",
+        smtp_host="smtp-relay.mail.svc",
+        smtp_port="587",
+        smtp_from="Samtal <no-reply@samtal.se>",
+        # Replace with the clinicians on call (JSON list of person ids) before rolling out.
+        on_call_clinicians=LOCAL_ON_CALL,
+    )
     config = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -223,7 +223,7 @@ def start_platform(
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
             "ON_CALL_CLINICIANS": json.dumps([ON_CALL_CLINICIAN]),
-        }
+        },
     }
     try:
         envs: dict[str, dict[str, str]] = {}

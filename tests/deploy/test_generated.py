@@ -55,3 +55,24 @@ def test_topic_script_creates_each_topic_with_its_partitions_and_policy() -> Non
         assert f"--partitions {spec.partitions}" in line
         assert ("cleanup.policy=compact" in line) == spec.compacted
     assert "--if-not-exists" in script
+
+
+def test_notifications_knows_where_crisis_alerts_and_mail_go() -> None:
+    """Without an on-call roster a crisis alert reaches no clinician: every deployment names one."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "deploy"
+    compose = yaml.safe_load((root / "compose.yaml").read_text())
+    for process in ("notifications-api", "notifications-worker"):
+        env = compose["services"][process]["environment"]
+        assert json.loads(env["SAMTAL_NOTIFICATIONS_ON_CALL_CLINICIANS"])
+        assert env["SAMTAL_NOTIFICATIONS_SMTP_HOST"] == "mail"
+    assert "mail" in compose["services"]
+    documents = [
+        d
+        for d in yaml.safe_load_all((root / "k8s" / "base" / "notifications.yaml").read_text())
+        if d and d.get("kind") == "ConfigMap"
+    ]
+    data = documents[0]["data"]
+    assert json.loads(data["SAMTAL_NOTIFICATIONS_ON_CALL_CLINICIANS"])
+    assert data["SAMTAL_NOTIFICATIONS_SMTP_HOST"]

@@ -33,7 +33,7 @@ import asyncpg
 import httpx
 import jinja2
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from chassis.app import Runtime
 from notifications import store
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("notifications.sender")
 
 SENT = Counter("samtal_notifications_sent_total", "Messages sent", ["channel", "priority"])
+ON_CALL = Gauge(
+    "samtal_on_call_clinicians",
+    "Clinicians on the on-call roster: 0 means a crisis alert reaches no clinician",
+)
 FAILED_ATTEMPTS = Counter(
     "samtal_notifications_failed_attempts_total",
     "Failed send attempts, by what happens next",
@@ -93,7 +97,9 @@ class Sender:
         self.wake.set()
 
     async def run(self) -> None:
-        if self.settings.on_call_roster is None:
+        roster = self.settings.on_call_roster
+        ON_CALL.set(len(roster.clinician_ids) if roster else 0)
+        if roster is None:
             log.error("no on-call clinicians configured: escalations alert no clinician")
         if not self.sms.available:
             log.warning("no SMS provider configured: messages go by e-mail and in-app only")

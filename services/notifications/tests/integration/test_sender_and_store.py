@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 
 from chassis import db
 from contracts import Envelope
@@ -163,6 +164,11 @@ async def test_crisis_goes_ahead_of_the_queue_and_contacts_count_at_send_time(
         sender = Sender(settings, pool, EmailChannel(settings), SmsChannel(settings, client))
         running = asyncio.create_task(sender.run())
         try:
+            # The roster's size is exported (0 would page: a crisis alert would reach nobody).
+            await eventually(
+                lambda: REGISTRY.get_sample_value("samtal_on_call_clinicians") == 1,
+                what="the on-call gauge",
+            )
             # The queue is being sent when the crisis comes in.
             await eventually(lambda: len(arrived(mail_server, queued)) >= 2, what="queue started")
             written = time.monotonic()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from booking import api, handlers
+from pydantic import Field
+
+from booking import api, handlers, service
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 from chassis.settings import ServiceSettings, service_config
@@ -15,6 +17,8 @@ class Settings(ServiceSettings):
     service: str = "booking"
     # `make demo` may move booking's clock forward (POST /demo/clock); never in production.
     demo_clock: bool = False
+    # How often free-slot summaries are published again as time passes.
+    summary_refresh_s: float = Field(default=900, gt=0)
 
 
 DEFINITION = ServiceDefinition(
@@ -23,6 +27,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router],
     consumers=handlers.consumers,
+    worker_tasks=[service.summary_refresher],
     description="Availability, treatment courses, sessions and course completion.",
 )
 cli = service_cli(DEFINITION)

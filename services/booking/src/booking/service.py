@@ -12,16 +12,18 @@ parameter so rules about time (notice, the 24-hour policy, attendance) are testa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import secrets
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
+import structlog
 
 from booking import store
 from booking.domain import course as rules_of_course
@@ -48,6 +50,7 @@ from booking.domain.policy import (
 )
 from booking.domain.series import weekly_series
 from chassis import audit, outbox
+from chassis.app import Runtime
 from chassis.auth import Principal
 from chassis.errors import Conflict, DomainError, NotFound
 from contracts.events import (
@@ -67,6 +70,8 @@ from contracts.events import (
     TherapistProfileWithdrawn,
 )
 from contracts.vocabulary import Actor
+
+log = structlog.get_logger("booking.service")
 
 # What matching is told: the next free times of a default-length session (the issue's 50 min).
 SUMMARY_SESSION_MINUTES = 50
@@ -313,6 +318,29 @@ async def publish_summary(
             free_slots=[FreeSlot(starts_at=s.starts_at, minutes=s.minutes) for s in slots],
         ),
     )
+
+
+async def refresh_summaries(pool: asyncpg.Pool, now: datetime) -> int:
+    """Publish every bookable therapist's summary again: as time passes its first slots
+    start and new days enter the horizon, with no booking to trigger a new summary."""
+    async with pool.acquire() as conn:
+        therapists = await store.bookable_therapists(conn)
+    for therapist_id in therapists:
+        async with pool.acquire() as conn, conn.transaction():
+            await store.lock_therapist(conn, therapist_id)
+            await publish_summary(conn, therapist_id, now)
+    return len(therapists)
+
+
+async def summary_refresher(runtime: Runtime) -> None:
+    """Worker task: refresh the summaries every `summary_refresh_s`."""
+    while True:
+        await asyncio.sleep(runtime.settings.summary_refresh_s)  # type: ignore[attr-defined]
+        try:
+            count = await refresh_summaries(runtime.pool, datetime.now(UTC))  # type: ignore[arg-type]
+            log.info("free-slot summaries refreshed", therapists=count)
+        except Exception as exc:  # the next round tries again
+            log.warning("refreshing free-slot summaries failed", error=str(exc))
 
 
 # --------------------------------------------------------------------------- courses

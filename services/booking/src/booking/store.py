@@ -505,3 +505,12 @@ async def advance_clock(conn: asyncpg.Connection, seconds: float) -> float:
             seconds,
         )
     )
+
+
+async def bookable_therapists(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    """Published therapists with working hours: the ones whose summaries age with time."""
+    rows = await conn.fetch(
+        "SELECT t.therapist_id FROM therapists t JOIN availability a USING (therapist_id)"
+        " WHERE t.published ORDER BY t.therapist_id"
+    )
+    return [row["therapist_id"] for row in rows]

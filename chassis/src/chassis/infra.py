@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,11 +287,3 @@ def provide_kafka(settings: InfraSettings | None = None) -> KafkaServer:
     if settings.use_containers and docker_answers():
         return start_kafka_container()
     return start_embedded_kafka()
-
-
-@contextlib.contextmanager
-def running(server: PostgresServer | KafkaServer) -> Iterator[PostgresServer | KafkaServer]:
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -244,33 +244,26 @@ async def triage(
 
 async def approve(conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID) -> bool:
     """False: no such match."""
-    await store.lock_matching(conn)
-    proposed = await store.get_match(conn, match_id, for_update=True)
-    if proposed is None:
-        return False
-    intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
-    assert intake is not None
-    lifecycle.decide_match(intake["status"], proposed["status"])
-    await store.set_match_status(conn, match_id, "active", decided_by=clinician_id)
-    await store.set_status(conn, intake["intake_id"], "matched")
-    await _audit_clinician(conn, clinician_id, intake["client_id"], "approve", intake["intake_id"])
-    await outbox.add(
-        conn,
-        MatchApproved(
-            match_id=match_id,
-            intake_id=intake["intake_id"],
-            client_id=intake["client_id"],
-            therapist_id=proposed["therapist_id"],
-            clinician_id=clinician_id,
-        ),
-    )
-    return True
+    return await _clinician_decides(conn, match_id, clinician_id, approved=True) is not None
 
 
 async def reject(
     conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID
 ) -> uuid.UUID | None:
     """Reject a proposed match; the matcher proposes the next candidate (or waitlists).
+    Returns the intake's id; None: no such match."""
+    intake_id = await _clinician_decides(conn, match_id, clinician_id, approved=False)
+    if intake_id is None:
+        return None
+    await match_intake(conn, intake_id)
+    await store.wake_waitlist(conn)  # the rejected therapist's place is free again
+    return intake_id
+
+
+async def _clinician_decides(
+    conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID, *, approved: bool
+) -> uuid.UUID | None:
+    """A clinician's decision on a proposed match, recorded, audited and announced.
     Returns the intake's id; None: no such match."""
     await store.lock_matching(conn)
     proposed = await store.get_match(conn, match_id, for_update=True)
@@ -279,12 +272,21 @@ async def reject(
     intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
     assert intake is not None
     lifecycle.decide_match(intake["status"], proposed["status"])
-    await store.set_match_status(conn, match_id, "rejected", decided_by=clinician_id)
-    await store.set_status(conn, intake["intake_id"], "matching")
-    await _audit_clinician(conn, clinician_id, intake["client_id"], "reject", intake["intake_id"])
+    await store.set_match_status(
+        conn, match_id, "active" if approved else "rejected", decided_by=clinician_id
+    )
+    await store.set_status(conn, intake["intake_id"], "matched" if approved else "matching")
+    await _audit_clinician(
+        conn,
+        clinician_id,
+        intake["client_id"],
+        "approve" if approved else "reject",
+        intake["intake_id"],
+    )
+    decision = MatchApproved if approved else MatchRejected
     await outbox.add(
         conn,
-        MatchRejected(
+        decision(
             match_id=match_id,
             intake_id=intake["intake_id"],
             client_id=intake["client_id"],
@@ -292,9 +294,7 @@ async def reject(
             clinician_id=clinician_id,
         ),
     )
-    await match_intake(conn, intake["intake_id"])
-    await store.wake_waitlist(conn)  # the rejected therapist's place is free again
-    return intake["intake_id"]
+    return intake["intake_id"]  # type: ignore[no-any-return]
 
 
 async def _audit_clinician(

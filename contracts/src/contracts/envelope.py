@@ -1,4 +1,4 @@
-"""One envelope for every event (ARCHITECTURE.md, Events).
+"""One envelope for every event (docs/architecture.md, Events).
 
 `Envelope.wrap` builds one around a payload; `decode` turns bytes from a topic
 back into a typed envelope, rejecting unknown event types and malformed
@@ -19,7 +19,7 @@ class EventPayload(BaseModel):
     """Base of every event payload.
 
     Payloads ignore fields they do not know, so adding an optional field is a
-    minor change that older consumers survive (ARCHITECTURE.md, Evolution).
+    minor change that older consumers survive (docs/architecture.md, Events).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")

@@ -1,4 +1,4 @@
-"""Which messages an event becomes (DOMAIN.md, Notifications). Pure: no I/O, no clock.
+"""Which messages an event becomes (docs/domain.md, Notifications). Pure: no I/O, no clock.
 
 `plan_messages(envelope, roster)` maps one event to the messages to send, and
 `plan_reminder_changes(envelope)` says which already planned reminders to drop

@@ -4,11 +4,19 @@ Each send either returns (sent) or raises SendFailed, saying whether trying agai
 could help (`permanent=False`: the provider is down, busy or timed out) or not
 (`permanent=True`: the provider refused this address or message for good).
 Error texts never hold the address: they are shown to operators.
+
+Both keep their connections open across messages: SMTP connections in a small pool of
+their own (a new connection costs a TCP and SMTP handshake, and TLS, per message), SMS
+through one pooled HTTP client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
+import time
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
@@ -62,11 +70,80 @@ def compose_email(
     return msg
 
 
+class SmtpConnections:
+    """Open connections to the SMTP relay, reused across messages; at most `size` at once.
+
+    A connection that failed (disconnected, timed out) is closed and not reused; one idle
+    longer than `smtp_idle_s` is replaced, before the relay drops it on its side.
+    """
+
+    def __init__(self, settings: Settings, size: int) -> None:
+        self.settings = settings
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (connection, idle since)
+        self.opened = 0  # connections opened so far (for tests and the benchmark)
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_user,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            start_tls=s.smtp_starttls,
+            use_tls=s.smtp_tls,
+            timeout=s.smtp_timeout_s,
+        )
+        await smtp.connect()
+        self.opened += 1
+        return smtp
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[tuple[aiosmtplib.SMTP, bool]]:
+        """(an open connection, whether it was used before); back to the pool after a
+        send that the server answered (accepted or refused), closed after any other error."""
+        async with self.slots:
+            smtp, reused = None, False
+            while self.idle and smtp is None:
+                candidate, since = self.idle.pop()
+                if time.monotonic() - since < self.settings.smtp_idle_s and candidate.is_connected:
+                    smtp, reused = candidate, True
+                else:
+                    await _close(candidate)
+            if smtp is None:
+                smtp = await self._open()
+            kept = False
+            try:
+                yield smtp, reused
+                kept = smtp.is_connected
+            except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+                kept = smtp.is_connected  # answered (and reset): the session goes on
+                raise
+            finally:
+                if kept:
+                    self.idle.append((smtp, time.monotonic()))
+                else:
+                    smtp.close()  # broken or abandoned: no goodbye
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for smtp, _ in idle:
+            await _close(smtp)
+
+
+async def _close(smtp: aiosmtplib.SMTP) -> None:
+    if smtp.is_connected:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(smtp.quit(), 2)
+    smtp.close()
+
+
 class EmailChannel:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connections: int | None = None) -> None:
         self.settings = settings
         domain = email.utils.parseaddr(settings.smtp_from)[1].rpartition("@")[2] or "samtal"
         self.message_domain = domain
+        self.connections = SmtpConnections(settings, connections or settings.sender_concurrency)
 
     def message_id(self, delivery_id: int) -> str:
         return f"<delivery-{delivery_id}@{self.message_domain}>"
@@ -91,16 +168,7 @@ class EmailChannel:
             attachment=attachment,
         )
         try:
-            await aiosmtplib.send(
-                msg,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_user,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
-                use_tls=s.smtp_tls,
-                timeout=s.smtp_timeout_s,
-            )
+            await self._send(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             raise SendFailed(
@@ -119,6 +187,22 @@ class EmailChannel:
                 _scrub(f"SMTP server unreachable: {type(exc).__name__}: {exc}", to),
                 permanent=False,
             ) from exc
+
+    async def _send(self, msg: EmailMessage) -> None:
+        async with self.connections.connection() as (smtp, reused):
+            try:
+                await smtp.send_message(msg)
+                return
+            except aiosmtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                # The relay closed a kept connection before this message got an answer
+                # (idle timeout, restart): once more on a new connection.
+        async with self.connections.connection() as (smtp, _):
+            await smtp.send_message(msg)
+
+    async def close(self) -> None:
+        await self.connections.close()
 
 
 # The provider's answers worth another try: timeout, rate limit, our credential (a

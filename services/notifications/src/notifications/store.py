@@ -191,6 +191,20 @@ async def seconds_to_next_due(conn: asyncpg.Connection) -> float | None:
     return None if value is None else float(value)
 
 
+# Per priority, written out (as _CLAIM below).
+_LOCK_DUE = (
+    "WITH due AS ("
+    "  SELECT id FROM messages WHERE state = 'scheduled' AND priority = '{priority}'"
+    "  AND due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " SELECT m.id, m.template, m.priority, m.context, m.reminder_key, m.due_at,"
+    "  m.created_at, c.*"
+    " FROM due JOIN messages m ON m.id = due.id"
+    " LEFT JOIN contacts c ON c.person_id = m.recipient_id"
+)
+_LOCK_DUE_URGENT = _LOCK_DUE.format(priority="urgent")
+_LOCK_DUE_NORMAL = _LOCK_DUE.format(priority="normal")
+
+
 @dataclass(frozen=True)
 class DueMessage:
     id: uuid.UUID
@@ -202,15 +216,14 @@ class DueMessage:
 
 
 async def lock_due_messages(conn: asyncpg.Connection, limit: int) -> list[DueMessage]:
-    """Due scheduled messages, urgent first, locked for this transaction (others skip them)."""
-    rows = await conn.fetch(
-        "SELECT m.id, m.template, m.priority, m.context, m.reminder_key, c.*"
-        " FROM messages m LEFT JOIN contacts c ON c.person_id = m.recipient_id"
-        " WHERE m.state = 'scheduled' AND m.due_at <= now()"
-        " ORDER BY (m.priority = 'urgent') DESC, m.due_at, m.created_at"
-        " LIMIT $1 FOR UPDATE OF m SKIP LOCKED",
-        limit,
-    )
+    """Due scheduled messages, urgent first, locked for this transaction (others skip them).
+
+    Urgent ones by an index of their own, then the rest in due order: each part reads only
+    the rows it takes, however long the backlog behind them."""
+    rows = list(await conn.fetch(_LOCK_DUE_URGENT, limit))
+    if len(rows) < limit:
+        rows += await conn.fetch(_LOCK_DUE_NORMAL, limit - len(rows))
+    rows = sorted(rows, key=lambda r: (r["priority"] != "urgent", r["due_at"], r["created_at"]))
     return [
         DueMessage(
             id=row["id"],
@@ -224,29 +237,43 @@ async def lock_due_messages(conn: asyncpg.Connection, limit: int) -> list[DueMes
     ]
 
 
-async def deliver_message(
-    conn: asyncpg.Connection,
-    message_id: uuid.UUID,
-    language: str,
-    rendered: RenderedMessage,
-    channels: list[Channel],
-) -> None:
-    """The message is in the recipient's inbox; its outside channels wait for the sender."""
+@dataclass(frozen=True)
+class DeliveredMessage:
+    """A message rendered for its recipient, and the outside channels it goes by."""
+
+    id: uuid.UUID
+    language: str
+    rendered: RenderedMessage
+    channels: list[Channel]
+
+
+async def deliver_messages(conn: asyncpg.Connection, delivered: list[DeliveredMessage]) -> None:
+    """The messages are in their recipients' inboxes; their outside channels wait for the
+    sender. Two statements for the whole batch."""
+    if not delivered:
+        return
     await conn.execute(
-        "UPDATE messages SET state = 'delivered', language = $2, subject = $3, body = $4,"
-        " sms = $5, delivered_at = now() WHERE id = $1",
-        message_id,
-        language,
-        rendered.subject,
-        rendered.body,
-        rendered.sms,
+        "UPDATE messages m SET state = 'delivered', language = d.language, subject = d.subject,"
+        " body = d.body, sms = d.sms, delivered_at = now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])"
+        "  AS d(id, language, subject, body, sms) WHERE m.id = d.id",
+        [d.id for d in delivered],
+        [d.language for d in delivered],
+        [d.rendered.subject for d in delivered],
+        [d.rendered.body for d in delivered],
+        [d.rendered.sms for d in delivered],
     )
-    await conn.executemany(
-        "INSERT INTO deliveries (message_id, channel, priority)"
-        " SELECT id, $2, priority FROM messages WHERE id = $1"
-        " ON CONFLICT (message_id, channel) DO NOTHING",
-        [(message_id, channel) for channel in channels if channel != "in_app"],
-    )
+    outside = [(d.id, c) for d in delivered for c in d.channels if c != "in_app"]
+    if outside:
+        await conn.execute(
+            "INSERT INTO deliveries (message_id, channel, priority)"
+            " SELECT m.id, o.channel, m.priority"
+            " FROM unnest($1::uuid[], $2::text[]) AS o(message_id, channel)"
+            " JOIN messages m ON m.id = o.message_id"
+            " ON CONFLICT (message_id, channel) DO NOTHING",
+            [message_id for message_id, _ in outside],
+            [channel for _, channel in outside],
+        )
 
 
 async def set_message_aside(
@@ -256,6 +283,26 @@ async def set_message_aside(
     await conn.execute(
         "UPDATE messages SET state = $2, note = $3 WHERE id = $1", message_id, state, note[:500]
     )
+
+
+# One statement per priority, the priority written out: a partial index serves a plan
+# only for the value written in its predicate.
+_CLAIM = (
+    "WITH due AS ("
+    "  SELECT id, message_id, due_at AS was_due FROM deliveries"
+    "  WHERE state = 'pending' AND priority = '{priority}' AND due_at <= now()"
+    "  ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " UPDATE deliveries d SET due_at = now() + make_interval(secs => $2), claim = $3,"
+    "  updated_at = now()"
+    " FROM due JOIN messages m ON m.id = due.message_id"
+    "  LEFT JOIN contacts c ON c.person_id = m.recipient_id"
+    " WHERE d.id = due.id"
+    " RETURNING d.id, d.channel, d.priority, d.attempts, due.was_due, d.last_error,"
+    "  m.language, m.subject, m.body, m.sms, m.attachment_name, m.attachment_type,"
+    "  m.attachment, c.email, c.phone"
+)
+_CLAIM_URGENT = _CLAIM.format(priority="urgent")
+_CLAIM_NORMAL = _CLAIM.format(priority="normal")
 
 
 @dataclass(frozen=True)
@@ -273,28 +320,20 @@ class ClaimedDelivery:
 
 
 async def claim_deliveries(
-    conn: asyncpg.Connection, limit: int, lease_s: float, claim: uuid.UUID
+    conn: asyncpg.Connection,
+    limit: int,
+    lease_s: float,
+    claim: uuid.UUID,
+    *,
+    urgent_only: bool = False,
 ) -> list[ClaimedDelivery]:
     """Claim due deliveries, urgent first: due_at moves a lease ahead, so another sender
-    takes a delivery over only if this one dies before recording the outcome."""
-    rows = await conn.fetch(
-        "WITH due AS ("
-        "  SELECT id, message_id, due_at AS was_due FROM deliveries"
-        "  WHERE state = 'pending' AND due_at <= now()"
-        "  ORDER BY (priority = 'urgent') DESC, due_at, id LIMIT $1"
-        "  FOR UPDATE SKIP LOCKED)"
-        " UPDATE deliveries d SET due_at = now() + make_interval(secs => $2), claim = $3,"
-        "  updated_at = now()"
-        " FROM due JOIN messages m ON m.id = due.message_id"
-        "  LEFT JOIN contacts c ON c.person_id = m.recipient_id"
-        " WHERE d.id = due.id"
-        " RETURNING d.id, d.channel, d.priority, d.attempts, due.was_due, d.last_error,"
-        "  m.language, m.subject, m.body, m.sms, m.attachment_name, m.attachment_type,"
-        "  m.attachment, c.email, c.phone",
-        limit,
-        lease_s,
-        claim,
-    )
+    takes a delivery over only if this one stops renewing its claims (renew_claims) before
+    recording the outcome. Urgent ones by an index of their own, then the rest in due
+    order: each claim reads only the rows it takes, however long the backlog."""
+    rows = list(await conn.fetch(_CLAIM_URGENT, limit, lease_s, claim))
+    if not urgent_only and len(rows) < limit:
+        rows += await conn.fetch(_CLAIM_NORMAL, limit - len(rows), lease_s, claim)
     claimed = [
         ClaimedDelivery(
             id=row["id"],
@@ -343,6 +382,29 @@ async def record_deliveries(
         [d.last_error for _, d in outcomes],
     )
     return {row["id"] for row in rows}
+
+
+async def renew_claims(
+    conn: asyncpg.Connection, claim: uuid.UUID, ids: list[int], lease_s: float
+) -> None:
+    """This sender is alive and still sending these: their lease starts again."""
+    await conn.execute(
+        "UPDATE deliveries SET due_at = now() + make_interval(secs => $3)"
+        " WHERE id = ANY($2::bigint[]) AND claim = $1 AND state = 'pending'",
+        claim,
+        ids,
+        lease_s,
+    )
+
+
+async def release_claims(conn: asyncpg.Connection, claim: uuid.UUID, ids: list[int]) -> None:
+    """Claimed but not sent (the sender is stopping): due again now, for any sender."""
+    await conn.execute(
+        "UPDATE deliveries SET due_at = now(), claim = NULL"
+        " WHERE id = ANY($2::bigint[]) AND claim = $1 AND state = 'pending'",
+        claim,
+        ids,
+    )
 
 
 # --------------------------------------------------------------------------- inbox

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from booking import service, store
 from booking.domain.availability import MAX_BUFFER_MINUTES
 from booking.domain.series import MAX_SERIES_LENGTH
+from booking.settings import Settings
 from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
 from chassis.errors import NotFound
@@ -35,7 +36,7 @@ CalendarOwner = Annotated[Principal, Depends(require("therapist", "admin"))]
 async def clock(request: Request) -> datetime:
     """Booking's "now": real time, moved forward only by `make demo` when the demo clock is on."""
     real = datetime.now(UTC)
-    if not runtime_of(request).settings.demo_clock:  # type: ignore[attr-defined]
+    if not cast(Settings, runtime_of(request).settings).demo_clock:
         return real
     async with pool_of(request).acquire() as conn:
         return real + timedelta(seconds=await store.clock_offset_s(conn))
@@ -232,7 +233,7 @@ async def advance_clock(
 
     Exists only with SAMTAL_BOOKING_DEMO_CLOCK=true (`make run` sets it); never in production.
     """
-    if not runtime_of(request).settings.demo_clock:  # type: ignore[attr-defined]
+    if not cast(Settings, runtime_of(request).settings).demo_clock:
         raise NotFound("Not found")
     async with pool_of(request).acquire() as conn:
         offset = await store.advance_clock(conn, body.advance_hours * 3600)

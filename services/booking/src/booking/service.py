@@ -20,7 +20,7 @@ import secrets
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 import structlog
@@ -49,6 +49,7 @@ from booking.domain.policy import (
     policy_in_force,
 )
 from booking.domain.series import weekly_series
+from booking.settings import Settings
 from chassis import audit, outbox
 from chassis.app import Runtime
 from chassis.auth import Principal
@@ -334,10 +335,11 @@ async def refresh_summaries(pool: asyncpg.Pool, now: datetime) -> int:
 
 async def summary_refresher(runtime: Runtime) -> None:
     """Worker task: refresh the summaries every `summary_refresh_s`."""
+    settings = cast(Settings, runtime.settings)
     while True:
-        await asyncio.sleep(runtime.settings.summary_refresh_s)  # type: ignore[attr-defined]
+        await asyncio.sleep(settings.summary_refresh_s)
         try:
-            count = await refresh_summaries(runtime.pool, datetime.now(UTC))  # type: ignore[arg-type]
+            count = await refresh_summaries(runtime.pool, datetime.now(UTC))
             log.info("free-slot summaries refreshed", therapists=count)
         except Exception as exc:  # the next round tries again
             log.warning("refreshing free-slot summaries failed", error=str(exc))

@@ -19,9 +19,10 @@ from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, NotFound
+from chassis.http import SIGNED_IN, problems
 from notifications import store
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
-from notifications.domain.delivery import InvalidTransition, resend
+from notifications.domain.delivery import InvalidTransition, MessageState, resend
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
 
 router = APIRouter()
@@ -39,7 +40,7 @@ class ContactsOut(ContactDetails):
     updated_at: datetime | None = None
 
 
-@router.get("/contacts/me", tags=["contacts"])
+@router.get("/contacts/me", responses=problems(*SIGNED_IN), tags=["contacts"])
 async def my_contacts(request: Request, who: Person) -> ContactsOut:
     """Your contact details and channel preferences (defaults when you have set none)."""
     async with pool_of(request).acquire() as conn:
@@ -58,7 +59,7 @@ async def my_contacts(request: Request, who: Person) -> ContactsOut:
     return _out(contacts, updated_at)
 
 
-@router.put("/contacts/me", tags=["contacts"])
+@router.put("/contacts/me", responses=problems(*SIGNED_IN, 422), tags=["contacts"])
 async def set_my_contacts(request: Request, body: ContactDetails, who: Person) -> ContactsOut:
     """Set your e-mail, phone, language and channels (the whole set; blank clears)."""
     contacts = ContactSettings(person_id=who.subject, **body.model_dump())
@@ -113,7 +114,7 @@ def _message(row: Any) -> InboxMessage:
     )
 
 
-@router.get("/inbox", tags=["inbox"])
+@router.get("/inbox", responses=problems(*SIGNED_IN, 422), tags=["inbox"])
 async def my_inbox(
     request: Request,
     who: Person,
@@ -127,7 +128,7 @@ async def my_inbox(
     return Inbox(total=total, unread=unread, messages=[_message(r) for r in rows])
 
 
-@router.post("/inbox/{message_id}/read", tags=["inbox"])
+@router.post("/inbox/{message_id}/read", responses=problems(*SIGNED_IN, 404, 422), tags=["inbox"])
 async def read_message(request: Request, message_id: uuid.UUID, who: Person) -> InboxMessage:
     """Mark one of your messages read."""
     async with pool_of(request).acquire() as conn:
@@ -138,6 +139,11 @@ async def read_message(request: Request, message_id: uuid.UUID, who: Person) -> 
 
 
 # --------------------------------------------------------------------------- operators
+
+
+class Resent(BaseModel):
+    id: int
+    state: MessageState
 
 
 class FailedDelivery(BaseModel):
@@ -156,7 +162,7 @@ class FailedDelivery(BaseModel):
     failed_at: datetime
 
 
-@router.get("/deliveries/failed", tags=["operations"])
+@router.get("/deliveries/failed", responses=problems(*SIGNED_IN, 422), tags=["operations"])
 async def failed_deliveries(
     request: Request, who: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> list[FailedDelivery]:
@@ -194,8 +200,13 @@ async def failed_deliveries(
     ]
 
 
-@router.post("/deliveries/{delivery_id}/resend", status_code=202, tags=["operations"])
-async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> dict[str, Any]:
+@router.post(
+    "/deliveries/{delivery_id}/resend",
+    status_code=202,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["operations"],
+)
+async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> Resent:
     """Send a failed delivery again (its retries start over)."""
     async with pool_of(request).acquire() as conn, conn.transaction():
         current = await store.lock_delivery(conn, delivery_id)
@@ -210,4 +221,4 @@ async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> dic
             ) from exc
         await store.save_resend(conn, delivery_id, again)
         await store.wake_sender(conn)
-    return {"id": delivery_id, "state": again.state.value}
+    return Resent(id=delivery_id, state=again.state)

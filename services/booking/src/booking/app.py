@@ -19,6 +19,10 @@ class Settings(ServiceSettings):
     demo_clock: bool = False
     # How often free-slot summaries are published again as time passes.
     summary_refresh_s: float = Field(default=900, gt=0)
+    # A change's summary leaves at most this long after the change (one per therapist per
+    # window however many changes), plus `summary_poll_s` (how often the worker looks).
+    summary_window_s: float = Field(default=1.0, ge=0)
+    summary_poll_s: float = Field(default=0.25, gt=0)
 
 
 DEFINITION = ServiceDefinition(
@@ -27,7 +31,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router],
     consumers=handlers.consumers,
-    worker_tasks=[service.summary_refresher],
+    worker_tasks=[service.summary_publisher],
     description="Availability, treatment courses, sessions and course completion.",
 )
 cli = service_cli(DEFINITION)

@@ -12,7 +12,7 @@ import asyncpg
 from booking import service
 from chassis.auth import Principal
 from chassis.outbox import OutboxRelay
-from contracts.envelope import decode
+from contracts import decode
 
 
 async def summaries_in_outbox(pool: asyncpg.Pool, therapist_id: uuid.UUID) -> int:

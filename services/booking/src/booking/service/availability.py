@@ -33,7 +33,7 @@ from booking.service.common import (
 from booking.settings import Settings
 from chassis.app import Runtime
 from chassis.auth import Principal
-from chassis.errors import Conflict, DomainError
+from chassis.errors import Conflict
 from contracts.events import (
     FreeSlot,
     TherapistAvailabilityPublished,
@@ -155,8 +155,7 @@ def open_rules(therapist: Any) -> AvailabilityRules | None:
     """The therapist's rules if they take bookings (published, with hours set), else None."""
     if therapist is None or not therapist["published"] or therapist["availability"] is None:
         return None
-    with translated():
-        return rules_from(therapist["availability"], therapist["time_zone"])
+    return _stored_rules(therapist)
 
 
 def rules_of(therapist: Any) -> AvailabilityRules:
@@ -170,8 +169,26 @@ def rules_of(therapist: Any) -> AvailabilityRules:
         raise Conflict(
             "This therapist has not opened any times for booking yet.", code="no_availability"
         )
-    with translated():
-        return rules_from(therapist["availability"], therapist["time_zone"])
+    return _stored_rules(therapist)
+
+
+# Parsed rules by (therapist, version of their hours, time zone): a booking reads the stored
+# hours every time, parsing them again each time is wasted work. Bounded; cleared when full.
+_RULES: dict[tuple[Any, ...], AvailabilityRules] = {}
+_RULES_KEPT = 10_000
+
+
+def _stored_rules(therapist: Any) -> AvailabilityRules:
+    stored = therapist["availability"]
+    key = (stored["therapist_id"], stored["updated_at"], therapist["time_zone"])
+    found = _RULES.get(key)
+    if found is None:
+        with translated():
+            found = rules_from(stored, therapist["time_zone"])
+        if len(_RULES) >= _RULES_KEPT:
+            _RULES.clear()
+        _RULES[key] = found
+    return found
 
 
 async def calendars(
@@ -239,8 +256,9 @@ async def publish_summaries(
     for therapist in therapists:
         try:
             rules.append(open_rules(therapist))
-        except DomainError:  # stored rules were valid when stored; never stop the rest
-            log.warning("unreadable availability", therapist=str(therapist["therapist_id"]))
+        except Exception:  # stored rules were valid when stored: one bad row never stops the
+            # batch (its requests would come back forever); it is published without slots
+            log.exception("unreadable availability", therapist=str(therapist["therapist_id"]))
             rules.append(None)
     horizon = max((r.horizon for r in rules if r is not None), default=timedelta(0))
     busy = await store.busy_of_many(

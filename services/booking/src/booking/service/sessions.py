@@ -6,6 +6,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,8 +120,20 @@ async def refuse(
     row: Any,
     now: datetime,
     starts_at: datetime,
+    nearby: Sequence[Busy] | None = None,
 ) -> Conflict:
-    """The 409 for a refused booking, with alternatives from both calendars as they are now."""
+    """The 409 for a refused booking, with alternatives from both calendars as they are now:
+    from the busy times `nearby` the request (`store.booking_view`) when the alternatives lie
+    well inside what they cover, else from a read of both calendars."""
+    minutes = row["session_minutes"]
+    if nearby is not None:
+        offered = FreeTime(rules, minutes, nearby, now).nearest(starts_at, ALTERNATIVES_OFFERED)
+        margin = timedelta(minutes=minutes + rules.buffer_minutes)
+        covered = (starts_at - store.NEARBY + margin, starts_at + store.NEARBY - margin)
+        if len(offered) == ALTERNATIVES_OFFERED and all(
+            covered[0] <= slot.starts_at <= covered[1] for slot in offered
+        ):
+            return taken(exc.code, exc.message, offered)
     therapist_busy, client_busy = await calendars(
         conn, rules, now, row["therapist_id"], row["client_id"]
     )
@@ -260,7 +273,8 @@ async def book_session(
                 if view["client_busy"]:
                     raise _CLIENT_BUSY
             except errors.SlotUnavailable as exc:
-                raise await refuse(conn, exc, rules, view, now, starts_at) from exc
+                nearby = [(start, end) for start, end in view["nearby"]]
+                raise await refuse(conn, exc, rules, view, now, starts_at, nearby) from exc
             course = course_of(view, store.view_sessions(view))
             with translated():
                 course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
@@ -277,7 +291,10 @@ async def book_session(
                 return answer
             except asyncpg.ExclusionViolationError as exc:
                 refused = _CLIENT_BUSY if exc.constraint_name == "client_free" else TAKEN
-                raise await refuse(conn, refused, rules, view, now, starts_at) from exc
+                # Taken since the read: that time is busy now, whoever took it.
+                nearby = [(start, end) for start, end in view["nearby"]]
+                nearby.append((booked["starts_at"], booked["ends_at"]))
+                raise await refuse(conn, refused, rules, view, now, starts_at, nearby) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
                     continue  # a concurrent booking of this course took the place in the plan

@@ -45,10 +45,12 @@ class _Plain(Compat32):
     through a Header object (which cost as much as the rest of a send)."""
 
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
-        if isinstance(value, str) and value.isascii() and "\n" not in value:
-            line = f"{name}: {value}"
-            if len(line) <= 78:
-                return line + self.linesep
+        # Values come ASCII already (RFC 2047 words, folded by _header): written as they
+        # are; lines may be up to 998 characters (RFC 5322), folding at 78 is a courtesy.
+        if isinstance(value, str) and value.isascii():
+            lines = f"{name}: {value}".split("\n")
+            if all(len(line) <= 998 for line in lines):
+                return self.linesep.join(lines) + self.linesep
         # Not in typeshed's stubs; CPython's policies all define it.
         folded: str = super()._fold(name, value, sanitize)  # type: ignore[misc]
         return folded

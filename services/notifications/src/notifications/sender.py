@@ -170,16 +170,22 @@ class Sender:
         return poll if due_in is None else min(poll, max(due_in, 0.01))
 
     async def round(self) -> bool:
-        """One pass of the filler; True when there may be more work right away."""
-        delivered = await self.deliver_due()
+        """One pass of the filler; True when there may be more work right away.
+
+        Urgent messages are delivered and claimed before a batch of normal ones is
+        rendered: a crisis waits at most for the batch under way when it came in."""
+        await self.deliver_due(urgent_only=True)
         claimed, room = await self.claim_due()
+        delivered = await self.deliver_due()
         return delivered >= self.settings.sender_batch_size or (room > 0 and claimed >= room)
 
     # ----------------------------------------------------------------------- delivering
 
-    async def deliver_due(self) -> int:
+    async def deliver_due(self, *, urgent_only: bool = False) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            due = await store.lock_due_messages(conn, self.settings.sender_batch_size)
+            due = await store.lock_due_messages(
+                conn, self.settings.sender_batch_size, urgent_only=urgent_only
+            )
             now = datetime.now(UTC)
             delivered = []
             for message in due:

@@ -217,13 +217,15 @@ class DueMessage:
     contacts: ContactSettings | None
 
 
-async def lock_due_messages(conn: asyncpg.Connection, limit: int) -> list[DueMessage]:
+async def lock_due_messages(
+    conn: asyncpg.Connection, limit: int, *, urgent_only: bool = False
+) -> list[DueMessage]:
     """Due scheduled messages, urgent first, locked for this transaction (others skip them).
 
     Urgent ones by an index of their own, then the rest in due order: each part reads only
     the rows it takes, however long the backlog behind them."""
     rows = list(await conn.fetch(_LOCK_DUE_URGENT, limit))
-    if len(rows) < limit:
+    if not urgent_only and len(rows) < limit:
         rows += await conn.fetch(_LOCK_DUE_NORMAL, limit - len(rows))
     rows = sorted(rows, key=lambda r: (r["priority"] != "urgent", r["due_at"], r["created_at"]))
     return [

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from chassis.infra import port_open
+from samtal_deploy import demo
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -32,7 +33,6 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
-demo = _load("samtal_demo", DEPLOY / "demo.py")
 
 
 def _free_block() -> int:

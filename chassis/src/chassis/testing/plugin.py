@@ -123,6 +123,7 @@ def settings_for(database_dsn, kafka_server, topic_prefix, jwt_keys):  # type: i
             outbox_poll_s=0.2,
             startup_timeout_s=15,
             log_json=True,
+            metrics_port=0,  # a free port: tests run many apps at once
         )
         values.update(overrides)
         return settings_class(**values)

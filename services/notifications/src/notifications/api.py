@@ -19,6 +19,7 @@ from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, NotFound
+from contracts.inputs import Offset, RowId
 from notifications import store
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
 from notifications.domain.delivery import InvalidTransition, resend
@@ -118,7 +119,7 @@ async def my_inbox(
     request: Request,
     who: Person,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> Inbox:
     """Your messages, newest first, with how many are unread."""
     async with pool_of(request).acquire() as conn:
@@ -195,7 +196,7 @@ async def failed_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/resend", status_code=202, tags=["operations"])
-async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> dict[str, Any]:
+async def resend_delivery(request: Request, delivery_id: RowId, who: Admin) -> dict[str, Any]:
     """Send a failed delivery again (its retries start over)."""
     async with pool_of(request).acquire() as conn, conn.transaction():
         current = await store.lock_delivery(conn, delivery_id)

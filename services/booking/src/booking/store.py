@@ -28,8 +28,8 @@ async def lock_therapist(
 ) -> asyncpg.Record:
     """The therapist's row with its `availability` (a dict, or None), locked until the
     transaction ends: bookings of one therapist queue here instead of racing into the
-    exclusion constraint (ARCHITECTURE.md, figures). `create` makes the row if need be (a
-    course or an availability can come before the catalog's profile)."""
+    exclusion constraint (docs/adr/0008-booking-overlap-in-the-database.md). `create` makes
+    the row if need be (a course or an availability can come before the catalog's profile)."""
     if create:
         await conn.execute(
             "INSERT INTO therapists (therapist_id) VALUES ($1) ON CONFLICT DO NOTHING",

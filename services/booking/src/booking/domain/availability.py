@@ -1,4 +1,4 @@
-"""A therapist's availability and the free slots it leaves (DOMAIN.md, Booking).
+"""A therapist's availability and the free slots it leaves (docs/domain.md, Booking).
 
 Rules are written in the therapist's local wall time; slots come out as UTC instants.
 Per local day, each working interval becomes one real-time interval (see `clock` for the

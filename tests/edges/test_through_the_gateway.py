@@ -35,7 +35,7 @@ from chassis.infra import port_open
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Examples per operation, role and mode (valid and invalid data): enough to find the
 # classes of bad input, few enough for `make test` (about a minute for every service).
-EXAMPLES = 6
+EXAMPLES = 5
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -94,6 +94,7 @@ class Tally:
 
 def _fuzz_operation(operation: Any, base_url: str, token: str | None, tally: Tally) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -117,7 +118,9 @@ def _fuzz_operation(operation: Any, base_url: str, token: str | None, tally: Tal
                 case.validate_response(
                     response, checks=[not_a_server_error, response_schema_conformance]
                 )
-            except Exception as exc:
+            except BaseException as exc:  # schemathesis's FailureGroup is a BaseExceptionGroup
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
                 tally.failures.append(
                     f"{case.method} {case.formatted_path} -> {response.status_code}: "
                     f"{str(exc)[:300]}\n  {case.as_curl_command()[:400]}"
@@ -125,7 +128,13 @@ def _fuzz_operation(operation: Any, base_url: str, token: str | None, tally: Tal
 
         try:
             fuzz()
-        except Exception as exc:  # a generation problem, not an answer: say which
+        except Unsatisfiable:
+            # an operation without parameters or body has no invalid form to send
+            if mode is not GenerationMode.NEGATIVE:
+                tally.failures.append(f"{operation.label}: no valid request can be made")
+        except BaseException as exc:  # a generation problem, not an answer: say which
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
             tally.failures.append(f"{operation.label}: could not fuzz: {exc!r}"[:400])
 
 

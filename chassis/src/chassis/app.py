@@ -42,6 +42,8 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
@@ -186,6 +188,50 @@ class UnexpectedErrors:
             if request_id:
                 response.headers["x-request-id"] = request_id
             await response(scope, receive, send)
+
+
+class FieldProblem(BaseModel):
+    """One thing wrong with a request: where (`loc`, `field`), what (`msg`, `type`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int] | None = None
+    field: str | None = None
+    msg: str | None = None
+    type: str | None = None
+
+
+class InvalidRequest(BaseModel):
+    """The body of every 422: a code, a message naming the field, and each problem."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    detail: str
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+def _declare_our_422(app: FastAPI) -> None:
+    """FastAPI documents its own 422 body (`detail` as a list); the chassis answers
+    `InvalidRequest`, so the OpenAPI says that: a client (and the fuzzer) can trust it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            _, defs = models_json_schema(
+                [(InvalidRequest, "validation")], ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(defs["$defs"])
+            schemas["HTTPValidationError"] = defs["$defs"]["InvalidRequest"]
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _field_of(loc: Sequence[Any]) -> str:
@@ -350,6 +396,7 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     app.state.settings = settings
     app.state.runtime = runtime
     _install_http_basics(app, runtime)
+    _declare_our_422(app)
     # Added last, so outermost: nothing raised inside reaches uvicorn.
     app.add_middleware(UnexpectedErrors, service=settings.service)
     if settings.otlp_endpoint:

@@ -278,7 +278,7 @@ async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]
             course_id = courses[0]["course_id"]
             r = await http.patch(
                 f"/api/booking/courses/{course_id}",
-                json={"planned_sessions": 30},
+                json={"planned_sessions": 16},
                 headers=by_therapist,
             )
             assert r.status_code == 200, r.text
@@ -335,7 +335,7 @@ async def _reader(load: Load, path: str, token: str) -> None:
 async def test_killing_one_of_two_api_replicas_under_load_fails_no_request(running) -> None:
     assert running.api_replicas("booking") == ["booking-api", "booking-api-2"]
     assert running.api_replicas("matching") == ["matching-api", "matching-api-2"]
-    therapist_token, courses = await _courses(running, 4)
+    therapist_token, courses = await _courses(running, 6)
     load = Load(running.gateway_url)
     booked: dict[str, str] = {}
     slots = await _free_slots(running, therapist_token)

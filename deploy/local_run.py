@@ -69,6 +69,29 @@ gateway_render = _load("samtal_gateway_render", HERE / "gateway" / "render.py")
 gateway_run = _load("samtal_gateway_run", HERE / "gateway" / "run.py")
 
 
+def free_block(size: int = 50) -> int:
+    """The first port of `size` free loopback ports, below the range the kernel hands out
+    to outgoing connections (one of those could take a port between check and bind)."""
+    import random
+    import socket
+
+    low = 20000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    for _ in range(100):
+        base = random.randrange(low, max(low + 100, low_ephemeral - size), 100)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports")
+
+
 def cli_of(service: str) -> str:
     return str(Path(sys.executable).parent / f"samtal-{service}")
 

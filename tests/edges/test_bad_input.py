@@ -77,22 +77,25 @@ async def platform(migrated, serve, jwt_keys, database_dsn) -> AsyncIterator[dic
         yield {"services": services, "db": conn}
 
 
-async def stored_rows(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
+_FINGERPRINTS: dict[str, str] = {}
+
+
+async def stored_rows(conn: asyncpg.Connection, schema: str) -> str:
     """A fingerprint of every row of every table of the service's schema (outbox and
-    audit included): any insert, update or delete changes it."""
-    tables = await conn.fetch(
-        "select table_name from information_schema.tables"
-        " where table_schema = $1 and table_type = 'BASE TABLE' order by table_name",
-        schema,
-    )
-    prints = []
-    for t in tables:
-        digest = await conn.fetchval(
-            f"select count(*)::text || ':' || coalesce(md5(string_agg(r::text, ',' order by"
-            f' r::text)), \'\') from "{schema}"."{t["table_name"]}" r'
+    audit included): any insert, update or delete changes it. One query per call."""
+    if schema not in _FINGERPRINTS:
+        tables = await conn.fetch(
+            "select table_name from information_schema.tables"
+            " where table_schema = $1 and table_type = 'BASE TABLE' order by table_name",
+            schema,
         )
-        prints.append((t["table_name"], digest))
-    return prints
+        parts = [
+            f"(select count(*)::text || md5(coalesce(string_agg(r::text, ',' order by r::text),"
+            f""" '')) from "{schema}"."{t["table_name"]}" r)"""
+            for t in tables
+        ]
+        _FINGERPRINTS[schema] = f"select concat_ws('|', {', '.join(parts)})"
+    return str(await conn.fetchval(_FINGERPRINTS[schema]))
 
 
 def named(answer: httpx.Response, field: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import random
 import sys
 import threading
 import time
@@ -30,7 +29,6 @@ import httpx
 import pytest
 
 from chassis.auth import ROLES, mint
-from chassis.infra import port_open
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Examples per operation, role and mode (valid and invalid data): enough to find the
@@ -52,17 +50,9 @@ def _load(name: str, path: Path) -> ModuleType:
 local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
 
 
-def _free_block() -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 100)
-        if not any(port_open("127.0.0.1", base + p) for p in range(0, 45)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
 @pytest.fixture(scope="module")
 def running(postgres_server, kafka_server, tmp_path_factory) -> Iterator[Any]:
-    base = _free_block()
+    base = local_run.free_block()
     platform = local_run.start_platform(
         tmp_path_factory.mktemp("edges-run"),
         postgres=postgres_server,

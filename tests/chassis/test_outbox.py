@@ -209,3 +209,67 @@ async def test_two_relays_keep_order_and_publish_once(migrated, kafka_bootstrap)
         for relay in relays:
             await relay.stop()
         await pool.close()
+
+
+async def relay_pool(settings, name: str) -> asyncpg.Pool:
+    """A pool of the relay's own, named so a test can cut exactly its connections."""
+    return await db.create_pool(
+        settings.model_copy(update={"service": name, "db_role": settings.role})
+    )
+
+
+async def cut_connections(pool: asyncpg.Pool, application_name: str) -> int:
+    return await pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        application_name,
+    )
+
+
+async def leader_of(relays: list[OutboxRelay]) -> int:
+    for _ in range(200):
+        leaders = [i for i, r in enumerate(relays) if r.is_leader]
+        if leaders:
+            return leaders[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no relay took the lead")
+
+
+async def test_a_fenced_leader_stops_at_once_and_nothing_goes_twice(
+    migrated, kafka_bootstrap
+) -> None:
+    """The leader's connections are cut mid-burst with two relays running: the standby
+    takes over, and every record is on the topic exactly once, in order per key."""
+    settings = await migrated(LEDGER, outbox_batch_size=20)
+    writers = await db.create_pool(settings)
+    names = ["ledger-relay-a", "ledger-relay-b"]
+    pools = [await relay_pool(settings, name) for name in names]
+    relays = [OutboxRelay(settings, pool) for pool in pools]
+    per_key = 60
+    events = keyed_events(keys=6, per_key=per_key)
+    by_key: dict = defaultdict(list)
+    for event in events:
+        by_key[event.therapist_id].append(event)
+    cuts = 0
+    try:
+        async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+            for relay in relays:
+                relay.start()
+            for n in range(per_key):
+                # One writer per key, all at once; each key's events written in order.
+                await asyncio.gather(*(write(writers, [by_key[k][n]]) for k in by_key))
+                if n in (15, 35):  # mid-burst: cut the leader's connections
+                    cuts += await cut_connections(writers, names[await leader_of(relays)])
+            await probe.wait_for(lambda p: len(mine(p, events)) >= len(events), timeout=40)
+            await probe.quiet(1.0)
+        assert cuts >= 2
+        ids = [e.event_id for e in mine(probe, events)]
+        assert len(ids) == len(set(ids)) == len(events)  # once each: nothing lost, nothing twice
+        sequences = per_key_sequences(probe, events)
+        assert all(s == list(range(1, per_key + 1)) for s in sequences.values())
+        assert sum(r.is_leader for r in relays) == 1
+    finally:
+        for relay in relays:
+            await relay.stop()
+        for pool in [*pools, writers]:
+            await pool.close()

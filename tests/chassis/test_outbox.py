@@ -5,6 +5,7 @@ import uuid
 from collections import defaultdict
 
 import asyncpg
+import pytest
 
 from chassis import db, outbox
 from chassis.app import build
@@ -66,6 +67,56 @@ async def test_events_commit_with_the_change_or_not_at_all(migrated) -> None:
         await pool.close()
 
 
+async def test_write_puts_the_change_and_its_events_in_one_statement(migrated) -> None:
+    settings = await migrated(LEDGER)
+    pool = await db.create_pool(settings)
+    try:
+        event = review()
+        insert = "INSERT INTO submissions VALUES ($1, $2, $3) RETURNING review_id"
+        args = (event.review_id, event.therapist_id, event.rating)
+        async with pool.acquire() as conn:
+            rows = await outbox.write(conn, insert, *args, events=[event])
+            assert [r["review_id"] for r in rows] == [event.review_id]
+            written = await conn.fetchrow(
+                "SELECT event_type, topic, key, headers FROM outbox"
+                " WHERE convert_from(value, 'UTF8') LIKE '%' || $1 || '%'",
+                str(event.review_id),
+            )
+            assert written["event_type"] == "ReviewPublished"
+            assert written["topic"] == TOPIC and written["key"] == str(event.therapist_id)
+            assert written["headers"]["event_type"] == "ReviewPublished"
+            # The change fails (duplicate key): its event is not written either.
+            before = await conn.fetchval("SELECT count(*) FROM outbox")
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await outbox.write(conn, insert, *args, events=[review()])
+            # Nothing changed: with only_if_changed, no event.
+            unchanged = await outbox.write(
+                conn,
+                "UPDATE submissions SET rating = 5 WHERE review_id = $1 RETURNING review_id",
+                uuid.uuid4(),
+                events=[review()],
+                only_if_changed=True,
+            )
+            assert unchanged == []
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == before
+            # Without RETURNING, the change still happens with its events.
+            assert (
+                await outbox.write(
+                    conn,
+                    "UPDATE submissions SET rating = $2 WHERE review_id = $1",
+                    event.review_id,
+                    2,
+                    events=[review(), review()],
+                )
+                == []
+            )
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == before + 2
+            with pytest.raises(ValueError, match="RETURNING"):
+                await outbox.write(conn, "DELETE FROM submissions", events=[], only_if_changed=True)
+    finally:
+        await pool.close()
+
+
 async def test_the_relay_publishes_in_order_per_key_and_marks_sent(
     migrated, kafka_bootstrap
 ) -> None:
@@ -109,7 +160,8 @@ async def test_sent_rows_are_cleaned_after_the_retention(migrated) -> None:
 async def test_a_crash_between_publish_and_mark_republishes_and_the_inbox_applies_once(
     migrated, kafka_bootstrap, serve
 ) -> None:
-    settings = await migrated(LEDGER)
+    # A relay that died mid-batch: its successor publishes the rows again after the grace.
+    settings = await migrated(LEDGER, outbox_takeover_grace_s=2)
     pool = await db.create_pool(settings)
     events = [review() for _ in range(5)]
 

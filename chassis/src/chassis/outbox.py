@@ -80,7 +80,7 @@ def envelope_for(
     )
 
 
-def _columns(envelopes: Sequence[Envelope[Any]]) -> tuple[list[Any], ...]:
+def event_columns(envelopes: Sequence[Envelope[Any]]) -> tuple[list[Any], ...]:
     """The outbox columns of some events, as one array per column (for `unnest`)."""
     trace = observability.trace_headers()
     ids, types, topics, keys, values, headers = [], [], [], [], [], []
@@ -102,8 +102,8 @@ def _columns(envelopes: Sequence[Envelope[Any]]) -> tuple[list[Any], ...]:
     return ids, types, topics, keys, values, headers
 
 
-def _insert_events(first: int) -> str:
-    """INSERT of the events passed as six arrays starting at parameter `$first`."""
+def events_insert(first: int) -> str:
+    """INSERT of the events passed as six arrays (`event_columns`) from parameter `$first`."""
     p = [f"${first + i}" for i in range(6)]
     return (
         "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
@@ -114,7 +114,7 @@ def _insert_events(first: int) -> str:
     )
 
 
-_INSERT = _insert_events(1)
+_INSERT = events_insert(1)
 _PARAMETER = re.compile(r"\$(\d+)")
 _RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
 
@@ -139,7 +139,7 @@ async def add(
 async def add_envelope(conn: asyncpg.Connection, *envelopes: Envelope[Any]) -> None:
     """Write ready-made envelopes in the caller's transaction (one statement for all)."""
     if envelopes:
-        await conn.execute(_INSERT, *_columns(envelopes))
+        await conn.execute(_INSERT, *event_columns(envelopes))
 
 
 async def write(
@@ -169,12 +169,12 @@ async def write(
     if only_if_changed and not _RETURNING.search(change):
         raise ValueError("only_if_changed needs a RETURNING clause in the change")
     first = max((int(n) for n in _PARAMETER.findall(change)), default=0) + 1
-    insert = _insert_events(first)
+    insert = events_insert(first)
     if only_if_changed:
         insert += " WHERE EXISTS (SELECT FROM change)"
     result = "SELECT * FROM change" if _RETURNING.search(change) else "SELECT WHERE false"
     sql = f"WITH change AS ({change}), written AS ({insert}) {result}"
-    rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *_columns(_wrapped(events)))
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *event_columns(_wrapped(events)))
     return rows
 
 
@@ -216,16 +216,12 @@ def ranges(ids: Iterable[int]) -> str:
     return "{" + ",".join(f"[{a},{b}]" for a, b in spans) + "}"
 
 
-class Fenced(Exception):
-    """This relay is no longer the leader: another took the epoch."""
+class LeadLost(Exception):
+    """This relay may no longer lead: its lock connection failed, or another took the epoch."""
 
 
-_CONNECTION_LOST = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    OSError,
-)
+class PublishFailed(Exception):
+    """The broker did not acknowledge every record of a batch in time."""
 
 
 @dataclass
@@ -300,8 +296,8 @@ class OutboxRelay:
                     await self._lead(lock_conn)
             except asyncio.CancelledError:
                 raise
-            except Fenced:
-                log.warning("outbox relay fenced out: another relay leads now")
+            except LeadLost as exc:
+                log.warning("outbox relay stopped leading", reason=str(exc))
                 await self._sleep(self.settings.outbox_poll_s)
             except Exception as exc:  # the database went away: stand by, then try again
                 log.warning("outbox relay lost its database", error=str(exc))
@@ -338,9 +334,7 @@ class OutboxRelay:
                     continue
                 try:
                     await self._pump(conn, producer)
-                except (Fenced, *_CONNECTION_LOST):
-                    raise
-                except asyncio.CancelledError:
+                except (LeadLost, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # a publish failed: start over from the unsent rows
                     log.warning("outbox relay cannot publish; retrying", error=str(exc))
@@ -382,16 +376,21 @@ class OutboxRelay:
                 in_flight = [i for b in pending for i in b.ids]
                 idle = not pending
                 self._wake.clear()
-                rows = await conn.fetch(
-                    _CLAIM,
-                    self.epoch,
-                    self.settings.outbox_batch_size,
-                    in_flight,
-                    idle,
-                    ranges(in_flight),
-                )
+                try:
+                    rows = await conn.fetch(
+                        _CLAIM,
+                        self.epoch,
+                        self.settings.outbox_batch_size,
+                        in_flight,
+                        idle,
+                        ranges(in_flight),
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # whatever failed, the lock is not provably ours
+                    raise LeadLost(f"lock connection failed: {exc!r}") from exc
                 if not rows:
-                    raise Fenced()
+                    raise LeadLost("fenced: another relay took the epoch")
                 batch_rows = [r for r in rows if r["id"] is not None]
                 if batch_rows:
                     pending.append(await self._send(producer, batch_rows))
@@ -423,31 +422,44 @@ class OutboxRelay:
         return batch
 
     async def _settle(self, batch: _Batch) -> None:
-        """Wait for the broker's acknowledgement, then mark the batch sent (retrying on a
-        fresh connection if ours was cut: the rows were published, saying so stops a
-        successor from sending them again)."""
+        """Wait for the broker's acknowledgements, then mark what was published as sent.
+
+        The producer gives up on a record after the publish timeout, so every future ends;
+        records acknowledged even late are marked (retrying on fresh connections if ours
+        were cut: saying so stops a successor from sending them again)."""
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*batch.sent), self.settings.outbox_publish_timeout_s
-            )
+            await asyncio.wait(batch.sent, timeout=self.settings.outbox_publish_timeout_s * 2)
+            published = [
+                i
+                for i, sent in zip(batch.ids, batch.sent, strict=True)
+                if sent.done() and not sent.cancelled() and sent.exception() is None
+            ]
             if self.after_publish:
-                await self.after_publish(batch.ids)
-            deadline = time.monotonic() + self.settings.outbox_takeover_grace_s / 2
-            while True:
-                try:
-                    async with self.pool.acquire() as conn:
-                        await conn.execute(
-                            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                            batch.ids,
-                        )
-                    break
-                except _CONNECTION_LOST:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.05)
-            OUTBOX_PUBLISHED.labels(self.settings.service).inc(len(batch.ids))
+                await self.after_publish(published)
+            if published:
+                await self._mark_sent(published)
+            if len(published) < len(batch.ids):
+                raise PublishFailed(f"{len(batch.ids) - len(published)} records not acknowledged")
         finally:
             batch.done.set()
+
+    async def _mark_sent(self, ids: list[int]) -> None:
+        deadline = time.monotonic() + self.settings.outbox_takeover_grace_s
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids
+                    )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("outbox relay retries marking a batch sent", error=repr(exc))
+                await asyncio.sleep(0.05)
+        OUTBOX_PUBLISHED.labels(self.settings.service).inc(len(ids))
 
     async def _settle_all(self, pending: Iterable[_Batch]) -> None:
         tasks = [b.settled for b in pending if b.settled is not None]
@@ -456,13 +468,18 @@ class OutboxRelay:
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now - self._lag_observed_at > 1.0:
-            self._lag_observed_at = now
-            async with self.pool.acquire() as conn:
-                await self._observe_lag(conn)
-        if now - self._last_cleanup > 60:
-            self._last_cleanup = now
-            await self.clean_up()
+        try:
+            if now - self._lag_observed_at > 1.0:
+                self._lag_observed_at = now
+                async with self.pool.acquire() as conn:
+                    await self._observe_lag(conn)
+            if now - self._last_cleanup > 60:
+                self._last_cleanup = now
+                await self.clean_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # metrics and cleaning wait for the next round
+            log.warning("outbox housekeeping failed", error=repr(exc))
 
     async def _observe_lag(self, conn: asyncpg.Connection) -> None:
         pending, oldest = await conn.fetchrow(

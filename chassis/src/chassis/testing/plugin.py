@@ -121,8 +121,8 @@ def settings_for(database_dsn, kafka_server, topic_prefix, jwt_keys):  # type: i
             consumer_backoff_s=0.05,
             consumer_backoff_max_s=0.2,
             outbox_poll_s=0.2,
-            outbox_publish_timeout_s=3,
-            outbox_takeover_grace_s=5,
+            outbox_publish_timeout_s=10,
+            outbox_takeover_grace_s=12,
             startup_timeout_s=15,
             log_json=True,
         )

@@ -11,7 +11,7 @@ Writes (and the tests compare against, see tests/deploy/):
 
 Who consumes what is read from each service's `DEFINITION.consumers` (its
 `EventConsumers`). A service whose package cannot be imported yet falls back to
-DECLARED_CONSUMERS below (from DOMAIN.md); generate again once it can be imported.
+DECLARED_CONSUMERS below (from docs/domain.md); generate again once it can be imported.
 """
 
 from __future__ import annotations

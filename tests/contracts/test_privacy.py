@@ -1,4 +1,4 @@
-"""No payload field can carry what DOMAIN.md keeps off topics.
+"""No payload field can carry what docs/domain.md keeps off topics.
 
 Two checks over every event in the registry, both on the JSON Schema a
 consumer sees: no field is named like free text, a name, contact details or

@@ -1,4 +1,4 @@
-"""The audit log of health-data access (DOMAIN.md, Privacy): who, whose data, what, when."""
+"""The audit log of health-data access (docs/domain.md, Privacy): who, whose data, what, when."""
 
 from __future__ import annotations
 

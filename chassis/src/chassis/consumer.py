@@ -1,7 +1,7 @@
 """Event consumers: decode, inbox, retry with backoff, dead-letter, move on.
 
 A service declares its handlers in FastStream's style and the chassis wraps
-each one with the delivery rules of ARCHITECTURE.md:
+each one with the delivery rules of docs/architecture.md:
 
     consumers = EventConsumers("booking")
 

@@ -1,6 +1,6 @@
 """Finding or starting the infrastructure Samtal runs on, for tests and `make run`.
 
-Order (ARCHITECTURE.md, Infrastructure):
+Order (docs/architecture.md, Infrastructure):
 - Postgres: a DSN from settings; else a container when a Docker engine answers;
   else the local server at 127.0.0.1:5432; else a throwaway cluster made with
   the local `initdb`/`pg_ctl` (run as the `postgres` user: Postgres refuses root).

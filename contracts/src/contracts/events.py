@@ -1,7 +1,7 @@
-"""Every event payload Samtal publishes (ARCHITECTURE.md, Events; DOMAIN.md).
+"""Every event payload Samtal publishes (docs/architecture.md, Events; docs/domain.md).
 
 Payloads carry ids, codes and coarse facts only: never free text,
-questionnaire answers, names or contact details (DOMAIN.md, Privacy).
+questionnaire answers, names or contact details (docs/domain.md, Privacy).
 The one deliberate exception is a therapist's *practice* address and a
 session's meeting link: public business facts a client needs to attend,
 listed in `PUBLIC_PRACTICE_FIELDS` and checked by the privacy test.

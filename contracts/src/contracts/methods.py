@@ -1,4 +1,4 @@
-"""Treatment methods as reference data (DOMAIN.md, Methods).
+"""Treatment methods as reference data (docs/domain.md, Methods).
 
 The catalog owns and serves them; matching and booking read the same table, so it
 lives here once. A new method is a new entry, not new code.

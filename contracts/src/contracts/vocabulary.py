@@ -1,4 +1,4 @@
-"""The domain's shared words: codes that travel on topics (DOMAIN.md).
+"""The domain's shared words: codes that travel on topics (docs/domain.md).
 
 Events carry codes, never free text; every consumer turns codes into words itself.
 """

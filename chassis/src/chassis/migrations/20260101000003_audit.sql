@@ -1,5 +1,5 @@
 -- migrate:up
--- Every read or change of a person's health data: who, whose, what, when (DOMAIN.md, Privacy).
+-- Every read or change of a person's health data: who, whose, what, when (docs/domain.md, Privacy).
 CREATE TABLE audit_log (
     id          bigserial PRIMARY KEY,
     actor_id    text NOT NULL,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
-from chassis.settings import ServiceSettings, service_config
 from contracts.events import (
     IntakeEscalated,
     IntakeSubmitted,
@@ -19,15 +16,9 @@ from contracts.events import (
     TherapistMatched,
 )
 from matching import api, handlers, service
+from matching.settings import Settings
 
-
-class Settings(ServiceSettings):
-    model_config = service_config("matching")  # env: SAMTAL_MATCHING_*
-    service: str = "matching"
-    # The waitlist is retried at once when capacity may have opened; this is the safety net.
-    waitlist_retry_s: float = Field(default=30.0, gt=0)
-    # How often the worker refreshes the waiting gauges (crisis triage, waitlist).
-    waiting_watch_s: float = Field(default=15.0, gt=0)
+__all__ = ["DEFINITION", "Settings", "cli"]
 
 
 DEFINITION = ServiceDefinition(

@@ -1,4 +1,4 @@
-"""Intake validation: what a client gets back as a 422 (DOMAIN.md, Intake and screening)."""
+"""Intake validation: what a client gets back as a 422 (docs/domain.md, Intake and screening)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The matcher: hard filters, score, reasons, relaxed preferences (DOMAIN.md, Matching)."""
+"""The matcher: hard filters, score, reasons, relaxed preferences (docs/domain.md, Matching)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Screening rules, table by table (DOMAIN.md, Intake and screening)."""
+"""Screening rules, table by table (docs/domain.md, Intake and screening)."""
 
 from __future__ import annotations
 

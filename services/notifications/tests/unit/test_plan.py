@@ -7,7 +7,7 @@ from typing import Any
 
 import icalendar
 
-from contracts.envelope import decode
+from contracts import decode
 from contracts.events import CourseStarted, SessionAttended, TherapistProfileWithdrawn
 from notifications.domain.contacts import OnCallRoster, OnCallShift
 from notifications.domain.plan import (
@@ -92,6 +92,13 @@ def test_match_tells_client_who_and_why_and_therapist_of_a_new_client(samples: A
     assert to_therapist.recipient_id == samples.therapist_id
 
 
+def test_a_match_awaiting_approval_is_not_disclosed_to_the_therapist(samples: Any) -> None:
+    proposed = samples.therapist_matched(requires_approval=True, severity_band="severe")
+    messages = plan_messages(samples.wrap(proposed), samples.roster)
+    assert shape(messages) == [("client", "therapist_matched", "match_proposed", "normal")]
+    assert all(m.recipient_id != samples.therapist_id for m in messages)
+
+
 def test_waitlisted_tells_the_client(samples: Any) -> None:
     messages = plan_messages(samples.wrap(samples.intake_waitlisted()), samples.roster)
     assert shape(messages) == [("client", "intake_waitlisted", "intake_waitlisted", "normal")]
@@ -104,6 +111,10 @@ def test_match_approved_opens_booking_for_the_client(samples: Any) -> None:
         ("client", "match_approved", "match_approved", "normal"),
         ("therapist", "match_approved", "match_approved", "normal"),
     ]
+    # The approval is the therapist's first notice of the client.
+    to_therapist = next(m for m in messages if m.recipient_role == "therapist")
+    assert to_therapist.recipient_id == samples.therapist_id
+    assert to_therapist.context["client_id"] == str(samples.client_id)
 
 
 def test_session_booked_both_with_calendar_and_reminders(samples: Any) -> None:

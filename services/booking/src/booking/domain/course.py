@@ -1,4 +1,4 @@
-"""A treatment course and its sessions as pure state transitions (DOMAIN.md, Booking).
+"""A treatment course and its sessions as pure state transitions (docs/domain.md, Booking).
 
 Every function takes a `Course` and returns a new one; nothing is stored here.
 

@@ -1,4 +1,4 @@
-"""Cancellation and reschedule policy (DOMAIN.md, Booking).
+"""Cancellation and reschedule policy (docs/domain.md, Booking).
 
 The policy is data with a version, because the version in force is stored with each booking:
 a later change of policy must not change the verdict for sessions booked under the old one.

@@ -92,7 +92,7 @@ CREATE TABLE sessions (
     CHECK (ends_at > starts_at),
     CHECK (client_span = tstzrange(starts_at, ends_at)),
     CHECK (lower(therapist_span) = starts_at AND upper(therapist_span) >= ends_at),
-    -- Overlap is impossible here, not only in the application (DOMAIN.md, Booking).
+    -- Overlap is impossible here, not only in the application (docs/domain.md, Booking).
     CONSTRAINT therapist_free EXCLUDE USING gist (therapist_id WITH =, therapist_span WITH &&)
         WHERE (status IN ('booked', 'attended', 'no_show')),
     CONSTRAINT client_free EXCLUDE USING gist (client_id WITH =, client_span WITH &&)

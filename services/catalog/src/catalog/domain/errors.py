@@ -74,7 +74,7 @@ class NoReviewRight(ReviewNotAllowed):
     """No completed course of this client has that id.
 
     Answered 404 alike whether the course is unknown, not completed or somebody else's: the
-    answer must not tell a client that another person's course exists (DOMAIN.md, Privacy).
+    answer must not tell a client that another person's course exists (docs/domain.md, Privacy).
     """
 
     status = 404

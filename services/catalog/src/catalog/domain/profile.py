@@ -1,6 +1,6 @@
 """A therapist's profile as an admin creates and edits it, and the rules it must keep.
 
-Rules (DOMAIN.md, Therapists), each a named validator below:
+Rules (docs/domain.md, Therapists), each a named validator below:
 
 - licence number: required for a licensed profession (psychologist, psychotherapist) and
   refused for `certified_staff`; normalised to upper case without blanks, 6-10 letters or

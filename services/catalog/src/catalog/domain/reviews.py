@@ -1,4 +1,4 @@
-"""Verified reviews (DOMAIN.md, Therapists: Reviews) and the rating aggregate.
+"""Verified reviews (docs/domain.md, Therapists) and the rating aggregate.
 
 - Only a client whose course with that therapist has completed may review: the catalog
   learns this from `CourseCompleted` as a `ReviewRight`.

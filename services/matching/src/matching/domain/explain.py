@@ -1,4 +1,4 @@
-"""Codes into words a client understands, in Swedish and English (DOMAIN.md, Matching 3).
+"""Codes into words a client understands, in Swedish and English (docs/domain.md, Matching).
 
 Events carry codes only; this is where matching turns its own codes into text,
 e.g. for the HTTP response. Times are shown in the client's time zone.

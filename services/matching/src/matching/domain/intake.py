@@ -1,4 +1,4 @@
-"""The intake a client submits (DOMAIN.md, Intake and screening).
+"""The intake a client submits (docs/domain.md, Intake and screening).
 
 Validation errors here become HTTP 422s, so every message says what to fix.
 Without both consents the model does not validate, so nothing can be stored.

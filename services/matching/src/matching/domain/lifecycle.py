@@ -1,4 +1,4 @@
-"""Where an intake stands, and which step may follow which (DOMAIN.md, Intake and Matching).
+"""Where an intake stands, and which step may follow which (docs/domain.md, Intake and Matching).
 
 submitted ─┬─ high risk ──> awaiting_triage ─┬─ resume_matching ──> matching
            │                                 └─ refer_elsewhere ──> referred_elsewhere

@@ -1,4 +1,4 @@
-"""The matcher: hard filters, a 0-100 score, reasons, relaxed preferences (DOMAIN.md, Matching).
+"""The matcher: hard filters, a 0-100 score, reasons, relaxed preferences (docs/domain.md).
 
 Pure: it reads a snapshot of the therapist read model and a clock value; the
 caller loads the one and supplies the other. High-risk intakes must not reach it

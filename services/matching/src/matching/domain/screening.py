@@ -1,4 +1,4 @@
-"""Screening: PHQ-9, risk, severity and the method an intake is matched for (DOMAIN.md).
+"""Screening: PHQ-9, risk, severity and the method an intake is matched for (docs/domain.md).
 
 Every threshold is a named constant; every rule a small function so it can be
 table-tested on its own.

@@ -1,4 +1,4 @@
-"""Waitlist order: first come, first served (DOMAIN.md, Matching 4)."""
+"""Waitlist order: first come, first served (docs/domain.md, Matching)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""A person's contact settings and the on-call clinician roster (DOMAIN.md, Notifications).
+"""A person's contact settings and the on-call clinician roster (docs/domain.md, Notifications).
 
 Contact details belong to this service: people set their own; events carry only
 person ids. Validation errors are `PydanticCustomError`s with a stable `type`
 (e.g. `email_invalid`) a frontend can translate, and an English message that
 reads well as is; FastAPI turns them into a 422.
 
-Rules (decisions where DOMAIN.md is silent):
+Rules (decisions where docs/domain.md is silent):
 - An empty or blank e-mail/phone means "not set" (None), so a form can clear it.
 - The in-app inbox is always on: it is where every message is kept and where the
   frontends read. Asking to turn it off is a validation error, not silently ignored.

@@ -1,4 +1,4 @@
-"""Delivery of one message on one channel: states, retries, order (DOMAIN.md, Notifications).
+"""Delivery of one message on one channel: states, retries, order (docs/domain.md, Notifications).
 
 Failed sends are retried with bounded exponential backoff; what still fails after
 `MAX_ATTEMPTS` is kept as `failed`, visible, and can be re-sent by hand. Jitter

@@ -1,4 +1,4 @@
-"""Which messages an event becomes (DOMAIN.md, Notifications). Pure: no I/O, no clock.
+"""Which messages an event becomes (docs/domain.md, Notifications). Pure: no I/O, no clock.
 
 `plan_messages(envelope, roster)` maps one event to the messages to send, and
 `plan_reminder_changes(envelope)` says which already planned reminders to drop
@@ -318,6 +318,10 @@ def _therapist_matched(p: _Planner, e: TherapistMatched, roster: OnCallRoster | 
         },
         purpose="match_proposed",
     )
+    if e.requires_approval:
+        # No premature disclosure: the therapist hears of the client only once a clinician
+        # has approved the match (MatchApproved); a rejected proposal never reaches them.
+        return
     p.add(
         e.therapist_id,
         "therapist",
@@ -327,7 +331,7 @@ def _therapist_matched(p: _Planner, e: TherapistMatched, roster: OnCallRoster | 
             "client_id": str(e.client_id),
             "method": e.method,
             "mode": e.mode,
-            "requires_approval": e.requires_approval,
+            "requires_approval": False,
         },
     )
 
@@ -348,7 +352,7 @@ def _match_approved(p: _Planner, e: MatchApproved, roster: OnCallRoster | None) 
         "therapist_id": str(e.therapist_id),
     }
     p.add(e.client_id, "client", "match_approved", {**context, "role": "client"})
-    # The therapist was told the match awaited approval; they hear it is settled.
+    # The first the therapist hears of this client: nothing was said at the proposal.
     p.add(e.therapist_id, "therapist", "match_approved", {**context, "role": "therapist"})
 
 

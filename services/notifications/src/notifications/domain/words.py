@@ -1,6 +1,6 @@
 """Codes into words, and times into the recipient's local time (Swedish first, English).
 
-Events carry codes (DOMAIN.md, Privacy); every consumer turns codes into words
+Events carry codes (docs/domain.md, Privacy); every consumer turns codes into words
 itself. These tables are the notifications service's words. An unknown code
 never breaks a message: it falls back to a neutral phrase.
 """

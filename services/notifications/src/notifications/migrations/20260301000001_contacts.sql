@@ -1,5 +1,5 @@
 -- migrate:up
--- A person's own contact details and channel preferences (DOMAIN.md, Privacy: they belong
+-- A person's own contact details and channel preferences (docs/domain.md, Privacy: they belong
 -- here and nowhere else). Validated by domain.contacts before they are written.
 CREATE TABLE contacts (
     person_id     uuid PRIMARY KEY,

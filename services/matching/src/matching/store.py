@@ -145,8 +145,9 @@ def screening_of(row: asyncpg.Record) -> Screening:
 
 
 async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """
+    return list(
+        await conn.fetch(
+            """
         SELECT i.intake_id, i.submitted_at, i.status, i.severity_band, i.risk_level, i.method,
                m.match_id, m.therapist_id
         FROM intakes i
@@ -154,8 +155,9 @@ async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> l
         WHERE i.client_id = $1
         ORDER BY i.submitted_at, i.intake_id
         """,
-        client_id,
-        list(CURRENT_MATCH),
+            client_id,
+            list(CURRENT_MATCH),
+        )
     )
 
 
@@ -204,9 +206,11 @@ async def record_triage(
 
 
 async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
-        " ORDER BY waitlisted_at, intake_id"
+    return list(
+        await conn.fetch(
+            "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
+            " ORDER BY waitlisted_at, intake_id"
+        )
     )
 
 
@@ -226,8 +230,9 @@ async def waiting_figures(conn: asyncpg.Connection) -> asyncpg.Record:
 
 async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Intakes waiting for a clinician, longest-waiting first; no answers or free text."""
-    return await conn.fetch(
-        """
+    return list(
+        await conn.fetch(
+            """
         SELECT i.intake_id, i.client_id, i.status, i.status_since, i.submitted_at,
                i.risk_level, i.severity_band, i.phq9_total, i.phq9[9] AS self_harm_answer,
                i.age_group, i.method, i.requires_approval, i.free_text IS NOT NULL AS has_free_text,
@@ -238,8 +243,9 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
         ORDER BY i.status_since, i.intake_id
         LIMIT $2
         """,
-        list(AWAITING_CLINICIAN),
-        limit,
+            list(AWAITING_CLINICIAN),
+            limit,
+        )
     )
 
 

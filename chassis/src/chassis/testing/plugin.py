@@ -135,6 +135,7 @@ def settings_for(
             outbox_takeover_grace_s=12,
             startup_timeout_s=15,
             log_json=True,
+            metrics_port=0,  # a free port: tests run many apps at once
         )
         values.update(overrides)
         return settings_class(**values)

@@ -12,8 +12,11 @@ help:
 	@echo "make run | demo | test | install | lint | schemas | bench"
 
 # The whole platform on this machine behind the gateway (Ctrl-C stops it).
+# REPLICAS=2 (or REPLICAS=matching=2,catalog=3): api replicas behind the gateway.
+# FRESH=1: start from an empty database.
+REPLICAS ?= 1
 run: install
-	$(RUN) python deploy/local_run.py
+	$(RUN) python deploy/local_run.py --replicas $(REPLICAS) $(if $(FRESH),--fresh)
 
 # A guided journey through the gateway against `make run` (in another terminal).
 demo: install

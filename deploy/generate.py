@@ -31,6 +31,8 @@ from contracts.registry import REGISTRY
 DEPLOY = Path(__file__).resolve().parent
 SERVICES = ("catalog", "matching", "booking", "notifications")
 HTTP_PORT = 8000
+# An api serves /metrics only here (never on HTTP_PORT, where the gateway sends requests).
+METRICS_PORT = 9400
 GATEWAY_PORT = 8080
 KAFKA_IMAGE = "apache/kafka:4.1.0"
 POSTGRES_IMAGE = "postgres:16-bookworm"
@@ -166,6 +168,7 @@ def service_env(svc: str, *, database_url: str, kafka: str, **delivery: str) -> 
         f"{p}LOG_LEVEL": "INFO",
         f"{p}HTTP_HOST": "0.0.0.0",
         f"{p}HTTP_PORT": str(HTTP_PORT),
+        f"{p}METRICS_PORT": str(METRICS_PORT),
     }
     if svc == "notifications":
         # Where messages go: SMTP relay and the on-call roster (SMS URL/token: the Secret).
@@ -347,7 +350,8 @@ def _container(svc: str, process: str) -> dict[str, Any]:
         "name": process,
         "image": f"samtal-{svc}",
         "args": [process],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}]
+        + ([{"name": "metrics", "containerPort": METRICS_PORT}] if process == "api" else []),
         "envFrom": _env_from(svc),
         "env": _jwt_env(svc),
         "readinessProbe": {
@@ -386,7 +390,9 @@ def _deployment(svc: str, process: str, replicas: int) -> dict[str, Any]:
                     "labels": _meta(name, process, svc)["labels"],
                     "annotations": {
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/port": str(
+                            METRICS_PORT if process == "api" else HTTP_PORT
+                        ),
                         "prometheus.io/path": "/metrics",
                     },
                 },
@@ -507,7 +513,7 @@ DNS_EGRESS = {
 }
 MONITORING_INGRESS = {
     "from": [{"namespaceSelector": {"matchLabels": {"samtal.io/monitoring": "true"}}}],
-    "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+    "ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": METRICS_PORT}],
 }
 
 

@@ -45,6 +45,12 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_s: float = Field(default=0.25, gt=0)
     outbox_retention_hours: float = Field(default=72, ge=0)
+    # How long the relay waits for the broker to acknowledge a batch before it starts over.
+    outbox_publish_timeout_s: float = Field(default=10.0, gt=0)
+    # A new leader waits this long for its predecessor to mark what it had in flight before
+    # publishing those rows again; longer than the publish timeout, so a live predecessor
+    # always finishes first.
+    outbox_takeover_grace_s: float = Field(default=30.0, gt=0)
     # Auth: PEM public keys (several during rotation) and the expected issuer/audience.
     jwt_public_keys: list[str] = Field(default_factory=list)
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])

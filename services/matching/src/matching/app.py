@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
@@ -18,6 +19,7 @@ from contracts.events import (
     MatchRejected,
     TherapistMatched,
 )
+from contracts.oncall import OnCallRoster, OnCallShift
 from matching import api, handlers, service
 
 
@@ -28,6 +30,21 @@ class Settings(ServiceSettings):
     waitlist_retry_s: float = Field(default=30.0, gt=0)
     # How often the worker refreshes the waiting gauges (crisis triage, waitlist).
     waiting_watch_s: float = Field(default=15.0, gt=0)
+    # The on-call roster (the same as notifications'): the clinicians who may open escalated
+    # intakes without stating a reason (domain/access.py). Unset: every clinician may.
+    on_call_clinicians: list[uuid.UUID] = Field(default_factory=list)
+    on_call_shifts: list[OnCallShift] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _roster_is_valid(self) -> Settings:
+        self.on_call_roster  # noqa: B018 - a bad roster fails at start
+        return self
+
+    @property
+    def on_call_roster(self) -> OnCallRoster | None:
+        if not self.on_call_clinicians:
+            return None
+        return OnCallRoster(clinician_ids=self.on_call_clinicians, shifts=self.on_call_shifts)
 
 
 DEFINITION = ServiceDefinition(

@@ -221,9 +221,11 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
         SELECT i.intake_id, i.client_id, i.status, i.status_since, i.submitted_at,
                i.risk_level, i.severity_band, i.phq9_total, i.phq9[9] AS self_harm_answer,
                i.age_group, i.method, i.requires_approval, i.free_text IS NOT NULL AS has_free_text,
-               m.match_id, m.therapist_id, m.score, m.mode
+               m.match_id, m.therapist_id, m.score, m.mode,
+               c.clinician_id AS claimed_by, c.claimed_at
         FROM intakes i
         LEFT JOIN matches m ON m.intake_id = i.intake_id AND m.status = 'proposed'
+        LEFT JOIN intake_claims c ON c.intake_id = i.intake_id
         WHERE i.status = ANY($1::text[])
         ORDER BY i.status_since, i.intake_id
         LIMIT $2
@@ -543,3 +545,68 @@ async def likely_candidates(
 async def all_candidates(conn: asyncpg.Connection) -> list[TherapistCandidate]:
     """Every offered therapist: to tell a waitlisted client what stopped the nearest ones."""
     return [_candidate(row) for row in await conn.fetch(_CANDIDATES)]
+
+
+# --------------------------------------------------------------------------- clinician access
+
+
+async def get_claim(conn: asyncpg.Connection, intake_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT clinician_id, claimed_at FROM intake_claims WHERE intake_id = $1", intake_id
+    )
+
+
+async def set_claim(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> asyncpg.Record:
+    """Claim (or take over) the intake; a clinician claiming again keeps their first time."""
+    row = await conn.fetchrow(
+        "INSERT INTO intake_claims (intake_id, clinician_id) VALUES ($1, $2)"
+        " ON CONFLICT (intake_id) DO UPDATE SET clinician_id = EXCLUDED.clinician_id,"
+        "  claimed_at = CASE WHEN intake_claims.clinician_id = EXCLUDED.clinician_id"
+        "  THEN intake_claims.claimed_at ELSE now() END"
+        " RETURNING clinician_id, claimed_at",
+        intake_id,
+        clinician_id,
+    )
+    assert row is not None
+    return row
+
+
+async def release_claim(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> bool:
+    status = await conn.execute(
+        "DELETE FROM intake_claims WHERE intake_id = $1 AND clinician_id = $2",
+        intake_id,
+        clinician_id,
+    )
+    return status != "DELETE 0"
+
+
+async def grant_emergency_access(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    reason: str,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO emergency_access (intake_id, clinician_id, reason, expires_at)"
+        " VALUES ($1, $2, $3, $4)",
+        intake_id,
+        clinician_id,
+        reason,
+        expires_at,
+    )
+
+
+async def emergency_access_until(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> datetime | None:
+    until: datetime | None = await conn.fetchval(
+        "SELECT max(expires_at) FROM emergency_access WHERE intake_id = $1 AND clinician_id = $2",
+        intake_id,
+        clinician_id,
+    )
+    return until

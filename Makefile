@@ -27,6 +27,7 @@ install: uv
 
 lint: install
 	$(RUN) ruff check .
+	$(RUN) lint-imports
 	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src)
 
 # Lint plus every test, against a real Postgres and a real Kafka-protocol broker.

@@ -57,7 +57,7 @@ def render() -> str:
         "",
     ]
     for service in SERVICES:
-        settings = importlib.import_module(f"{service}.app").Settings
+        settings = importlib.import_module(f"{service}.settings").Settings
         own = {
             k: v for k, v in settings.model_fields.items() if k not in ServiceSettings.model_fields
         }

@@ -1,9 +1,9 @@
 """Samtal's event contracts: envelope, payloads, registry."""
 
-from contracts.envelope import ContractError, Envelope, EventPayload, decode
+from contracts.envelope import ContractError, Envelope, EventPayload
 from contracts.events import *  # noqa: F403
 from contracts.events import ALL_EVENTS
-from contracts.registry import REGISTRY, EventSpec, topic_of
+from contracts.registry import REGISTRY, EventSpec, decode, topic_of
 
 __all__ = [
     "ALL_EVENTS",

@@ -7,10 +7,9 @@ payloads with an error that names the field.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -96,37 +95,7 @@ class ContractError(ValueError):
         self.message = message
 
 
-def _first_error(error: ValidationError, prefix: str = "") -> ContractError:
+def first_error(error: ValidationError, prefix: str = "") -> ContractError:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "(root)"
     return ContractError(prefix + field, first["msg"])
-
-
-def decode(raw: bytes | str | dict[str, Any], expected: type[P] | None = None) -> Envelope[Any]:
-    """Validate a message into its typed envelope or raise ContractError naming the field."""
-    from contracts.registry import REGISTRY
-
-    if isinstance(raw, dict):
-        data = raw
-    else:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ContractError("(message)", f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ContractError("(message)", "an event must be a JSON object")
-    event_type = data.get("event_type")
-    spec = REGISTRY.by_type.get(event_type) if isinstance(event_type, str) else None
-    if spec is None:
-        raise ContractError("event_type", f"unknown event type {event_type!r}")
-    if expected is not None and spec.model is not expected:
-        raise ContractError("event_type", f"expected {expected.event_type!r}, got {event_type!r}")
-    if data.get("schema_version") != spec.model.schema_version:
-        raise ContractError(
-            "schema_version",
-            f"{event_type} v{data.get('schema_version')!r} is not served on {spec.topic}",
-        )
-    try:
-        return Envelope[spec.model].model_validate(data)  # type: ignore[name-defined]
-    except ValidationError as exc:
-        raise _first_error(exc) from exc

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from contracts.envelope import EventPayload
+from pydantic import ValidationError
+
+from contracts.envelope import ContractError, Envelope, EventPayload, first_error
 from contracts.events import ALL_EVENTS
 
 
@@ -66,3 +70,34 @@ REGISTRY = Registry(tuple(EventSpec(model) for model in ALL_EVENTS))
 
 def topic_of(model: type[EventPayload] | str) -> str:
     return REGISTRY.topic(model)
+
+
+P = TypeVar("P", bound=EventPayload)
+
+
+def decode(raw: bytes | str | dict[str, Any], expected: type[P] | None = None) -> Envelope[Any]:
+    """Validate a message into its typed envelope or raise ContractError naming the field."""
+    if isinstance(raw, dict):
+        data = raw
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError("(message)", f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("(message)", "an event must be a JSON object")
+    event_type = data.get("event_type")
+    spec = REGISTRY.by_type.get(event_type) if isinstance(event_type, str) else None
+    if spec is None:
+        raise ContractError("event_type", f"unknown event type {event_type!r}")
+    if expected is not None and spec.model is not expected:
+        raise ContractError("event_type", f"expected {expected.event_type!r}, got {event_type!r}")
+    if data.get("schema_version") != spec.model.schema_version:
+        raise ContractError(
+            "schema_version",
+            f"{event_type} v{data.get('schema_version')!r} is not served on {spec.topic}",
+        )
+    try:
+        return Envelope[spec.model].model_validate(data)  # type: ignore[name-defined]
+    except ValidationError as exc:
+        raise first_error(exc) from exc

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from booking import api, handlers, service
+from booking.settings import Settings
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
-from chassis.settings import ServiceSettings, service_config
 
-
-class Settings(ServiceSettings):
-    model_config = service_config("booking")  # env: SAMTAL_BOOKING_*
-    service: str = "booking"
-    # `make demo` may move booking's clock forward (POST /demo/clock); never in production.
-    demo_clock: bool = False
-    # How often free-slot summaries are published again as time passes.
-    summary_refresh_s: float = Field(default=900, gt=0)
-
+__all__ = ["DEFINITION", "Settings", "cli"]
 
 DEFINITION = ServiceDefinition(
     name="booking",

@@ -15,16 +15,12 @@ import typer
 from catalog import api, handlers, service
 from catalog.demo import demo_therapists, synthetic_profiles, synthetic_therapist_id
 from catalog.domain.profile import TherapistProfile
+from catalog.settings import Settings
 from chassis import db
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
-from chassis.settings import ServiceSettings, service_config
 
-
-class Settings(ServiceSettings):
-    model_config = service_config("catalog")  # env: SAMTAL_CATALOG_*
-    service: str = "catalog"
-
+__all__ = ["DEFINITION", "Settings", "cli"]
 
 DEFINITION = ServiceDefinition(
     name="catalog",
@@ -37,7 +33,7 @@ DEFINITION = ServiceDefinition(
 
 
 async def load_profiles(
-    settings: ServiceSettings, entries: list[tuple[uuid.UUID, TherapistProfile]]
+    settings: Settings, entries: list[tuple[uuid.UUID, TherapistProfile]]
 ) -> service.LoadResult:
     """Write profiles through the store and the outbox (the worker's relay publishes them)."""
     pool = await db.create_pool(settings)

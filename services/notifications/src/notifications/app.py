@@ -6,89 +6,14 @@ samtal-notifications worker   event handlers (messages planned per event) and th
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
 from pathlib import Path
-
-from pydantic import Field, SecretStr, model_validator
 
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
-from chassis.settings import ServiceSettings, service_config
 from notifications import api, handlers, sender
-from notifications.domain.contacts import OnCallRoster, OnCallShift
-from notifications.domain.delivery import (
-    BASE_DELAY,
-    MAX_ATTEMPTS,
-    MAX_DELAY,
-    URGENT_BASE_DELAY,
-    URGENT_MAX_DELAY,
-    RetryPolicy,
-)
+from notifications.settings import Settings
 
-
-class Settings(ServiceSettings):
-    model_config = service_config("notifications")  # env: SAMTAL_NOTIFICATIONS_*
-    service: str = "notifications"
-
-    # Who is alerted when an intake is escalated: a JSON list of clinician ids,
-    # e.g. SAMTAL_NOTIFICATIONS_ON_CALL_CLINICIANS='["…", "…"]'; optional shifts say who
-    # is on call when (domain.contacts.OnCallRoster).
-    on_call_clinicians: list[uuid.UUID] = Field(default_factory=list)
-    on_call_shifts: list[OnCallShift] = Field(default_factory=list)
-
-    # E-mail over SMTP. starttls None: use STARTTLS when the server offers it.
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = Field(default=25, ge=1, le=65535)
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_from: str = "Samtal <no-reply@samtal.se>"
-    smtp_starttls: bool | None = None
-    smtp_tls: bool = False  # implicit TLS (port 465)
-    smtp_timeout_s: float = Field(default=20, gt=0)
-
-    # SMS through an HTTP provider: POST {to, text} with a bearer credential.
-    # Without a URL there is no SMS channel (e-mail and in-app only).
-    sms_url: str | None = None
-    sms_token: SecretStr | None = None
-    sms_timeout_s: float = Field(default=10, gt=0)
-
-    # The sender: woken by NOTIFY and at the next due time; sender_poll_s is only the
-    # longest it sleeps otherwise. How many messages/deliveries it takes at a time, how
-    # many it sends at once, and how long a claim lasts before another sender may take
-    # the delivery over (longer than any send can take).
-    sender_poll_s: float = Field(default=5.0, gt=0)
-    sender_batch_size: int = Field(default=10, ge=1, le=500)
-    sender_concurrency: int = Field(default=5, ge=1, le=100)
-    sender_lease_s: float = Field(default=120, gt=0)
-
-    # Retries of failed sends (domain.delivery): attempts and backoff, normal and urgent.
-    retry_max_attempts: int = Field(default=MAX_ATTEMPTS, ge=1, le=50)
-    retry_base_s: float = Field(default=BASE_DELAY.total_seconds(), ge=0)
-    retry_max_s: float = Field(default=MAX_DELAY.total_seconds(), ge=0)
-    retry_urgent_base_s: float = Field(default=URGENT_BASE_DELAY.total_seconds(), ge=0)
-    retry_urgent_max_s: float = Field(default=URGENT_MAX_DELAY.total_seconds(), ge=0)
-
-    @model_validator(mode="after")
-    def _roster_is_valid(self) -> Settings:
-        self.on_call_roster  # noqa: B018 - a bad roster fails at start, not at a crisis
-        return self
-
-    @property
-    def on_call_roster(self) -> OnCallRoster | None:
-        if not self.on_call_clinicians:
-            return None
-        return OnCallRoster(clinician_ids=self.on_call_clinicians, shifts=self.on_call_shifts)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.retry_max_attempts,
-            base_delay=timedelta(seconds=self.retry_base_s),
-            max_delay=timedelta(seconds=self.retry_max_s),
-            urgent_base_delay=timedelta(seconds=self.retry_urgent_base_s),
-            urgent_max_delay=timedelta(seconds=self.retry_urgent_max_s),
-        )
+__all__ = ["DEFINITION", "Settings", "cli"]
 
 
 DEFINITION = ServiceDefinition(

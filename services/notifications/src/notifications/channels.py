@@ -16,7 +16,7 @@ import aiosmtplib
 import httpx
 
 if TYPE_CHECKING:
-    from notifications.app import Settings
+    from notifications.settings import Settings
 
 
 class SendFailed(Exception):

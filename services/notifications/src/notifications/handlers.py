@@ -22,7 +22,7 @@ from notifications import store
 from notifications.domain.plan import HANDLED_EVENTS, plan
 
 if TYPE_CHECKING:
-    from notifications.app import Settings
+    from notifications.settings import Settings
 
 consumers = EventConsumers("notifications")
 

@@ -45,7 +45,7 @@ from notifications.domain.render import UnknownTemplate, render
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
 
 if TYPE_CHECKING:
-    from notifications.app import Settings
+    from notifications.settings import Settings
 
 log = structlog.get_logger("notifications.sender")
 

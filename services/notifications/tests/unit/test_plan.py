@@ -7,7 +7,7 @@ from typing import Any
 
 import icalendar
 
-from contracts.envelope import decode
+from contracts import decode
 from contracts.events import CourseStarted, SessionAttended, TherapistProfileWithdrawn
 from notifications.domain.contacts import OnCallRoster, OnCallShift
 from notifications.domain.plan import (

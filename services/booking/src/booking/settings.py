@@ -1,0 +1,16 @@
+"""Booking's settings (env: SAMTAL_BOOKING_*), read by every module of the service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from chassis.settings import ServiceSettings, service_config
+
+
+class Settings(ServiceSettings):
+    model_config = service_config("booking")  # env: SAMTAL_BOOKING_*
+    service: str = "booking"
+    # `make demo` may move booking's clock forward (POST /demo/clock); never in production.
+    demo_clock: bool = False
+    # How often free-slot summaries are published again as time passes.
+    summary_refresh_s: float = Field(default=900, gt=0)

@@ -1,8 +1,11 @@
 """The audit log of health-data access (DOMAIN.md, Privacy): who, whose data, what, when, why.
 
-`record` writes the entry where the access happens. An access outside the reader's
-standing access (a clinician's emergency access) carries `emergency=True`, a
-`reason_code` and the stated `reason`; the reason text stays in this service.
+`record` writes the entry where the access happens, and in the same transaction an
+`<Service>AccessRecorded` event (ids, role, action, resource kind, reason code: no
+health content, no reason text) that notifications keeps as the person's one access
+log across services. An access outside the reader's standing access (a clinician's
+emergency access) carries `emergency=True`, a `reason_code` and the stated `reason`;
+the reason text stays in this service.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import uuid
 from typing import Any
 
 import asyncpg
+
+from chassis import outbox
+from contracts.events import ACCESS_RECORDED
 
 EMERGENCY_ACCESS = "emergency_access"
 
@@ -28,9 +34,11 @@ async def record(
     reason: str | None = None,
     emergency: bool = False,
 ) -> None:
-    await conn.execute(
+    # The service is the pool's application name (chassis.db), else its schema.
+    row = await conn.fetchrow(
         "INSERT INTO audit_log (actor_id, actor_role, subject_id, action, resource, resource_id,"
-        " reason_code, reason, emergency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        " reason_code, reason, emergency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " RETURNING at, current_setting('application_name') AS app, current_schema() AS schema",
         actor_id,
         actor_role,
         subject_id,
@@ -40,6 +48,27 @@ async def record(
         reason_code,
         reason,
         emergency,
+    )
+    assert row is not None
+    event = ACCESS_RECORDED.get(row["app"]) or ACCESS_RECORDED.get(row["schema"])
+    if event is None:
+        raise RuntimeError(
+            f"audit: no access event for service {row['app']!r} (schema {row['schema']!r})"
+        )
+    await outbox.add(
+        conn,
+        event(
+            entry_id=uuid.uuid4(),
+            subject_id=subject_id,
+            actor_id=actor_id,
+            actor_role=actor_role,  # type: ignore[arg-type]
+            action=action,
+            resource=resource,
+            resource_id=resource_id,
+            reason_code=reason_code,  # type: ignore[arg-type]
+            emergency=emergency,
+            at=row["at"],
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from contracts.events import (
     IntakeTriaged,
     IntakeWaitlisted,
     MatchApproved,
+    MatchingAccessRecorded,
     MatchRejected,
     TherapistMatched,
 )
@@ -36,6 +37,7 @@ DEFINITION = ServiceDefinition(
         TherapistMatched,
         MatchApproved,
         MatchRejected,
+        MatchingAccessRecorded,
     ],
     description="Intakes, screening with crisis routing, the matcher and the waitlist.",
 )

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
-from chassis.errors import Conflict, NotFound
+from chassis.errors import Conflict, DomainError, NotFound
 from notifications import store
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
 from notifications.domain.delivery import InvalidTransition, resend
@@ -211,3 +211,68 @@ async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> dic
         await store.save_resend(conn, delivery_id, again)
         await store.wake_sender(conn)
     return {"id": delivery_id, "state": again.state.value}
+
+
+# --------------------------------------------------------------------------- access log
+
+
+class AccessEntry(BaseModel):
+    service: str
+    actor_id: str
+    actor_role: str
+    action: str
+    resource: str
+    resource_id: str | None
+    # Emergency access: a clinician without standing access opened the record, stating a
+    # reason (the reason itself is in that service's own log).
+    emergency: bool
+    reason_code: str | None
+    at: datetime
+
+
+class AccessLog(BaseModel):
+    entries: list[AccessEntry]
+    # Pass as `cursor` for the next (older) page; None: no more.
+    next_cursor: str | None
+
+
+def _cursor_of(value: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, entry_id = value.rsplit("_", 1)
+        return datetime.fromisoformat(at), uuid.UUID(entry_id)
+    except ValueError as exc:
+        raise DomainError("cursor: not a cursor this service gave", code="invalid_request") from exc
+
+
+@router.get("/me/access-log", tags=["privacy"])
+async def my_access_log(
+    request: Request,
+    who: Person,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> AccessLog:
+    """Who read or changed your health data in any service, and when: newest first, paged."""
+    before = _cursor_of(cursor) if cursor else None
+    async with pool_of(request).acquire() as conn:
+        rows = await store.access_log(conn, who.subject, limit + 1, before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        AccessEntry(
+            service=r["service"],
+            actor_id=r["actor_id"],
+            actor_role=r["actor_role"],
+            action=r["action"],
+            resource=r["resource"],
+            resource_id=r["resource_id"],
+            emergency=r["emergency"],
+            reason_code=r["reason_code"],
+            at=r["at"],
+        )
+        for r in rows
+    ]
+    last = rows[-1] if rows and more else None
+    return AccessLog(
+        entries=entries,
+        next_cursor=f"{last['at'].isoformat()}_{last['entry_id']}" if last else None,
+    )

@@ -17,7 +17,7 @@ import asyncpg
 
 from chassis.consumer import EventConsumers
 from contracts import REGISTRY, Envelope
-from contracts.events import IntakeEscalated
+from contracts.events import ACCESS_RECORDED, IntakeEscalated
 from notifications import store
 from notifications.domain.plan import HANDLED_EVENTS, plan
 
@@ -43,3 +43,15 @@ for _event_type in sorted(HANDLED_EVENTS):
         name=f"{_spec.topic.split('.')[1]}-messages",  # e.g. session-booked-messages
         group="crisis" if _event_type in CRISIS_EVENTS else "messages",
     )(store_messages)
+
+
+# The person's one access log: every service's audit entries (ids and codes only).
+async def keep_access_entry(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Keeps a service's audit entry in the person's access log (GET /me/access-log)."""
+    await store.record_access(conn, event.producer, event.payload)
+
+
+for _model in ACCESS_RECORDED.values():
+    consumers.handler(_model, name=f"{_model.producer}-access-log", group="access-log")(
+        keep_access_entry
+    )

@@ -428,3 +428,50 @@ async def save_resend(conn: asyncpg.Connection, delivery_id: int, d: Delivery) -
         d.attempts,
         d.due_at,
     )
+
+
+# --------------------------------------------------------------------------- access log
+
+
+async def record_access(conn: asyncpg.Connection, service: str, entry: Any) -> None:
+    """Keep one AccessRecorded entry (an `_AccessRecorded` payload); a repeat is a no-op."""
+    await conn.execute(
+        "INSERT INTO access_log (entry_id, subject_id, service, actor_id, actor_role, action,"
+        " resource, resource_id, reason_code, emergency, at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        entry.entry_id,
+        entry.subject_id,
+        service,
+        entry.actor_id,
+        entry.actor_role,
+        entry.action,
+        entry.resource,
+        entry.resource_id,
+        entry.reason_code,
+        entry.emergency,
+        entry.at,
+    )
+
+
+async def access_log(
+    conn: asyncpg.Connection,
+    subject_id: uuid.UUID,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[asyncpg.Record]:
+    """The person's entries, newest first, after the `before` cursor (at, entry_id)."""
+    if before is None:
+        return await conn.fetch(
+            "SELECT * FROM access_log WHERE subject_id = $1"
+            " ORDER BY at DESC, entry_id DESC LIMIT $2",
+            subject_id,
+            limit,
+        )
+    return await conn.fetch(
+        "SELECT * FROM access_log WHERE subject_id = $1 AND (at, entry_id) < ($2, $3)"
+        " ORDER BY at DESC, entry_id DESC LIMIT $4",
+        subject_id,
+        before[0],
+        before[1],
+        limit,
+    )

@@ -17,7 +17,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router],
     consumers=handlers.consumers,
-    worker_tasks=[service.summary_refresher],
+    worker_tasks=[service.summary_publisher],
     description="Availability, treatment courses, sessions and course completion.",
 )
 cli = service_cli(DEFINITION)

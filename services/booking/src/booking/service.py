@@ -1,10 +1,13 @@
 """Booking's use cases: load, apply a domain rule, store, emit, in one transaction each.
 
-Everything that changes a therapist's calendar or courses takes that therapist's row lock
-first (`store.lock_therapist`), so concurrent bookings of one therapist queue instead of
-colliding; the exclusion constraints stay as the safety net, and a collision they still
-catch answers 409 like any taken slot. Events go through the outbox in the same transaction,
-and so does the therapist's free-slot summary for matching whenever it may have changed.
+No therapist-wide lock: the database decides who gets a time. A booking reads what it
+decides on in one round trip, checks the rules, and books in one statement that claims the
+session's time as cells (first claim wins, `store.book`); the exclusion constraints stay as
+the safety net, and a collision either catches answers 409 like any taken slot. Changes of a
+course (cancel, move, end, replan, attendance) lock that course's row. Events go through the
+outbox with the change. The free-slot summary for matching leaves the change's transaction:
+the change only files a request, and the worker's publisher (`publish_due_summaries`) sends
+one summary per therapist per `summary_window_s` after commit.
 
 The HTTP routes and event handlers only translate to and from these functions. `now` is a
 parameter so rules about time (notice, the 24-hour policy, attendance) are testable.
@@ -33,11 +36,10 @@ from booking.domain.availability import (
     AvailabilityRules,
     Busy,
     DateException,
+    FreeTime,
     Hours,
     Slot,
-    alternatives,
     check_bookable,
-    first_free_slots,
 )
 from booking.domain.clock import DEFAULT_TIME_ZONE
 from booking.domain.course import Course, CourseSession
@@ -125,7 +127,7 @@ async def apply_profile(
         version=profile.version,
     )
     if applied:  # the time zone may have moved every slot
-        await publish_summary(conn, profile.therapist_id, now)
+        await store.request_summary(conn, profile.therapist_id)
     return applied
 
 
@@ -134,7 +136,7 @@ async def apply_withdrawal(
 ) -> bool:
     applied = await store.apply_withdrawal(conn, withdrawn.therapist_id, withdrawn.version)
     if applied:
-        await publish_summary(conn, withdrawn.therapist_id, now)
+        await store.request_summary(conn, withdrawn.therapist_id)
     return applied
 
 
@@ -188,11 +190,13 @@ async def set_availability(
     """A therapist sets their own hours (an admin anybody's); the summary follows."""
     _own_calendar(who, therapist_id)
     async with pool.acquire() as conn, conn.transaction():
-        therapist = await store.lock_therapist(conn, therapist_id, create=True)
+        await store.ensure_therapist(conn, therapist_id)
+        therapist = await store.get_therapist(conn, therapist_id)
+        assert therapist is not None
         with _translated():
             rules_from(document, therapist["time_zone"])  # validate before storing
         row = await store.put_availability(conn, therapist_id, **document)
-        await publish_summary(conn, therapist_id, now)
+        await store.request_summary(conn, therapist_id)
     return availability_json(therapist_id, therapist["time_zone"], row)
 
 
@@ -226,8 +230,8 @@ def _open_rules(therapist: Any) -> AvailabilityRules | None:
 
 
 def _rules_of(therapist: Any) -> AvailabilityRules:
-    """The rules a booking must follow (from `store.lock_therapist`); 409 when the therapist
-    takes no bookings."""
+    """The rules a booking must follow (the therapist's columns of `store.booking_view`); 409
+    when the therapist takes no bookings."""
     if not therapist["published"]:
         raise Conflict(
             "This therapist is not taking bookings at the moment.", code="therapist_unavailable"
@@ -268,79 +272,122 @@ async def free_slots_for(
     since: datetime | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
-    """Free slots of a therapist, for the therapist and for clients with a course with them."""
+    """Free slots of a therapist, for the therapist and for clients with a course with them:
+    the precomputed day tables (domain `FreeTime`) minus the busy times, two round trips."""
+    client = who.subject if who.role == "client" else None
+    if client is None:
+        _own_calendar(who, therapist_id)
     async with pool.acquire() as conn:
-        if who.role == "client":
-            if not await store.has_course_between(conn, who.subject, therapist_id):
+        view = await store.slot_view(conn, therapist_id, client)
+        if client is not None:
+            if not view["has_course"]:
                 raise _not_found("therapist")
-            minutes = minutes or await store.latest_course_minutes(conn, who.subject, therapist_id)
-        else:
-            _own_calendar(who, therapist_id)
+            minutes = minutes or view["course_minutes"]
         minutes = minutes or SUMMARY_SESSION_MINUTES
-        therapist = await store.get_therapist(conn, therapist_id)
-        rules = _open_rules(therapist)
+        rules = _open_rules(view if view["time_zone"] is not None else None)
         slots: list[Slot] = []
         if rules is not None:
             # A client cannot be in two sessions at once either.
-            client = who.subject if who.role == "client" else None
             therapist_busy, client_busy = await _calendars(conn, rules, now, therapist_id, client)
-            busy = therapist_busy + client_busy
             with _translated():
-                slots = first_free_slots(rules, minutes, busy, now, limit, since=since)
+                free = FreeTime(rules, minutes, therapist_busy + client_busy, now)
+                slots = free.first(limit, since)
     return {
         "therapist_id": str(therapist_id),
-        "time_zone": therapist["time_zone"] if therapist else DEFAULT_TIME_ZONE,
+        "time_zone": view["time_zone"] or DEFAULT_TIME_ZONE,
         "minutes": minutes,
         "slots": [_slot_json(s) for s in slots],
     }
 
 
-async def publish_summary(
-    conn: asyncpg.Connection,
-    therapist_id: uuid.UUID,
-    now: datetime,
-    known: tuple[AvailabilityRules, list[Busy]] | None = None,
+async def publish_summaries(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID], now: datetime
 ) -> None:
-    """The therapist's next free slots and load, for matching. Called under the therapist's
-    lock (or the row update that holds it) so summaries leave in the order of the changes.
-    `known`: the rules and busy times the caller already holds (a booking), spares reading."""
-    rules = known[0] if known else _open_rules(await store.get_therapist(conn, therapist_id))
-    slots: list[Slot] = []
-    if rules is not None:
-        busy = known[1] if known else (await _calendars(conn, rules, now, therapist_id))[0]
-        slots = first_free_slots(rules, SUMMARY_SESSION_MINUTES, busy, now, SUMMARY_MAX_SLOTS)
-    await outbox.add(
-        conn,
-        TherapistAvailabilityPublished(
-            therapist_id=therapist_id,
-            computed_at=now,
-            active_courses=await store.count_active_courses(conn, therapist_id),
-            free_slots=[FreeSlot(starts_at=s.starts_at, minutes=s.minutes) for s in slots],
-        ),
-    )
-
-
-async def refresh_summaries(pool: asyncpg.Pool, now: datetime) -> int:
-    """Publish every bookable therapist's summary again: as time passes its first slots
-    start and new days enter the horizon, with no booking to trigger a new summary."""
-    async with pool.acquire() as conn:
-        therapists = await store.bookable_therapists(conn)
-    for therapist_id in therapists:
-        async with pool.acquire() as conn, conn.transaction():
-            await store.lock_therapist(conn, therapist_id)
-            await publish_summary(conn, therapist_id, now)
-    return len(therapists)
-
-
-async def summary_refresher(runtime: Runtime) -> None:
-    """Worker task: refresh the summaries every `summary_refresh_s`."""
-    while True:
-        await asyncio.sleep(runtime.settings.summary_refresh_s)  # type: ignore[attr-defined]
+    """Summaries of many therapists into the outbox, in the caller's transaction: reads and
+    writes are batched (three round trips for the lot)."""
+    therapists, rules = await store.summary_therapists(conn, therapist_ids), []
+    for therapist in therapists:
         try:
-            count = await refresh_summaries(runtime.pool, datetime.now(UTC))  # type: ignore[arg-type]
-            log.info("free-slot summaries refreshed", therapists=count)
-        except Exception as exc:  # the next round tries again
-            log.warning("refreshing free-slot summaries failed", error=str(exc))
+            rules.append(_open_rules(therapist))
+        except DomainError:  # stored rules were valid when stored; never stop the rest
+            log.warning("unreadable availability", therapist=str(therapist["therapist_id"]))
+            rules.append(None)
+    horizon = max((r.horizon for r in rules if r is not None), default=timedelta(0))
+    busy = await store.busy_of_many(
+        conn, therapist_ids, now - timedelta(days=1), now + horizon + timedelta(days=1)
+    )
+    summaries = []
+    for therapist, found in zip(therapists, rules, strict=True):
+        slots: list[Slot] = []
+        if found is not None:
+            free = FreeTime(found, SUMMARY_SESSION_MINUTES, busy[therapist["therapist_id"]], now)
+            slots = free.first(SUMMARY_MAX_SLOTS)
+        summaries.append(
+            TherapistAvailabilityPublished(
+                therapist_id=therapist["therapist_id"],
+                computed_at=now,
+                active_courses=therapist["active_courses"],
+                free_slots=[FreeSlot(starts_at=s.starts_at, minutes=s.minutes) for s in slots],
+            )
+        )
+    await store.add_events(conn, summaries)
+
+
+async def publish_due_summaries(
+    pool: asyncpg.Pool, now: datetime, window_s: float, batch: int = 200
+) -> int:
+    """Publish the summary of every therapist whose oldest request is `window_s` old: one
+    summary for all their requests, computed from the committed state after the requests
+    were taken. Replicas share the work (each therapist goes to one of them, advisory locks
+    skip the others); a replica that dies mid-batch leaves the requests for the next pass.
+    Returns how many therapists were published."""
+    published = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            therapists = await store.take_due_summaries(conn, window_s, batch)
+            if therapists:
+                await publish_summaries(conn, therapists, now)
+        published += len(therapists)
+        if len(therapists) < batch:
+            return published
+
+
+async def refresh_summaries(pool: asyncpg.Pool, now: datetime, every_s: float) -> int:
+    """As time passes a summary's first slots start and new days enter the horizon with no
+    change to trigger it: once every `every_s` (by whichever replica moves the schedule on)
+    every bookable therapist's summary is requested, and the publishers of all replicas share
+    the work. Cells of time long past are forgotten in the same turn."""
+    async with pool.acquire() as conn, conn.transaction():
+        requested = await store.queue_refresh(conn, every_s)
+        if requested:
+            await store.forget_past_cells(conn, now - timedelta(days=2))
+    return requested
+
+
+async def summary_publisher(runtime: Runtime) -> None:
+    """Worker task: every `summary_poll_s`, queue the periodic refresh if it is due and
+    publish the summaries that are due (see `publish_due_summaries` for the delay bound)."""
+    settings: Any = runtime.settings
+    pool: asyncpg.Pool = runtime.pool
+    while True:
+        try:
+            now = await _worker_now(pool, settings)
+            await refresh_summaries(pool, now, settings.summary_refresh_s)
+            count = await publish_due_summaries(pool, now, settings.summary_window_s)
+            if count:
+                log.debug("free-slot summaries published", therapists=count)
+        except Exception as exc:  # the next round tries again; the requests are kept
+            log.warning("publishing free-slot summaries failed", error=str(exc))
+        await asyncio.sleep(settings.summary_poll_s)
+
+
+async def _worker_now(pool: asyncpg.Pool, settings: Any) -> datetime:
+    """Booking's "now" in the worker (the demo clock, where it is on, as the api has it)."""
+    real = datetime.now(UTC)
+    if not settings.demo_clock:
+        return real
+    async with pool.acquire() as conn:
+        return real + timedelta(seconds=await store.clock_offset_s(conn))
 
 
 # --------------------------------------------------------------------------- courses
@@ -493,8 +540,8 @@ async def open_course(
     involved = {matched.therapist_id}
     if matched.previous_therapist_id:
         involved.add(matched.previous_therapist_id)
-    for therapist_id in sorted(involved):  # a fixed order: two switches never deadlock
-        await store.lock_therapist(conn, therapist_id, create=True)
+    for therapist_id in sorted(involved):
+        await store.ensure_therapist(conn, therapist_id)
     with _translated():
         plan = rules_of_course.new_course(matched.method)
     row = await store.insert_course(
@@ -528,9 +575,10 @@ async def open_course(
     previous = matched.previous_therapist_id
     if previous and previous != matched.therapist_id:
         for old in await store.active_courses_between(conn, matched.client_id, previous):
-            await _end(conn, old, "switched_therapist", "system", now)
-        await publish_summary(conn, previous, now)
-    await publish_summary(conn, matched.therapist_id, now)
+            old = await store.lock_course(conn, old["course_id"])
+            if old["status"] == "active":  # not ended meanwhile
+                await _end(conn, old, "switched_therapist", "system", now)
+    await store.request_summary(conn, *sorted(involved))
     course_id: uuid.UUID = row["course_id"]
     return course_id
 
@@ -545,9 +593,8 @@ async def change_plan(
 ) -> dict[str, Any]:
     """The therapist adjusts the number of sessions or their length within the method."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await _course_for(conn, who, course_id)
-        await store.lock_therapist(conn, row["therapist_id"])
-        row = await _reread_course(conn, course_id)
+        await _course_for(conn, who, course_id)
+        row = await store.lock_course(conn, course_id)
         course = course_of(row, await store.sessions_of_course(conn, course_id))
         with _translated():
             changed = rules_of_course.replan(course, planned_sessions, session_minutes)
@@ -555,7 +602,7 @@ async def change_plan(
         await store.set_phases(conn, {s.session_id: s.phase for s in changed.sessions})
         if changed.status == "completed":
             await _complete(conn, row, changed, now)
-            await publish_summary(conn, row["therapist_id"], now)
+            await store.request_summary(conn, row["therapist_id"])
         row = await _reread_course(conn, course_id)
     return course_json(row)
 
@@ -564,10 +611,10 @@ async def end_course(
     pool: asyncpg.Pool, who: Principal, course_id: uuid.UUID, reason: EndReason, now: datetime
 ) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
-        row = await _course_for(conn, who, course_id)
-        await store.lock_therapist(conn, row["therapist_id"])
-        await _end(conn, await _reread_course(conn, course_id), reason, who.role, now)
-        await publish_summary(conn, row["therapist_id"], now)
+        await _course_for(conn, who, course_id)
+        row = await store.lock_course(conn, course_id)
+        await _end(conn, row, reason, who.role, now)
+        await store.request_summary(conn, row["therapist_id"])
         row = await _reread_course(conn, course_id)
     return course_json(row)
 
@@ -575,7 +622,8 @@ async def end_course(
 async def _end(
     conn: asyncpg.Connection, row: Any, reason: EndReason, by: Actor, now: datetime
 ) -> None:
-    """End a course early: its booked sessions are cancelled, never against the client."""
+    """End a course early: its booked sessions are cancelled, never against the client. The
+    caller holds the course's lock (`store.lock_course`)."""
     sessions = await store.sessions_of_course(conn, row["course_id"])
     course = course_of(row, sessions)
     with _translated():
@@ -636,20 +684,31 @@ def _fingerprint(**request: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def _earlier_answer(
-    conn: asyncpg.Connection, who: Principal, key: str, request_hash: str
-) -> dict[str, Any] | None:
-    """The answer already given to this key; 409 if the key was used for another request."""
-    found = await store.find_answer(conn, who.subject, key)
+def _earlier(found: Any, request_hash: str) -> dict[str, Any] | None:
+    """The answer already given to this key (found: (request hash, response) or None); 409
+    if the key was used for another request."""
     if found is None:
         return None
-    if found["request_hash"] != request_hash:
+    if found[0] != request_hash:
         raise Conflict(
             "This idempotency key was already used for a different request; use a new key.",
             code="idempotency_key_reused",
         )
-    answer: dict[str, Any] = found["response"]
+    answer: dict[str, Any] = found[1]
     return answer
+
+
+def _answer_of(view: Any) -> tuple[str, dict[str, Any]] | None:
+    if view["earlier_hash"] is None:
+        return None
+    return view["earlier_hash"], view["earlier_response"]
+
+
+async def _earlier_answer(
+    conn: asyncpg.Connection, who: Principal, key: str, request_hash: str
+) -> dict[str, Any] | None:
+    found = await store.find_answer(conn, who.subject, key)
+    return _earlier(found and (found["request_hash"], found["response"]), request_hash)
 
 
 def _check_free(
@@ -664,9 +723,13 @@ def _check_free(
     check_bookable(rules, minutes, therapist_busy, now, starts_at)
     ends_at = starts_at + timedelta(minutes=minutes)
     if any(start < ends_at and starts_at < end for start, end in client_busy):
-        raise errors.SlotUnavailable(
-            "client_busy", "The client already has another session at that time."
-        )
+        raise _CLIENT_BUSY
+
+
+_CLIENT_BUSY = errors.SlotUnavailable(
+    "client_busy", "The client already has another session at that time."
+)
+_TAKEN = errors.SlotUnavailable("taken", "That time is taken or too close to another session.")
 
 
 def _refusal(
@@ -678,8 +741,24 @@ def _refusal(
     starts_at: datetime,
 ) -> Conflict:
     """The 409 for a slot that is not free, offering the nearest free ones instead."""
-    offered = alternatives(rules, minutes, busy, now, starts_at, ALTERNATIVES_OFFERED)
+    offered = FreeTime(rules, minutes, busy, now).nearest(starts_at, ALTERNATIVES_OFFERED)
     return _taken(exc.code, exc.message, offered)
+
+
+async def _refused(
+    conn: asyncpg.Connection,
+    exc: errors.SlotUnavailable,
+    rules: AvailabilityRules,
+    row: Any,
+    now: datetime,
+    starts_at: datetime,
+) -> Conflict:
+    """The 409 for a refused booking, with alternatives from both calendars as they are now."""
+    therapist_busy, client_busy = await _calendars(
+        conn, rules, now, row["therapist_id"], row["client_id"]
+    )
+    busy = therapist_busy + client_busy
+    return _refusal(exc, rules, row["session_minutes"], busy, now, starts_at)
 
 
 def _check_slot(
@@ -710,56 +789,78 @@ def _place(mode: str, therapist: Any) -> tuple[str | None, str | None]:
     return None, therapist["practice_address"]
 
 
-async def _insert_booked(
-    conn: asyncpg.Connection,
+def _new_session(
     row: Any,
-    therapist: Any,
     rules: AvailabilityRules,
     session: CourseSession,
     minutes: int,
     by: Actor,
     series_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    """The stored row of a session about to be booked (`store.book` writes it)."""
+    meeting_url, practice_address = _place(row["mode"], row)
+    return {
+        "session_id": session.session_id,
+        "course_id": row["course_id"],
+        "client_id": row["client_id"],
+        "therapist_id": row["therapist_id"],
+        "number": session.number,
+        "phase": session.phase,
+        "status": "booked",
+        "starts_at": session.starts_at,
+        "ends_at": session.starts_at + timedelta(minutes=minutes),
+        "buffer_minutes": rules.buffer_minutes,
+        "time_zone": rules.time_zone,
+        "mode": row["mode"],
+        "meeting_url": meeting_url,
+        "practice_address": practice_address,
+        "booked_by": by,
+        "series_id": series_id,
+        "policy_version": CURRENT_POLICY.version,
+        "late": None,
+        "counts_as_used": None,
+    }
+
+
+def _booked_event(booked: dict[str, Any]) -> SessionBooked:
+    return SessionBooked(
+        session_id=booked["session_id"],
+        course_id=booked["course_id"],
+        client_id=booked["client_id"],
+        therapist_id=booked["therapist_id"],
+        number=booked["number"],
+        phase=booked["phase"],
+        starts_at=booked["starts_at"],
+        ends_at=booked["ends_at"],
+        time_zone=booked["time_zone"],
+        mode=booked["mode"],
+        meeting_url=booked["meeting_url"],
+        practice_address=booked["practice_address"],
+        booked_by=booked["booked_by"],
+        series_id=booked["series_id"],
+    )
+
+
+# A booking that loses a place in the plan to a concurrent booking of the same course, or
+# sees its course change under it, reads again and decides again (a few times at most).
+BOOKING_ROUNDS = 4
+
+
+def _course_changed() -> Conflict:
+    return Conflict("The course changed while booking; please try again.", code="course_changed")
+
+
+async def _booking_view(
+    conn: asyncpg.Connection,
+    who: Principal,
+    course_id: uuid.UUID,
+    key: str,
+    starts_at: datetime | None,
 ) -> Any:
-    meeting_url, practice_address = _place(row["mode"], therapist)
-    booked = await store.insert_session(
-        conn,
-        session_id=session.session_id,
-        course_id=row["course_id"],
-        client_id=row["client_id"],
-        therapist_id=row["therapist_id"],
-        number=session.number,
-        phase=session.phase,
-        starts_at=session.starts_at,
-        ends_at=session.starts_at + timedelta(minutes=minutes),
-        buffer_minutes=rules.buffer_minutes,
-        time_zone=rules.time_zone,
-        mode=row["mode"],
-        meeting_url=meeting_url,
-        practice_address=practice_address,
-        booked_by=by,
-        series_id=series_id,
-        policy_version=CURRENT_POLICY.version,
-    )
-    await outbox.add(
-        conn,
-        SessionBooked(
-            session_id=booked["session_id"],
-            course_id=booked["course_id"],
-            client_id=booked["client_id"],
-            therapist_id=booked["therapist_id"],
-            number=booked["number"],
-            phase=booked["phase"],
-            starts_at=booked["starts_at"],
-            ends_at=booked["ends_at"],
-            time_zone=booked["time_zone"],
-            mode=booked["mode"],
-            meeting_url=booked["meeting_url"],
-            practice_address=booked["practice_address"],
-            booked_by=by,
-            series_id=series_id,
-        ),
-    )
-    return booked
+    view = await store.booking_view(conn, course_id, who.subject, key, starts_at)
+    if view is None or not _is_party(who, view):
+        raise _not_found()
+    return view
 
 
 async def book_session(
@@ -772,101 +873,54 @@ async def book_session(
 ) -> dict[str, Any]:
     """Book one session of a course at `starts_at` (the client or the therapist books).
 
-    Under many clients racing for the same times the therapist's lock is the bottleneck, so
-    a time already taken is refused after a first look without the lock, a refusal under the
-    lock holds it only to read the calendar, and the alternatives are worked out after."""
+    One round trip reads everything the decision needs (course, sessions, rules, an earlier
+    answer to the key, whether either calendar is taken there); the rules are checked in
+    memory; one statement books (`store.book`). Only a refusal reads the calendars, for
+    the alternatives it offers."""
     request_hash = _fingerprint(op="session", course=course_id, starts_at=starts_at.isoformat())
     async with pool.acquire() as conn:
-        row = await _course_for(conn, who, course_id)
-        earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
-        if earlier is not None:  # a retry of a booking already made
-            return earlier
-        therapist = await store.get_therapist(conn, row["therapist_id"])
-        rules, busy, refused = await _look(conn, therapist, row, starts_at, now)
-        if refused is None:
+        for _ in range(BOOKING_ROUNDS):
+            view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
+            earlier = _earlier(_answer_of(view), request_hash)
+            if earlier is not None:  # a retry of a booking already made
+                return earlier
+            rules = _rules_of(view)
+            minutes = view["session_minutes"]
             try:
-                async with conn.transaction():
-                    therapist = await store.lock_therapist(conn, row["therapist_id"])
-                    rules, busy, refused = await _look(conn, therapist, row, starts_at, now)
-                    if refused is None:
-                        return await _book_checked(
-                            conn,
-                            who,
-                            therapist,
-                            (rules, busy),
-                            course_id,
-                            starts_at,
-                            now,
-                            (idempotency_key, request_hash),
-                        )
-            except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError) as exc:
-                # The constraint caught what the lock should have prevented: still a clear 409.
-                raise await _taken_after_all(pool, course_id, starts_at, now) from exc
-        # Refused, and the lock (if it was taken) released.
-        earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
-        if earlier is not None:  # the same request, booked by a twin meanwhile
-            return earlier
-        everybody = busy[0] + busy[1]
-        raise _refusal(refused, rules, row["session_minutes"], everybody, now, starts_at)
-
-
-async def _look(
-    conn: asyncpg.Connection, therapist: Any, row: Any, starts_at: datetime, now: datetime
-) -> tuple[AvailabilityRules, tuple[list[Busy], list[Busy]], errors.SlotUnavailable | None]:
-    """The therapist's rules, both calendars, and why the slot is not free (None if it is)."""
-    rules = _rules_of(therapist)
-    busy = await _calendars(conn, rules, now, row["therapist_id"], row["client_id"])
-    try:
-        _check_free(rules, row["session_minutes"], *busy, now, starts_at)
-    except errors.SlotUnavailable as exc:
-        return rules, busy, exc
-    return rules, busy, None
-
-
-async def _book_checked(
-    conn: asyncpg.Connection,
-    who: Principal,
-    therapist: Any,
-    calendar: tuple[AvailabilityRules, tuple[list[Busy], list[Busy]]],
-    course_id: uuid.UUID,
-    starts_at: datetime,
-    now: datetime,
-    idempotency: tuple[str, str],
-) -> dict[str, Any]:
-    """The booking itself, under the therapist's lock, once the slot was found free."""
-    (rules, busy), (key, request_hash) = calendar, idempotency
-    earlier = await _earlier_answer(conn, who, key, request_hash)
-    if earlier is not None:
-        return earlier
-    row = await _reread_course(conn, course_id)  # as it is now, under the lock
-    course = course_of(row, await store.sessions_of_course(conn, course_id))
-    with _translated():
-        course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
-    _check_slot(rules, course.session_minutes, *busy, now, session.starts_at)  # plan may differ
-    booked = await _insert_booked(
-        conn, row, therapist, rules, session, course.session_minutes, who.role, None
-    )
-    now_busy = [*busy[0], (booked["starts_at"], booked["ends_at"])]
-    await publish_summary(conn, row["therapist_id"], now, known=(rules, now_busy))
-    answer = session_json(booked)
-    await store.save_answer(conn, who.subject, key, request_hash, answer)
-    return answer
-
-
-async def _taken_after_all(
-    pool: asyncpg.Pool, course_id: uuid.UUID, starts_at: datetime, now: datetime
-) -> Conflict:
-    async with pool.acquire() as conn:
-        row = await _reread_course(conn, course_id)
-        therapist = await store.get_therapist(conn, row["therapist_id"])
-        rules = _rules_of(therapist)
-        therapist_busy, client_busy = await _calendars(
-            conn, rules, now, row["therapist_id"], row["client_id"]
-        )
-    minutes = row["session_minutes"]
-    busy = therapist_busy + client_busy
-    offered = alternatives(rules, minutes, busy, now, starts_at, ALTERNATIVES_OFFERED)
-    return _taken("taken", "That time was just taken.", offered)
+                check_bookable(rules, minutes, [], now, starts_at)
+                if view["therapist_busy"]:
+                    raise _TAKEN
+                if view["client_busy"]:
+                    raise _CLIENT_BUSY
+            except errors.SlotUnavailable as exc:
+                raise await _refused(conn, exc, rules, view, now, starts_at) from exc
+            course = course_of(view, store.view_sessions(view))
+            with _translated():
+                course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
+            booked = _new_session(view, rules, session, minutes, who.role, None)
+            answer = session_json(booked)
+            try:
+                await store.book(
+                    conn,
+                    course=view,
+                    sessions=[booked],
+                    answer=(who.subject, idempotency_key, request_hash, answer),
+                    events=[_booked_event(booked)],
+                )
+                return answer
+            except asyncpg.ExclusionViolationError as exc:
+                refused = _CLIENT_BUSY if exc.constraint_name == "client_free" else _TAKEN
+                raise await _refused(conn, refused, rules, view, now, starts_at) from exc
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "idempotency_keys_pkey":
+                    continue  # a concurrent booking of this course took the place in the plan
+                earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
+                if earlier is None:  # pragma: no cover - the key's row exists by now
+                    raise _course_changed() from exc
+                return earlier  # the same request, booked by a twin meanwhile
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                continue  # the course changed under the booking: decide again
+    raise _course_changed()
 
 
 async def book_series(
@@ -879,7 +933,8 @@ async def book_series(
     idempotency_key: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """Book `count` sessions `every_weeks` apart at the same local time: all or nothing."""
+    """Book `count` sessions `every_weeks` apart at the same local time: all or nothing, in
+    one statement that claims every session's time."""
     request_hash = _fingerprint(
         op="series",
         course=course_id,
@@ -887,16 +942,14 @@ async def book_series(
         count=count,
         every=every_weeks,
     )
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            row = await _course_for(conn, who, course_id)
-            therapist = await store.lock_therapist(conn, row["therapist_id"])
-            earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
+    async with pool.acquire() as conn:
+        for _ in range(BOOKING_ROUNDS):
+            view = await _booking_view(conn, who, course_id, idempotency_key, None)
+            earlier = _earlier(_answer_of(view), request_hash)
             if earlier is not None:
                 return earlier
-            row = await _reread_course(conn, course_id)
-            course = course_of(row, await store.sessions_of_course(conn, course_id))
-            rules = _rules_of(therapist)
+            rules = _rules_of(view)
+            course = course_of(view, store.view_sessions(view))
             with _translated():
                 starts = weekly_series(first_starts_at, count, every_weeks, rules.time_zone)
                 planned: list[CourseSession] = []
@@ -905,7 +958,7 @@ async def book_series(
                     planned.append(session)
             minutes = course.session_minutes
             therapist_busy, client_busy = await _calendars(
-                conn, rules, now, row["therapist_id"], row["client_id"]
+                conn, rules, now, view["therapist_id"], view["client_id"]
             )
             conflicts = []
             for session in planned:
@@ -931,19 +984,34 @@ async def book_series(
                 )
             series_id = uuid.uuid4()
             booked = [
-                await _insert_booked(
-                    conn, row, therapist, rules, session, minutes, who.role, series_id
-                )
+                _new_session(view, rules, session, minutes, who.role, series_id)
                 for session in planned
             ]
-            await publish_summary(conn, row["therapist_id"], now)
             answer = {"series_id": str(series_id), "sessions": [session_json(b) for b in booked]}
-            await store.save_answer(conn, who.subject, idempotency_key, request_hash, answer)
-            return answer
-    except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError) as exc:
-        raise Conflict(
-            "Some of those times were just taken, so none was booked.", code="series_unavailable"
-        ) from exc
+            try:
+                await store.book(
+                    conn,
+                    course=view,
+                    sessions=booked,
+                    answer=(who.subject, idempotency_key, request_hash, answer),
+                    events=[_booked_event(b) for b in booked],
+                )
+                return answer
+            except asyncpg.ExclusionViolationError as exc:
+                raise Conflict(
+                    "Some of those times were just taken, so none was booked.",
+                    code="series_unavailable",
+                ) from exc
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "idempotency_keys_pkey":
+                    continue
+                earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
+                if earlier is None:  # pragma: no cover
+                    raise _course_changed() from exc
+                return earlier
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                continue
+    raise _course_changed()
 
 
 # --------------------------------------------------------------------------- changes
@@ -973,6 +1041,7 @@ async def _cancelled(
         counts_as_used=verdict.counts_as_used,
         at=now,
     )
+    await store.release(conn, [before["session_id"]])
     await outbox.add(
         conn,
         SessionCancelled(
@@ -993,11 +1062,11 @@ async def _cancelled(
 async def _locked_course(
     conn: asyncpg.Connection, who: Principal, session_id: uuid.UUID
 ) -> tuple[Any, Any, Any, Course]:
-    """(therapist, course row, session row, domain course) read under the therapist's lock."""
+    """(therapist, course row, session row, domain course) read under the course's lock."""
     before = await _session_for(conn, who, session_id)
-    therapist = await store.lock_therapist(conn, before["therapist_id"])
+    row = await store.lock_course(conn, before["course_id"])
     before = await _reread_session(conn, session_id)
-    row = await _reread_course(conn, before["course_id"])
+    therapist = await store.get_therapist(conn, before["therapist_id"])
     course = course_of(row, await store.sessions_of_course(conn, row["course_id"]))
     return therapist, row, before, course
 
@@ -1017,7 +1086,7 @@ async def cancel(
         await _cancelled(conn, before, status, who.role, verdict, now)
         if course.status == "completed":  # the one booked session left was the last obstacle
             await _complete(conn, row, course, now)
-        await publish_summary(conn, row["therapist_id"], now)
+        await store.request_summary(conn, row["therapist_id"])
         return session_json(await _reread_session(conn, session_id))
 
 
@@ -1044,6 +1113,12 @@ async def reschedule(
                 conn, rules, now, row["therapist_id"], row["client_id"], session_id
             )
             _check_slot(rules, minutes, *busy, now, moved.starts_at)
+            # The move claims its new time like a booking (the old time is given back first).
+            await store.release(conn, [session_id])
+            new_ends_at = moved.starts_at + timedelta(minutes=minutes)
+            cells = store.cells_of(moved.starts_at, new_ends_at, rules.buffer_minutes)
+            if not await store.claim(conn, row["therapist_id"], session_id, cells):
+                raise await _refused(conn, _TAKEN, rules, row, now, starts_at)
             if verdict.counts_as_used:  # the missed place stays on record at the old time
                 await store.insert_session(
                     conn,
@@ -1107,10 +1182,14 @@ async def reschedule(
                     number=after["number"],
                 ),
             )
-            await publish_summary(conn, row["therapist_id"], now)
+            await store.request_summary(conn, row["therapist_id"])
             return session_json(after)
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError) as exc:
-        raise await _taken_after_all(pool, course_id, starts_at, now) from exc
+        async with pool.acquire() as conn:
+            row = await _reread_course(conn, course_id)
+            view = await store.get_therapist(conn, row["therapist_id"])
+            refused = await _refused(conn, _TAKEN, _rules_of(view), row, now, starts_at)
+        raise refused from exc
 
 
 async def record_attendance(
@@ -1156,5 +1235,5 @@ async def record_attendance(
         )
         if course.status == "completed":
             await _complete(conn, row, course, now)
-            await publish_summary(conn, row["therapist_id"], now)
+            await store.request_summary(conn, row["therapist_id"])
         return session_json(after, with_phq9=True)

@@ -14,3 +14,7 @@ class Settings(ServiceSettings):
     demo_clock: bool = False
     # How often free-slot summaries are published again as time passes.
     summary_refresh_s: float = Field(default=900, gt=0)
+    # A change's summary leaves at most this long after the change (one per therapist per
+    # window however many changes), plus `summary_poll_s` (how often the worker looks).
+    summary_window_s: float = Field(default=1.0, ge=0)
+    summary_poll_s: float = Field(default=0.25, gt=0)

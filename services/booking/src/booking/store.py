@@ -1,18 +1,25 @@
 """All SQL of booking, one place per table. Functions take a connection; callers own the
-transaction (and the therapist lock, `lock_therapist`, before anything that books)."""
+transaction. Nothing takes a therapist-wide lock: a booking claims its time as cells in the
+statement that books (`book`), and changes to a course lock that course's row."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from booking.domain.availability import Busy
+from chassis import observability
+from contracts import REGISTRY, Envelope, EventPayload
 
 LIVE = ("booked", "attended", "no_show")  # statuses that occupy time (the constraints' WHERE)
+# The same, as SQL the planner can match to the exclusion constraints' partial indexes.
+_LIVE_SQL = "status IN ('booked', 'attended', 'no_show')"
+CELL = timedelta(minutes=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- therapists
 
@@ -23,21 +30,12 @@ _THERAPIST = (
 )
 
 
-async def lock_therapist(
-    conn: asyncpg.Connection, therapist_id: uuid.UUID, *, create: bool = False
-) -> asyncpg.Record:
-    """The therapist's row with its `availability` (a dict, or None), locked until the
-    transaction ends: bookings of one therapist queue here instead of racing into the
-    exclusion constraint (docs/adr/0008-booking-overlap-in-the-database.md). `create` makes
-    the row if need be (a course or an availability can come before the catalog's profile)."""
-    if create:
-        await conn.execute(
-            "INSERT INTO therapists (therapist_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            therapist_id,
-        )
-    row = await conn.fetchrow(_THERAPIST + " FOR UPDATE OF t", therapist_id)
-    assert row is not None, "a course's therapist always has a row (courses reference it)"
-    return row
+async def ensure_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> None:
+    """A row for the therapist (a course or an availability can come before the catalog's
+    profile)."""
+    await conn.execute(
+        "INSERT INTO therapists (therapist_id) VALUES ($1) ON CONFLICT DO NOTHING", therapist_id
+    )
 
 
 async def get_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> asyncpg.Record | None:
@@ -197,6 +195,15 @@ async def get_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> asyncpg.
     return await conn.fetchrow("SELECT * FROM courses WHERE course_id = $1", course_id)
 
 
+async def lock_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> asyncpg.Record:
+    """The course, locked until the transaction ends: changes of one course (cancel, move,
+    end, replan, attendance) queue here, and a booking of it (`book`, which share-locks the
+    row) either lands before and is seen, or comes after and sees the change."""
+    row = await conn.fetchrow("SELECT * FROM courses WHERE course_id = $1 FOR UPDATE", course_id)
+    assert row is not None, "a course is never deleted"
+    return row
+
+
 async def courses_of(conn: asyncpg.Connection, person_id: uuid.UUID, role: str) -> list[Any]:
     column = "client_id" if role == "client" else "therapist_id"
     return await conn.fetch(
@@ -308,14 +315,13 @@ async def busy_of(
     client's (if given), in one query."""
     rows = await conn.fetch(
         "SELECT therapist_id = $1 AS therapists, client_id = $2 AS clients, starts_at, ends_at"
-        " FROM sessions WHERE ((therapist_id = $1 AND therapist_span && tstzrange($3, $4))"
-        "  OR (client_id = $2 AND client_span && tstzrange($3, $4)))"
-        " AND status = ANY($5::text[]) AND session_id IS DISTINCT FROM $6 ORDER BY starts_at",
+        " FROM sessions WHERE ((therapist_id = $1 AND therapist_span && tstzrange($3, $4)"
+        f"  AND {_LIVE_SQL}) OR (client_id = $2 AND client_span && tstzrange($3, $4)"
+        f"  AND {_LIVE_SQL})) AND session_id IS DISTINCT FROM $5 ORDER BY starts_at",
         therapist_id,
         client_id,
         since,
         until,
-        list(LIVE),
         except_session,
     )
     therapists = [(r["starts_at"], r["ends_at"]) for r in rows if r["therapists"]]
@@ -507,10 +513,354 @@ async def advance_clock(conn: asyncpg.Connection, seconds: float) -> float:
     )
 
 
-async def bookable_therapists(conn: asyncpg.Connection) -> list[uuid.UUID]:
-    """Published therapists with working hours: the ones whose summaries age with time."""
-    rows = await conn.fetch(
-        "SELECT t.therapist_id FROM therapists t JOIN availability a USING (therapist_id)"
-        " WHERE t.published ORDER BY t.therapist_id"
+# --------------------------------------------------------------------------- booking
+
+
+def cells_of(starts_at: datetime, ends_at: datetime, buffer_minutes: int) -> list[datetime]:
+    """The five-minute cells wholly inside the therapist's time of a session, [start, end +
+    buffer): two sessions whose times overlap by at least a cell claim a cell in common, and
+    two that do not overlap never do (the exclusion constraint sees the rest)."""
+    first = -((_EPOCH - starts_at) // CELL)  # ceil
+    last = (ends_at + timedelta(minutes=buffer_minutes) - _EPOCH) // CELL  # floor
+    return [_EPOCH + CELL * n for n in range(first, last)]
+
+
+_SESSION_COLUMNS = (
+    ("session_id", "uuid"),
+    ("course_id", "uuid"),
+    ("client_id", "uuid"),
+    ("therapist_id", "uuid"),
+    ("number", "integer"),
+    ("phase", "text"),
+    ("starts_at", "timestamptz"),
+    ("ends_at", "timestamptz"),
+    ("buffer_minutes", "integer"),
+    ("time_zone", "text"),
+    ("mode", "text"),
+    ("meeting_url", "text"),
+    ("practice_address", "text"),
+    ("booked_by", "text"),
+    ("series_id", "uuid"),
+    ("policy_version", "text"),
+)
+_OUTBOX_COLUMNS = (
+    ("event_id", "uuid"),
+    ("event_type", "text"),
+    ("topic", "text"),
+    ("key", "text"),
+    ("value", "bytea"),
+    ("headers", "jsonb"),
+)
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> tuple[str, str]:
+    """(`unnest($first::t[], ...) AS alias(columns)` arguments, column names)."""
+    arrays = ", ".join(f"${first + n}::{kind}[]" for n, (_, kind) in enumerate(columns))
+    return arrays, ", ".join(name for name, _ in columns)
+
+
+_SESSION_ARRAYS, _SESSION_NAMES = _unnest(_SESSION_COLUMNS, 11)
+_OUTBOX_ARRAYS, _OUTBOX_NAMES = _unnest(_OUTBOX_COLUMNS, 11 + len(_SESSION_COLUMNS))
+_BOOK = f"""
+WITH course AS MATERIALIZED (
+    SELECT c.course_id FROM courses c
+    WHERE c.course_id = $1 AND c.status = 'active' AND c.planned_sessions = $2
+      AND c.session_minutes = $3
+      AND EXISTS (SELECT 1 FROM therapists t WHERE t.therapist_id = c.therapist_id
+                  AND t.published)
+    FOR SHARE OF c
+), claimed AS (
+    INSERT INTO claimed_cells (therapist_id, cell, session_id)
+    SELECT $4, claim.cell, claim.session_id
+    FROM course, unnest($5::timestamptz[], $6::uuid[]) AS claim(cell, session_id)
+    ORDER BY claim.cell
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), verdict AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM course) AS open,
+           (SELECT count(*) FROM claimed) = cardinality($5::timestamptz[]) AS won
+), booked AS (
+    INSERT INTO sessions ({_SESSION_NAMES}, client_span, therapist_span)
+    SELECT {_SESSION_NAMES}, tstzrange(starts_at, ends_at),
+           tstzrange(starts_at, ends_at + make_interval(mins => buffer_minutes))
+    FROM verdict, unnest({_SESSION_ARRAYS}) AS s({_SESSION_NAMES})
+    WHERE verdict.open AND verdict.won
+    RETURNING 1
+), answered AS (
+    INSERT INTO idempotency_keys (actor_id, key, request_hash, response)
+    SELECT $7, $8, $9, $10 FROM verdict WHERE verdict.open AND verdict.won
+    RETURNING 1
+), published AS (
+    INSERT INTO outbox ({_OUTBOX_NAMES})
+    SELECT {_OUTBOX_NAMES} FROM verdict, unnest({_OUTBOX_ARRAYS}) AS e({_OUTBOX_NAMES})
+    WHERE verdict.open AND verdict.won
+    RETURNING 1
+), requested AS (
+    INSERT INTO summary_requests (therapist_id)
+    SELECT $4 FROM verdict WHERE verdict.open AND verdict.won
+    RETURNING 1
+)
+SELECT CASE WHEN NOT open THEN refuse_booking('changed')
+            WHEN NOT won THEN refuse_booking('taken')
+            ELSE true END
+FROM verdict
+"""
+
+
+async def book(
+    conn: asyncpg.Connection,
+    *,
+    course: asyncpg.Record | dict[str, Any],
+    sessions: Sequence[dict[str, Any]],
+    answer: tuple[uuid.UUID, str, str, dict[str, Any]],
+    events: Sequence[EventPayload],
+) -> None:
+    """Book sessions of one course in ONE statement, without a transaction of the caller's:
+    claim their cells (ascending, first claim wins), insert the sessions, the idempotency
+    answer (actor, key, request hash, response), the events and a summary request. Raises
+    ExclusionViolationError when the time was taken (cells, or the exclusion constraints),
+    SerializationError when the course closed or changed its plan (or the therapist stopped
+    taking bookings) since it was read, UniqueViolationError for a key or a place in the plan
+    taken meanwhile; nothing is written then."""
+    claims = sorted(
+        (cell, s["session_id"])
+        for s in sessions
+        for cell in cells_of(s["starts_at"], s["ends_at"], s["buffer_minutes"])
     )
-    return [row["therapist_id"] for row in rows]
+    actor_id, key, request_hash, response = answer
+    rows = [outbox_row(event) for event in events]
+    await conn.execute(
+        _BOOK,
+        course["course_id"],
+        course["planned_sessions"],
+        course["session_minutes"],
+        course["therapist_id"],
+        [cell for cell, _ in claims],
+        [session_id for _, session_id in claims],
+        actor_id,
+        key,
+        request_hash,
+        response,
+        *([s[name] for s in sessions] for name, _ in _SESSION_COLUMNS),
+        *([row[n] for row in rows] for n in range(len(_OUTBOX_COLUMNS))),
+    )
+
+
+async def claim(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, session_id: uuid.UUID, cells: list[datetime]
+) -> bool:
+    """Claim a session's cells in the caller's transaction; False if any was taken (the caller
+    rolls back what was claimed)."""
+    claimed = await conn.fetchval(
+        "WITH claimed AS (INSERT INTO claimed_cells (therapist_id, cell, session_id)"
+        " SELECT $1, cell, $2 FROM unnest($3::timestamptz[]) AS cell ORDER BY cell"
+        " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM claimed",
+        therapist_id,
+        session_id,
+        sorted(cells),
+    )
+    return bool(claimed == len(cells))
+
+
+async def release(conn: asyncpg.Connection, session_ids: Sequence[uuid.UUID]) -> None:
+    """Give the time of sessions that no longer occupy it back."""
+    await conn.execute(
+        "DELETE FROM claimed_cells WHERE session_id = ANY($1::uuid[])", list(session_ids)
+    )
+
+
+async def forget_past_cells(conn: asyncpg.Connection, before: datetime) -> int:
+    """Cells of time long past: no booking can reach them any more."""
+    status = await conn.execute("DELETE FROM claimed_cells WHERE cell < $1", before)
+    return int(status.split()[-1])
+
+
+async def booking_view(
+    conn: asyncpg.Connection,
+    course_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    key: str,
+    starts_at: datetime | None,
+) -> asyncpg.Record | None:
+    """Everything a booking decides on, in one round trip: the course's columns; its
+    therapist's `time_zone`, `published`, `practice_address` and `availability` (a dict or
+    None); the course's `sessions` (`view_sessions`); the answer already given to (actor,
+    key) as `earlier_hash` and `earlier_response` (NULL when none); and whether the
+    therapist's (`therapist_busy`) or the client's (`client_busy`) time around `starts_at` is
+    taken already."""
+    return await conn.fetchrow(
+        "SELECT c.*, t.time_zone, t.published, t.practice_address,"
+        " (SELECT to_jsonb(a) FROM availability a WHERE a.therapist_id = c.therapist_id)"
+        "  AS availability,"
+        " array(SELECT row(s.session_id, s.number, s.phase, s.starts_at, s.status, s.phq9_total)"
+        "  FROM sessions s WHERE s.course_id = c.course_id ORDER BY s.starts_at, s.number)"
+        "  AS sessions,"
+        " k.request_hash AS earlier_hash, k.response AS earlier_response,"
+        " $4::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM sessions s"
+        "  WHERE s.therapist_id = c.therapist_id AND s.therapist_span && tstzrange($4,"
+        "   $4 + make_interval(mins => c.session_minutes + coalesce((SELECT a.buffer_minutes"
+        "    FROM availability a WHERE a.therapist_id = c.therapist_id), 0)))"
+        f"  AND s.{_LIVE_SQL}) AS therapist_busy,"
+        " $4::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM sessions s"
+        "  WHERE s.client_id = c.client_id"
+        "  AND s.client_span && tstzrange($4, $4 + make_interval(mins => c.session_minutes))"
+        f"  AND s.{_LIVE_SQL}) AS client_busy"
+        " FROM courses c JOIN therapists t USING (therapist_id)"
+        " LEFT JOIN idempotency_keys k ON k.actor_id = $2 AND k.key = $3"
+        " WHERE c.course_id = $1",
+        course_id,
+        actor_id,
+        key,
+        starts_at,
+    )
+
+
+def view_sessions(view: asyncpg.Record) -> list[dict[str, Any]]:
+    """The course's sessions of a `booking_view`, as rows."""
+    names = ("session_id", "number", "phase", "starts_at", "status", "phq9_total")
+    return [dict(zip(names, session, strict=True)) for session in view["sessions"]]
+
+
+async def slot_view(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, client_id: uuid.UUID | None
+) -> asyncpg.Record:
+    """For listing free slots, in one round trip: the therapist's row with `availability`
+    (columns NULL when unknown), whether the client has a course with them (`has_course`), and
+    the length of the client's latest course with them (`course_minutes`)."""
+    row = await conn.fetchrow(
+        "SELECT t.time_zone, t.published,"
+        " (SELECT to_jsonb(a) FROM availability a WHERE a.therapist_id = $1) AS availability,"
+        " EXISTS (SELECT 1 FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1)"
+        "  AS has_course,"
+        " (SELECT c.session_minutes FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1"
+        "  ORDER BY c.status = 'active' DESC, c.started_at DESC LIMIT 1) AS course_minutes"
+        " FROM (SELECT 1) AS one LEFT JOIN therapists t ON t.therapist_id = $1",
+        therapist_id,
+        client_id,
+    )
+    assert row is not None
+    return row
+
+
+# --------------------------------------------------------------------------- outbox
+
+# Written the way chassis.outbox.add writes them, so a booking's events can go in the same
+# statement as the booking. NOTIFY (a database-wide lock at commit) is left to the relay's poll
+# and to the other writers' throttled NOTIFY.
+
+
+def outbox_row(payload: EventPayload) -> tuple[uuid.UUID, str, str, str, bytes, dict[str, str]]:
+    """One outbox row of an event, with the correlation of the current request or event."""
+    context = observability.current_ids()
+    envelope = Envelope.wrap(
+        payload,
+        correlation_id=context.get("correlation_id"),
+        causation_id=context.get("event_id") or context.get("request_id"),
+    )
+    headers = {
+        "event_type": envelope.event_type,
+        "correlation_id": envelope.correlation_id,
+        **observability.trace_headers(),
+    }
+    topic = REGISTRY.spec(envelope.event_type).topic
+    return envelope.event_id, envelope.event_type, topic, envelope.key, envelope.to_bytes(), headers
+
+
+async def add_events(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
+    """Many events in the caller's transaction, in one round trip."""
+    await conn.executemany(
+        f"INSERT INTO outbox ({_OUTBOX_NAMES}) VALUES ($1, $2, $3, $4, $5, $6)",
+        [outbox_row(event) for event in events],
+    )
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+async def request_summary(conn: asyncpg.Connection, *therapist_ids: uuid.UUID) -> None:
+    """Ask for the therapists' free-slot summaries to be published again (after commit, by
+    the worker's publisher: nothing is computed here)."""
+    await conn.execute(
+        "INSERT INTO summary_requests (therapist_id) SELECT unnest($1::uuid[])",
+        list(therapist_ids),
+    )
+
+
+# Advisory lock class of "publishing this therapist's summary" (the second key is the hash
+# of the therapist id): one replica at a time per therapist, the others skip it.
+_SUMMARY_LOCK = 0x5AB1
+
+
+async def take_due_summaries(
+    conn: asyncpg.Connection, window_s: float, batch: int
+) -> list[uuid.UUID]:
+    """In the caller's transaction: up to `batch` therapists whose oldest summary request is
+    `window_s` old, that no other replica is publishing; their requests are deleted (visible
+    ones only: a request that commits later stays for the next pass). Rolled back (a worker
+    that dies), the requests are there again."""
+    rows = await conn.fetch(
+        "WITH due AS MATERIALIZED ("
+        "  SELECT therapist_id FROM summary_requests GROUP BY therapist_id"
+        "  HAVING min(requested_at) <= now() - make_interval(secs => $1)"
+        "  ORDER BY min(requested_at) LIMIT $2 * 4"
+        "), mine AS MATERIALIZED ("
+        "  SELECT therapist_id FROM due"
+        "  WHERE pg_try_advisory_xact_lock($3, hashtext(therapist_id::text)) LIMIT $2"
+        ") DELETE FROM summary_requests r USING mine WHERE r.therapist_id = mine.therapist_id"
+        " RETURNING r.therapist_id",
+        window_s,
+        batch,
+        _SUMMARY_LOCK,
+    )
+    return sorted({row["therapist_id"] for row in rows})
+
+
+async def summary_therapists(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """Each therapist's row with `availability` (a dict or None) and `active_courses`."""
+    return list(
+        await conn.fetch(
+            "SELECT t.*, (SELECT to_jsonb(a) FROM availability a"
+            "  WHERE a.therapist_id = t.therapist_id) AS availability,"
+            " (SELECT count(*) FROM courses c WHERE c.therapist_id = t.therapist_id"
+            "  AND c.status = 'active') AS active_courses"
+            " FROM therapists t WHERE t.therapist_id = ANY($1::uuid[])",
+            list(therapist_ids),
+        )
+    )
+
+
+async def busy_of_many(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID], since: datetime, until: datetime
+) -> dict[uuid.UUID, list[Busy]]:
+    """(start, end) of the therapists' live sessions touching [since, until), in one query."""
+    rows = await conn.fetch(
+        "SELECT therapist_id, starts_at, ends_at FROM sessions"
+        " WHERE therapist_id = ANY($1::uuid[]) AND therapist_span && tstzrange($2, $3)"
+        f" AND {_LIVE_SQL} ORDER BY therapist_id, starts_at",
+        list(therapist_ids),
+        since,
+        until,
+    )
+    busy: dict[uuid.UUID, list[Busy]] = {therapist_id: [] for therapist_id in therapist_ids}
+    for row in rows:
+        busy[row["therapist_id"]].append((row["starts_at"], row["ends_at"]))
+    return busy
+
+
+async def queue_refresh(conn: asyncpg.Connection, every_s: float) -> int:
+    """If the periodic refresh is due (and this replica is the one to move the schedule on),
+    request every bookable therapist's summary; the number requested, or 0."""
+    status = await conn.execute(
+        "WITH turn AS ("
+        "  INSERT INTO summary_schedule AS s (next_at)"
+        "  VALUES (now() + make_interval(secs => $1))"
+        "  ON CONFLICT (only_row) DO UPDATE SET next_at = EXCLUDED.next_at"
+        "  WHERE s.next_at <= now() RETURNING 1"
+        ") INSERT INTO summary_requests (therapist_id, requested_at)"
+        " SELECT t.therapist_id, '-infinity' FROM turn, therapists t"
+        " JOIN availability a USING (therapist_id) WHERE t.published",
+        every_s,
+    )
+    return int(status.split()[-1])

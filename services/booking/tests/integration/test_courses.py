@@ -71,6 +71,11 @@ async def test_a_completed_course_reports_its_outcome(
         await probe.wait_for(
             lambda p: len(kit.mine(p, "CourseCompleted", therapist_id=therapist)) == 2
         )
+        # The summary leaves after commit, from the worker's publisher (here called directly).
+        assert await service.publish_due_summaries(pool, datetime.now(UTC), window_s=0) >= 1
+        await probe.wait_for(
+            lambda p: bool(kit.mine(p, "TherapistAvailabilityPublished", therapist_id=therapist))
+        )
         await relay.stop()
 
     outcomes = {c.course_id: c for c in kit.mine(probe, "CourseCompleted", therapist_id=therapist)}

@@ -232,6 +232,13 @@ async def test_from_matches_to_bookings_and_a_switch(
                 == 1
             )
         )
+        # The withdrawal's summary leaves after commit, within the publisher's window.
+        await probe.wait_for(
+            lambda p: any(
+                not s.free_slots
+                for s in kit.mine(p, "TherapistAvailabilityPublished", therapist_id=second)
+            )
+        )
 
     booked = kit.mine(probe, "SessionBooked", course_id=uuid.UUID(course))
     assert sorted(b.number for b in booked) == [1, 2, 3, 4]

@@ -75,6 +75,15 @@ class SearchPage(BaseModel):
     items: list[TherapistSummary]
 
 
+def published_catalog(request: Request) -> service.PublishedCatalog:
+    """The process's in-memory catalog for search (one per app, made at first use)."""
+    state = request.app.state
+    if not hasattr(state, "published_catalog"):
+        state.published_catalog = service.PublishedCatalog()
+    catalog: service.PublishedCatalog = state.published_catalog
+    return catalog
+
+
 def own_view(therapist: StoredTherapist) -> dict[str, Any]:
     """The whole stored profile with its status: for admins and the therapist themself."""
     return {
@@ -154,8 +163,7 @@ async def search_therapists(request: Request) -> SearchPage:
         query = SearchQuery.model_validate(dict(request.query_params))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
-    async with pool_of(request).acquire() as conn:
-        total, items = await store.search(conn, query)
+    total, items = await published_catalog(request).search(pool_of(request), query)
     return SearchPage(
         total=total,
         page=query.page,

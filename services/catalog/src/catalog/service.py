@@ -8,6 +8,7 @@ consumer of both profile topics keeps whichever event has the higher version.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -25,6 +26,8 @@ from catalog.domain.reviews import (
     rating_summary,
     to_review_published_event,
 )
+from catalog.domain.search import SearchQuery
+from catalog.domain.search_index import SearchIndex, listed
 from catalog.store import StoredTherapist
 from chassis import audit, outbox
 from chassis.errors import Conflict, NotFound
@@ -141,6 +144,51 @@ async def withdraw(
         TherapistProfileWithdrawn(therapist_id=therapist_id, reason=reason, version=version),
     )
     return replace(withdrawn, version=version)
+
+
+# ------------------------------------------------------------------------------- search
+
+
+class PublishedCatalog:
+    """This process's copy of the published catalog, searched in memory.
+
+    Before answering, it reads what changed since its last read (one round trip, nothing
+    when nothing changed), so every answer is exact as of a snapshot taken after the search
+    arrived, whichever replica made the change. Searches arriving together share one read:
+    a search waits for a read that started after it arrived, never for an older one.
+    """
+
+    def __init__(self) -> None:
+        self.index: SearchIndex | None = None
+        self.since = 0  # read changes made by this transaction or later next
+        self._reading = asyncio.Lock()
+        self._started = 0  # reads started, numbered
+        self._finished = 0  # the number of the last read that finished
+
+    async def search(
+        self, pool: asyncpg.Pool, query: SearchQuery
+    ) -> tuple[int, list[dict[str, Any]]]:
+        index = await self._current(pool)
+        return index.search(query)  # no await between the read and this: one state
+
+    async def _current(self, pool: asyncpg.Pool) -> SearchIndex:
+        arrived_after = self._started
+        async with self._reading:
+            if self.index is not None and self._finished > arrived_after:
+                return self.index
+            self._started += 1
+            number = self._started
+            async with pool.acquire() as conn:
+                if self.index is None:
+                    since, rows = await store.published_catalog(conn)
+                    self.index = SearchIndex(listed(row) for row in rows)
+                else:
+                    since, changes = await store.search_changes(conn, self.since)
+                    for therapist_id, row in changes:
+                        self.index.put(therapist_id, None if row is None else listed(row))
+            self.since = since
+            self._finished = number
+            return self.index
 
 
 # ------------------------------------------------------------------------------ loading

@@ -12,7 +12,7 @@ import asyncpg
 
 from catalog.domain.profile import ProfileStatus, TherapistProfile
 from catalog.domain.reviews import AcceptedReview, ReviewRight
-from catalog.domain.search import SearchQuery
+from catalog.domain.search_index import SUMMARY_FIELDS
 
 PROFILE_COLUMNS: tuple[str, ...] = tuple(TherapistProfile.model_fields)
 
@@ -153,69 +153,40 @@ async def set_rating(
 
 # ------------------------------------------------------------------------------ search
 
-# Best rated first, unrated last, then by name (domain.search.rating_sort_key); by name in
-# code-point order of the lower-cased name (domain.search.name_sort_key). Both end on the id
-# so pages never overlap; the indexes therapists_by_rating/_by_name follow these exactly.
-SORT_ORDERS = {
-    "rating": 'rating_average DESC NULLS LAST, lower(name) COLLATE "C", therapist_id',
-    "name": 'lower(name) COLLATE "C", therapist_id',
-}
-SUMMARY_COLUMNS = (
-    "therapist_id, name, profession, methods, focus_areas, languages, modes, city,"
-    " age_groups, accepting_new_clients, rating_average, rating_count"
-)
+# What a search hit shows and is found and sorted by.
+_SUMMARY = ", ".join(f"t.{c}" for c in SUMMARY_FIELDS)
+# The oldest transaction still running (or the next one) as of the statement's snapshot:
+# every change not visible to the statement was made by it or a later transaction.
+_SNAPSHOT_XMIN = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
-@dataclass(frozen=True)
-class SearchSql:
-    count: str
-    page: str
-    args: list[Any]  # the page query takes two more: limit, offset
+async def published_catalog(conn: asyncpg.Connection) -> tuple[int, list[asyncpg.Record]]:
+    """(where to read changes from next, every published profile), from one snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        since: int = await conn.fetchval(f"SELECT {_SNAPSHOT_XMIN}")
+        rows = await conn.fetch(f"SELECT {_SUMMARY} FROM therapists t WHERE status = 'published'")
+    return since, rows
 
 
-def search_sql(query: SearchQuery) -> SearchSql:
-    """The SQL of a search with only the filters given, so each can use its index."""
-    clauses = ["status = 'published'"]
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    for column, value in (
-        ("methods", query.method),
-        ("focus_areas", query.focus_area),
-        ("languages", query.language),
-        ("modes", query.mode),
-        ("age_groups", query.age_group),
-    ):
-        if value is not None:
-            clauses.append(f"{column} @> {arg([value])}::text[]")
-    if query.city is not None:
-        clauses.append(f"lower(city) = lower({arg(query.city)})")
-    if query.accepting_new_clients is not None:
-        clauses.append(f"accepting_new_clients = {arg(query.accepting_new_clients)}")
-    where = " AND ".join(clauses)
-    n = len(args)
-    return SearchSql(
-        count=f"SELECT count(*) FROM therapists WHERE {where}",
-        page=f"SELECT {SUMMARY_COLUMNS} FROM therapists WHERE {where}"
-        f" ORDER BY {SORT_ORDERS[query.sort]} LIMIT ${n + 1} OFFSET ${n + 2}",
-        args=args,
+async def search_changes(
+    conn: asyncpg.Connection, since: int
+) -> tuple[int, list[tuple[uuid.UUID, asyncpg.Record | None]]]:
+    """(where to read from next, each profile changed by a transaction `since` or later with
+    its row if it is published now, else None). One round trip; one row even when nothing
+    changed, to carry the snapshot. A change may be read again: applying it is idempotent."""
+    rows = await conn.fetch(
+        f"SELECT {_SNAPSHOT_XMIN} AS since, c.therapist_id AS changed, t.status, {_SUMMARY}"
+        " FROM (VALUES (1)) AS one (x)"
+        " LEFT JOIN (search_changes c LEFT JOIN therapists t ON t.therapist_id = c.therapist_id)"
+        " ON c.changed_by >= $1::text::xid8",
+        str(since),
     )
-
-
-async def search(conn: asyncpg.Connection, query: SearchQuery) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, the requested page) of published profiles."""
-    sql = search_sql(query)
-    total: int = await conn.fetchval(sql.count, *sql.args)
-    rows = await conn.fetch(sql.page, *sql.args, query.limit, query.offset)
-    items = []
-    for row in rows:
-        item = dict(row)
-        item["rating_average"] = _float(item["rating_average"])
-        items.append(item)
-    return total, items
+    changes = [
+        (row["changed"], row if row["status"] == "published" else None)
+        for row in rows
+        if row["changed"] is not None
+    ]
+    return rows[0]["since"], changes
 
 
 # ----------------------------------------------------------------------------- reviews

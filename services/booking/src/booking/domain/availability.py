@@ -15,11 +15,11 @@ end of the day.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from booking.domain.clock import DEFAULT_TIME_ZONE, as_utc, load_zone, local_date, wall_to_utc
@@ -119,6 +119,10 @@ class AvailabilityRules:
     buffer_minutes: int = DEFAULT_BUFFER_MINUTES
     min_notice: timedelta = DEFAULT_MIN_NOTICE
     horizon: timedelta = DEFAULT_HORIZON
+    # The exceptions by date, for `hours_on`.
+    _by_day: dict[date, tuple[Hours, ...]] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         weekly: dict[int, tuple[Hours, ...]] = {}
@@ -150,6 +154,7 @@ class AvailabilityRules:
         load_zone(self.time_zone)
         object.__setattr__(self, "weekly", weekly)
         object.__setattr__(self, "exceptions", tuple(sorted(exceptions.values(), key=_day)))
+        object.__setattr__(self, "_by_day", {day: e.hours for day, e in exceptions.items()})
 
     @property
     def zone(self) -> ZoneInfo:
@@ -157,9 +162,9 @@ class AvailabilityRules:
 
     def hours_on(self, day: date) -> tuple[Hours, ...]:
         """An exception replaces the weekday's hours for its date."""
-        for exception in self.exceptions:
-            if exception.day == day:
-                return exception.hours
+        found = self._by_day.get(day)
+        if found is not None:
+            return found
         return tuple(self.weekly.get(day.weekday(), ()))
 
 
@@ -167,7 +172,7 @@ def _day(exception: DateException) -> date:
     return exception.day
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Slot:
     """A free start time and its end, both UTC."""
 
@@ -184,7 +189,7 @@ class _Blocked:
 
     def __init__(self, busy: Iterable[Busy], buffer: timedelta) -> None:
         spans: list[list[datetime]] = []
-        for start, end in sorted((as_utc(s, "busy start"), as_utc(e, "busy end")) for s, e in busy):
+        for start, end in sorted((_utc(s, "busy start"), _utc(e, "busy end")) for s, e in busy):
             if end <= start:
                 raise InvalidInput(
                     "busy_end_not_after_start", "A busy interval must end after it starts."
@@ -197,9 +202,33 @@ class _Blocked:
         self._starts = [span[0] for span in spans]
         self._ends = [span[1] for span in spans]
 
+    def free_of(self, table: _DayTable, low: int, high: int) -> list[Slot]:
+        """table.slots[low:high] that overlap no span: whole runs between the spans are
+        copied, so the cost is per busy span, not per slot."""
+        slots, starts = table.slots, table.starts
+        if low >= high:
+            return []
+        length = slots[low].ends_at - slots[low].starts_at
+        index = bisect.bisect_right(self._ends, starts[low])  # first span ending after it
+        last_end, count = slots[high - 1].ends_at, len(self._starts)
+        free: list[Slot] = []
+        kept = low
+        while index < count and self._starts[index] < last_end:
+            # Slots ending after the span starts and starting before it ends overlap it.
+            first = bisect.bisect_right(starts, self._starts[index] - length, kept, high)
+            free.extend(slots[kept:first])
+            kept = max(kept, bisect.bisect_left(starts, self._ends[index], kept, high))
+            index += 1
+        free.extend(slots[kept:high])
+        return free
+
     def overlaps(self, start: datetime, end: datetime) -> bool:
         index = bisect.bisect_right(self._ends, start)  # first span ending after `start`
         return index < len(self._starts) and self._starts[index] < end
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    return moment if moment.tzinfo is UTC else as_utc(moment, what)
 
 
 def _check_lengths(session_minutes: int, step_minutes: int) -> None:
@@ -212,14 +241,20 @@ def _check_lengths(session_minutes: int, step_minutes: int) -> None:
 def _working_intervals(
     rules: AvailabilityRules, first: date, last: date
 ) -> Iterator[tuple[datetime, datetime]]:
-    """Real-time working intervals of the local days first..last, in order. Intervals that
-    touch (12:00-13:00 after 09:00-12:00, or Tuesday 00:00-02:00 after Monday 22:00-00:00)
-    join into one, so a session may run across the seam."""
-    zone = rules.zone
+    """Real-time working intervals of the local days first..last, in order."""
+    days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return _joined(rules.zone, ((day, rules.hours_on(day)) for day in days))
+
+
+def _joined(
+    zone: ZoneInfo, days: Iterable[tuple[date, Sequence[Hours]]]
+) -> Iterator[tuple[datetime, datetime]]:
+    """Real-time intervals of the given local days' hours, in order. Intervals that touch
+    (12:00-13:00 after 09:00-12:00, or Tuesday 00:00-02:00 after Monday 22:00-00:00) join
+    into one, so a session may run across the seam."""
     pending: tuple[datetime, datetime] | None = None
-    day = first
-    while day <= last:
-        for hours in rules.hours_on(day):
+    for day, hours_of_day in days:
+        for hours in hours_of_day:
             start = wall_to_utc(day, hours.start, zone)
             end_day = day + timedelta(days=1) if hours.end == MIDNIGHT else day
             end = wall_to_utc(end_day, hours.end, zone)
@@ -231,34 +266,131 @@ def _working_intervals(
             if pending is not None:
                 yield pending
             pending = (start, end)
-        day += timedelta(days=1)
     if pending is not None:
         yield pending
 
 
-def _scan(
-    rules: AvailabilityRules,
+@dataclass(frozen=True, slots=True)
+class _DayTable:
+    """Every slot of one length that starts on one local day, free or not, in time order."""
+
+    slots: tuple[Slot, ...]
+    starts: tuple[datetime, ...]
+
+
+# The precomputed part of free time: a day's slots depend only on the zone, the hours of that
+# day and its neighbours (an interval may join across midnight) and the lengths, so therapists
+# with the same hours share the table and a change of hours is a new key, never a stale entry.
+# 8,192 day tables of ~50 slots are some tens of MB at most.
+@functools.lru_cache(maxsize=8192)
+def _day_table(
+    time_zone: str,
+    day: date,
+    hours: tuple[tuple[Hours, ...], tuple[Hours, ...], tuple[Hours, ...]],
     session_minutes: int,
-    busy: Iterable[Busy],
-    now: datetime,
     step_minutes: int,
-) -> Iterator[Slot]:
-    _check_lengths(session_minutes, step_minutes)
-    now = as_utc(now, "current time")
-    earliest, latest = now + rules.min_notice, now + rules.horizon
+) -> _DayTable:
+    zone = load_zone(time_zone)
+    days = [(day + timedelta(days=n - 1), hours[n]) for n in range(3)]
+    opens = wall_to_utc(day, MIDNIGHT, zone)
+    closes = wall_to_utc(day + timedelta(days=1), MIDNIGHT, zone)
     length, step = timedelta(minutes=session_minutes), timedelta(minutes=step_minutes)
-    blocked = _Blocked(busy, timedelta(minutes=rules.buffer_minutes))
-    zone = rules.zone
-    for start, end in _working_intervals(
-        rules, local_date(earliest, zone), local_date(latest, zone)
-    ):
+    slots: list[Slot] = []
+    for start, end in _joined(zone, days):
+        if end <= opens or start >= closes:
+            continue
         candidate = start
-        if candidate < earliest:  # jump to the first step on or after the notice
-            candidate += step * -((start - earliest) // step)
-        while candidate + length <= end and candidate <= latest:
-            if not blocked.overlaps(candidate, candidate + length):
-                yield Slot(candidate, candidate + length)
+        if candidate < opens:  # the first step of the interval on this day
+            candidate += step * -((start - opens) // step)
+        while candidate + length <= end and candidate < closes:
+            slots.append(Slot(candidate, candidate + length))
             candidate += step
+    return _DayTable(tuple(slots), tuple(slot.starts_at for slot in slots))
+
+
+class FreeTime:
+    """The free slots of one length for a therapist: the day tables (precomputed, shared)
+    minus the busy times, between now + notice and a start at now + horizon. Listing a day
+    costs a pass over its precomputed slots, and a day without busy time is a plain copy."""
+
+    def __init__(
+        self,
+        rules: AvailabilityRules,
+        session_minutes: int,
+        busy: Iterable[Busy],
+        now: datetime,
+        step_minutes: int = DEFAULT_STEP_MINUTES,
+    ) -> None:
+        _check_lengths(session_minutes, step_minutes)
+        now = as_utc(now, "current time")
+        self.rules = rules
+        self.minutes, self.step = session_minutes, step_minutes
+        self.earliest, self.latest = now + rules.min_notice, now + rules.horizon
+        self.first_day = local_date(self.earliest, rules.zone)
+        self.last_day = local_date(self.latest, rules.zone)
+        self._blocked = _Blocked(busy, timedelta(minutes=rules.buffer_minutes))
+
+    def _table(self, day: date) -> _DayTable:
+        one_day, hours_on = timedelta(days=1), self.rules.hours_on
+        hours = (hours_on(day - one_day), hours_on(day), hours_on(day + one_day))
+        return _day_table(self.rules.time_zone, day, hours, self.minutes, self.step)
+
+    def on(self, day: date) -> list[Slot]:
+        """The free slots that start on a local day."""
+        if not self.first_day <= day <= self.last_day:
+            return []
+        table = self._table(day)
+        low = bisect.bisect_left(table.starts, self.earliest) if day == self.first_day else 0
+        high = (
+            bisect.bisect_right(table.starts, self.latest)
+            if day == self.last_day
+            else len(table.slots)
+        )
+        return self._blocked.free_of(table, low, high)
+
+    def days(self, since: date | None = None) -> Iterator[date]:
+        day = max(self.first_day, since) if since else self.first_day
+        while day <= self.last_day:
+            yield day
+            day += timedelta(days=1)
+
+    def first(self, limit: int, since: datetime | None = None) -> list[Slot]:
+        """The earliest `limit` free slots (starting at `since` or later, if given)."""
+        found: list[Slot] = []
+        if limit <= 0:
+            return found
+        since = as_utc(since, "earliest start") if since is not None else None
+        for day in self.days(local_date(since, self.rules.zone) if since else None):
+            slots = self.on(day)
+            if since is not None and slots and slots[0].starts_at < since:
+                slots = [slot for slot in slots if slot.starts_at >= since]
+            found.extend(slots[: limit - len(found)])
+            if len(found) >= limit:
+                break
+        return found
+
+    def nearest(self, requested: datetime, count: int) -> list[Slot]:
+        """The `count` free slots closest to `requested` (either side; earlier wins a tie),
+        in time order, looking no further from it than needed."""
+        requested = as_utc(requested, "requested time")
+        if count <= 0:
+            return []
+        middle = min(max(local_date(requested, self.rules.zone), self.first_day), self.last_day)
+        before: list[Slot] = []
+        day = middle
+        while day >= self.first_day and len(before) < count:
+            before[:0] = [slot for slot in self.on(day) if slot.starts_at < requested]
+            day -= timedelta(days=1)
+        after: list[Slot] = []
+        day = middle
+        while day <= self.last_day and len(after) < count:
+            after.extend(slot for slot in self.on(day) if slot.starts_at >= requested)
+            day += timedelta(days=1)
+        nearest = sorted(
+            [*before[-count:], *after[:count]],
+            key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at),
+        )
+        return sorted(nearest[:count])
 
 
 def free_slots(
@@ -273,7 +405,11 @@ def free_slots(
     `busy` holds the (start, end) of existing sessions; a slot keeps the buffer clear before
     and after each. Slots start every `step_minutes` counted from the start of each interval.
     """
-    return list(_scan(rules, session_minutes, busy, now, step_minutes))
+    free = FreeTime(rules, session_minutes, busy, now, step_minutes)
+    found: list[Slot] = []
+    for day in free.days():
+        found.extend(free.on(day))
+    return found
 
 
 def first_free_slots(
@@ -287,10 +423,7 @@ def first_free_slots(
 ) -> list[Slot]:
     """The earliest `limit` free slots (starting at `since` or later, if given), without
     computing the rest of the horizon."""
-    since = as_utc(since, "earliest start") if since is not None else None
-    slots = _scan(rules, session_minutes, busy, now, step_minutes)
-    wanted = (slot for slot in slots if since is None or slot.starts_at >= since)
-    return list(itertools.islice(wanted, max(limit, 0)))
+    return FreeTime(rules, session_minutes, busy, now, step_minutes).first(limit, since)
 
 
 def check_bookable(
@@ -356,23 +489,7 @@ def alternatives(
 ) -> list[Slot]:
     """The `count` free slots closest to `requested` (either side; earlier wins a tie), in time
     order: what a 409 answer offers instead."""
-    requested = as_utc(requested, "requested time")
-    count = max(count, 0)
-    # Slots come in time order: the nearest are among the last `count` before the request and
-    # the first `count` from it, so the scan stops there instead of running to the horizon.
-    before: deque[Slot] = deque(maxlen=count)
-    after: list[Slot] = []
-    for slot in _scan(rules, session_minutes, busy, now, step_minutes):
-        if slot.starts_at < requested:
-            before.append(slot)
-        elif len(after) < count:
-            after.append(slot)
-        else:
-            break
-    nearest = sorted(
-        [*before, *after], key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at)
-    )
-    return sorted(nearest[:count])
+    return FreeTime(rules, session_minutes, busy, now, step_minutes).nearest(requested, count)
 
 
 def _hours(span: timedelta) -> str:

@@ -53,7 +53,7 @@ class Platform:
         path: str,
         who: dict[str, str] | None = None,
         *,
-        expect: int | tuple[int, ...] = (200, 201),
+        expect: int | tuple[int, ...] = (200, 201, 202),
         **kwargs: Any,
     ) -> Any:
         answer = await self.http[service].request(method, path, headers=who or {}, **kwargs)

@@ -477,6 +477,7 @@ class _RightsRequestHandled(EventPayload):
     request_id: uuid.UUID
     subject_id: uuid.UUID
     kind: RightsRequestKind
+    exported: list[DataCategory] = Field(default_factory=list, max_length=20)
     erased: list[DataCategory] = Field(default_factory=list, max_length=20)
     kept: list[DataCategory] = Field(default_factory=list, max_length=20)
 
@@ -494,6 +495,16 @@ class MatchingRightsRequestHandled(_RightsRequestHandled):
 class BookingRightsRequestHandled(_RightsRequestHandled):
     event_type: ClassVar[str] = "BookingRightsRequestHandled"
     producer: ClassVar[str] = "booking"
+
+
+RIGHTS_REQUEST_HANDLED: dict[str, type[_RightsRequestHandled]] = {
+    cls.producer: cls
+    for cls in (
+        CatalogRightsRequestHandled,
+        MatchingRightsRequestHandled,
+        BookingRightsRequestHandled,
+    )
+}
 
 
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
@@ -527,6 +538,7 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
 
 __all__ = [cls.__name__ for cls in ALL_EVENTS] + [
     "ACCESS_RECORDED",
+    "RIGHTS_REQUEST_HANDLED",
     "PUBLIC_PRACTICE_FIELDS",
     "FreeSlot",
     "MatchAlternative",

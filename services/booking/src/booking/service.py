@@ -51,7 +51,7 @@ from booking.domain.policy import (
     policy_in_force,
 )
 from booking.domain.series import weekly_series
-from chassis import audit, outbox
+from chassis import audit, outbox, retention, rights
 from chassis.app import Runtime
 from chassis.auth import Principal
 from chassis.errors import Conflict, DomainError, NotFound
@@ -62,6 +62,7 @@ from contracts.events import (
     EndReason,
     FreeSlot,
     MatchApproved,
+    RightsRequested,
     SessionAttended,
     SessionBooked,
     SessionCancelled,
@@ -1237,3 +1238,36 @@ async def record_attendance(
             await _complete(conn, row, course, now)
             await store.request_summary(conn, row["therapist_id"])
         return session_json(after, with_phq9=True)
+
+
+# --------------------------------------------------------------------------- patient rights
+
+# What an erasure drops here, and the clinical record it keeps for the retention period.
+ERASED = ["booking_request_replies", "unopened_match_proposals"]
+KEPT = ["courses", "sessions", "attendance", "phq9_totals", "audit_log"]
+
+
+async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
+    """Export this service's part, or erase what need not be kept, and answer."""
+    if requested.kind == "export":
+        data = await store.personal_data(conn, requested.subject_id)
+        data["access_log"] = await audit.for_subject(conn, requested.subject_id)
+        courses, sessions = len(data["courses"]), len(data["sessions"])
+        await rights.store_export(
+            conn,
+            requested,
+            data,
+            [f"Bokning: {courses} behandlingar, {sessions} sessioner med närvaro och PHQ-9"],
+            [f"Booking: {courses} courses, {sessions} sessions with attendance and PHQ-9"],
+        )
+    else:
+        await store.erase_requests(conn, requested.subject_id)
+        await rights.record_erasure(conn, requested, erased=ERASED, kept=KEPT)
+
+
+async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
+    """The retention job's part here: clinical records ten years after the last entry."""
+    return {
+        "courses": await store.purge_expired(conn, now - retention.CLINICAL_RETENTION),
+        "export_parts": await rights.purge_export_parts(conn, now),
+    }

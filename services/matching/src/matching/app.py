@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chassis import retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 from contracts.events import (
@@ -13,6 +14,7 @@ from contracts.events import (
     IntakeWaitlisted,
     MatchApproved,
     MatchingAccessRecorded,
+    MatchingRightsRequestHandled,
     MatchRejected,
     TherapistMatched,
 )
@@ -26,9 +28,13 @@ DEFINITION = ServiceDefinition(
     name="matching",
     settings_class=Settings,
     migrations=Path(__file__).parent / "migrations",
-    routers=[api.router],
+    routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
-    worker_tasks=[service.waitlist_retrier, service.waiting_watch],
+    worker_tasks=[
+        service.waitlist_retrier,
+        service.waiting_watch,
+        retention.retention_task(service.purge_expired),
+    ],
     publishes=[
         IntakeSubmitted,
         IntakeEscalated,
@@ -38,6 +44,7 @@ DEFINITION = ServiceDefinition(
         MatchApproved,
         MatchRejected,
         MatchingAccessRecorded,
+        MatchingRightsRequestHandled,
     ],
     description="Intakes, screening with crisis routing, the matcher and the waitlist.",
 )

@@ -19,6 +19,7 @@ from contracts.events import (
     CourseStarted,
     IntakeSubmitted,
     ReviewPublished,
+    RightsRequested,
     TherapistAvailabilityPublished,
     TherapistProfilePublished,
     TherapistProfileWithdrawn,
@@ -96,3 +97,9 @@ async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
         conn, course_id=ended.course_id, therapist_id=ended.therapist_id, at=event.occurred_at
     )
     await store.wake_waitlist(conn)
+
+
+@consumers.handler(RightsRequested, name="rights-requests")
+async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Exports the person's intakes and matches, or erases their free text (GDPR)."""
+    await service.handle_rights_request(conn, event.payload)

@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 from prometheus_client import Gauge
 
-from chassis import audit, outbox
+from chassis import audit, outbox, retention, rights
 from chassis.app import Runtime
 from contracts.events import (
     IntakeEscalated,
@@ -24,6 +24,7 @@ from contracts.events import (
     IntakeWaitlisted,
     MatchApproved,
     MatchRejected,
+    RightsRequested,
     TherapistMatched,
 )
 from contracts.oncall import OnCallRoster
@@ -465,6 +466,46 @@ async def release_intake(
 ) -> bool:
     """Give one's own claim up; False: this clinician holds no claim on it."""
     return await store.release_claim(conn, intake_id, clinician_id)
+
+
+# --------------------------------------------------------------------------- patient rights
+
+# What an erasure empties here, and what it keeps as the clinical record (and why: the
+# notice in notifications says it in words).
+ERASED = ["intake_free_text", "intake_city", "intake_time_windows"]
+KEPT = ["intake_screening", "matches", "triage", "audit_log"]
+
+
+async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
+    """Export this service's part, or erase what need not be kept, and answer."""
+    if requested.kind == "export":
+        data = await store.personal_data(conn, requested.subject_id)
+        data["access_log"] = await audit.for_subject(conn, requested.subject_id)
+        counts = (len(data["intakes"]), len(data["matches"]))
+        await rights.store_export(
+            conn,
+            requested,
+            data,
+            [
+                f"Matchning: {counts[0]} förfrågningar (svar, fritext, screening), {counts[1]} "
+                "matchningar, vilka som läst dem"
+            ],
+            [
+                f"Matching: {counts[0]} intakes (answers, free text, screening), {counts[1]} "
+                "matches, who read them"
+            ],
+        )
+    else:
+        await store.erase_free_text(conn, requested.subject_id)
+        await rights.record_erasure(conn, requested, erased=ERASED, kept=KEPT)
+
+
+async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
+    """The retention job's part here: clinical records ten years after the last entry."""
+    return {
+        "intakes": await store.purge_expired(conn, now - retention.CLINICAL_RETENTION),
+        "export_parts": await rights.purge_export_parts(conn, now),
+    }
 
 
 # --------------------------------------------------------------------------- switching

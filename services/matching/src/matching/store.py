@@ -9,6 +9,7 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -610,3 +611,55 @@ async def emergency_access_until(
         clinician_id,
     )
     return until
+
+
+# --------------------------------------------------------------------------- patient rights
+
+
+async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[str, Any]:
+    """Everything matching holds about the client, for their export."""
+    intakes = await conn.fetch(
+        "SELECT * FROM intakes WHERE client_id = $1 ORDER BY submitted_at", client_id
+    )
+    matches = await conn.fetch(
+        "SELECT match_id, intake_id, therapist_id, score, mode, reasons, relaxed, status,"
+        " requires_approval, previous_therapist_id, created_at, decided_by, decided_at"
+        " FROM matches WHERE client_id = $1 ORDER BY created_at",
+        client_id,
+    )
+    emergency = await conn.fetch(
+        "SELECT e.intake_id, e.clinician_id, e.reason, e.granted_at, e.expires_at"
+        " FROM emergency_access e JOIN intakes i USING (intake_id)"
+        " WHERE i.client_id = $1 ORDER BY e.granted_at",
+        client_id,
+    )
+    return {
+        "intakes": [dict(r) for r in intakes],
+        "matches": [dict(r) for r in matches],
+        "emergency_access": [dict(r) for r in emergency],
+    }
+
+
+async def erase_free_text(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
+    """Empty what the law does not require to keep: free text, city, preferred times."""
+    status = await conn.execute(
+        "UPDATE intakes SET free_text = NULL, city = NULL, time_windows = '[]'::jsonb,"
+        " erased_at = now() WHERE client_id = $1",
+        client_id,
+    )
+    return int(status.split()[-1])
+
+
+async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
+    """Delete the intakes (and their matches, claims, emergency access) of clients whose
+    last entry here is older than `before`; returns how many intakes."""
+    expired = (
+        "SELECT intake_id FROM intakes WHERE client_id IN ("
+        " SELECT client_id FROM intakes GROUP BY client_id"
+        " HAVING max(greatest(submitted_at, status_since, coalesce(triaged_at, submitted_at)))"
+        " < $1)"
+    )
+    for table in ("emergency_access", "intake_claims", "matches"):
+        await conn.execute(f"DELETE FROM {table} WHERE intake_id IN ({expired})", before)
+    status = await conn.execute(f"DELETE FROM intakes WHERE intake_id IN ({expired})", before)
+    return int(status.split()[-1])

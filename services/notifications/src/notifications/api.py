@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
 
 from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, DomainError, NotFound
-from notifications import store
+from notifications import service, store
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
 from notifications.domain.delivery import InvalidTransition, resend
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
@@ -276,3 +276,69 @@ async def my_access_log(
         entries=entries,
         next_cursor=f"{last['at'].isoformat()}_{last['entry_id']}" if last else None,
     )
+
+
+# --------------------------------------------------------------------------- rights requests
+
+SERVICES = ("catalog", "matching", "booking", "notifications")
+
+
+class RightsRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["export", "erasure"]
+
+
+class RightsRequestOut(BaseModel):
+    request_id: uuid.UUID
+    kind: Literal["export", "erasure"]
+    status: Literal["running", "done"]
+    requested_at: datetime
+    due_at: datetime
+    done_at: datetime | None
+    # Which services have done their part, with what they exported, erased or keep (codes).
+    answers: dict[str, dict[str, list[str]]]
+    # Export: where each service's part is fetched (through the gateway), once done.
+    parts: list[str]
+
+
+def _request_out(row: Any) -> RightsRequestOut:
+    answers = dict(row["answers"])
+    done = row["status"] == "done"
+    return RightsRequestOut(
+        request_id=row["request_id"],
+        kind=row["kind"],
+        status=row["status"],
+        requested_at=row["requested_at"],
+        due_at=row["due_at"],
+        done_at=row["done_at"],
+        answers=answers,
+        parts=[f"/api/{s}/me/exports/{row['request_id']}" for s in SERVICES]
+        if done and row["kind"] == "export"
+        else [],
+    )
+
+
+@router.post("/me/rights-requests", status_code=202, tags=["privacy"])
+async def request_my_rights(
+    request: Request, body: RightsRequestIn, who: Person, response: Response
+) -> RightsRequestOut:
+    """Ask for a copy of your data (export) or its erasure. Every service does its part; the
+    inbox tells you when it is done. Asking again while one runs gives that same request."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        row, created = await service.request_rights(conn, who.subject, who.role, body.kind)  # type: ignore[arg-type]
+    if not created:
+        response.status_code = 200
+    return _request_out(row)
+
+
+@router.get("/me/rights-requests/{request_id}", tags=["privacy"])
+async def my_rights_request(
+    request: Request, request_id: uuid.UUID, who: Person
+) -> RightsRequestOut:
+    """Where your export or erasure stands; somebody else's answers 404."""
+    async with pool_of(request).acquire() as conn:
+        row = await store.rights_request(conn, request_id)
+    if row is None or row["subject_id"] != who.subject:
+        raise NotFound("No such request")
+    return _request_out(row)

@@ -17,8 +17,8 @@ import asyncpg
 
 from chassis.consumer import EventConsumers
 from contracts import REGISTRY, Envelope
-from contracts.events import ACCESS_RECORDED, IntakeEscalated
-from notifications import store
+from contracts.events import ACCESS_RECORDED, RIGHTS_REQUEST_HANDLED, IntakeEscalated
+from notifications import service, store
 from notifications.domain.plan import HANDLED_EVENTS, plan
 
 if TYPE_CHECKING:
@@ -30,7 +30,16 @@ consumers = EventConsumers("notifications")
 async def store_messages(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Plans its messages to client, therapist or on-call clinician, and its reminders."""
     settings: Settings = consumers.settings  # type: ignore[assignment]
-    await store.save_plan(conn, event, plan(event, settings.on_call_roster))
+    planned = plan(event, settings.on_call_roster)
+    # An event from before a person's erasure (still in flight when it came) plans nothing
+    # for them: what was erased must not come back.
+    erased = await store.erased_before(
+        conn, [m.recipient_id for m in planned.messages], event.occurred_at
+    )
+    if erased:
+        kept = [m for m in planned.messages if m.recipient_id not in erased]
+        planned = planned.model_copy(update={"messages": kept})
+    await store.save_plan(conn, event, planned)
 
 
 # Crisis first: escalations are consumed apart from everything else.
@@ -54,4 +63,15 @@ async def keep_access_entry(event: Envelope[Any], conn: asyncpg.Connection) -> N
 for _model in ACCESS_RECORDED.values():
     consumers.handler(_model, name=f"{_model.producer}-access-log", group="access-log")(
         keep_access_entry
+    )
+
+
+async def rights_answered(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """A service did its part of an export or erasure; the last one done tells the person."""
+    await service.rights_answered(conn, event)
+
+
+for _answer in RIGHTS_REQUEST_HANDLED.values():
+    consumers.handler(_answer, name=f"{_answer.producer}-rights-answers", group="rights")(
+        rights_answered
     )

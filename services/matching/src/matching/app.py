@@ -31,6 +31,7 @@ DEFINITION = ServiceDefinition(
     routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
     worker_tasks=[
+        service.keep_candidate_index,
         service.waitlist_retrier,
         service.waiting_watch,
         retention.retention_task(service.purge_expired),

@@ -6,7 +6,6 @@ Every function runs on the caller's connection, inside the caller's transaction.
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -32,15 +31,26 @@ from matching.domain.lifecycle import (
 from matching.domain.matcher import IntakeNeeds, Match, TherapistCandidate
 from matching.domain.screening import Screening
 
-# --------------------------------------------------------------------------- locks and wake-ups
-
-# Every matching decision takes this lock for its transaction, so two decisions (the matcher,
-# a waitlist retry, a clinician's step, a switch) never give a therapist's last place twice.
-MATCHING_LOCK = zlib.crc32(b"samtal-matching-decisions")
+# --------------------------------------------------------------------------- claims and wake-ups
 
 
-async def lock_matching(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", MATCHING_LOCK)
+async def lock_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> bool:
+    """Hold the therapist's row until commit; False: not offered. Decisions giving a place
+    with the same therapist queue here; decisions on different therapists never wait."""
+    locked = await conn.fetchval(
+        "SELECT true FROM therapists WHERE therapist_id = $1 AND NOT withdrawn FOR UPDATE",
+        therapist_id,
+    )
+    return bool(locked)
+
+
+def therapists_channel(schema: str) -> str:
+    return f"{schema}_therapists"
+
+
+async def therapist_changed(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> None:
+    """Tell every worker's candidate index to read the therapist again (on commit only)."""
+    await conn.execute("SELECT pg_notify(current_schema() || '_therapists', $1)", str(therapist_id))
 
 
 def waitlist_channel(schema: str) -> str:
@@ -384,20 +394,22 @@ async def apply_withdrawal(conn: asyncpg.Connection, withdrawal: TherapistProfil
 
 async def apply_rating(
     conn: asyncpg.Connection, therapist_id: uuid.UUID, average: float, count: int
-) -> None:
-    """The rating backed by more reviews wins, whichever event brought it."""
-    await conn.execute(
+) -> bool:
+    """The rating backed by more reviews wins, whichever event brought it. True: applied."""
+    applied = await conn.fetchval(
         """
         INSERT INTO therapist_ratings AS r (therapist_id, rating_average, rating_count)
         VALUES ($1, $2, $3)
         ON CONFLICT (therapist_id) DO UPDATE SET
             rating_average = excluded.rating_average, rating_count = excluded.rating_count
         WHERE r.rating_count < excluded.rating_count
+        RETURNING true
         """,
         therapist_id,
         average,
         count,
     )
+    return bool(applied)
 
 
 async def apply_availability(
@@ -499,18 +511,18 @@ def _candidate(row: asyncpg.Record) -> TherapistCandidate:
         therapist_id=row["therapist_id"],
         profession=row["profession"],
         licensed=row["licensed"],
-        methods=row["methods"],
-        focus_areas=row["focus_areas"],
-        languages=row["languages"],
-        modes=row["modes"],
+        methods=tuple(row["methods"]),
+        focus_areas=tuple(row["focus_areas"]),
+        languages=tuple(row["languages"]),
+        modes=tuple(row["modes"]),
         city=row["city"],
-        age_groups=row["age_groups"],
+        age_groups=tuple(row["age_groups"]),
         capacity=row["capacity"],
         active_courses=row["active_courses"],
         accepting_new_clients=row["accepting_new_clients"],
         rating_average=row["rating_average"],
         rating_count=row["rating_count"],
-        free_slots=row["free_slots"],
+        free_slots=tuple(row["free_slots"]),
         time_zone=row["time_zone"],
     )
 
@@ -546,6 +558,14 @@ async def likely_candidates(
 async def all_candidates(conn: asyncpg.Connection) -> list[TherapistCandidate]:
     """Every offered therapist: to tell a waitlisted client what stopped the nearest ones."""
     return [_candidate(row) for row in await conn.fetch(_CANDIDATES)]
+
+
+async def candidates_of(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID]
+) -> list[TherapistCandidate]:
+    """These therapists as they are now (withdrawn or unknown ones are left out)."""
+    rows = await conn.fetch(_CANDIDATES + " AND t.therapist_id = ANY($1::uuid[])", therapist_ids)
+    return [_candidate(row) for row in rows]
 
 
 # --------------------------------------------------------------------------- clinician access

@@ -62,6 +62,18 @@ def export_document(
     }
 
 
+async def save_export_part(
+    conn: asyncpg.Connection, request_id: uuid.UUID, subject_id: uuid.UUID, document: Any
+) -> None:
+    await conn.execute(
+        "INSERT INTO export_parts (request_id, subject_id, document) VALUES ($1, $2, $3)"
+        " ON CONFLICT (request_id) DO NOTHING",
+        request_id,
+        subject_id,
+        document,
+    )
+
+
 async def store_export(
     conn: asyncpg.Connection,
     requested: RightsRequested,
@@ -72,22 +84,7 @@ async def store_export(
     """Store this service's export part, audit it, and say it is ready."""
     service = await _service_of(conn)
     document = export_document(service, requested.subject_id, data, summary_sv, summary_en)
-    await conn.execute(
-        "INSERT INTO export_parts (request_id, subject_id, document) VALUES ($1, $2, $3)"
-        " ON CONFLICT (request_id) DO NOTHING",
-        requested.request_id,
-        requested.subject_id,
-        document,
-    )
-    await audit.record(
-        conn,
-        actor_id="system",
-        actor_role="system",
-        subject_id=requested.subject_id,
-        action="export",
-        resource="personal_data",
-        resource_id=str(requested.request_id),
-    )
+    await save_export_part(conn, requested.request_id, requested.subject_id, document)
     await _answer(conn, service, requested, exported=sorted(data))
 
 
@@ -99,17 +96,7 @@ async def record_erasure(
     kept: Sequence[str],
 ) -> None:
     """Audit this service's erasure and say what it erased and what it keeps."""
-    service = await _service_of(conn)
-    await audit.record(
-        conn,
-        actor_id="system",
-        actor_role="system",
-        subject_id=requested.subject_id,
-        action="erase",
-        resource="personal_data",
-        resource_id=str(requested.request_id),
-    )
-    await _answer(conn, service, requested, erased=erased, kept=kept)
+    await _answer(conn, await _service_of(conn), requested, erased=erased, kept=kept)
 
 
 async def _answer(
@@ -121,6 +108,17 @@ async def _answer(
     erased: Sequence[str] = (),
     kept: Sequence[str] = (),
 ) -> None:
+    """Audit what was done for the request (by the system, on the person's asking) and
+    answer it."""
+    await audit.record(
+        conn,
+        actor_id="system",
+        actor_role="system",
+        subject_id=requested.subject_id,
+        action=requested.kind,
+        resource="personal_data",
+        resource_id=str(requested.request_id),
+    )
     await outbox.add(
         conn,
         RIGHTS_REQUEST_HANDLED[service](

@@ -526,33 +526,22 @@ async def open_intake(
             conn, intake_id, clinician_id, reason, now + access.EMERGENCY_ACCESS_FOR
         )
         found = "emergency"
-        await audit.record(
-            conn,
-            actor_id=str(clinician_id),
-            actor_role="clinician",
-            subject_id=intake["client_id"],
-            action="read",
-            resource="intake",
-            resource_id=str(intake_id),
-            reason_code=audit.EMERGENCY_ACCESS,
-            reason=reason,
-            emergency=True,
-        )
     elif found is None:
         access.may_open(clinician_id, now, roster, claim, until)  # raises AccessRefused
-    else:
-        await audit.record(
-            conn,
-            actor_id=str(clinician_id),
-            actor_role="clinician",
-            subject_id=intake["client_id"],
-            action="read",
-            resource="intake",
-            resource_id=str(intake_id),
-            # Reads under an emergency grant stay flagged as such.
-            reason_code=audit.EMERGENCY_ACCESS if found == "emergency" else None,
-            emergency=found == "emergency",
-        )
+    emergency = found == "emergency"
+    await audit.record(
+        conn,
+        actor_id=str(clinician_id),
+        actor_role="clinician",
+        subject_id=intake["client_id"],
+        action="read",
+        resource="intake",
+        resource_id=str(intake_id),
+        # Reads under an emergency grant stay flagged; the first one carries the reason.
+        reason_code=audit.EMERGENCY_ACCESS if emergency else None,
+        reason=reason if emergency else None,
+        emergency=emergency,
+    )
     assert found is not None
     return Opened(intake, await store.current_match(conn, intake_id), found, claim)
 

@@ -57,7 +57,7 @@ async def request_rights(
             [f"Meddelanden: kontaktuppgifter, {messages} meddelanden, åtkomstloggen"],
             [f"Notifications: contact details, {messages} messages, the access log"],
         )
-        await store.save_export_part(conn, row["request_id"], person_id, document)
+        await rights.save_export_part(conn, row["request_id"], person_id, document)
     else:
         await store.erase_person(conn, person_id, now)
     await audit.record(

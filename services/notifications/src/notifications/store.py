@@ -490,9 +490,7 @@ async def open_rights_request(
     due_at: datetime,
 ) -> tuple[asyncpg.Record, bool]:
     """The person's running request of this kind, or a new one; (row, created)."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1))", f"rights:{subject_id}:{kind}"
-    )
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rights:{subject_id}:{kind}")
     running = await conn.fetchrow(
         "SELECT * FROM rights_requests WHERE subject_id = $1 AND kind = $2 AND status = 'running'",
         subject_id,
@@ -538,18 +536,6 @@ async def finish_rights_request(conn: asyncpg.Connection, request_id: uuid.UUID)
     await conn.execute(
         "UPDATE rights_requests SET status = 'done', done_at = now() WHERE request_id = $1",
         request_id,
-    )
-
-
-async def save_export_part(
-    conn: asyncpg.Connection, request_id: uuid.UUID, subject_id: uuid.UUID, document: Any
-) -> None:
-    await conn.execute(
-        "INSERT INTO export_parts (request_id, subject_id, document) VALUES ($1, $2, $3)"
-        " ON CONFLICT (request_id) DO NOTHING",
-        request_id,
-        subject_id,
-        document,
     )
 
 

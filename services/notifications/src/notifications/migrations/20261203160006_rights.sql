@@ -17,14 +17,6 @@ CREATE UNIQUE INDEX rights_requests_one_running ON rights_requests (subject_id, 
     WHERE status = 'running';
 CREATE INDEX rights_requests_subject ON rights_requests (subject_id, requested_at DESC);
 
-CREATE TABLE export_parts (
-    request_id  uuid PRIMARY KEY,
-    subject_id  uuid NOT NULL,
-    document    jsonb NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX export_parts_created ON export_parts (created_at);
-
 -- Who asked for erasure and when: messages planned from events that happened before it
 -- (still in flight when it came) are not stored for them.
 CREATE TABLE erasures (
@@ -34,5 +26,4 @@ CREATE TABLE erasures (
 
 -- migrate:down
 DROP TABLE erasures;
-DROP TABLE export_parts;
 DROP TABLE rights_requests;

@@ -1,5 +1,6 @@
 -- migrate:up
--- Patient rights (GDPR art. 15/17/20): a person's export part, kept for them to fetch.
+-- A person's part of a data export (GDPR art. 15/20) held by this service, until the
+-- person fetches it; the retention job deletes it after chassis.rights.EXPORT_KEPT_FOR.
 CREATE TABLE export_parts (
     request_id  uuid PRIMARY KEY,
     subject_id  uuid NOT NULL,

@@ -3,6 +3,7 @@ export and erasure), against the real Postgres and broker."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -124,7 +125,10 @@ async def test_export_then_erasure_across_the_four_services(rights_platform) -> 
         assert (
             await p.http["notifications"].get(f"/me/rights-requests/{request_id}", headers=stranger)
         ).status_code == 404
-        print("EXPORT SAMPLE", {s: part["summary"]["en"] for s, part in parts.items()})
+        log = await p.call("notifications", "GET", "/me/access-log", me)
+        # Shown with `pytest -s`: the sample in the closing note of issue 16.
+        print("ACCESS LOG", json.dumps(log, indent=1, ensure_ascii=False))
+        print("EXPORT", json.dumps(document, indent=1, ensure_ascii=False))
 
         # Erasure: what need not be kept goes at once; clinical records stay.
         erasure = await p.call(

@@ -226,8 +226,7 @@ def _open_rules(therapist: Any) -> AvailabilityRules | None:
     """The therapist's rules if they take bookings (published, with hours set), else None."""
     if therapist is None or not therapist["published"] or therapist["availability"] is None:
         return None
-    with _translated():
-        return rules_from(therapist["availability"], therapist["time_zone"])
+    return _stored_rules(therapist)
 
 
 def _rules_of(therapist: Any) -> AvailabilityRules:
@@ -241,8 +240,26 @@ def _rules_of(therapist: Any) -> AvailabilityRules:
         raise Conflict(
             "This therapist has not opened any times for booking yet.", code="no_availability"
         )
-    with _translated():
-        return rules_from(therapist["availability"], therapist["time_zone"])
+    return _stored_rules(therapist)
+
+
+# Parsed rules by (therapist, version of their hours, time zone): a booking reads the stored
+# hours every time, parsing them again each time is wasted work. Bounded; cleared when full.
+_RULES: dict[tuple[Any, ...], AvailabilityRules] = {}
+_RULES_KEPT = 10_000
+
+
+def _stored_rules(therapist: Any) -> AvailabilityRules:
+    stored = therapist["availability"]
+    key = (stored["therapist_id"], stored["updated_at"], therapist["time_zone"])
+    found = _RULES.get(key)
+    if found is None:
+        with _translated():
+            found = rules_from(stored, therapist["time_zone"])
+        if len(_RULES) >= _RULES_KEPT:
+            _RULES.clear()
+        _RULES[key] = found
+    return found
 
 
 async def _calendars(
@@ -310,8 +327,9 @@ async def publish_summaries(
     for therapist in therapists:
         try:
             rules.append(_open_rules(therapist))
-        except DomainError:  # stored rules were valid when stored; never stop the rest
-            log.warning("unreadable availability", therapist=str(therapist["therapist_id"]))
+        except Exception:  # stored rules were valid when stored: one bad row never stops the
+            # batch (its requests would come back forever); it is published without slots
+            log.exception("unreadable availability", therapist=str(therapist["therapist_id"]))
             rules.append(None)
     horizon = max((r.horizon for r in rules if r is not None), default=timedelta(0))
     busy = await store.busy_of_many(
@@ -753,8 +771,20 @@ async def _refused(
     row: Any,
     now: datetime,
     starts_at: datetime,
+    nearby: Sequence[Busy] | None = None,
 ) -> Conflict:
-    """The 409 for a refused booking, with alternatives from both calendars as they are now."""
+    """The 409 for a refused booking, with alternatives from both calendars as they are now:
+    from the busy times `nearby` the request (`store.booking_view`) when the alternatives lie
+    well inside what they cover, else from a read of both calendars."""
+    minutes = row["session_minutes"]
+    if nearby is not None:
+        offered = FreeTime(rules, minutes, nearby, now).nearest(starts_at, ALTERNATIVES_OFFERED)
+        margin = timedelta(minutes=minutes + rules.buffer_minutes)
+        covered = (starts_at - store.NEARBY + margin, starts_at + store.NEARBY - margin)
+        if len(offered) == ALTERNATIVES_OFFERED and all(
+            covered[0] <= slot.starts_at <= covered[1] for slot in offered
+        ):
+            return _taken(exc.code, exc.message, offered)
     therapist_busy, client_busy = await _calendars(
         conn, rules, now, row["therapist_id"], row["client_id"]
     )
@@ -894,7 +924,8 @@ async def book_session(
                 if view["client_busy"]:
                     raise _CLIENT_BUSY
             except errors.SlotUnavailable as exc:
-                raise await _refused(conn, exc, rules, view, now, starts_at) from exc
+                nearby = [(start, end) for start, end in view["nearby"]]
+                raise await _refused(conn, exc, rules, view, now, starts_at, nearby) from exc
             course = course_of(view, store.view_sessions(view))
             with _translated():
                 course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
@@ -911,7 +942,10 @@ async def book_session(
                 return answer
             except asyncpg.ExclusionViolationError as exc:
                 refused = _CLIENT_BUSY if exc.constraint_name == "client_free" else _TAKEN
-                raise await _refused(conn, refused, rules, view, now, starts_at) from exc
+                # Taken since the read: that time is busy now, whoever took it.
+                nearby = [(start, end) for start, end in view["nearby"]]
+                nearby.append((booked["starts_at"], booked["ends_at"]))
+                raise await _refused(conn, refused, rules, view, now, starts_at, nearby) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
                     continue  # a concurrent booking of this course took the place in the plan

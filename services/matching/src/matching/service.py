@@ -209,10 +209,16 @@ class _Changed(Exception):
         self.fresh = fresh
 
 
-async def _claim(conn: asyncpg.Connection, therapist_id: uuid.UUID, candidates: Candidates) -> bool:
+async def _claim(
+    conn: asyncpg.Connection,
+    seen: TherapistCandidate | None,
+    therapist_id: uuid.UUID,
+    candidates: Candidates,
+) -> bool:
     """Take the therapist's row for this transaction, if the therapist is still exactly what
-    the decision saw (the same load above all). On False the candidates hold the therapist
-    as it is now, and the row is let go again (the savepoint's rollback releases its lock)."""
+    the decision saw (`seen`: the same load above all). On False the candidates hold the
+    therapist as it is now, and the row is let go again (the savepoint's rollback releases
+    its lock)."""
     try:
         async with conn.transaction():
             started = time.perf_counter()
@@ -221,7 +227,7 @@ async def _claim(conn: asyncpg.Connection, therapist_id: uuid.UUID, candidates: 
             fresh = None
             if offered:
                 [fresh] = await store.candidates_of(conn, [therapist_id])
-            if fresh is None or fresh != candidates.held(therapist_id):
+            if fresh is None or fresh != seen:
                 raise _Changed(fresh)
         return True
     except _Changed as changed:
@@ -245,7 +251,12 @@ async def _decide(
     tell = intake["status"] != "waitlisted"
     for _ in range(MAX_CLAIMS):
         result = await candidates.decide(conn, needs, now, tell=tell)
-        if isinstance(result, Waitlist) or await _claim(conn, result.therapist_id, candidates):
+        if isinstance(result, Waitlist):
+            return result
+        # What the decision saw, taken before anything can change it (the worker's index
+        # changes as other decisions commit): the claim compares against this.
+        seen = candidates.held(result.therapist_id)
+        if await _claim(conn, seen, result.therapist_id, candidates):
             return result
     raise RuntimeError(f"no claim held in {MAX_CLAIMS} tries; the consumer retries")
 

@@ -30,9 +30,10 @@ lint: install
 	$(RUN) lint-imports
 	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src)
 
-# Lint plus every test, against a real Postgres and a real Kafka-protocol broker.
+# Lint plus every test, against a real Postgres and a real Kafka-protocol broker, with
+# branch coverage of contracts, chassis and the services (settings in pyproject.toml).
 test: lint
-	$(RUN) pytest
+	$(RUN) pytest --cov --cov-report=term
 
 test-fast: install
 	$(RUN) pytest -x -q

@@ -37,7 +37,7 @@ from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
 from chassis.topics import ensure_topics
-from contracts import REGISTRY, Envelope, EventPayload
+from contracts import REGISTRY, EventPayload, envelope_of
 
 log = structlog.get_logger("chassis.app")
 
@@ -294,7 +294,7 @@ def describe(definition: ServiceDefinition, settings: ServiceSettings) -> AsyncA
             settings.topic(REGISTRY.topic(model)),
             title=model.event_type,
             description=(model.__doc__ or "").strip() or None,
-            schema=Envelope[model],  # type: ignore[valid-type]
+            schema=envelope_of(model),
         )
     return AsyncAPI(
         paper,

@@ -61,11 +61,11 @@ async def record(
             entry_id=uuid.uuid4(),
             subject_id=subject_id,
             actor_id=actor_id,
-            actor_role=actor_role,  # type: ignore[arg-type]
+            actor_role=actor_role,
             action=action,
             resource=resource,
             resource_id=resource_id,
-            reason_code=reason_code,  # type: ignore[arg-type]
+            reason_code=reason_code,
             emergency=emergency,
             at=row["at"],
         ),

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import uvicorn
 
 from chassis import auth, db
-from chassis.app import ServiceDefinition, build
+from chassis.app import Process, ServiceDefinition, build
 from chassis.deadletters import list_dead_letters, replay
+from chassis.settings import ServiceSettings
 
 
 def service_cli(definition: ServiceDefinition) -> typer.Typer:
@@ -21,12 +22,12 @@ def service_cli(definition: ServiceDefinition) -> typer.Typer:
     letters = typer.Typer(help="Inspect and replay dead letters", no_args_is_help=True)
     cli.add_typer(letters, name="dead-letters")
 
-    def settings():  # type: ignore[no-untyped-def]
+    def settings() -> ServiceSettings:
         return definition.settings_class()
 
-    def serve(process: str, port: int | None) -> None:
+    def serve(process: Process, port: int | None) -> None:
         s = settings()
-        app = build(definition, s, process)  # type: ignore[arg-type]
+        app = build(definition, s, process)
         uvicorn.run(
             app, host=s.http_host, port=port or s.http_port, log_level="warning", lifespan="on"
         )
@@ -83,11 +84,12 @@ def token(
 
     if role not in auth.ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(auth.ROLES)}")
+    known_role = cast(auth.Role, role)
     typer.echo(
         auth.mint(
             key_file.read_text(),
             subject or uuid.uuid4(),
-            role,  # type: ignore[arg-type]
+            known_role,
             ttl=timedelta(hours=hours),
         )
     )

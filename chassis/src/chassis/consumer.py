@@ -33,7 +33,7 @@ from structlog.contextvars import bound_contextvars
 
 from chassis import inbox
 from chassis.settings import ServiceSettings
-from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode
+from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode, envelope_of
 
 log = structlog.get_logger("chassis.consumer")
 
@@ -72,7 +72,7 @@ class HandlerSpec:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential, bounded: base, 2·base, 4·base … up to cap."""
-    return min(cap, base * (2 ** (attempt - 1)))
+    return min(cap, base * 2.0 ** (attempt - 1))
 
 
 class EventConsumers:
@@ -153,7 +153,7 @@ def _paper_endpoint(spec: HandlerSpec) -> Callable[..., Awaitable[None]]:
         """Never runs: it describes the channel for the AsyncAPI document."""
 
     # Resolved now (this module's annotations are strings): the envelope of this event.
-    described.__annotations__ = {"event": Envelope[spec.model], "return": None}  # type: ignore[name-defined]
+    described.__annotations__ = {"event": envelope_of(spec.model), "return": None}
     described.__name__ = spec.func.__name__
     described.__doc__ = spec.func.__doc__
     return described

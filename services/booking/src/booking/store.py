@@ -207,20 +207,24 @@ async def lock_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> asyncpg
 
 async def courses_of(conn: asyncpg.Connection, person_id: uuid.UUID, role: str) -> list[Any]:
     column = "client_id" if role == "client" else "therapist_id"
-    return await conn.fetch(
-        f"SELECT * FROM courses WHERE {column} = $1 ORDER BY started_at DESC, course_id",
-        person_id,
+    return list(
+        await conn.fetch(
+            f"SELECT * FROM courses WHERE {column} = $1 ORDER BY started_at DESC, course_id",
+            person_id,
+        )
     )
 
 
 async def active_courses_between(
     conn: asyncpg.Connection, client_id: uuid.UUID, therapist_id: uuid.UUID
 ) -> list[Any]:
-    return await conn.fetch(
-        "SELECT * FROM courses WHERE client_id = $1 AND therapist_id = $2 AND status = 'active'"
-        " ORDER BY started_at",
-        client_id,
-        therapist_id,
+    return list(
+        await conn.fetch(
+            "SELECT * FROM courses WHERE client_id = $1 AND therapist_id = $2 AND status = 'active'"
+            " ORDER BY started_at",
+            client_id,
+            therapist_id,
+        )
     )
 
 
@@ -294,8 +298,10 @@ async def close_course(
 
 
 async def sessions_of_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> list[Any]:
-    return await conn.fetch(
-        "SELECT * FROM sessions WHERE course_id = $1 ORDER BY starts_at, number", course_id
+    return list(
+        await conn.fetch(
+            "SELECT * FROM sessions WHERE course_id = $1 ORDER BY starts_at, number", course_id
+        )
     )
 
 

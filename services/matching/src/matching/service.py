@@ -455,7 +455,8 @@ async def _clinician_decides(
             clinician_id=clinician_id,
         ),
     )
-    return intake["intake_id"]  # type: ignore[no-any-return]
+    intake_id: uuid.UUID = intake["intake_id"]
+    return intake_id
 
 
 async def _audit_clinician(

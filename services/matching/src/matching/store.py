@@ -146,8 +146,9 @@ def screening_of(row: asyncpg.Record) -> Screening:
 
 
 async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """
+    return list(
+        await conn.fetch(
+            """
         SELECT i.intake_id, i.submitted_at, i.status, i.severity_band, i.risk_level, i.method,
                m.match_id, m.therapist_id
         FROM intakes i
@@ -155,8 +156,9 @@ async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> l
         WHERE i.client_id = $1
         ORDER BY i.submitted_at, i.intake_id
         """,
-        client_id,
-        list(CURRENT_MATCH),
+            client_id,
+            list(CURRENT_MATCH),
+        )
     )
 
 
@@ -205,9 +207,11 @@ async def record_triage(
 
 
 async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
-        " ORDER BY waitlisted_at, intake_id"
+    return list(
+        await conn.fetch(
+            "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
+            " ORDER BY waitlisted_at, intake_id"
+        )
     )
 
 
@@ -227,8 +231,9 @@ async def waiting_figures(conn: asyncpg.Connection) -> asyncpg.Record:
 
 async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Intakes waiting for a clinician, longest-waiting first; no answers or free text."""
-    return await conn.fetch(
-        """
+    return list(
+        await conn.fetch(
+            """
         SELECT i.intake_id, i.client_id, i.status, i.status_since, i.submitted_at,
                i.risk_level, i.severity_band, i.phq9_total, i.phq9[9] AS self_harm_answer,
                i.age_group, i.method, i.requires_approval, i.free_text IS NOT NULL AS has_free_text,
@@ -241,8 +246,9 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
         ORDER BY i.status_since, i.intake_id
         LIMIT $2
         """,
-        list(AWAITING_CLINICIAN),
-        limit,
+            list(AWAITING_CLINICIAN),
+            limit,
+        )
     )
 
 
@@ -597,7 +603,7 @@ async def set_claim(
 async def release_claim(
     conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
 ) -> bool:
-    status = await conn.execute(
+    status: str = await conn.execute(
         "DELETE FROM intake_claims WHERE intake_id = $1 AND clinician_id = $2",
         intake_id,
         clinician_id,

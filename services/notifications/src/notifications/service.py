@@ -1,29 +1,110 @@
-"""The service's use cases beyond planning messages per event: a person's rights over
-their data (GDPR art. 15, 17, 20) across the platform. Each runs in the caller's
-transaction.
+"""Notifications' use cases for the HTTP api: a person's contacts and inbox, an operator's
+view of failed deliveries and their re-sending. Each takes a connection, returns domain
+values or rows, and raises the chassis' domain errors (`api.py` maps them to answers).
 
-A request (export or erasure) is taken here: notifications does its own part at once
-(its export part; or erasing contacts, channel choices and messages), and announces
-`RightsRequested` (ids and the kind only). Catalog, matching and booking do theirs
-(chassis.rights) and answer; when all have, the request is done and the person gets a
-notice in the inbox (and by e-mail when they have an address): the export is ready, or
-what was erased and what is kept and why. A request answers within `rights_due_hours`
-(an alert can watch `due_at`); a repeated request while one runs is that same request.
+The event side (messages planned per event) is `handlers.py`; sending is `sender.py`.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
 
 from chassis import audit, outbox, retention, rights
+from chassis.auth import Principal
+from chassis.errors import Conflict, NotFound
 from contracts import Envelope
 from contracts.events import RIGHTS_REQUEST_HANDLED, RightsRequested
 from notifications import store
+from notifications.domain.contacts import ContactSettings
+from notifications.domain.delivery import Delivery, InvalidTransition, resend
 from notifications.domain.plan import NotificationPlan, RecipientRole, plan_rights_notice
+
+
+async def contacts_of(
+    conn: asyncpg.Connection, person_id: uuid.UUID
+) -> tuple[ContactSettings, datetime] | None:
+    """The person's saved contacts and when they were saved; None before they saved any."""
+    return await store.contacts_of(conn, person_id)
+
+
+async def save_contacts(conn: asyncpg.Connection, contacts: ContactSettings) -> datetime:
+    """Replace the person's contacts (the whole set); returns when they were saved."""
+    saved_at: datetime = await store.save_contacts(conn, contacts)
+    return saved_at
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    total: int
+    unread: int
+    messages: list[Any]  # message rows, newest first
+
+
+async def inbox(
+    conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, offset: int
+) -> InboxPage:
+    rows = await store.inbox(conn, person_id, limit, offset)
+    total, unread = await store.inbox_counts(conn, person_id)
+    return InboxPage(total=total, unread=unread, messages=list(rows))
+
+
+async def mark_read(conn: asyncpg.Connection, person_id: uuid.UUID, message_id: uuid.UUID) -> Any:
+    """Mark one of the person's own messages read; somebody else's is not found."""
+    row = await store.mark_read(conn, person_id, message_id)
+    if row is None:
+        raise NotFound("No such message in your inbox")
+    return row
+
+
+async def failed_deliveries(conn: asyncpg.Connection, who: Principal, limit: int) -> list[Any]:
+    """Deliveries that still failed after their retries, newest first. Which client got which
+    kind of message (e.g. crisis information) is health data: the look is audited per client.
+    Call inside a transaction."""
+    rows = list(await store.failed_deliveries(conn, limit))
+    for client_id in {r["recipient_id"] for r in rows if r["recipient_role"] == "client"}:
+        await audit.record(
+            conn,
+            actor_id=who.id,
+            actor_role=who.role,
+            subject_id=client_id,
+            action="read",
+            resource="failed_deliveries",
+        )
+    return rows
+
+
+async def resend_delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery:
+    """Send a failed delivery again (its retries start over) and wake the sender. Call inside
+    a transaction."""
+    current = await store.lock_delivery(conn, delivery_id)
+    if current is None:
+        raise NotFound("No such delivery")
+    try:
+        again = resend(current, datetime.now(UTC))
+    except InvalidTransition as exc:
+        raise Conflict(
+            f"Only a failed delivery can be re-sent; this one is {current.state.value}",
+            code="not_failed",
+        ) from exc
+    await store.save_resend(conn, delivery_id, again)
+    await store.wake_sender(conn)
+    return again
+
+
+# --------------------------------------------------------------------------- patient rights
+# A person's rights over their data (GDPR art. 15, 17, 20) across the platform.
+# A request (export or erasure) is taken here: notifications does its own part at once
+# (its export part; or erasing contacts, channel choices and messages), and announces
+# `RightsRequested` (ids and the kind only). Catalog, matching and booking do theirs
+# (chassis.rights) and answer; when all have, the request is done and the person gets a
+# notice in the inbox (and by e-mail when they have an address): the export is ready, or
+# what was erased and what is kept and why. A request should be done by `due_at`
+# (DUE_AFTER); a repeated request while one runs is that same request.
 
 RightsKind = Literal["export", "erasure"]
 # Every service that holds a person's data besides this one, and so must answer.
@@ -71,6 +152,20 @@ async def request_rights(
     )
     await outbox.add(conn, requested)
     return row, True
+
+
+async def access_log(
+    conn: asyncpg.Connection,
+    person_id: uuid.UUID,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[Any]:
+    """The person's one access log across services, newest first, after `before`."""
+    return list(await store.access_log(conn, person_id, limit, before))
+
+
+async def rights_request(conn: asyncpg.Connection, request_id: uuid.UUID) -> Any:
+    return await store.rights_request(conn, request_id)
 
 
 async def rights_answered(conn: asyncpg.Connection, event: Envelope[Any]) -> None:

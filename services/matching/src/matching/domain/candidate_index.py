@@ -139,6 +139,7 @@ class CandidateIndex:
         self.capacity = np.zeros(self._size, np.int64)
         self.active = np.zeros(self._size, np.int64)
         self.rating_part = np.zeros(self._size, np.float64)
+        self.first_slot = np.full(self._size, NO_SLOT, np.int64)  # each row's earliest
         self._tag_columns: dict[tuple[str, str], Bools] = {}
         self._flat: tuple[Ints, npt.NDArray[np.int8], Ints, Ints, Ints] | None = None
         for candidate in candidates:
@@ -178,6 +179,7 @@ class CandidateIndex:
         if not slots.same(self._slots[row]):
             self._slots[row] = slots
             self._flat = None
+        self.first_slot[row] = slots.at[0] if len(slots.at) else NO_SLOT
         self.live[row] = True
         self.accepting[row] = candidate.accepting_new_clients
         self.licensed[row] = is_licensed(candidate)
@@ -239,6 +241,7 @@ class CandidateIndex:
             "capacity",
             "active",
             "rating_part",
+            "first_slot",
         ):
             setattr(self, name, _grown(getattr(self, name), self._size))
         for tag, column in self._tag_columns.items():
@@ -317,19 +320,36 @@ class CandidateIndex:
         self, rows: Ints, needs: IntakeNeeds, now: datetime, windows: WindowCheck
     ) -> list[Assessed]:
         """The eligible rows that can be among the best 1 + MAX_ALTERNATIVES, assessed
-        exactly by the matcher and ranked by its key."""
+        exactly by the matcher and ranked by its key.
+
+        Free slots are the costly part (some 30 per therapist), so they are looked at only
+        for rows that can still make it: every part but the slot is cheap and exact, and
+        the slot part is at most what the therapist's earliest slot would earn. The best
+        few by that bound are scored fully; their fourth best score is a floor no row with
+        a lower bound can reach."""
         if not len(rows):
             return []
-        score = self._vector_score(rows, needs, now)
         wanted = 1 + MAX_ALTERNATIVES
+        partial = self._partial_score(rows, needs)
+        bound = partial + WEIGHT_FIRST_SLOT * self._slot_bound(rows, now)
+        if len(rows) > wanted:
+            sample = min(len(rows), 8 * wanted)
+            tops = np.argpartition(-bound, sample - 1)[:sample]
+            sampled = partial[tops] + WEIGHT_FIRST_SLOT * self._slot_part(rows[tops], needs, now)
+            floor = np.partition(sampled, len(sampled) - wanted)[len(sampled) - wanted]
+            hopeful = bound >= floor - RESCORE_MARGIN
+            rows, partial = rows[hopeful], partial[hopeful]
+        score = np.clip(
+            partial + WEIGHT_FIRST_SLOT * self._slot_part(rows, needs, now), 0, MAX_SCORE
+        )
         if len(rows) > wanted:
             floor = np.partition(score, len(score) - wanted)[len(score) - wanted]
             rows = rows[score >= floor - RESCORE_MARGIN]
         assessed = [assess(self._candidate(int(r)), needs, now, windows) for r in rows]
         return sorted(assessed, key=rank_key)
 
-    def _vector_score(self, rows: Ints, needs: IntakeNeeds, now: datetime) -> Floats:
-        """The matcher's score for each row, as vectors (before its rounding)."""
+    def _partial_score(self, rows: Ints, needs: IntakeNeeds) -> Floats:
+        """The matcher's score for each row without the first-slot part (before rounding)."""
         areas = needs.problem_areas
         if areas:
             overlap = np.zeros(len(rows), np.float64)
@@ -344,65 +364,80 @@ class CandidateIndex:
             rank[self._has("language", needs.languages[position])[rows]] = position
         language_part = 1.0 / (1.0 + rank)
 
-        slot, inside = self._first_slots(needs, now)
-        slot, inside = slot[rows], inside[rows]
-        has_slot = slot != NO_SLOT
-        horizon = SLOT_HORIZON / MICROS
-        waited = np.where(has_slot, slot - _micros(now), 0).astype(np.float64)
-        soon = np.maximum(0.0, 1.0 - waited / horizon)
-        slot_part = np.where(has_slot, np.where(inside, soon, soon * OUTSIDE_WINDOW_SHARE), 0.0)
-
         load_part = 1.0 - self.active[rows] / self.capacity[rows]
-        score = (
+        result: Floats = (
             WEIGHT_PROBLEM_AREAS * area_part
             + WEIGHT_LANGUAGE * language_part
-            + WEIGHT_FIRST_SLOT * slot_part
             + WEIGHT_RATING * self.rating_part[rows]
             + WEIGHT_LOAD * load_part
         )
-        result: Floats = np.clip(score, 0.0, MAX_SCORE)
         return result
 
-    def _first_slots(self, needs: IntakeNeeds, now: datetime) -> tuple[Ints, Bools]:
-        """Per row: the earliest future slot inside the windows, else the earliest future
-        slot at all (NO_SLOT: none), and whether it is inside — as `first_slot` does."""
-        at, weekday, time_of_day, starts, filled = self._flat_slots()
-        future = at >= _micros(now)
+    def _slot_bound(self, rows: Ints, now: datetime) -> Floats:
+        """At least each row's slot part: what its earliest slot would earn inside a window
+        (1 when that slot is past: some later one may be anything)."""
+        first = self.first_slot[rows]
+        now_us = _micros(now)
+        soon = np.maximum(0.0, 1.0 - (first - now_us) / (SLOT_HORIZON / MICROS))
+        result: Floats = np.where(first == NO_SLOT, 0.0, np.where(first >= now_us, soon, 1.0))
+        return result
+
+    def _slot_part(self, rows: Ints, needs: IntakeNeeds, now: datetime) -> Floats:
+        """Each row's first-slot part, as `first_slot` and the score compute it: the earliest
+        future slot inside the windows, else the earliest future slot at a fifth."""
+        at, weekday, time_of_day, row_start, row_length = self._flat_slots()
+        known = rows < len(row_length)  # rows added since without slots
+        lengths = np.where(known, row_length[np.where(known, rows, 0)], 0)
+        starts = row_start[np.where(known, rows, 0)]
+        total = int(lengths.sum())
+        part = np.zeros(len(rows), np.float64)
+        if total == 0:
+            return part
+        # The rows' slots, one run after another.
+        runs = np.cumsum(lengths) - lengths
+        taken = np.repeat(starts - runs, lengths) + np.arange(total)
+        at, weekday, time_of_day = at[taken], weekday[taken], time_of_day[taken]
+        now_us = _micros(now)
+        future = at >= now_us
         if needs.time_windows:
-            inside = np.zeros(len(at), np.bool_)
+            inside = np.zeros(total, np.bool_)
             for w in needs.time_windows:
                 inside |= (
                     (weekday == w.weekday)
                     & (time_of_day >= _micros_of_day(w.start))
                     & (time_of_day < _micros_of_day(w.end))
                 )
+            inside &= future
         else:
-            inside = np.ones(len(at), np.bool_)
-        first_inside = np.full(self._rows, NO_SLOT, np.int64)
-        first_any = np.full(self._rows, NO_SLOT, np.int64)
-        if len(at):
-            # Each filled row's slots are one contiguous, sorted run starting at `starts`.
-            first_inside[filled] = np.minimum.reduceat(
-                np.where(future & inside, at, NO_SLOT), starts
-            )
-            first_any[filled] = np.minimum.reduceat(np.where(future, at, NO_SLOT), starts)
+            inside = future
+        filled = lengths > 0
+        first_inside = np.full(len(rows), NO_SLOT, np.int64)
+        first_any = np.full(len(rows), NO_SLOT, np.int64)
+        first_inside[filled] = np.minimum.reduceat(np.where(inside, at, NO_SLOT), runs[filled])
+        first_any[filled] = np.minimum.reduceat(np.where(future, at, NO_SLOT), runs[filled])
         found_inside = first_inside != NO_SLOT
-        return np.where(found_inside, first_inside, first_any), found_inside
+        slot = np.where(found_inside, first_inside, first_any)
+        has_slot = slot != NO_SLOT
+        waited = np.where(has_slot, slot - now_us, 0).astype(np.float64)
+        soon = np.maximum(0.0, 1.0 - waited / (SLOT_HORIZON / MICROS))
+        part = np.where(has_slot, np.where(found_inside, soon, soon * OUTSIDE_WINDOW_SHARE), 0.0)
+        return part
 
     def _flat_slots(self) -> tuple[Ints, npt.NDArray[np.int8], Ints, Ints, Ints]:
-        """Every row's slots end to end (rebuilt only after slots changed)."""
+        """Every row's slots end to end, with each row's start and length (rebuilt only
+        after slots changed)."""
         if self._flat is None:
             runs = self._slots[: self._rows]
             lengths = np.fromiter((len(s.at) for s in runs), np.int64, len(runs))
-            filled = np.flatnonzero(lengths)
-            starts = (np.cumsum(lengths) - lengths)[filled]
-            if len(filled):
-                at = np.concatenate([runs[r].at for r in filled])
-                weekday = np.concatenate([runs[r].weekday for r in filled])
-                time_of_day = np.concatenate([runs[r].time_of_day for r in filled])
-            else:
-                at, weekday, time_of_day = _NO_SLOTS.at, _NO_SLOTS.weekday, _NO_SLOTS.time_of_day
-            self._flat = (at, weekday, time_of_day, starts, filled)
+            starts = np.cumsum(lengths) - lengths
+            filled = [runs[r] for r in np.flatnonzero(lengths)] or [_NO_SLOTS]
+            self._flat = (
+                np.concatenate([s.at for s in filled]),
+                np.concatenate([s.weekday for s in filled]),
+                np.concatenate([s.time_of_day for s in filled]),
+                starts,
+                lengths,
+            )
         return self._flat
 
 

@@ -22,12 +22,14 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from chassis import audit, outbox
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import NotFound
+from chassis.http import SIGNED_IN, problems
 from contracts.events import RIGHTS_REQUEST_HANDLED, RightsRequested
 
 # An export part waits this long for its person, then the retention job deletes it.
@@ -154,7 +156,27 @@ Client = Annotated[Principal, Depends(require("client", "therapist", "clinician"
 export_router = APIRouter()
 
 
-@export_router.get("/me/exports/{request_id}", tags=["privacy"])
+class ExportSummary(BaseModel):
+    sv: list[str]
+    en: list[str]
+
+
+class ExportPart(BaseModel):
+    """One service's part of a person's export: its data as JSON, and a summary in words."""
+
+    service: str
+    subject_id: uuid.UUID
+    generated_at: datetime
+    data: dict[str, Any]
+    summary: ExportSummary
+
+
+@export_router.get(
+    "/me/exports/{request_id}",
+    response_model=ExportPart,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["privacy"],
+)
 async def my_export_part(request_id: uuid.UUID, request: Request, who: Client) -> dict[str, Any]:
     """This service's part of your data export (GDPR art. 15/20): JSON data and a summary
     in sv/en. Somebody else's export, or one not ready yet, answers 404."""

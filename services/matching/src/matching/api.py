@@ -34,6 +34,7 @@ from matching.responses import (
     IntakeSummary,
     QueueEntry,
     Rejected,
+    Released,
     Submitted,
     Triaged,
 )
@@ -330,16 +331,17 @@ async def claim_intake(
 
 @router.delete(
     "/clinician/intakes/{intake_id}/claim",
-    status_code=204,
+    response_model=Released,
     responses=problems(*SIGNED_IN, 404, 422),
     tags=["clinicians"],
 )
-async def release_intake(intake_id: uuid.UUID, request: Request, who: Clinician) -> None:
+async def release_intake(intake_id: uuid.UUID, request: Request, who: Clinician) -> Released:
     """Give your claim on an intake up."""
     async with pool_of(request).acquire() as conn, conn.transaction():
         released = await service.release_intake(conn, intake_id, who.subject)
     if not released:
         raise NotFound("You hold no claim on this intake")
+    return Released(intake_id=intake_id, released=True)
 
 
 class TriageIn(BaseModel):

@@ -168,6 +168,11 @@ class ClinicianIntake(IntakeOut):
     claimed_by: uuid.UUID | None = None
 
 
+class Released(BaseModel):
+    intake_id: uuid.UUID
+    released: bool
+
+
 class Claimed(BaseModel):
     intake_id: uuid.UUID
     claimed_by: uuid.UUID

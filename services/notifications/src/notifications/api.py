@@ -230,7 +230,7 @@ def _cursor_of(value: str) -> tuple[datetime, uuid.UUID]:
         raise DomainError("cursor: not a cursor this service gave", code="invalid_request") from exc
 
 
-@router.get("/me/access-log", tags=["privacy"])
+@router.get("/me/access-log", responses=problems(*SIGNED_IN, 422), tags=["privacy"])
 async def my_access_log(
     request: Request,
     who: Person,
@@ -305,7 +305,12 @@ def _request_out(row: Any) -> RightsRequestOut:
     )
 
 
-@router.post("/me/rights-requests", status_code=202, tags=["privacy"])
+@router.post(
+    "/me/rights-requests",
+    status_code=202,
+    responses={200: {"model": RightsRequestOut}, **problems(*SIGNED_IN, 422)},
+    tags=["privacy"],
+)
 async def request_my_rights(
     request: Request, body: RightsRequestIn, who: Person, response: Response
 ) -> RightsRequestOut:
@@ -318,7 +323,11 @@ async def request_my_rights(
     return _request_out(row)
 
 
-@router.get("/me/rights-requests/{request_id}", tags=["privacy"])
+@router.get(
+    "/me/rights-requests/{request_id}",
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["privacy"],
+)
 async def my_rights_request(
     request: Request, request_id: uuid.UUID, who: Person
 ) -> RightsRequestOut:

@@ -29,7 +29,14 @@ def service_cli(definition: ServiceDefinition) -> typer.Typer:
         s = settings()
         app = build(definition, s, process)
         uvicorn.run(
-            app, host=s.http_host, port=port or s.http_port, log_level="warning", lifespan="on"
+            app,
+            host=s.http_host,
+            port=port or s.http_port,
+            log_level="warning",
+            lifespan="on",
+            # Longer than the gateway keeps an idle upstream connection (30 s): the
+            # gateway, not the api, closes it, so no request meets a closing connection.
+            timeout_keep_alive=75,
         )
 
     @cli.command()

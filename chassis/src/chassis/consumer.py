@@ -18,6 +18,7 @@ saying error, consumer and attempts, and the consumer moves on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -249,21 +250,28 @@ class _Runner:
 
 async def observe_lag(broker: KafkaBroker, service: str, every_s: float = 5.0) -> None:
     """Export each subscriber's lag (high-water mark minus position) until cancelled."""
-    while True:
-        for subscriber in broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
-                continue
-            group = getattr(consumer, "_group_id", None) or "-"
-            for tp in consumer.assignment():
-                highwater = consumer.highwater(tp)
-                if highwater is None:
+    exported: set[tuple[str, str, str, str]] = set()
+    try:
+        while True:
+            for subscriber in broker.subscribers:
+                consumer = getattr(subscriber, "consumer", None)
+                if consumer is None:
                     continue
-                try:
-                    position = await consumer.position(tp)
-                except Exception:  # a rebalance moved the partition away meanwhile
-                    continue
-                CONSUMER_LAG.labels(service, group, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
-        await asyncio.sleep(every_s)
+                group = getattr(consumer, "_group_id", None) or "-"
+                for tp in consumer.assignment():
+                    highwater = consumer.highwater(tp)
+                    if highwater is None:
+                        continue
+                    try:
+                        position = await consumer.position(tp)
+                    except Exception:  # a rebalance moved the partition away meanwhile
+                        continue
+                    labels = (service, group, tp.topic, str(tp.partition))
+                    CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+                    exported.add(labels)
+            await asyncio.sleep(every_s)
+    finally:
+        # A stopped worker reports no lag: its partitions are someone else's now.
+        for labels in exported:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(*labels)

@@ -1,19 +1,39 @@
 """Transactional outbox: events commit with the change that caused them; a relay publishes.
 
-The relay that holds the schema's advisory lock is the only one publishing;
-others wait as hot standbys and take over when its connection drops. That
-keeps per-key order and publishes each row once in normal operation. After a
-crash between publishing and marking, rows go again: consumers' inboxes make
-the effect happen once.
+Writing. `write` puts a state change and its events in ONE SQL statement (one round
+trip, atomic without BEGIN/COMMIT); `add` writes events inside a transaction the caller
+already holds. Either way a deferred trigger wakes a sleeping relay just before commit;
+a busy relay is never woken (NOTIFY serialises committing transactions on a
+cluster-wide lock, so writers only pay for it when the relay is idle).
+
+Relaying. Relays elect a leader with the schema's advisory lock; the leader is fenced
+by an epoch (`outbox_relay.epoch`, bumped by every new leader). Each batch is claimed
+on the lock connection in a statement that succeeds only while the epoch is still the
+leader's own and that records the claimed ids as `in_flight`. So:
+- a relay whose lock connection died cannot claim (the statement fails) and one that
+  lost the epoch claims nothing: it stops at once, settles what it already sent, and
+  goes back to standing by;
+- a new leader bumps the epoch, then waits until its predecessor's `in_flight` rows are
+  marked sent (the predecessor is finishing them) or `outbox_takeover_grace_s` has
+  passed (the predecessor died: those rows go again and consumers' inboxes make the
+  effect happen once). No record is published by two live relays.
+Batches are pipelined: while one awaits the broker's acknowledgement the next is
+claimed and sent; marks run beside the claims.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import re
+import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -32,10 +52,75 @@ OUTBOX_PENDING = Gauge("samtal_outbox_pending", "Outbox rows not yet published",
 OUTBOX_OLDEST = Gauge(
     "samtal_outbox_oldest_seconds", "Age of the oldest unpublished outbox row", ["service"]
 )
+OUTBOX_TAKEOVERS = Counter(
+    "samtal_outbox_takeovers_total", "Times a relay took the lead", ["service"]
+)
 
 
 def channel(schema: str) -> str:
     return f"{schema}_outbox"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def envelope_for(
+    payload: EventPayload,
+    *,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> Envelope[Any]:
+    """The envelope of an event caused by the current request or consumed event."""
+    context = observability.current_ids()
+    return Envelope.wrap(
+        payload,
+        correlation_id=correlation_id or context.get("correlation_id"),
+        # What caused this event: the consumed event, else the HTTP request.
+        causation_id=causation_id or context.get("event_id") or context.get("request_id"),
+    )
+
+
+def event_columns(envelopes: Sequence[Envelope[Any]]) -> tuple[list[Any], ...]:
+    """The outbox columns of some events, as one array per column (for `unnest`)."""
+    trace = observability.trace_headers()
+    ids, types, topics, keys, values, headers = [], [], [], [], [], []
+    for envelope in envelopes:
+        ids.append(envelope.event_id)
+        types.append(envelope.event_type)
+        topics.append(REGISTRY.spec(envelope.event_type).topic)
+        keys.append(envelope.key)
+        values.append(envelope.to_bytes())
+        headers.append(
+            json.dumps(
+                {
+                    "event_type": envelope.event_type,
+                    "correlation_id": envelope.correlation_id,
+                    **trace,
+                }
+            )
+        )
+    return ids, types, topics, keys, values, headers
+
+
+def events_insert(first: int) -> str:
+    """INSERT of the events passed as six arrays (`event_columns`) from parameter `$first`."""
+    p = [f"${first + i}" for i in range(6)]
+    return (
+        "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
+        f" SELECT e.event_id, e.event_type, e.topic, e.key, e.value, e.headers::jsonb"
+        f" FROM unnest({p[0]}::uuid[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
+        f" {p[4]}::bytea[], {p[5]}::text[])"
+        " AS e(event_id, event_type, topic, key, value, headers)"
+    )
+
+
+_INSERT = events_insert(1)
+_PARAMETER = re.compile(r"\$(\d+)")
+_RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
+
+
+def _wrapped(events: Iterable[EventPayload | Envelope[Any]]) -> list[Envelope[Any]]:
+    return [e if isinstance(e, Envelope) else envelope_for(e) for e in events]
 
 
 async def add(
@@ -46,57 +131,112 @@ async def add(
     causation_id: str | None = None,
 ) -> Envelope[Any]:
     """Write one event in the caller's transaction. Returns the envelope written."""
-    context = observability.current_ids()
-    envelope = Envelope.wrap(
-        payload,
-        correlation_id=correlation_id or context.get("correlation_id"),
-        # What caused this event: the consumed event, else the HTTP request.
-        causation_id=causation_id or context.get("event_id") or context.get("request_id"),
-    )
+    envelope = envelope_for(payload, correlation_id=correlation_id, causation_id=causation_id)
     await add_envelope(conn, envelope)
     return envelope
 
 
-async def add_envelope(conn: asyncpg.Connection, envelope: Envelope[Any]) -> None:
-    spec = REGISTRY.spec(envelope.event_type)
-    headers = {
-        "event_type": envelope.event_type,
-        "correlation_id": envelope.correlation_id,
-        **observability.trace_headers(),
-    }
-    # NOTIFY takes a database-wide lock at commit, so under load a writer wakes the relay
-    # at most once per NOTIFY_EVERY_S; a busy relay drains everything anyway, and an idle
-    # one polls every `outbox_poll_s` at worst.
-    global _last_notify
-    now = time.monotonic()
-    notify = now - _last_notify >= NOTIFY_EVERY_S
-    if notify:
-        _last_notify = now
-    await conn.execute(
-        _INSERT_AND_NOTIFY if notify else _INSERT,
-        envelope.event_id,
-        envelope.event_type,
-        spec.topic,
-        envelope.key,
-        envelope.to_bytes(),
-        headers,
-    )
+async def add_envelope(conn: asyncpg.Connection, *envelopes: Envelope[Any]) -> None:
+    """Write ready-made envelopes in the caller's transaction (one statement for all)."""
+    if envelopes:
+        await conn.execute(_INSERT, *event_columns(envelopes))
 
 
-_INSERT = (
-    "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
-    " VALUES ($1, $2, $3, $4, $5, $6)"
+async def write(
+    conn: asyncpg.Connection,
+    change: str,
+    *args: Any,
+    events: Sequence[EventPayload | Envelope[Any]],
+    only_if_changed: bool = False,
+) -> list[asyncpg.Record]:
+    """A state change and its events in one SQL statement: one round trip, one commit.
+
+        rows = await outbox.write(
+            conn,
+            "UPDATE intakes SET status = 'matched' WHERE intake_id = $1 AND status = 'open'"
+            " RETURNING intake_id",
+            intake_id,
+            events=[TherapistMatched(...)],
+            only_if_changed=True,   # no row changed (a lost race): no event either
+        )
+
+    `change` is any INSERT/UPDATE/DELETE (or a CTE chain of them) using `$1..$n`; its
+    RETURNING rows are returned. Outside a transaction the statement commits on its own
+    (atomically: change and events or nothing); inside one it joins it. With
+    `only_if_changed` the events are written only when the change returned a row, so it
+    needs a RETURNING clause.
+    """
+    if only_if_changed and not _RETURNING.search(change):
+        raise ValueError("only_if_changed needs a RETURNING clause in the change")
+    first = max((int(n) for n in _PARAMETER.findall(change)), default=0) + 1
+    insert = events_insert(first)
+    if only_if_changed:
+        insert += " WHERE EXISTS (SELECT FROM change)"
+    result = "SELECT * FROM change" if _RETURNING.search(change) else "SELECT WHERE false"
+    sql = f"WITH change AS ({change}), written AS ({insert}) {result}"
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *event_columns(_wrapped(events)))
+    return rows
+
+
+# --------------------------------------------------------------------------- relaying
+
+# Claim the next batch on the leader's lock connection, fenced by the epoch. No row back:
+# fenced out. One row of NULLs: nothing to do (and, with $4, the relay now sleeps).
+_CLAIM = """
+WITH batch AS (
+    SELECT id, topic, key, value, headers FROM outbox
+    WHERE sent_at IS NULL AND id <> ALL($3::bigint[])
+    ORDER BY id LIMIT $2
+), fence AS (
+    UPDATE outbox_relay SET
+        in_flight = $5::text::int8multirange
+            + coalesce((SELECT range_agg(int8range(id, id, '[]')) FROM batch), '{}'),
+        sleeping = $4 AND NOT EXISTS (SELECT FROM batch)
+    WHERE epoch = $1
+    RETURNING epoch
 )
-_INSERT_AND_NOTIFY = (
-    f"WITH written AS ({_INSERT} RETURNING id)"
-    " SELECT pg_notify(current_schema() || '_outbox', '') FROM written"
-)
-NOTIFY_EVERY_S = 0.02
-_last_notify = 0.0
+SELECT b.id, b.topic, b.key, b.value, b.headers FROM fence LEFT JOIN batch b ON true
+ORDER BY b.id
+"""
+
+_TAKE_LEAD = """
+UPDATE outbox_relay SET epoch = epoch + 1, sleeping = false, leader = $1, led_since = now()
+RETURNING epoch, in_flight::text
+"""
+
+
+def ranges(ids: Iterable[int]) -> str:
+    """An int8multirange literal covering `ids` (consecutive ids fold into one range)."""
+    spans: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if spans and spans[-1][1] == i - 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return "{" + ",".join(f"[{a},{b}]" for a, b in spans) + "}"
+
+
+class LeadLost(Exception):
+    """This relay may no longer lead: its lock connection failed, or another took the epoch."""
+
+
+class PublishFailed(Exception):
+    """The broker did not acknowledge every record of a batch in time."""
+
+
+@dataclass
+class _Batch:
+    ids: list[int]
+    sent: list[asyncio.Future[Any]]
+    settled: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class OutboxRelay:
-    """Publishes unsent outbox rows in id order, then marks them sent."""
+    """Publishes unsent outbox rows in id order while it holds the lead, then marks them sent."""
+
+    # Batches sent and not yet acknowledged at once, at most.
+    PIPELINE_DEPTH = 4
 
     def __init__(
         self,
@@ -113,7 +253,10 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.is_leader = False
+        self.epoch: int | None = None
         self._lag_observed_at = 0.0
+        self._last_cleanup = 0.0
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         # Test seam: runs after a batch is published and before it is marked sent.
         self.after_publish: Callable[[Sequence[int]], Awaitable[None]] | None = None
 
@@ -122,8 +265,10 @@ class OutboxRelay:
             bootstrap_servers=self.settings.kafka_bootstrap,
             acks="all",
             enable_idempotence=self.settings.kafka_idempotence,
-            linger_ms=5,
-            request_timeout_ms=10_000,
+            # No linger: a batch is sent at once and records pile up behind the request
+            # in flight anyway, so batching comes from the load, not from waiting.
+            linger_ms=0,
+            request_timeout_ms=int(self.settings.outbox_publish_timeout_s * 1000),
         )
 
     @property
@@ -138,8 +283,8 @@ class OutboxRelay:
         self._stopping.set()
         self._wake.set()
         if self._task:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, 10)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, self.settings.outbox_publish_timeout_s + 5)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
@@ -147,14 +292,18 @@ class OutboxRelay:
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
-                async with self.pool.acquire() as leader_conn:
-                    await self._lead(leader_conn)
+                async with self.pool.acquire() as lock_conn:
+                    await self._lead(lock_conn)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database went away: wait, then try again
+            except LeadLost as exc:
+                log.warning("outbox relay stopped leading", reason=str(exc))
+                await self._sleep(self.settings.outbox_poll_s)
+            except Exception as exc:  # the database went away: stand by, then try again
                 log.warning("outbox relay lost its database", error=str(exc))
-                self.is_leader = False
                 await self._sleep(1.0)
+            finally:
+                self.is_leader = False
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         while not self._stopping.is_set():
@@ -163,19 +312,33 @@ class OutboxRelay:
             await self._sleep(self.settings.outbox_poll_s * 2)
         else:
             return
-        self.is_leader = True
-        await conn.add_listener(channel(self.schema), self._on_notify)
         try:
+            await conn.add_listener(channel(self.schema), self._on_notify)
+            row = await conn.fetchrow(_TAKE_LEAD, self.name)
+            self.epoch = int(row["epoch"])
+            self.is_leader = True
+            OUTBOX_TAKEOVERS.labels(self.settings.service).inc()
+            log.info("outbox relay leads", epoch=self.epoch)
+            await self._await_predecessor(conn, row["in_flight"])
             while not self._stopping.is_set():
                 producer = self._producer_factory()
                 try:
                     await producer.start()
-                    await self._drain_forever(producer)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the broker is away: rows wait, then go
-                    log.warning("outbox relay cannot publish; retrying", error=str(exc))
+                    log.warning("outbox relay cannot reach the broker; retrying", error=str(exc))
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
                     await self._sleep(1.0)
+                    continue
+                try:
+                    await self._pump(conn, producer)
+                except (LeadLost, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a publish failed: start over from the unsent rows
+                    log.warning("outbox relay cannot publish; retrying", error=str(exc))
+                    await self._sleep(0.5)
                 finally:
                     with contextlib.suppress(Exception):
                         await producer.stop()
@@ -185,54 +348,138 @@ class OutboxRelay:
                 await conn.remove_listener(channel(self.schema), self._on_notify)
                 await conn.execute("select pg_advisory_unlock($1)", self.lock_id)
 
-    async def _drain_forever(self, producer: AIOKafkaProducer) -> None:
-        last_cleanup = 0.0
-        loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            self._wake.clear()
-            published = await self.publish_batch(producer)
-            if loop.time() - last_cleanup > 60:
-                await self.clean_up()
-                last_cleanup = loop.time()
-            if published == 0:
-                await self._wait_for_work()
-            elif published < self.settings.outbox_batch_size:
-                # Writers skip NOTIFY for NOTIFY_EVERY_S after one: look once more after
-                # that window, so the tail of a burst does not wait for the poll.
-                await self._sleep(NOTIFY_EVERY_S * 1.5)
-
-    async def publish_batch(self, producer: AIOKafkaProducer) -> int:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers FROM outbox"
-                " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                self.settings.outbox_batch_size,
+    async def _await_predecessor(self, conn: asyncpg.Connection, in_flight: str) -> None:
+        """Let the previous leader finish what it had sent; after the grace, send it again."""
+        if in_flight == "{}":
+            return
+        deadline = time.monotonic() + self.settings.outbox_takeover_grace_s
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            left = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+                " AND id <@ $1::text::int8multirange",
+                in_flight,
             )
-            if time.monotonic() - self._lag_observed_at > 1.0:
-                await self._observe_lag(conn)
-                self._lag_observed_at = time.monotonic()
-        if not rows:
-            return 0
+            if not left:
+                return
+            await self._sleep(0.02)
+        log.warning("previous outbox leader left rows unmarked; publishing them again")
+
+    async def _pump(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
+        """Claim, send, settle — up to PIPELINE_DEPTH batches in flight — until stopped."""
+        pending: deque[_Batch] = deque()
+        try:
+            while not self._stopping.is_set():
+                while pending and pending[0].done.is_set():
+                    finished = pending.popleft()
+                    assert finished.settled is not None
+                    finished.settled.result()  # a failed publish ends this producer's run
+                in_flight = [i for b in pending for i in b.ids]
+                idle = not pending
+                self._wake.clear()
+                try:
+                    rows = await conn.fetch(
+                        _CLAIM,
+                        self.epoch,
+                        self.settings.outbox_batch_size,
+                        in_flight,
+                        idle,
+                        ranges(in_flight),
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # whatever failed, the lock is not provably ours
+                    raise LeadLost(f"lock connection failed: {exc!r}") from exc
+                if not rows:
+                    raise LeadLost("fenced: another relay took the epoch")
+                batch_rows = [r for r in rows if r["id"] is not None]
+                if batch_rows:
+                    pending.append(await self._send(producer, batch_rows))
+                await self._housekeeping()
+                if len(batch_rows) == self.settings.outbox_batch_size and (
+                    len(pending) < self.PIPELINE_DEPTH
+                ):
+                    continue  # a backlog: claim the next batch while this one is on the wire
+                if pending:
+                    await pending[0].done.wait()
+                elif not batch_rows:
+                    await self._wait_for_work()
+        finally:
+            await self._settle_all(pending)
+
+    async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> _Batch:
         # Sends are queued in id order; the producer keeps that order per partition.
         futures = [
             await producer.send(
                 self.settings.topic(row["topic"]),
                 value=row["value"],
                 key=row["key"].encode(),
-                headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
+                headers=[(k, str(v).encode()) for k, v in _headers(row["headers"]).items()],
             )
             for row in rows
         ]
-        await asyncio.gather(*futures)
-        ids = [row["id"] for row in rows]
-        if self.after_publish:
-            await self.after_publish(ids)
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids
-            )
+        batch = _Batch(ids=[row["id"] for row in rows], sent=futures)
+        batch.settled = asyncio.create_task(self._settle(batch))
+        return batch
+
+    async def _settle(self, batch: _Batch) -> None:
+        """Wait for the broker's acknowledgements, then mark what was published as sent.
+
+        The producer gives up on a record after the publish timeout, so every future ends;
+        records acknowledged even late are marked (retrying on fresh connections if ours
+        were cut: saying so stops a successor from sending them again)."""
+        try:
+            await asyncio.wait(batch.sent, timeout=self.settings.outbox_publish_timeout_s * 2)
+            published = [
+                i
+                for i, sent in zip(batch.ids, batch.sent, strict=True)
+                if sent.done() and not sent.cancelled() and sent.exception() is None
+            ]
+            if self.after_publish:
+                await self.after_publish(published)
+            if published:
+                await self._mark_sent(published)
+            if len(published) < len(batch.ids):
+                raise PublishFailed(f"{len(batch.ids) - len(published)} records not acknowledged")
+        finally:
+            batch.done.set()
+
+    async def _mark_sent(self, ids: list[int]) -> None:
+        deadline = time.monotonic() + self.settings.outbox_takeover_grace_s
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids
+                    )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("outbox relay retries marking a batch sent", error=repr(exc))
+                await asyncio.sleep(0.05)
         OUTBOX_PUBLISHED.labels(self.settings.service).inc(len(ids))
-        return len(ids)
+
+    async def _settle_all(self, pending: Iterable[_Batch]) -> None:
+        tasks = [b.settled for b in pending if b.settled is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        try:
+            if now - self._lag_observed_at > 1.0:
+                self._lag_observed_at = now
+                async with self.pool.acquire() as conn:
+                    await self._observe_lag(conn)
+            if now - self._last_cleanup > 60:
+                self._last_cleanup = now
+                await self.clean_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # metrics and cleaning wait for the next round
+            log.warning("outbox housekeeping failed", error=repr(exc))
 
     async def _observe_lag(self, conn: asyncpg.Connection) -> None:
         pending, oldest = await conn.fetchrow(
@@ -251,9 +498,19 @@ class OutboxRelay:
         return int(status.split()[-1])
 
     async def _wait_for_work(self) -> None:
+        # The relay is flagged sleeping: the next writer's commit NOTIFYs. The poll is the
+        # fallback for a writer that read the flag just before it was set.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_s)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _headers(value: Any) -> dict[str, Any]:
+    # jsonb arrives decoded on the services' pools (chassis.db) and as text elsewhere.
+    if isinstance(value, str):
+        decoded: dict[str, Any] = json.loads(value)
+        return decoded
+    return dict(value or {})

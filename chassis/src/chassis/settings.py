@@ -45,11 +45,27 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_s: float = Field(default=0.25, gt=0)
     outbox_retention_hours: float = Field(default=72, ge=0)
+    # How long the relay waits for the broker to acknowledge a batch before it starts over.
+    outbox_publish_timeout_s: float = Field(default=10.0, gt=0)
+    # A new leader waits this long for its predecessor to mark what it had in flight before
+    # publishing those rows again; longer than the publish timeout, so a live predecessor
+    # always finishes first.
+    outbox_takeover_grace_s: float = Field(default=30.0, gt=0)
     # Auth: PEM public keys (several during rotation) and the expected issuer/audience.
     jwt_public_keys: list[str] = Field(default_factory=list)
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
     jwt_issuer: str = "samtal"
     jwt_audience: str = "samtal"
+    # The longest a token may live (exp - iat) per role; a longer-lived token is refused
+    # here and (with the longest of these) at the gateway. Tokens must carry exp and iat.
+    jwt_max_lifetime_s: dict[str, int] = Field(
+        default_factory=lambda: {
+            "client": 24 * 3600,
+            "therapist": 12 * 3600,
+            "clinician": 12 * 3600,
+            "admin": 8 * 3600,
+        }
+    )
     # Observability.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -60,6 +76,10 @@ class ServiceSettings(BaseSettings):
     root_path: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The api serves /metrics only on this port (never routed by the gateway); 0 picks a
+    # free one. A worker serves /metrics on its own port, which is never routed either.
+    metrics_host: str | None = None  # default: http_host
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
 
     @property
     def db_schema(self) -> str:

@@ -131,8 +131,11 @@ def settings_for(
             consumer_backoff_s=0.05,
             consumer_backoff_max_s=0.2,
             outbox_poll_s=0.2,
+            outbox_publish_timeout_s=10,
+            outbox_takeover_grace_s=12,
             startup_timeout_s=15,
             log_json=True,
+            metrics_port=0,  # a free port: tests run many apps at once
         )
         values.update(overrides)
         return settings_class(**values)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -757,6 +758,21 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     return IndexedCandidates(keeping.index)
 
 
+INDEX_PAGE = 1000
+
+
+async def _built_index(conn: asyncpg.Connection) -> CandidateIndex:
+    """The index from the read model, a page at a time (what changes meanwhile is named
+    by a notification the keeper reads again after)."""
+    index = CandidateIndex()
+    after: uuid.UUID | None = None
+    while page := await store.candidates_after(conn, after, INDEX_PAGE):
+        for candidate in page:
+            index.put(candidate)
+        after = page[-1].therapist_id
+    return index
+
+
 async def keep_candidate_index(runtime: Runtime) -> None:
     """Worker task: builds the candidate index from the read model, then reads again every
     therapist a committed NOTIFY names (store.therapist_changed). It listens before it
@@ -780,7 +796,12 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                 try:
                     started = time.perf_counter()
                     changed.clear()
-                    keeping.index = CandidateIndex(await store.all_candidates(conn))
+                    gc.unfreeze()  # a rebuild: the old index may go
+                    keeping.index = await _built_index(conn)
+                    # Tens of thousands of long-lived objects: out of the collector's way,
+                    # so its passes (and the pauses they add to decisions) stay short.
+                    gc.collect()
+                    gc.freeze()
                     keeping.ready.set()
                     INDEX_THERAPISTS.set(len(keeping.index))
                     log.info(

@@ -574,6 +574,20 @@ async def candidates_of(
     return [_candidate(row) for row in rows]
 
 
+async def candidates_after(
+    conn: asyncpg.Connection, after: uuid.UUID | None, limit: int
+) -> list[TherapistCandidate]:
+    """Every offered therapist a page at a time, by id: the worker builds its index from
+    these without holding the whole read model (rows and objects) in memory at once."""
+    rows = await conn.fetch(
+        _CANDIDATES + " AND ($1::uuid IS NULL OR t.therapist_id > $1)"
+        " ORDER BY t.therapist_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [_candidate(row) for row in rows]
+
+
 # --------------------------------------------------------------------------- clinician access
 
 

@@ -19,6 +19,7 @@ from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import DomainError, NotFound
 from chassis.http import SIGNED_IN, problems
+from contracts.inputs import Offset, RowId
 from notifications import service
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
 from notifications.domain.delivery import MessageState
@@ -118,7 +119,7 @@ async def my_inbox(
     request: Request,
     who: Person,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> Inbox:
     """Your messages, newest first, with how many are unread."""
     async with pool_of(request).acquire() as conn:
@@ -192,7 +193,7 @@ async def failed_deliveries(
     responses=problems(*SIGNED_IN, 404, 409, 422),
     tags=["operations"],
 )
-async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> Resent:
+async def resend_delivery(request: Request, delivery_id: RowId, who: Admin) -> Resent:
     """Send a failed delivery again (its retries start over)."""
     async with pool_of(request).acquire() as conn, conn.transaction():
         again = await service.resend_delivery(conn, delivery_id)

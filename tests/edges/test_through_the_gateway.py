@@ -31,7 +31,7 @@ from samtal_deploy import local_run
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Examples per operation, role and mode (valid and invalid data): enough to find the
 # classes of bad input, few enough for `make test` (about a minute for every service).
-EXAMPLES = 5
+EXAMPLES = 4
 
 
 @pytest.fixture(scope="module")

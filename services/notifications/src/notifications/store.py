@@ -9,6 +9,7 @@ reminder_changes  what cancellations/reschedules/ended courses did to reminders
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -498,3 +499,191 @@ async def save_resend(conn: asyncpg.Connection, delivery_id: int, d: Delivery) -
         d.attempts,
         d.due_at,
     )
+
+
+# --------------------------------------------------------------------------- access log
+
+
+async def record_access(conn: asyncpg.Connection, service: str, entry: Any) -> None:
+    """Keep one AccessRecorded entry (an `_AccessRecorded` payload); a repeat is a no-op."""
+    await conn.execute(
+        "INSERT INTO access_log (entry_id, subject_id, service, actor_id, actor_role, action,"
+        " resource, resource_id, reason_code, emergency, at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        entry.entry_id,
+        entry.subject_id,
+        service,
+        entry.actor_id,
+        entry.actor_role,
+        entry.action,
+        entry.resource,
+        entry.resource_id,
+        entry.reason_code,
+        entry.emergency,
+        entry.at,
+    )
+
+
+async def access_log(
+    conn: asyncpg.Connection,
+    subject_id: uuid.UUID,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[asyncpg.Record]:
+    """The person's entries, newest first, after the `before` cursor (at, entry_id)."""
+    rows: list[asyncpg.Record]
+    if before is None:
+        rows = await conn.fetch(
+            "SELECT * FROM access_log WHERE subject_id = $1"
+            " ORDER BY at DESC, entry_id DESC LIMIT $2",
+            subject_id,
+            limit,
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT * FROM access_log WHERE subject_id = $1 AND (at, entry_id) < ($2, $3)"
+            " ORDER BY at DESC, entry_id DESC LIMIT $4",
+            subject_id,
+            before[0],
+            before[1],
+            limit,
+        )
+    return rows
+
+
+async def open_rights_request(
+    conn: asyncpg.Connection,
+    request_id: uuid.UUID,
+    subject_id: uuid.UUID,
+    role: str,
+    kind: str,
+    due_at: datetime,
+) -> tuple[asyncpg.Record, bool]:
+    """The person's running request of this kind, or a new one; (row, created)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rights:{subject_id}:{kind}")
+    running = await conn.fetchrow(
+        "SELECT * FROM rights_requests WHERE subject_id = $1 AND kind = $2 AND status = 'running'",
+        subject_id,
+        kind,
+    )
+    if running is not None:
+        return running, False
+    row = await conn.fetchrow(
+        "INSERT INTO rights_requests (request_id, subject_id, requester_role, kind, due_at)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        request_id,
+        subject_id,
+        role,
+        kind,
+        due_at,
+    )
+    assert row is not None
+    return row, True
+
+
+async def rights_request(
+    conn: asyncpg.Connection, request_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT * FROM rights_requests WHERE request_id = $1{lock}", request_id
+    )
+
+
+async def record_rights_answer(
+    conn: asyncpg.Connection, request_id: uuid.UUID, service: str, answer: dict[str, list[str]]
+) -> None:
+    await conn.execute(
+        "UPDATE rights_requests SET answers = answers || jsonb_build_object($2::text, $3::jsonb)"
+        " WHERE request_id = $1",
+        request_id,
+        service,
+        answer,
+    )
+
+
+async def finish_rights_request(conn: asyncpg.Connection, request_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE rights_requests SET status = 'done', done_at = now() WHERE request_id = $1",
+        request_id,
+    )
+
+
+async def personal_data(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[str, Any]:
+    """Everything notifications holds about the person, for their export."""
+    contacts = await conn.fetchrow("SELECT * FROM contacts WHERE person_id = $1", person_id)
+    messages = await conn.fetch(
+        "SELECT id, template, purpose, state, language, subject, body, due_at, delivered_at,"
+        " read_at, created_at FROM messages WHERE recipient_id = $1 ORDER BY created_at",
+        person_id,
+    )
+    log = await conn.fetch(
+        "SELECT service, actor_id, actor_role, action, resource, resource_id, reason_code,"
+        " emergency, at FROM access_log WHERE subject_id = $1 ORDER BY at",
+        person_id,
+    )
+    return {
+        "contacts": dict(contacts) if contacts else None,
+        "messages": [dict(r) for r in messages],
+        "access_log": [dict(r) for r in log],
+    }
+
+
+async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, at: datetime) -> None:
+    """Erase contacts, channel choices and every message to the person, and remember the
+    erasure so that events from before it (still in flight) plan nothing for them."""
+    await conn.execute("DELETE FROM contacts WHERE person_id = $1", person_id)
+    await conn.execute(
+        "DELETE FROM deliveries WHERE message_id IN"
+        " (SELECT id FROM messages WHERE recipient_id = $1)",
+        person_id,
+    )
+    await conn.execute("DELETE FROM messages WHERE recipient_id = $1", person_id)
+    await conn.execute(
+        "INSERT INTO erasures (subject_id, erased_at) VALUES ($1, $2)"
+        " ON CONFLICT (subject_id) DO UPDATE SET erased_at = EXCLUDED.erased_at",
+        person_id,
+        at,
+    )
+
+
+async def erased_before(
+    conn: asyncpg.Connection, person_ids: Sequence[uuid.UUID], occurred_at: datetime
+) -> set[uuid.UUID]:
+    """Of these people, those who asked for erasure after `occurred_at`."""
+    rows = await conn.fetch(
+        "SELECT subject_id FROM erasures WHERE subject_id = ANY($1::uuid[]) AND erased_at >= $2",
+        list(person_ids),
+        occurred_at,
+    )
+    return {r["subject_id"] for r in rows}
+
+
+async def purge_expired(
+    conn: asyncpg.Connection, messages_before: datetime, clinical_before: datetime
+) -> dict[str, int]:
+    """Delivered (or dropped) messages past their retention; access log entries and finished
+    requests past the clinical retention."""
+
+    def count(status: str) -> int:
+        return int(status.split()[-1])
+
+    old = (
+        "SELECT id FROM messages WHERE state IN ('delivered', 'dropped', 'failed')"
+        " AND coalesce(delivered_at, created_at) < $1"
+    )
+    await conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({old})", messages_before)
+    return {
+        "messages": count(
+            await conn.execute(f"DELETE FROM messages WHERE id IN ({old})", messages_before)
+        ),
+        "access_log": count(
+            await conn.execute("DELETE FROM access_log WHERE at < $1", clinical_before)
+        ),
+        "rights_requests": count(
+            await conn.execute(
+                "DELETE FROM rights_requests WHERE status = 'done' AND done_at < $1",
+                clinical_before,
+            )
+        ),
+    }

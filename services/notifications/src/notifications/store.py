@@ -633,6 +633,9 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, at: datet
     """Erase contacts, channel choices and every message to the person, and remember the
     erasure so that events from before it (still in flight) plan nothing for them."""
     await conn.execute("DELETE FROM contacts WHERE person_id = $1", person_id)
+    # Their messages locked first: a sender delivering one now commits its deliveries
+    # before this goes on (the deletes below then see them), and no sender takes one after.
+    await conn.execute("SELECT id FROM messages WHERE recipient_id = $1 FOR UPDATE", person_id)
     await conn.execute(
         "DELETE FROM deliveries WHERE message_id IN"
         " (SELECT id FROM messages WHERE recipient_id = $1)",

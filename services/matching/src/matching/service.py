@@ -278,27 +278,29 @@ async def _record_match(
         status=lifecycle.match_status_on_match(requires_approval),
         previous_therapist_id=previous_therapist_id,
     )
-    await store.set_status(conn, intake["intake_id"], lifecycle.status_on_match(requires_approval))
     await store.therapist_changed(conn, result.therapist_id)
-    await outbox.add(
+    matched = TherapistMatched(
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        therapist_id=result.therapist_id,
+        method=intake["method"],
+        age_group=intake["age_group"],
+        problem_areas=intake["problem_areas"],
+        severity_band=intake["severity_band"],
+        mode=result.mode,
+        score=result.score,
+        reasons=result.reasons,
+        relaxed=result.relaxed,
+        alternatives=result.alternatives,
+        requires_approval=requires_approval,
+        previous_therapist_id=previous_therapist_id,
+    )
+    await store.set_status(
         conn,
-        TherapistMatched(
-            match_id=match_id,
-            intake_id=intake["intake_id"],
-            client_id=intake["client_id"],
-            therapist_id=result.therapist_id,
-            method=intake["method"],
-            age_group=intake["age_group"],
-            problem_areas=intake["problem_areas"],
-            severity_band=intake["severity_band"],
-            mode=result.mode,
-            score=result.score,
-            reasons=result.reasons,
-            relaxed=result.relaxed,
-            alternatives=result.alternatives,
-            requires_approval=requires_approval,
-            previous_therapist_id=previous_therapist_id,
-        ),
+        intake["intake_id"],
+        lifecycle.status_on_match(requires_approval),
+        events=[matched],
     )
     return match_id
 
@@ -308,14 +310,11 @@ async def _record_waitlist(
 ) -> None:
     if intake["status"] == "waitlisted":  # a failed retry keeps its place and its reasons
         return
-    await store.set_waitlisted(conn, intake["intake_id"], result.reasons, now=now)
-    await outbox.add(
-        conn,
-        IntakeWaitlisted(
-            intake_id=intake["intake_id"],
-            client_id=intake["client_id"],
-            reasons=result.reasons,
-        ),
+    waitlisted = IntakeWaitlisted(
+        intake_id=intake["intake_id"], client_id=intake["client_id"], reasons=result.reasons
+    )
+    await store.set_waitlisted(
+        conn, intake["intake_id"], result.reasons, now=now, events=[waitlisted]
     )
 
 

@@ -26,9 +26,11 @@ def service_cli(definition: ServiceDefinition) -> typer.Typer:
 
     def serve(process: str, port: int | None) -> None:
         s = settings()
+        if port:  # the port also names this replica in its consumer groups (static membership)
+            s = s.model_copy(update={"http_port": port})
         app = build(definition, s, process)  # type: ignore[arg-type]
         uvicorn.run(
-            app, host=s.http_host, port=port or s.http_port, log_level="warning", lifespan="on"
+            app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on"
         )
 
     @cli.command()

@@ -123,6 +123,8 @@ def settings_for(database_dsn, kafka_server, topic_prefix, jwt_keys):  # type: i
             outbox_poll_s=0.2,
             outbox_publish_timeout_s=10,
             outbox_takeover_grace_s=12,
+            # Tests run several workers in one process, all on the same host and port.
+            kafka_static_membership=False,
             startup_timeout_s=15,
             log_json=True,
         )

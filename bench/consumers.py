@@ -23,7 +23,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
-from chassis import db
+from chassis import db, observability
 from chassis.app import start_subscribers_together
 from chassis.consumer import EventConsumers, dead_letter_publisher
 from chassis.infra import provide_kafka, provide_postgres
@@ -128,8 +128,10 @@ async def main(events: int, rounds: int, writers: int) -> None:
             kafka_fetch_max_wait_ms=20,
             kafka_static_membership=False,
             db_pool_max=writers + 2,
+            log_level="WARNING",
         )
         settings = BenchSettings(**values)
+        observability.configure_logging(settings)
         await db.bootstrap_role(settings.database_url, settings.role, "bench")
         with tempfile.TemporaryDirectory() as migrations:
             Path(migrations, "20260901000000_applied.sql").write_text(MIGRATION)

@@ -29,6 +29,7 @@ batch comes again and the inbox skips what was applied.
 import asyncio
 import contextlib
 import socket
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -294,6 +295,15 @@ class BatchApplier:
                     continue
                 units.append(_Unit(record, spec, envelope))
         await self._dead_letter(rejected)
+        # Partitions are independent (order is per partition): a few lanes, each its own
+        # connection and transaction, apply them side by side.
+        lanes: dict[int, list[_Unit]] = {}
+        width = self.settings.consumer_lanes
+        for unit in units:
+            lanes.setdefault(hash(unit.partition) % width, []).append(unit)
+        await asyncio.gather(*(self._apply_lane(lane) for lane in lanes.values()))
+
+    async def _apply_lane(self, units: list[_Unit]) -> None:
         optimistic = True
         while units:
             done = await self._pass(units, careful=not optimistic)
@@ -318,18 +328,20 @@ class BatchApplier:
                 await asyncio.sleep(delay)
 
     async def _pass(self, units: list[_Unit], *, careful: bool) -> _Pass | None:
-        """Apply what can be applied in one transaction. Optimistic (no savepoints): None
-        when anything failed, and nothing was written."""
+        """Apply what can be applied in one transaction. Optimistic (the inbox rows of the
+        whole batch in one statement, no savepoints): None when anything failed, and
+        nothing was written. Careful: each record under a savepoint with its inbox row."""
         outcome = _Pass()
         blocked: set[tuple[str, int]] = set()
         async with self.pool().acquire() as conn:
             try:
                 async with conn.transaction():
+                    fresh = None if careful else await self._claim_all(conn, units)
                     for unit in units:
                         if unit.partition in blocked:
                             outcome.deferred.append(unit)
                             continue
-                        error = await self._run(conn, unit, outcome, careful)
+                        error = await self._run(conn, unit, outcome, fresh)
                         if error is None:
                             continue
                         if not careful:
@@ -339,8 +351,25 @@ class BatchApplier:
                 return None
         return outcome
 
+    async def _claim_all(
+        self, conn: asyncpg.Connection, units: list[_Unit]
+    ) -> set[tuple[str, uuid.UUID]]:
+        rows = await conn.fetch(
+            "INSERT INTO inbox (consumer, event_id, event_type)"
+            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])"
+            " ON CONFLICT DO NOTHING RETURNING consumer, event_id",
+            [u.spec.name for u in units],
+            [u.envelope.event_id for u in units],
+            [u.envelope.event_type for u in units],
+        )
+        return {(r["consumer"], r["event_id"]) for r in rows}
+
     async def _run(
-        self, conn: asyncpg.Connection, unit: _Unit, outcome: _Pass, careful: bool
+        self,
+        conn: asyncpg.Connection,
+        unit: _Unit,
+        outcome: _Pass,
+        fresh: set[tuple[str, uuid.UUID]] | None,
     ) -> BaseException | None:
         envelope = unit.envelope
         with bound_contextvars(
@@ -350,22 +379,29 @@ class BatchApplier:
             event_type=envelope.event_type,
             consumer=unit.spec.name,
         ):
-            savepoint = conn.transaction() if careful else contextlib.nullcontext()
             try:
-                async with savepoint:
-                    first = await conn.fetchval(
-                        "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3)"
-                        " ON CONFLICT DO NOTHING RETURNING true",
-                        unit.spec.name,
-                        envelope.event_id,
-                        envelope.event_type,
-                    )
+                if fresh is None:  # careful: the inbox row and the effect under one savepoint
+                    async with conn.transaction():
+                        first = await conn.fetchval(
+                            "INSERT INTO inbox (consumer, event_id, event_type)"
+                            " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+                            unit.spec.name,
+                            envelope.event_id,
+                            envelope.event_type,
+                        )
+                        if first:
+                            await unit.spec.func(envelope, conn)
+                else:
+                    key = (unit.spec.name, envelope.event_id)
+                    first = key in fresh
+                    fresh.discard(key)  # the same event twice in a batch: once
                     if first:
                         await unit.spec.func(envelope, conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 return exc
+            log.info("event handled" if first else "duplicate event ignored")
         (outcome.applied if first else outcome.duplicates).append(unit)
         return None
 

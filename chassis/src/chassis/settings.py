@@ -54,6 +54,8 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
     # Records a consumer group takes at once and applies in one transaction.
     consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # A batch's partitions are applied side by side on this many connections at most.
+    consumer_lanes: int = Field(default=4, ge=1, le=64)
     # Outbox relay.
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_s: float = Field(default=0.25, gt=0)

@@ -12,8 +12,11 @@ help:
 	@echo "make run | demo | test | install | lint | schemas | bench"
 
 # The whole platform on this machine behind the gateway (Ctrl-C stops it).
+# REPLICAS=2 (or REPLICAS=matching=2,catalog=3): api replicas behind the gateway.
+# FRESH=1: start from an empty database.
+REPLICAS ?= 1
 run: install
-	$(RUN) python deploy/local_run.py
+	$(RUN) python deploy/local_run.py --replicas $(REPLICAS) $(if $(FRESH),--fresh)
 
 # A guided journey through the gateway against `make run` (in another terminal).
 demo: install
@@ -30,9 +33,10 @@ lint: install
 	$(RUN) lint-imports
 	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src)
 
-# Lint plus every test, against a real Postgres and a real Kafka-protocol broker.
+# Lint plus every test, against a real Postgres and a real Kafka-protocol broker, with
+# branch coverage of contracts, chassis and the services (settings in pyproject.toml).
 test: lint
-	$(RUN) pytest
+	$(RUN) pytest --cov --cov-report=term
 
 test-fast: install
 	$(RUN) pytest -x -q

@@ -1,14 +1,22 @@
-"""Matching benchmark (run by `make bench`, never by the tests; bounded well under 2 minutes).
+"""Matching benchmark (run by `make bench`, never by the tests; bounded: about 5-7 minutes).
 
-1. The pure matcher: one intake against 10,000 synthetic therapists, median and p99.
-2. End to end: intakes per second from an HTTP submit (httpx over ASGI) to TherapistMatched
-   on the topic, through the outbox, the broker, the matcher and the outbox again; and the
-   per-intake latency of the same path one at a time.
-3. The bare broker round trip (produce -> consume of one message), in the same run, so the
-   end-to-end figures can be read as multiples of what the broker alone costs.
+Every figure is read against the bare broker round trip measured in the same run.
 
-Infrastructure: chassis.infra.provide_postgres / provide_kafka (settings, container, local,
-or throwaway/embedded), a database of its own, dropped at the end.
+1. Pure matcher, one intake against 10,000 therapists: the worker's candidate index
+   (the path the worker takes) and, for reference, `match()` itself on a few intakes
+   (the index must answer the same).
+2. Sustained load through the HTTP API, with 1,000 and with 10,000 therapists in the read
+   model: intakes offered at a constant rate; a short probe per rate from the aim (100/s)
+   down finds the highest rate at which the backlog does not grow, which then runs for
+   30 s; reported with its p99 submit -> TherapistMatched on the topic, over the RTT.
+3. One and two matching worker replicas side by side (10,000 therapists): a backlog of
+   intakes submitted while no worker runs, drained by the replicas (each a process of its
+   own); throughput of each, and the time decisions spent waiting on therapist row locks.
+4. The worker's resident memory with the 1,000- and the 10,000-therapist index loaded.
+
+The api and the workers run as processes of their own (`samtal-matching api|worker`), as
+deployed. Infrastructure: chassis.infra.provide_postgres / provide_kafka, a database of
+its own, dropped at the end. Last line: `bench matching: ...`.
 """
 
 from __future__ import annotations
@@ -17,24 +25,29 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import re
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from asgi_lifespan import LifespanManager
 
 from chassis import auth, db
-from chassis.app import build
-from chassis.infra import KafkaServer, provide_kafka, provide_postgres
+from chassis.infra import KafkaServer, free_port, provide_kafka, provide_postgres
 from contracts import REGISTRY
 from contracts.events import (
     FreeSlot,
@@ -44,16 +57,24 @@ from contracts.events import (
 )
 from matching import store
 from matching.app import DEFINITION, Settings
+from matching.domain.candidate_index import CandidateIndex
 from matching.domain.intake import WeeklyWindow
 from matching.domain.matcher import IntakeNeeds, TherapistCandidate, match
 
 SEED = 20260301
 PURE_THERAPISTS = 10_000
-PURE_INTAKES = 60
-E2E_THERAPISTS = 1_000  # in the read model (Postgres) for the end-to-end run
-LATENCY_INTAKES = 40  # one at a time
-THROUGHPUT_INTAKES = 320  # all at once, from CONCURRENT_CLIENTS submitters
-CONCURRENT_CLIENTS = 8
+PURE_INTAKES = 300  # through the index
+REFERENCE_INTAKES = 8  # through match() itself (about 0.1-0.3 s each)
+CATALOGS = (1_000, 10_000)
+AIM_PER_S = 100
+STEP_DOWN = 0.8  # the next probe offers this share of the last
+MIN_RATE = 2.0
+BURST = 150  # intakes as fast as 16 clients can: where the probes start
+PROBE_S = 6.0
+SUSTAIN_S = 30.0
+DRAIN_S = 3.0  # a rate holds when every intake is matched within this after offering ends
+E2E_P99_LIMIT = 8.0  # x the broker round trip
+BACKLOG = 400  # intakes drained by 1 and by 2 replicas
 BROKER_ROUND_TRIPS = 50
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -164,16 +185,32 @@ def needs_of(rng: random.Random) -> IntakeNeeds:
 def bench_pure_matcher() -> dict[str, float]:
     rng = random.Random(SEED)
     pool = candidates(rng, PURE_THERAPISTS)
+    started = time.perf_counter()
+    index = CandidateIndex(pool)
+    built = time.perf_counter() - started
+    intakes = [needs_of(rng) for _ in range(PURE_INTAKES)]
+    index.decide(intakes[0], NOW)  # the slot table is laid out on the first decision
     timings = []
-    for _ in range(PURE_INTAKES):
-        needs = needs_of(rng)
+    for needs in intakes:
         started = time.perf_counter()
-        match(needs, pool, NOW)
+        index.decide(needs, NOW)
         timings.append(time.perf_counter() - started)
-    return {"median": statistics.median(timings), "p99": percentile(timings, 0.99)}
+    reference, agreed = [], 0
+    for needs in intakes[:REFERENCE_INTAKES]:
+        started = time.perf_counter()
+        expected = match(needs, pool, NOW)
+        reference.append(time.perf_counter() - started)
+        agreed += index.decide(needs, NOW) == expected
+    return {
+        "build": built,
+        "median": statistics.median(timings),
+        "p99": percentile(timings, 0.99),
+        "reference_median": statistics.median(reference),
+        "agreed": agreed,
+    }
 
 
-# --------------------------------------------------------------------------- 2. end to end
+# --------------------------------------------------------------------------- infrastructure
 
 
 @contextlib.asynccontextmanager
@@ -190,18 +227,19 @@ async def database(admin_dsn: str) -> AsyncIterator[str]:
         await conn.close()
 
 
-async def fill_read_model(settings: Settings) -> None:
-    rng = random.Random(SEED + 1)
+async def fill_read_model(settings: Settings, rng: random.Random, count: int) -> None:
     pool = await db.create_pool(settings)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            for _ in range(E2E_THERAPISTS):
+            for _ in range(count):
                 therapist_id = uuid.uuid4()
                 fields = therapist_fields(rng)
                 fields["accepting_new_clients"] = True  # every intake should find somebody
                 await store.apply_profile(
                     conn,
-                    TherapistProfilePublished(therapist_id=therapist_id, capacity=10_000, **fields),
+                    TherapistProfilePublished(
+                        therapist_id=therapist_id, capacity=100_000, **fields
+                    ),
                 )
                 await store.apply_availability(
                     conn,
@@ -216,17 +254,121 @@ async def fill_read_model(settings: Settings) -> None:
         await pool.close()
 
 
-@contextlib.asynccontextmanager
-async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            yield client
+@dataclass
+class Process:
+    """One `samtal-matching api|worker` process of our own."""
+
+    kind: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.popen.pid}/status").read_text()
+        kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+        return kb / 1024
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    public_key: str
+    logs: Path
+    running: list[Process] = field(default_factory=list)
+
+    def env(self, port: int) -> dict[str, str]:
+        s = self.settings
+        values = {
+            "DATABASE_URL": s.database_url,
+            "KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "KAFKA_IDEMPOTENCE": json.dumps(s.kafka_idempotence),
+            "KAFKA_FETCH_MAX_WAIT_MS": str(s.kafka_fetch_max_wait_ms),
+            "TOPIC_PREFIX": s.topic_prefix,
+            "JWT_PUBLIC_KEYS": json.dumps([self.public_key]),
+            "OUTBOX_POLL_S": str(s.outbox_poll_s),
+            "LOG_LEVEL": "WARNING",
+            "DB_POOL_MAX": str(s.db_pool_max),
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+        }
+        return {**os.environ, **{f"SAMTAL_MATCHING_{k}": v for k, v in values.items()}}
+
+    def spawn(self, kind: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [sys.executable, "-c", "from matching.app import cli; cli()", kind],
+                env=self.env(port),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def start(self, kind: str) -> Process:
+        port = free_port()
+        log = self.logs / f"{kind}-{port}.log"
+        popen = self.spawn(kind, port, log)
+        process = Process(kind, port, popen, log)
+        self.running.append(process)
+        deadline = time.monotonic() + 90
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if popen.poll() is not None:
+                    raise RuntimeError(f"{kind} exited: {log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        return process
+                await asyncio.sleep(0.3)
+        raise TimeoutError(f"{kind} not ready; see {log}")
+
+    async def stop(self, process: Process) -> None:
+        await asyncio.to_thread(process.stop)
+        self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            process.stop()
+        self.running.clear()
+
+
+async def index_built(worker: Process, therapists: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = await worker.metrics()
+        found = re.search(r"^samtal_matching_index_therapists (\S+)", text, re.M)
+        if found and float(found.group(1)) >= therapists:
+            return
+        await asyncio.sleep(0.3)
+    raise TimeoutError(f"the worker's index did not reach {therapists} therapists")
+
+
+async def claim_figures(workers: list[Process]) -> dict[str, float]:
+    waited = claims = refused = 0.0
+    for worker in workers:
+        text = await worker.metrics()
+        for name, value in re.findall(r"^(samtal_matching_\w+) (\S+)$", text, re.M):
+            if name == "samtal_matching_claim_wait_seconds_sum":
+                waited += float(value)
+            elif name == "samtal_matching_claim_wait_seconds_count":
+                claims += float(value)
+            elif name == "samtal_matching_claims_refused_total":
+                refused += float(value)
+    return {"waited": waited, "claims": claims, "refused": refused}
 
 
 class MatchedWatcher:
-    """Notes when each intake's TherapistMatched reaches the topic. Lighter than TopicProbe:
-    each record is parsed once, so watching costs the worker (same process) next to nothing."""
+    """Notes when each intake's TherapistMatched reaches the topic."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
@@ -280,52 +422,120 @@ class MatchedWatcher:
         return max(self.arrived[i] for i in intake_ids)
 
 
-async def bench_end_to_end(settings: Settings, private_key: str) -> dict[str, float]:
-    rng = random.Random(SEED + 2)
-    topic = settings.topic(REGISTRY.topic(TherapistMatched))
-    api, worker = build(DEFINITION, settings, "api"), build(DEFINITION, settings, "worker")
-    # FastStream's own access log (it resets the level at connect; a filter stays).
-    logging.getLogger("faststream.access.kafka").addFilter(
-        lambda record: record.levelno >= logging.WARNING
-    )
-    async with (
-        running(api) as http,
-        running(worker),
-        MatchedWatcher(settings.kafka_bootstrap, topic) as watcher,
-    ):
-        headers = {"authorization": f"Bearer {auth.mint(private_key, uuid.uuid4(), 'client')}"}
+class Submitter:
+    def __init__(self, api: Process, private_key: str, rng: random.Random) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api.port}",
+            limits=httpx.Limits(max_connections=300, max_keepalive_connections=100),
+            timeout=httpx.Timeout(60, pool=None),
+        )
+        self.headers = {"authorization": f"Bearer {auth.mint(private_key, uuid.uuid4(), 'client')}"}
+        self.rng = rng
 
-        async def submit() -> str:
-            r = await http.post("/intakes", json=intake_body(rng), headers=headers)
-            assert r.status_code == 201, r.text
-            return str(r.json()["intake_id"])
-
-        # Warm up: connections, consumer groups, relay.
-        await watcher.wait({await submit() for _ in range(5)}, timeout=60)
-
-        latencies = []
-        for _ in range(LATENCY_INTAKES):
-            started = time.perf_counter()
-            matched_at = await watcher.wait({await submit()}, timeout=30)
-            latencies.append(matched_at - started)
-
+    async def submit(self) -> tuple[str, float]:
         started = time.perf_counter()
-        per_client = THROUGHPUT_INTAKES // CONCURRENT_CLIENTS
+        r = await self.http.post("/intakes", json=intake_body(self.rng), headers=self.headers)
+        assert r.status_code == 201, r.text
+        return str(r.json()["intake_id"]), started
 
-        async def client() -> list[str]:
-            return [await submit() for _ in range(per_client)]
+    async def offer(self, rate: float, seconds: float) -> tuple[list[tuple[str, float]], float]:
+        """Intakes submitted at a constant rate (each on its own schedule, not waiting for
+        the one before); returns (id, when it was due) and when offering should have
+        ended. Latency counts from when an intake was due, so a slow api counts too."""
+        count = int(rate * seconds)
+        began = time.perf_counter()
 
-        batches = await asyncio.gather(*(client() for _ in range(CONCURRENT_CLIENTS)))
-        submitted_in = time.perf_counter() - started
-        wanted = {i for batch in batches for i in batch}
-        last = await watcher.wait(wanted, timeout=90)
-    return {
-        "latency_median": statistics.median(latencies),
-        "latency_p99": percentile(latencies, 0.99),
-        "intakes": len(wanted),
-        "throughput": len(wanted) / (last - started),
-        "submit_rate": len(wanted) / submitted_in,
-    }
+        async def one(k: int) -> tuple[str, float]:
+            due = began + k / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            intake_id, _ = await self.submit()
+            return intake_id, due
+
+        submitted = await asyncio.gather(*(one(k) for k in range(count)))
+        return list(submitted), began + seconds
+
+    async def burst(self, count: int, clients: int = 16) -> tuple[set[str], float]:
+        """`count` intakes from `clients` submitting one after another; the ids, and when
+        the burst began."""
+        began = time.perf_counter()
+
+        async def client(n: int) -> list[str]:
+            return [(await self.submit())[0] for _ in range(n)]
+
+        batches = await asyncio.gather(*(client(count // clients) for _ in range(clients)))
+        return {i for batch in batches for i in batch}, began
+
+
+@dataclass
+class Run:
+    rate: float
+    seconds: float
+    holds: bool
+    p99: float
+    median: float
+    drained_in: float
+
+
+async def offered(
+    submitter: Submitter, watcher: MatchedWatcher, rate: float, seconds: float, rtt: float
+) -> Run:
+    submitted, ended = await submitter.offer(rate, seconds)
+    ids = {i for i, _ in submitted}
+    with contextlib.suppress(TimeoutError):
+        await watcher.wait(ids, timeout=DRAIN_S)
+    # Not drained in DRAIN_S: the backlog grew; let it drain before the next run.
+    last = await watcher.wait(ids, timeout=120)
+    latencies = [watcher.arrived[i] - at for i, at in submitted]
+    p99 = percentile(latencies, 0.99)
+    drained_in = max(0.0, last - ended)
+    return Run(rate, seconds, drained_in <= DRAIN_S, p99, statistics.median(latencies), drained_in)
+
+
+def describe(run: Run, rtt: float) -> str:
+    return (
+        f"{run.rate:5.0f}/s for {run.seconds:.0f} s: p99 {ms(run.p99)} "
+        f"({run.p99 / rtt:.1f}x RTT), median {ms(run.median)}, "
+        f"drained {run.drained_in:.2f} s after offering ended -> "
+        f"{'holds' if run.holds else 'backlog grows'}"
+    )
+
+
+async def sustained(
+    submitter: Submitter, watcher: MatchedWatcher, rtt: float
+) -> tuple[Run | None, float]:
+    """A burst says how fast intakes can go through at all; probes from there (at most the
+    aim) step down until one holds, which then runs for SUSTAIN_S."""
+    ids, began = await submitter.burst(BURST)
+    last = await watcher.wait(ids, timeout=180)
+    burst_rate = len(ids) / (last - began)
+    print(f"    burst: {len(ids)} intakes from 16 clients matched at {burst_rate:.1f}/s")
+    rate = min(float(AIM_PER_S), round(burst_rate))
+    while rate >= MIN_RATE:
+        probe = await offered(submitter, watcher, rate, PROBE_S, rtt)
+        print(f"    probe {describe(probe, rtt)}")
+        if probe.holds:
+            run = await offered(submitter, watcher, rate, SUSTAIN_S, rtt)
+            print(f"    sustained {describe(run, rtt)}")
+            if run.holds:
+                return run, burst_rate
+        rate = round(rate * STEP_DOWN)
+    return None, burst_rate
+
+
+async def backlog_drained(
+    platform: Platform, submitter: Submitter, watcher: MatchedWatcher, replicas: int
+) -> dict[str, float]:
+    """BACKLOG intakes submitted while no worker runs, then drained by `replicas` workers."""
+    pending = await asyncio.gather(*(submitter.submit() for _ in range(BACKLOG)))
+    ids = {i for i, _ in pending}
+    workers = await asyncio.gather(*(platform.start("worker") for _ in range(replicas)))
+    last = await watcher.wait(ids, timeout=300)
+    first = min(watcher.arrived[i] for i in ids)
+    figures = await claim_figures(list(workers))
+    for worker in workers:
+        await platform.stop(worker)
+    rate = (len(ids) - 1) / (last - first) if last > first else float("inf")
+    return {"per_s": rate, **figures}
 
 
 # --------------------------------------------------------------------------- 3. bare broker
@@ -366,15 +576,32 @@ async def bench_broker_round_trip(kafka: KafkaServer, fetch_wait_ms: int) -> dic
 # --------------------------------------------------------------------------- the run
 
 
+@contextlib.contextmanager
+def logs_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench-matching-") as tmp:
+        yield Path(tmp)
+
+
 async def main() -> None:
     began = time.perf_counter()
-    print(f"pure matcher: {PURE_INTAKES} intakes x {PURE_THERAPISTS:,} therapists ...")
+    print(f"1. pure matcher: {PURE_INTAKES} intakes x {PURE_THERAPISTS:,} therapists ...")
     pure = bench_pure_matcher()
-    print(f"  per intake: median {ms(pure['median'])}, p99 {ms(pure['p99'])}")
+    print(
+        f"  candidate index (built in {pure['build']:.1f} s): median {ms(pure['median'])}, "
+        f"p99 {ms(pure['p99'])}"
+    )
+    print(
+        f"  match() itself on {REFERENCE_INTAKES} of them: median {ms(pure['reference_median'])};"
+        f" the index agreed on {pure['agreed']:.0f}/{REFERENCE_INTAKES}"
+    )
 
     postgres, kafka = provide_postgres(), provide_kafka()
     print(f"infrastructure: postgres {postgres.path}, kafka {kafka.path}")
     private_key, public_key = auth.generate_keypair()
+    sustained_at: dict[int, Run | None] = {}
+    rss: dict[int, float] = {}
+    bursts: dict[int, float] = {}
+    replicas: dict[int, dict[str, float]] = {}
     try:
         async with database(postgres.admin_dsn) as dsn:
             settings = Settings(
@@ -384,54 +611,88 @@ async def main() -> None:
                 kafka_fetch_max_wait_ms=10,
                 topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
                 jwt_public_keys=[public_key],
-                # The api and the worker share one process here, so the chassis' NOTIFY
-                # debounce (module-wide) can swallow the worker's wake-up right after the
-                # api's; the relay's poll then bounds the wait.
                 outbox_poll_s=0.05,
                 log_level="WARNING",
                 db_pool_max=20,
             )
             await db.bootstrap_role(dsn, settings.role, settings.db_password.get_secret_value())
             await asyncio.to_thread(db.migrate, settings, DEFINITION.migrations)
-            await fill_read_model(settings)
             broker = await bench_broker_round_trip(kafka, settings.kafka_fetch_max_wait_ms)
+            rtt = broker["median"]
             print(
                 f"bare broker round trip (produce -> consume, fetch wait "
-                f"{settings.kafka_fetch_max_wait_ms} ms): median {ms(broker['median'])}, "
+                f"{settings.kafka_fetch_max_wait_ms} ms): median {ms(rtt)}, "
                 f"p99 {ms(broker['p99'])}"
             )
-            print(
-                f"end to end: {E2E_THERAPISTS:,} therapists in the read model; api and worker "
-                f"share this process, outbox_poll_s={settings.outbox_poll_s:g} ..."
-            )
-            e2e = await bench_end_to_end(settings, private_key)
+            topic = settings.topic(REGISTRY.topic(TherapistMatched))
+            rng = random.Random(SEED + 1)
+            with logs_dir() as logs:
+                platform = Platform(settings, public_key, logs)
+                try:
+                    api = await platform.start("api")
+                    submitter = Submitter(api, private_key, random.Random(SEED + 2))
+                    async with MatchedWatcher(settings.kafka_bootstrap, topic) as watcher:
+                        filled = 0
+                        for catalog in CATALOGS:
+                            print(f"2. sustained load, {catalog:,} therapists in the read model")
+                            await fill_read_model(settings, rng, catalog - filled)
+                            filled = catalog
+                            worker = await platform.start("worker")
+                            await index_built(worker, catalog)
+                            rss[catalog] = worker.rss_mb()
+                            print(f"  worker RSS with the index loaded: {rss[catalog]:.0f} MB")
+                            # Warm up: connections, consumer groups, relay.
+                            warm = {(await submitter.submit())[0] for _ in range(5)}
+                            await watcher.wait(warm, timeout=120)
+                            sustained_at[catalog], bursts[catalog] = await sustained(
+                                submitter, watcher, rtt
+                            )
+                            await platform.stop(worker)
+                        print(f"3. replicas: a backlog of {BACKLOG} intakes, {filled:,} therapists")
+                        for count in (1, 2):
+                            replicas[count] = await backlog_drained(
+                                platform, submitter, watcher, count
+                            )
+                            r = replicas[count]
+                            mean_wait = r["waited"] / r["claims"] if r["claims"] else 0.0
+                            print(
+                                f"  {count} replica(s): {r['per_s']:.1f} intakes/s; "
+                                f"{r['claims']:.0f} claims waited {r['waited'] * 1000:.1f} ms "
+                                f"in all (mean {ms(mean_wait)}), {r['refused']:.0f} refused"
+                            )
+                    await submitter.http.aclose()
+                finally:
+                    platform.stop_all()
     finally:
         kafka.stop()
         postgres.stop()
 
-    print(
-        f"  one intake at a time, submit -> TherapistMatched on the topic: "
-        f"median {ms(e2e['latency_median'])}, p99 {ms(e2e['latency_p99'])}"
-    )
-    print(
-        f"  {e2e['intakes']:.0f} intakes from {CONCURRENT_CLIENTS} concurrent clients: "
-        f"{e2e['throughput']:.1f} intakes/s matched end to end "
-        f"(submitted at {e2e['submit_rate']:.1f}/s)"
-    )
+    ten_k = sustained_at.get(CATALOGS[-1])
+    one_k = sustained_at.get(CATALOGS[0])
+    scaling = replicas[2]["per_s"] / replicas[1]["per_s"]
     print("ratios:")
-    print(
-        f"  end-to-end latency / bare broker round trip: "
-        f"{e2e['latency_median'] / broker['median']:.1f}x (median)"
-    )
-    print(
-        f"  end-to-end latency / pure matcher against {PURE_THERAPISTS:,}: "
-        f"{e2e['latency_median'] / pure['median']:.2f}x (median)"
-    )
-    print(
-        f"  broker round trips per second / end-to-end intakes per second: "
-        f"{(1 / broker['median']) / e2e['throughput']:.2f}x"
-    )
+    print(f"  index p99 / bare broker round trip (median): {pure['p99'] / rtt:.2f}")
+    print(f"  match() median / index median: {pure['reference_median'] / pure['median']:.0f}x")
+    for catalog, run in sustained_at.items():
+        if run is None:
+            print(f"  {catalog:,} therapists: no offered rate held (down to {MIN_RATE:.0f}/s)")
+        else:
+            verdict = "within" if run.p99 / rtt <= E2E_P99_LIMIT else "above"
+            print(
+                f"  {catalog:,} therapists: sustained {run.rate:.0f}/s (aim {AIM_PER_S}/s), "
+                f"e2e p99 {run.p99 / rtt:.1f}x RTT ({verdict} the {E2E_P99_LIMIT:.0f}x limit)"
+            )
+    print(f"  2 replicas / 1 replica, backlog drain rate: {scaling:.2f}")
     print(f"done in {time.perf_counter() - began:.1f} s")
+    print(
+        f"bench matching: matcher_p99_over_rtt={pure['p99'] / rtt:.2f} "
+        f"e2e_p99_over_rtt={(ten_k.p99 / rtt) if ten_k else float('nan'):.1f} "
+        f"sustained_per_s={ten_k.rate if ten_k else 0:.0f} "
+        f"sustained_1k_per_s={one_k.rate if one_k else 0:.0f} "
+        f"replicas2_over_1={scaling:.2f} "
+        f"lock_wait_ms={(replicas[2]['waited']) * 1000:.1f} "
+        f"rss_mb={rss[CATALOGS[-1]]:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ Writes (and the tests compare against, see tests/deploy/):
 - k8s/base/*.yaml             kustomize base (see k8s/base/kustomization.yaml)
 
 Who consumes what is read from each service's `DEFINITION.consumers` (its
-`EventConsumers`). A service whose package cannot be imported yet falls back to
-DECLARED_CONSUMERS below (from docs/domain.md); generate again once it can be imported.
+`EventConsumers`): the code is the only list.
 """
 
 from __future__ import annotations
@@ -32,6 +31,8 @@ from contracts.registry import REGISTRY
 DEPLOY = Path(__file__).resolve().parent
 SERVICES = ("catalog", "matching", "booking", "notifications")
 HTTP_PORT = 8000
+# An api serves /metrics only here (never on HTTP_PORT, where the gateway sends requests).
+METRICS_PORT = 9400
 GATEWAY_PORT = 8080
 KAFKA_IMAGE = "apache/kafka:4.1.0"
 POSTGRES_IMAGE = "postgres:16-bookworm"
@@ -39,37 +40,6 @@ ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
 MAIL_IMAGE = "axllent/mailpit:v1.21"
 DEAD_LETTER_PARTITIONS = 1  # low volume; `partition:offset` references stay short
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
-
-# service -> (consumer name, event type); used only while a service cannot be imported.
-DECLARED_CONSUMERS: dict[str, list[tuple[str, str]]] = {
-    "catalog": [("review-eligibility", "CourseCompleted")],
-    "matching": [
-        ("therapist-directory", "TherapistProfilePublished"),
-        ("therapist-withdrawals", "TherapistProfileWithdrawn"),
-        ("therapist-availability", "TherapistAvailabilityPublished"),
-        ("therapist-ratings", "ReviewPublished"),
-        ("load-course-started", "CourseStarted"),
-        ("load-course-completed", "CourseCompleted"),
-        ("load-course-ended", "CourseEnded"),
-    ],
-    "booking": [
-        ("course-opener", "TherapistMatched"),
-        ("course-approval", "MatchApproved"),
-        ("therapist-profiles", "TherapistProfilePublished"),
-        ("therapist-withdrawals", "TherapistProfileWithdrawn"),
-    ],
-    "notifications": [
-        ("intake-receipt", "IntakeSubmitted"),
-        ("crisis-alert", "IntakeEscalated"),
-        ("match-notice", "TherapistMatched"),
-        ("waitlist-notice", "IntakeWaitlisted"),
-        ("session-booked", "SessionBooked"),
-        ("session-cancelled", "SessionCancelled"),
-        ("session-rescheduled", "SessionRescheduled"),
-        ("course-completed", "CourseCompleted"),
-    ],
-}
-
 
 @dataclass(frozen=True)
 class Consumer:
@@ -99,21 +69,12 @@ class _RecordingBroker:
         return lambda func: func
 
 
-def consumers_of(service: str) -> tuple[list[Consumer], str]:
-    """(consumers, source): what the service's worker subscribes to (its DEFINITION's
-    consumers, asked to subscribe to a recording broker), else DECLARED_CONSUMERS while
-    the service's package does not exist yet."""
-    try:
-        definition = importlib.import_module(f"{service}.app").DEFINITION
-    except ModuleNotFoundError as exc:
-        if exc.name not in (service, f"{service}.app"):
-            raise
-        return [
-            Consumer(service, name, REGISTRY.topic(event))
-            for name, event in DECLARED_CONSUMERS[service]
-        ], "declared"
+def consumers_of(service: str) -> list[Consumer]:
+    """What the service's worker subscribes to: its DEFINITION's consumers, asked to
+    subscribe to a recording broker."""
+    definition = importlib.import_module(f"{service}.app").DEFINITION
     if definition.consumers is None:
-        return [], "service"
+        return []
     settings = definition.settings_class(topic_prefix="", kafka_group_prefix="")
     broker = _RecordingBroker()
     definition.consumers.subscribe(broker, settings, lambda: None)
@@ -122,11 +83,11 @@ def consumers_of(service: str) -> tuple[list[Consumer], str]:
     for topic, group in broker.subscriptions:
         assert group.startswith(prefix), group
         out.append(Consumer(service, group.removeprefix(prefix), topic))
-    return sorted(out, key=lambda c: (c.name, c.topic)), "service"
+    return sorted(out, key=lambda c: (c.name, c.topic))
 
 
 def all_consumers() -> dict[str, list[Consumer]]:
-    return {svc: consumers_of(svc)[0] for svc in SERVICES}
+    return {svc: consumers_of(svc) for svc in SERVICES}
 
 
 # ---------------------------------------------------------------- topics
@@ -207,6 +168,7 @@ def service_env(svc: str, *, database_url: str, kafka: str, **delivery: str) -> 
         f"{p}LOG_LEVEL": "INFO",
         f"{p}HTTP_HOST": "0.0.0.0",
         f"{p}HTTP_PORT": str(HTTP_PORT),
+        f"{p}METRICS_PORT": str(METRICS_PORT),
     }
     if svc == "notifications":
         # Where messages go: SMTP relay and the on-call roster (SMS URL/token: the Secret).
@@ -388,7 +350,8 @@ def _container(svc: str, process: str) -> dict[str, Any]:
         "name": process,
         "image": f"samtal-{svc}",
         "args": [process],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}]
+        + ([{"name": "metrics", "containerPort": METRICS_PORT}] if process == "api" else []),
         "envFrom": _env_from(svc),
         "env": _jwt_env(svc),
         "readinessProbe": {
@@ -427,7 +390,9 @@ def _deployment(svc: str, process: str, replicas: int) -> dict[str, Any]:
                     "labels": _meta(name, process, svc)["labels"],
                     "annotations": {
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/port": str(
+                            METRICS_PORT if process == "api" else HTTP_PORT
+                        ),
                         "prometheus.io/path": "/metrics",
                     },
                 },
@@ -548,7 +513,7 @@ DNS_EGRESS = {
 }
 MONITORING_INGRESS = {
     "from": [{"namespaceSelector": {"matchLabels": {"samtal.io/monitoring": "true"}}}],
-    "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+    "ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": METRICS_PORT}],
 }
 
 
@@ -934,10 +899,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate deploy/ from the registry")
     parser.add_argument("--check", action="store_true", help="fail when a file is stale")
     args = parser.parse_args(argv)
-    for svc in SERVICES:
-        source = consumers_of(svc)[1]
-        if source == "declared":
-            print(f"note: {svc} not importable; using DECLARED_CONSUMERS", file=sys.stderr)
     stale = []
     for rel, text in outputs().items():
         path = DEPLOY / rel

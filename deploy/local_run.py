@@ -4,11 +4,16 @@ Infrastructure as the tests find it (chassis.infra): Postgres and Kafka from
 SAMTAL_INFRA_POSTGRES_DSN / SAMTAL_INFRA_KAFKA_BOOTSTRAP when given, else a
 container when Docker answers, else the local Postgres (or a throwaway cluster)
 and the embedded Kafka-protocol broker. Then: roles, schemas and migrations of
-every service, the demo catalog, each service's `api` and `worker`, a local
-mail catcher (a real SMTP server writing a Maildir) and the Envoy gateway.
-Ctrl-C stops every process it started.
+every service, the demo catalog, each service's `api` (as many replicas as asked,
+balanced by the gateway) and `worker`, a local mail catcher (a real SMTP server
+writing a Maildir) and the Envoy gateway. Ctrl-C stops every process it started.
 
-    uv run python deploy/local_run.py [--port 8080] [--run-dir .run]
+It says what it reuses: the database (and how much is in it), the key pair in
+`<run-dir>/keys`, the mail already caught. `--fresh` starts from an empty database
+(dropped and created again). Booking's demo clock starts at real time on every run.
+
+    uv run python deploy/local_run.py [--port 8080] [--run-dir .run] [--replicas 2]
+        [--replicas matching=3,catalog=2] [--fresh]
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +51,9 @@ HERE = Path(__file__).resolve().parent
 SERVICES = ("catalog", "matching", "booking", "notifications")
 # The on-call clinician of the local run (the demo mints their token).
 ON_CALL_CLINICIAN = "00000000-0000-4000-8000-00000000c11c"
+# Each service has a block of ten ports: api replica r on +1+2r (its metrics on the next
+# port), the worker on +2 (after the first api, as before replicas existed).
+MAX_REPLICAS = 4
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -59,6 +67,29 @@ def _load(name: str, path: Path) -> ModuleType:
 
 gateway_render = _load("samtal_gateway_render", HERE / "gateway" / "render.py")
 gateway_run = _load("samtal_gateway_run", HERE / "gateway" / "run.py")
+
+
+def free_block(size: int = 50) -> int:
+    """The first port of `size` free loopback ports, below the range the kernel hands out
+    to outgoing connections (one of those could take a port between check and bind)."""
+    import random
+    import socket
+
+    low = 20000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    for _ in range(100):
+        base = random.randrange(low, max(low + 100, low_ephemeral - size), 100)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports")
 
 
 def cli_of(service: str) -> str:
@@ -76,7 +107,32 @@ class Platform:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     mail_dir: Path | None = None
+    # How each process was started, to start it again (`restart`).
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     _stops: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+
+    def api_replicas(self, service: str) -> list[str]:
+        return [n for n in self.processes if n.split("-api")[0] == service and "-api" in n]
+
+    def kill(self, name: str) -> None:
+        """Kill one process at once (SIGKILL), as a crash would."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    def restart(self, name: str, timeout_s: float = 60) -> None:
+        """Start a stopped process again with its command and settings; wait until ready."""
+        command, env = self.commands[name]
+        log = self.run_dir / "logs" / f"{name}.log"
+        self.processes[name] = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _wait_ready(name, self.ports[name], self.processes[name], log, time.monotonic() + timeout_s)
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -118,14 +174,50 @@ def _keys(run_dir: Path) -> tuple[str, str]:
     return private.read_text(), public.read_text()
 
 
-async def _ensure_database(server: PostgresServer, name: str) -> str:
+async def _ensure_database(server: PostgresServer, name: str, *, fresh: bool) -> tuple[str, str]:
+    """The database's DSN and what happened to it: created, emptied or reused."""
     conn = await asyncpg.connect(server.admin_dsn)
     try:
-        if not await conn.fetchval("select 1 from pg_database where datname = $1", name):
+        exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
+        if exists and fresh:
+            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if not exists or fresh:
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return server.dsn_for(name)
+    what = "emptied (--fresh)" if exists and fresh else ("created" if not exists else "reused")
+    return server.dsn_for(name), what
+
+
+# What `make run` counts in a reused database, to say what state it starts from.
+STATE_COUNTS = {
+    "therapists": "catalog.therapists",
+    "intakes": "matching.intakes",
+    "courses": "booking.courses",
+    "sessions": "booking.sessions",
+    "contacts": "notifications.contacts",
+    "messages": "notifications.messages",
+}
+
+
+async def _reused_state(database_url: str) -> tuple[dict[str, int], float]:
+    """How many rows the main tables hold, and how far the demo clock had been moved
+    (then set back to real time: every `make run` starts the demo clock now)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        counts = {}
+        for label, table in STATE_COUNTS.items():
+            if await conn.fetchval("select to_regclass($1)", table):
+                counts[label] = int(await conn.fetchval(f"select count(*) from {table}"))
+        offset = 0.0
+        if await conn.fetchval("select to_regclass('booking.demo_clock')"):
+            offset = float(
+                await conn.fetchval("select coalesce(sum(offset_s), 0) from booking.demo_clock")
+            )
+            await conn.execute("delete from booking.demo_clock")
+        return counts, offset
+    finally:
+        await conn.close()
 
 
 def _service_env(
@@ -194,17 +286,32 @@ def start_platform(
     rate_limit_per_s: int = 200,
     progress: Callable[[str], None] = print,
     ready_timeout_s: float = 120,
+    replicas: int | Mapping[str, int] = 1,
+    fresh: bool = False,
 ) -> Platform:
+    counts_of = replicas if isinstance(replicas, Mapping) else dict.fromkeys(SERVICES, replicas)
+    api_replicas = {s: int(counts_of.get(s, 1)) for s in SERVICES}
+    if not all(1 <= n <= MAX_REPLICAS for n in api_replicas.values()):
+        raise ValueError(f"replicas must be 1 to {MAX_REPLICAS} per service: {api_replicas}")
     run_dir.mkdir(parents=True, exist_ok=True)
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
+    keys_existed = (run_dir / "keys" / "private.pem").exists()
     private_key, public_key = _keys(run_dir)
-    database_url = run_blocking(_ensure_database(postgres, database))
+    if keys_existed:
+        progress(f"keys: reused {run_dir / 'keys'} (tokens minted earlier stay valid)")
+    else:
+        progress(f"keys: created {run_dir / 'keys'}")
+    database_url, what = run_blocking(_ensure_database(postgres, database, fresh=fresh))
     progress(
-        f"postgres ({postgres.path}) database {database}; kafka ({kafka.path}) {kafka.bootstrap}"
+        f"postgres ({postgres.path}) database {database}: {what}; "
+        f"kafka ({kafka.path}) {kafka.bootstrap}"
     )
 
     mail_dir = run_dir / "mail"
+    caught = len(list((mail_dir / "new").glob("*"))) if (mail_dir / "new").exists() else 0
+    if caught:
+        progress(f"mail: {caught} message(s) caught earlier are kept in {mail_dir}")
     smtp_port, stop_smtp = _start_mail_catcher(mail_dir)
     platform = Platform(
         run_dir=run_dir,
@@ -227,20 +334,28 @@ def start_platform(
     }
     try:
         envs: dict[str, dict[str, str]] = {}
+        metrics_ports: dict[str, int] = {}
         for i, service in enumerate(SERVICES):
-            api_port = base_port + 10 * i + 1
+            block = base_port + 10 * i
             envs[service] = _service_env(
                 service,
                 database_url=database_url,
                 kafka=kafka,
                 public_key=public_key,
                 topic_prefix=topic_prefix,
-                http_port=api_port,
+                http_port=block + 1,
                 extra=extra.get(service, {}),
             )
-            platform.ports[f"{service}-api"] = api_port
-            platform.ports[f"{service}-worker"] = api_port + 1
-        busy = [p for p in [gateway_port, *platform.ports.values()] if port_open("127.0.0.1", p)]
+            platform.ports[f"{service}-worker"] = block + 2
+            for r in range(api_replicas[service]):
+                name = f"{service}-api" if r == 0 else f"{service}-api-{r + 1}"
+                platform.ports[name] = block + 1 + 2 * r + (1 if r else 0)
+                metrics_ports[name] = platform.ports[name] + (2 if r == 0 else 1)
+        busy = [
+            p
+            for p in [gateway_port, *platform.ports.values(), *metrics_ports.values()]
+            if port_open("127.0.0.1", p)
+        ]
         if busy:
             raise RuntimeError(f"ports already in use: {busy} (another `make run`?)")
         # Each service migrates its own schema: all four at once.
@@ -258,18 +373,33 @@ def start_platform(
             if migration.returncode != 0:
                 raise RuntimeError(f"{service} migrate failed:\n{output.decode(errors='replace')}")
             progress(f"{service}: role, schema and migrations ready")
+        counts, offset = run_blocking(_reused_state(database_url))
+        if any(counts.values()):
+            progress("reusing: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+            progress("  (to start from an empty database: make run FRESH=1)")
+        if offset:
+            progress(
+                f"booking: demo clock set back to real time (it was {offset / 3600:.1f} h ahead)"
+            )
         subprocess.run(
             [cli_of("catalog"), "load-demo"], env=envs["catalog"], check=True, capture_output=True
         )
-        progress("catalog: demo therapists loaded")
+        progress("catalog: demo therapists loaded (kept as they are when already there)")
 
         for service in SERVICES:
-            for kind in ("api", "worker"):
-                name = f"{service}-{kind}"
+            names = [n for n in platform.ports if n.startswith(f"{service}-")]
+            for name in names:
+                kind = "worker" if name.endswith("-worker") else "api"
+                env = envs[service]
+                if kind == "api":
+                    prefix = f"SAMTAL_{service.upper()}_"
+                    env = {**env, f"{prefix}METRICS_PORT": str(metrics_ports[name])}
+                command = [cli_of(service), kind, "--port", str(platform.ports[name])]
+                platform.commands[name] = (command, env)
                 log = logs / f"{name}.log"
                 platform.processes[name] = subprocess.Popen(
-                    [cli_of(service), kind, "--port", str(platform.ports[name])],
-                    env=envs[service],
+                    command,
+                    env=env,
                     stdout=log.open("ab"),
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -280,7 +410,10 @@ def start_platform(
             progress(f"{name}: ready on 127.0.0.1:{platform.ports[name]}")
 
         config = gateway_render.render(
-            {s: ("127.0.0.1", platform.ports[f"{s}-api"]) for s in SERVICES},
+            {
+                s: [("127.0.0.1", platform.ports[n]) for n in platform.api_replicas(s)]
+                for s in SERVICES
+            },
             gateway_render.pem_to_jwks(public_key),
             gateway_port,
             listen_host="127.0.0.1",
@@ -298,11 +431,33 @@ def start_platform(
         raise
 
 
+def parse_replicas(text: str) -> int | dict[str, int]:
+    """'2' (every service) or 'matching=2,catalog=3' (the others one)."""
+    text = text.strip() or "1"
+    if "=" not in text:
+        return int(text)
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        service, _, count = part.partition("=")
+        if service.strip() not in SERVICES:
+            raise SystemExit(f"--replicas: unknown service {service.strip()!r}")
+        counts[service.strip()] = int(count)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="the gateway's port")
     parser.add_argument("--base-port", type=int, default=8100)
     parser.add_argument("--run-dir", type=Path, default=Path(".run"))
+    parser.add_argument(
+        "--replicas",
+        default="1",
+        help="api replicas: one number for every service, or e.g. matching=2,catalog=3",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="start from an empty database (drops it first)"
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -319,6 +474,8 @@ def main() -> None:
             gateway_port=args.port,
             base_port=args.base_port,
             progress=say,
+            replicas=parse_replicas(args.replicas),
+            fresh=args.fresh,
         )
         url = platform.gateway_url
         say(f"Samtal is ready in {time.monotonic() - started:.1f}s at {url}")

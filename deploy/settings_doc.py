@@ -9,8 +9,10 @@ import argparse
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from chassis.infra import InfraSettings
@@ -21,9 +23,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 
 
-def _default(field) -> str:  # type: ignore[no-untyped-def]
+def _default(field: FieldInfo) -> str:
+    value: Any
     if field.default_factory is not None:
-        value = field.default_factory()
+        value = field.get_default(call_default_factory=True, validated_data={})
     elif field.default is PydanticUndefined:
         return "(required)"
     else:
@@ -37,7 +40,7 @@ def _default(field) -> str:  # type: ignore[no-untyped-def]
     return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
 
 
-def _rows(fields, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _rows(fields: dict[str, FieldInfo], prefix: str) -> list[str]:
     rows = []
     for name, field in fields.items():
         if name == "service":

@@ -4,12 +4,23 @@ One function, `render(...)`, used unchanged by the tests, the local run, compose
 and the Kubernetes manifests (deploy/generate.py); only the parameters differ:
 
 - one route prefix per service (`/api/<svc>/...` -> that service's api, prefix
-  rewritten to `/`); `/api/<svc>/metrics` is never exposed at the edge;
+  rewritten to `/`); `/api/<svc>/metrics` is never exposed at the edge (an api serves
+  its metrics on a port of its own anyway). Paths are normalised before any filter
+  or route sees them (RFC 3986: percent-decoding of unreserved characters, dot
+  segments, merged slashes); an encoded slash or backslash is refused (400);
+- each service's api may have several replicas: round robin over the healthy ones
+  (active health checks on /healthz, outlier ejection of failing ones). A request is
+  retried on another replica when that is safe: idempotent methods (GET, HEAD,
+  OPTIONS, PUT, DELETE) and writes carrying an `Idempotency-Key` on a connection
+  failure, a reset or a gateway error; any other write only when it never reached a
+  replica (connection refused, reset before the request was sent). A retry budget
+  bounds retries to a fifth of the requests in flight;
 - JWT verification at the edge (`jwt_authn`, RS256, local JWKS, issuer and
-  audience). Public routes (catalog browse, health) admit a request WITHOUT a
-  token (`allow_missing`) but reject a present-and-invalid one; every other route
-  needs a valid token (401). The token is forwarded: services verify it again and
-  decide roles and ownership;
+  audience; `exp` required, `exp - iat` at most the longest lifetime of any role,
+  the services check each role's own). Public routes (catalog browse, health)
+  admit a request WITHOUT a token (`allow_missing`) but reject a present-and-invalid
+  one; every other route needs a valid token (401). The token is forwarded:
+  services verify it again and decide roles and ownership;
 - a local rate limit (token bucket per Envoy instance, 429 past it);
 - request ids: generated when missing, kept when given, echoed in the response;
 - CORS for the frontends' origins; a request-body limit (413); the admin
@@ -67,8 +78,18 @@ def _load_public(pem: str) -> Any:
     return serialization.load_pem_public_key(pem.encode())
 
 
+Address = tuple[str, int]
+
+
+def _replicas(where: Address | Sequence[Address]) -> list[Address]:
+    """One (host, port) or a list of them: the replicas of one service's api."""
+    if len(where) == 2 and isinstance(where[0], str) and isinstance(where[1], int):
+        return [(where[0], where[1])]
+    return [(str(h), int(p)) for h, p in where]  # type: ignore[misc]
+
+
 def render(
-    upstreams: Mapping[str, tuple[str, int]],
+    upstreams: Mapping[str, Address | Sequence[Address]],
     jwks_json: str,
     listen_port: int,
     *,
@@ -82,10 +103,13 @@ def render(
     audiences: Sequence[str] = ("samtal",),
     jwks_file: str | None = None,
     upstream_timeout_s: float = 15.0,
+    max_token_lifetime_s: int = 24 * 3600,
+    health_check_interval_s: float = 2.0,
 ) -> str:
     """Envoy's bootstrap config (YAML, written as JSON).
 
-    upstreams: service name -> (host, port) of its api. jwks_json: the JWKS text
+    upstreams: service name -> (host, port) of its api, or a list of them (replicas).
+    max_token_lifetime_s: the longest `exp - iat` of any role's token. jwks_json: the JWKS text
     (see `pem_to_jwks`); ignored when `jwks_file` names a file Envoy reads instead
     (Kubernetes mounts the JWKS from a ConfigMap there). rate_limit_per_s: tokens
     added each second; rate_limit_burst: bucket size (default: one second's worth).
@@ -116,9 +140,13 @@ def render(
                     jwks_json,
                     jwks_file,
                     upstream_timeout_s,
+                    max_token_lifetime_s,
                 )
             ],
-            "clusters": [_cluster(name, host, port) for name, (host, port) in upstreams.items()],
+            "clusters": [
+                _cluster(name, _replicas(where), health_check_interval_s)
+                for name, where in upstreams.items()
+            ],
         },
         "layered_runtime": {
             "layers": [
@@ -139,6 +167,26 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+# Retried on another replica: requests that may run twice without harm...
+SAFE_RETRY = {
+    "retry_on": "connect-failure,refused-stream,reset,gateway-error",
+    "num_retries": 3,
+    "retry_host_predicate": [
+        {
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {
+                "@type": f"{_EXT}.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+            },
+        }
+    ],
+    "host_selection_retry_max_attempts": 5,
+    "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+}
+# ...and any other write only when no replica ever saw it.
+UNSENT_RETRY = {**SAFE_RETRY, "retry_on": "connect-failure,refused-stream,reset-before-request"}
+IDEMPOTENT_METHODS = "GET|HEAD|OPTIONS|PUT|DELETE"
+
+
 def _routes(upstreams: Iterable[str], timeout_s: float) -> list[dict[str, Any]]:
     routes: list[dict[str, Any]] = [
         {
@@ -155,13 +203,26 @@ def _routes(upstreams: Iterable[str], timeout_s: float) -> list[dict[str, Any]]:
                 "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}},
             }
         )
-        routes.append(
+        to = {"cluster": svc, "prefix_rewrite": "/", "timeout": f"{timeout_s:g}s"}
+        method = {"name": ":method", "string_match": {"safe_regex": {"regex": IDEMPOTENT_METHODS}}}
+        keyed = {"name": "idempotency-key", "present_match": True}
+        routes += [
+            {
+                "name": f"{svc}-idempotent",
+                "match": {"prefix": f"/api/{svc}/", "headers": [method]},
+                "route": {**to, "retry_policy": SAFE_RETRY},
+            },
+            {
+                "name": f"{svc}-keyed-write",
+                "match": {"prefix": f"/api/{svc}/", "headers": [keyed]},
+                "route": {**to, "retry_policy": SAFE_RETRY},
+            },
             {
                 "name": svc,
                 "match": {"prefix": f"/api/{svc}/"},
-                "route": {"cluster": svc, "prefix_rewrite": "/", "timeout": f"{timeout_s:g}s"},
-            }
-        )
+                "route": {**to, "retry_policy": UNSENT_RETRY},
+            },
+        ]
     return routes
 
 
@@ -171,6 +232,7 @@ def _jwt_filter(
     audiences: Sequence[str],
     jwks_json: str,
     jwks_file: str | None,
+    max_token_lifetime_s: int,
 ) -> dict[str, Any]:
     jwks = {"filename": jwks_file} if jwks_file else {"inline_string": jwks_json}
     required = {"provider_name": "samtal"}
@@ -201,6 +263,8 @@ def _jwt_filter(
                     "local_jwks": jwks,
                     "forward": True,  # services verify the token again
                     "clock_skew_seconds": 30,
+                    "require_expiration": True,
+                    "max_lifetime": f"{max_token_lifetime_s}s",
                 }
             },
             "rules": rules,
@@ -209,7 +273,7 @@ def _jwt_filter(
 
 
 def _listener(
-    upstreams: Mapping[str, tuple[str, int]],
+    upstreams: Mapping[str, Any],
     host: str,
     port: int,
     rate: int,
@@ -221,6 +285,7 @@ def _listener(
     jwks_json: str,
     jwks_file: str | None,
     timeout_s: float,
+    max_token_lifetime_s: int,
 ) -> dict[str, Any]:
     cors = {
         "@type": f"{_TYPE}.http.cors.v3.CorsPolicy",
@@ -269,7 +334,7 @@ def _listener(
                 "max_request_bytes": max_body,
             },
         },
-        _jwt_filter(upstreams, issuer, audiences, jwks_json, jwks_file),
+        _jwt_filter(upstreams, issuer, audiences, jwks_json, jwks_file, max_token_lifetime_s),
         {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": f"{_TYPE}.http.router.v3.Router"},
@@ -280,6 +345,11 @@ def _listener(
         "stat_prefix": "edge",
         "codec_type": "AUTO",
         "use_remote_address": True,
+        # One spelling of a path before JWT rules and routes look at it: %6d is m,
+        # /a/../b is /b, //a is /a; %2F and %5C (an encoded slash) are refused (400).
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
         "generate_request_id": True,
         "preserve_external_request_id": True,
         "always_set_request_id_in_response": True,
@@ -344,7 +414,7 @@ def _listener(
     }
 
 
-def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+def _cluster(name: str, replicas: Sequence[Address], interval_s: float) -> dict[str, Any]:
     return {
         "name": name,
         "type": "STRICT_DNS",
@@ -353,9 +423,46 @@ def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}],
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket(host, port)}} for host, port in replicas
+                    ]
+                }
+            ],
         },
-        "outlier_detection": {"consecutive_5xx": 5, "base_ejection_time": "10s"},
+        # Closed by us before the api's keep-alive (75 s) closes it under a request.
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": f"{_EXT}.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": "30s"},
+                "explicit_http_config": {"http_protocol_options": {}},
+            }
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": f"{interval_s:g}s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "http_health_check": {"path": "/healthz"},
+            }
+        ],
+        # A replica that fails in a row is ejected for a while; one always stays.
+        "outlier_detection": {
+            "consecutive_5xx": 5,
+            "consecutive_gateway_failure": 2,
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 2,
+            "interval": "2s",
+            "base_ejection_time": "10s",
+            "max_ejection_percent": 50,
+        },
+        "circuit_breakers": {
+            "thresholds": [
+                {"retry_budget": {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 5}}
+            ]
+        },
     }
 
 

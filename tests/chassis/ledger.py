@@ -119,6 +119,12 @@ async def me(who: Annotated[Principal, Depends(require("client", "therapist"))])
     return {"id": who.id, "role": who.role}
 
 
+@router.get("/fails")
+async def fails(value: str = "") -> dict[str, str]:
+    """Fails like a database refusing a value: the message quotes the value."""
+    raise RuntimeError(f"invalid input for query argument $1: {value!r}")
+
+
 LEDGER = ServiceDefinition(
     name="ledger",
     settings_class=LedgerSettings,

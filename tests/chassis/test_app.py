@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from chassis import auth, db
@@ -26,13 +27,16 @@ def bearer(token: str) -> dict[str, str]:
 
 async def test_operations_endpoints_and_asyncapi(migrated, serve) -> None:
     settings = await migrated(LEDGER)
-    async with serve(build(LEDGER, settings, "api")) as http:
+    async with serve(api := build(LEDGER, settings, "api")) as http:
         assert (await http.get("/healthz")).json() == {"status": "ok", "service": "ledger"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "database": True, "broker": True}
         await http.get("/healthz")
-        metrics = await http.get("/metrics")
+        # the api's metrics are on a port of their own (tests/chassis/test_edges.py)
+        port = api._application.state.runtime.metrics_port
+        async with httpx.AsyncClient() as plain:
+            metrics = await plain.get(f"http://127.0.0.1:{port}/metrics")
         assert "samtal_http_requests_total" in metrics.text
         assert 'route="/healthz"' in metrics.text
         openapi = (await http.get("/openapi.json")).json()

@@ -40,14 +40,6 @@ def test_every_consumed_topic_exists(generate) -> None:
             assert c.group in topics[c.topic]["consumer_groups"]
 
 
-def test_declared_consumers_name_registered_events(generate) -> None:
-    for svc, pairs in generate.DECLARED_CONSUMERS.items():
-        names = [n for n, _ in pairs]
-        assert len(names) == len(set(names)), svc
-        for _, event in pairs:
-            assert event in REGISTRY.by_type, (svc, event)
-
-
 def test_topic_script_creates_each_topic_with_its_partitions_and_policy() -> None:
     script = (DEPLOY / "kafka" / "create-topics.sh").read_text()
     for spec in REGISTRY.specs:

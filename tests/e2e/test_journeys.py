@@ -7,7 +7,6 @@ session's Postgres database and the test broker, with a topic prefix of their ow
 from __future__ import annotations
 
 import importlib.util
-import random
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,8 +15,6 @@ from types import ModuleType
 
 import httpx
 import pytest
-
-from chassis.infra import port_open
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -35,17 +32,9 @@ local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
 demo = _load("samtal_demo", DEPLOY / "demo.py")
 
 
-def _free_block() -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 100)
-        if not any(port_open("127.0.0.1", base + p) for p in range(0, 45)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
 @pytest.fixture(scope="module")
 def platform(postgres_server, kafka_server, tmp_path_factory) -> Iterator:
-    base = _free_block()
+    base = local_run.free_block()
     running = local_run.start_platform(
         tmp_path_factory.mktemp("run"),
         postgres=postgres_server,

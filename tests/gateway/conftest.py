@@ -109,7 +109,8 @@ def gateway_config(echo_upstreams, gateway_keys):
         }
         params.update(overrides)
         jwks = params.pop("jwks_json", None) or render.pem_to_jwks(gateway_keys[1])
-        return str(render.render(echo_upstreams, jwks, free_port(), **params))
+        upstreams = params.pop("upstreams", echo_upstreams)
+        return str(render.render(upstreams, jwks, free_port(), **params))
 
     return make
 

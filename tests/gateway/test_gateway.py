@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -183,3 +183,61 @@ def test_a_token_signed_by_either_key_passes_during_a_rotation(
             assert http.get("/api/booking/x", headers=bearer(token)).status_code == 200
         stranger = mint(generate_keypair()[0], uuid.uuid4(), "therapist")
         assert http.get("/api/booking/x", headers=bearer(stranger)).status_code == 401
+
+
+def test_paths_are_normalised_before_routing_and_rules(http, token) -> None:
+    # %6d is m: the hidden metrics route still answers, not the service
+    for sneaky in (
+        "/api/catalog/%6detrics",
+        "/api/catalog/%6D%65trics",
+        "/api/catalog/x/../metrics",
+    ):
+        assert http.get(sneaky, headers=bearer(token)).status_code == 404, sneaky
+    r = http.get("/api//booking//things///42", headers=bearer(token))
+    assert r.status_code == 200 and r.json()["path"] == "/things/42"
+    r = http.get("/api/booking/th%69ngs", headers=bearer(token))
+    assert r.status_code == 200 and r.json()["path"] == "/things"
+    # a public route spelled differently is still the same route, and a private one is
+    # still private however it is spelled
+    assert http.get("/api/catalog//therapists").status_code == 200
+    assert http.get("/api/%62ooking/courses").status_code == 401
+    assert http.get("/api/catalog/therapists/../../booking/courses").status_code == 401
+    # what cannot be normalised safely is refused
+    assert http.get("/api/booking/a%2Fb", headers=bearer(token)).status_code == 400
+    assert http.get("/api/booking/a%5Cb", headers=bearer(token)).status_code == 400
+
+
+def test_tokens_need_exp_and_a_bounded_lifetime_at_the_edge(http, gateway_keys) -> None:
+    import jwt as pyjwt
+
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"sub": str(uuid.uuid4()), "role": "client", "iss": "samtal", "aud": "samtal"}
+    no_exp = pyjwt.encode({**claims, "iat": now}, gateway_keys[0], algorithm="RS256")
+    fifty_years = pyjwt.encode(
+        {**claims, "iat": now, "exp": now + 50 * 365 * 24 * 3600},
+        gateway_keys[0],
+        algorithm="RS256",
+    )
+    fine = pyjwt.encode(
+        {**claims, "iat": now, "exp": now + 3600}, gateway_keys[0], algorithm="RS256"
+    )
+    for bad in (no_exp, fifty_years):
+        assert http.get("/api/booking/courses", headers=bearer(bad)).status_code == 401
+        assert http.get("/api/catalog/therapists", headers=bearer(bad)).status_code == 401
+    assert http.get("/api/booking/courses", headers=bearer(fine)).status_code == 200
+
+
+def test_requests_go_to_a_live_replica_when_one_is_down(
+    envoy_path, echo_upstreams, gateway_config, gateway_run
+) -> None:
+    """A replica that refuses connections: every request, writes too, reaches the other
+    one (a refused connection never reached any replica, so a retry is always safe)."""
+    from chassis.infra import free_port
+
+    dead = ("127.0.0.1", free_port())
+    upstreams = {**echo_upstreams, "booking": [dead, echo_upstreams["booking"]]}
+    config = gateway_config(upstreams=upstreams)
+    with gateway_run.start_gateway(config) as gw, httpx.Client(base_url=gw.url, timeout=10) as h:
+        codes = [h.get("/api/booking/healthz").status_code for _ in range(20)]
+        codes += [h.post("/api/booking/healthz", json={}).status_code for _ in range(20)]
+    assert codes == [200] * 40, codes

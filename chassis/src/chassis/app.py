@@ -1,20 +1,28 @@
 """The app factory: from a service's definition and settings, its `api` and its `worker`.
 
-Both are ASGI apps served by uvicorn, so both answer /healthz, /readyz and
-/metrics and publish their AsyncAPI document:
-- api: the service's HTTP routes; it writes events to the outbox only;
-- worker: the service's event handlers, the outbox relay and any background tasks.
+Both are ASGI apps served by uvicorn, so both answer /healthz and /readyz and
+publish their AsyncAPI document:
+- api: the service's HTTP routes; it writes events to the outbox only. Its /metrics
+  is on a port of its own (`metrics_port`), which the gateway never routes to;
+- worker: the service's event handlers, the outbox relay and any background tasks;
+  /metrics on its only port (the gateway never routes to a worker).
 Start-up fails loudly within `startup_timeout_s` when Postgres or Kafka do not answer.
+
+An unexpected error answers 500 and leaves the connection open: the exception stops
+in the chassis (`UnexpectedErrors`) instead of reaching uvicorn, which would close the
+connection under the gateway's next request on it (a collateral 503 for somebody else).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +35,16 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from faststream_fastapi import FastStreamAPI
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from chassis import db, observability
@@ -37,7 +54,7 @@ from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
 from chassis.topics import ensure_topics
-from contracts import REGISTRY, Envelope, EventPayload
+from contracts import REGISTRY, EventPayload, envelope_of
 
 log = structlog.get_logger("chassis.app")
 
@@ -60,6 +77,8 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     relay: OutboxRelay | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Where the api's /metrics answers (None: on the process's own port, as a worker's).
+    metrics_port: int | None = None
 
 
 BackgroundTask = Callable[[Runtime], Coroutine[Any, Any, None]]
@@ -111,6 +130,131 @@ async def _bounded(what: str, awaitable: Awaitable[Any], seconds: float) -> Any:
         raise RuntimeError(f"{what} did not answer within {seconds:g}s: {exc!r}") from exc
 
 
+UNEXPECTED = {
+    "code": "internal",
+    "detail": "Something went wrong on our side; please try again in a moment.",
+}
+
+
+class ProblemResponse(JSONResponse):
+    """An error answer, written in ASCII: a field name or message carrying an unpaired
+    surrogate (which UTF-8 cannot encode) still gives a valid body, not a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def where_it_failed(exc: BaseException) -> list[str]:
+    """The frames of an exception as file:line function, without its message: a
+    database error's message may quote the value that failed, and a value may be
+    health or personal data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames][-12:]
+
+
+class UnexpectedErrors:
+    """The outermost middleware: an exception answers 500 here and goes no further.
+
+    Starlette's own error middleware re-raises after answering, and uvicorn then
+    closes the connection; behind the gateway the next request on that pooled
+    connection fails (503) though it has nothing to do with this one. The log line
+    names the exception type and where it happened, never its message.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            headers = dict(scope.get("headers") or [])
+            request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:200]
+            log.error(
+                "unexpected error",
+                error_type=type(exc).__name__,
+                where=where_it_failed(exc),
+                method=scope.get("method"),
+                route=getattr(scope.get("route"), "path", "unmatched"),
+                request_id=request_id or None,
+            )
+            if started:  # half an answer is out: only closing the connection can end it
+                raise
+            response = JSONResponse(UNEXPECTED, status_code=500)
+            if request_id:
+                response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
+
+
+class FieldProblem(BaseModel):
+    """One thing wrong with a request: where (`loc`, `field`), what (`msg`, `type`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int] | None = None
+    field: str | None = None
+    msg: str | None = None
+    type: str | None = None
+
+
+class InvalidRequest(BaseModel):
+    """The body of every 422: a code, a message naming the field, and each problem."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    detail: str
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+def _declare_our_422(app: FastAPI) -> None:
+    """FastAPI documents its own 422 body (`detail` as a list); the chassis answers
+    `InvalidRequest`, so the OpenAPI says that: a client (and the fuzzer) can trust it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in schemas:
+            _, defs = models_json_schema(
+                [(InvalidRequest, "validation")], ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(defs["$defs"])
+            schemas["HTTPValidationError"] = defs["$defs"]["InvalidRequest"]
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("body", "query", "path", "header"))
+
+
+def _message_of(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, reworded where it speaks of 'items' for a text's length.
+    Never the input: it may be health or personal data."""
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "too_long" and ctx.get("field_type") == "Value":
+        return f"must be at most {ctx.get('max_length')} characters long"
+    return str(error.get("msg", "is not valid"))
+
+
 def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
     service = runtime.settings.service
 
@@ -140,19 +284,24 @@ def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return ProblemResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
-        message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        where = _field_of(first.get("loc", ()))
+        message = f"{where}: {_message_of(first)}" if where else _message_of(first)
         details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            {
+                "loc": list(e.get("loc", ())),
+                "field": _field_of(e.get("loc", ())),
+                "msg": _message_of(e),
+                "type": e.get("type"),
+            }
             for e in errors
         ]
-        return JSONResponse(
+        return ProblemResponse(
             {"code": "invalid_request", "detail": message, "errors": details}, status_code=422
         )
 
@@ -175,9 +324,11 @@ def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if runtime.metrics_port is None:
+
+        @app.get("/metrics", tags=["operations"], include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _broker_answers(broker: KafkaBroker) -> bool:
@@ -192,14 +343,24 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     """The ASGI app of one process kind."""
     observability.configure_logging(settings)
     broker = make_broker(settings)
-    runtime = Runtime(settings=settings, broker=broker)
+    runtime = Runtime(
+        settings=settings,
+        broker=broker,
+        metrics_port=settings.metrics_port if process == "api" else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.pool = await _bounded(
             "Postgres", db.create_pool(settings), settings.startup_timeout_s
         )
+        metrics_server = None
         try:
+            if runtime.metrics_port is not None:
+                metrics_server, _ = start_http_server(
+                    runtime.metrics_port, settings.metrics_host or settings.http_host
+                )
+                runtime.metrics_port = int(metrics_server.server_address[1])
             if process == "worker":
                 consumed = (
                     [h.model for h in definition.consumers.handlers] if definition.consumers else []
@@ -230,6 +391,9 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
                     await running
             if runtime.relay:
                 await runtime.relay.stop()
+            if metrics_server is not None:
+                await asyncio.to_thread(metrics_server.shutdown)
+                metrics_server.server_close()
             await runtime.pool.close()
 
     app = FastAPI(
@@ -242,6 +406,9 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     app.state.settings = settings
     app.state.runtime = runtime
     _install_http_basics(app, runtime)
+    _declare_our_422(app)
+    # Added last, so outermost: nothing raised inside reaches uvicorn.
+    app.add_middleware(UnexpectedErrors, service=settings.service)
     if settings.otlp_endpoint:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -308,7 +475,7 @@ def declare(definition: ServiceDefinition, settings: ServiceSettings, broker: Ka
             settings.topic(REGISTRY.topic(model)),
             title=model.event_type,
             description=(model.__doc__ or "").strip() or None,
-            schema=Envelope[model],  # type: ignore[valid-type]
+            schema=envelope_of(model),
         )
     return dead_letter_publisher(broker, settings)
 

@@ -1,16 +1,19 @@
 """JWT verification as a FastAPI dependency, and minting tokens for local use.
 
-Tokens are RS256 JWTs with `sub` (the person's id), `role`, `iss`, `aud`, `exp`.
-The gateway verifies them at the edge; every service verifies them again.
+Tokens are RS256 JWTs with `sub` (the person's id), `role`, `iss`, `aud`, `iat` and
+`exp`, living at most `jwt_max_lifetime_s[role]` (exp - iat); a token issued in the
+future (beyond a little clock skew) is refused too. The gateway verifies them at the
+edge (with the longest lifetime of any role); every service verifies them again.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
@@ -22,6 +25,8 @@ Role = Literal["client", "therapist", "clinician", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 
 _bearer = HTTPBearer(auto_error=False)
+# Seconds two clocks may disagree (the gateway allows the same).
+CLOCK_SKEW_S = 30
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ def verify(token: str, settings: ServiceSettings) -> Principal:
                 algorithms=settings.jwt_algorithms,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
-                options={"require": ["exp", "sub", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                leeway=CLOCK_SKEW_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise _unauthorized("Your session has expired: sign in again") from exc
@@ -64,12 +70,26 @@ def verify(token: str, settings: ServiceSettings) -> Principal:
         role = claims.get("role")
         if role not in ROLES:
             raise _unauthorized("Token carries no known role")
+        _check_lifetime(claims, settings.jwt_max_lifetime_s.get(role, 0))
         try:
             subject = uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
             raise _unauthorized("Token subject is not a person id") from exc
         return Principal(subject, role)
     raise _unauthorized(last_error)
+
+
+def _check_lifetime(claims: dict[str, Any], max_lifetime_s: int) -> None:
+    issued, expires = claims["iat"], claims["exp"]
+    if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+        raise _unauthorized("Invalid token: iat and exp must be numbers")
+    if issued > time.time() + CLOCK_SKEW_S:
+        raise _unauthorized("Invalid token: issued in the future")
+    if expires - issued > max_lifetime_s:
+        raise _unauthorized(
+            f"Invalid token: it lives longer than a {claims['role']} token may "
+            f"({max_lifetime_s // 60} minutes): sign in again"
+        )
 
 
 def settings_of(request: Request) -> ServiceSettings:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import uvicorn
 
 from chassis import auth, db
-from chassis.app import ServiceDefinition, build
+from chassis.app import Process, ServiceDefinition, build
 from chassis.deadletters import list_dead_letters, replay
+from chassis.settings import ServiceSettings
 
 
 def service_cli(definition: ServiceDefinition) -> typer.Typer:
@@ -21,16 +22,23 @@ def service_cli(definition: ServiceDefinition) -> typer.Typer:
     letters = typer.Typer(help="Inspect and replay dead letters", no_args_is_help=True)
     cli.add_typer(letters, name="dead-letters")
 
-    def settings():  # type: ignore[no-untyped-def]
+    def settings() -> ServiceSettings:
         return definition.settings_class()
 
-    def serve(process: str, port: int | None) -> None:
+    def serve(process: Process, port: int | None) -> None:
         s = settings()
         if port:  # the port also names this replica in its consumer groups (static membership)
             s = s.model_copy(update={"http_port": port})
-        app = build(definition, s, process)  # type: ignore[arg-type]
+        app = build(definition, s, process)
         uvicorn.run(
-            app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on"
+            app,
+            host=s.http_host,
+            port=s.http_port,
+            log_level="warning",
+            lifespan="on",
+            # Longer than the gateway keeps an idle upstream connection (30 s): the
+            # gateway, not the api, closes it, so no request meets a closing connection.
+            timeout_keep_alive=75,
         )
 
     @cli.command()
@@ -85,11 +93,12 @@ def token(
 
     if role not in auth.ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(auth.ROLES)}")
+    known_role = cast(auth.Role, role)
     typer.echo(
         auth.mint(
             key_file.read_text(),
             subject or uuid.uuid4(),
-            role,  # type: ignore[arg-type]
+            known_role,
             ttl=timedelta(hours=hours),
         )
     )

@@ -44,7 +44,7 @@ from pydantic import WithJsonSchema
 from structlog.contextvars import bound_contextvars
 
 from chassis.settings import ServiceSettings
-from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode
+from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode, envelope_of
 
 log = structlog.get_logger("chassis.consumer")
 
@@ -198,7 +198,7 @@ def _envelope_schema(models: Sequence[type[EventPayload]]) -> dict[str, Any]:
     """JSON Schema of one record of these topics, self-contained (for AsyncAPI)."""
 
     def inlined(model: type[EventPayload]) -> dict[str, Any]:
-        schema = Envelope[model].model_json_schema()  # type: ignore[valid-type]
+        schema = envelope_of(model).model_json_schema()
         definitions = schema.pop("$defs", {})
 
         def inline(node: Any) -> Any:

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +80,7 @@ class PostgresServer:
 
     admin_dsn: str
     path: PostgresPath
-    _stop: list = field(default_factory=list, repr=False)
+    _stop: list[Callable[[], object]] = field(default_factory=list, repr=False)
 
     def dsn_for(self, database: str) -> str:
         base, _, _ = self.admin_dsn.rpartition("/")
@@ -129,9 +129,10 @@ def start_throwaway_postgres() -> PostgresServer:
     if os.geteuid() == 0:
         os.chmod(workdir, 0o777)
         as_user = ["runuser", "-u", "postgres", "--"]
-    run = lambda *cmd: subprocess.run(  # noqa: E731
-        [*as_user, *cmd], check=True, capture_output=True, text=True
-    )
+
+    def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)
+
     run(_pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
     run(
         _pg_bin("pg_ctl"),
@@ -184,8 +185,8 @@ def provide_postgres(settings: InfraSettings | None = None) -> PostgresServer:
 class KafkaServer:
     bootstrap: str
     path: KafkaPath
-    _stop: list = field(default_factory=list, repr=False)
-    process: subprocess.Popen | None = field(default=None, repr=False)
+    _stop: list[Callable[[], object]] = field(default_factory=list, repr=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         while self._stop:

@@ -71,6 +71,16 @@ class ServiceSettings(BaseSettings):
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
     jwt_issuer: str = "samtal"
     jwt_audience: str = "samtal"
+    # The longest a token may live (exp - iat) per role; a longer-lived token is refused
+    # here and (with the longest of these) at the gateway. Tokens must carry exp and iat.
+    jwt_max_lifetime_s: dict[str, int] = Field(
+        default_factory=lambda: {
+            "client": 24 * 3600,
+            "therapist": 12 * 3600,
+            "clinician": 12 * 3600,
+            "admin": 8 * 3600,
+        }
+    )
     # Observability.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -81,6 +91,10 @@ class ServiceSettings(BaseSettings):
     root_path: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # The api serves /metrics only on this port (never routed by the gateway); 0 picks a
+    # free one. A worker serves /metrics on its own port, which is never routed either.
+    metrics_host: str | None = None  # default: http_host
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
 
     @property
     def db_schema(self) -> str:

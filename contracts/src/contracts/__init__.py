@@ -1,6 +1,6 @@
 """Samtal's event contracts: envelope, payloads, registry."""
 
-from contracts.envelope import ContractError, Envelope, EventPayload
+from contracts.envelope import ContractError, Envelope, EventPayload, envelope_of
 from contracts.events import *  # noqa: F403
 from contracts.events import ALL_EVENTS
 from contracts.registry import REGISTRY, EventSpec, decode, topic_of
@@ -13,5 +13,6 @@ __all__ = [
     "EventPayload",
     "EventSpec",
     "decode",
+    "envelope_of",
     "topic_of",
 ]

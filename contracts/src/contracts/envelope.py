@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -66,7 +66,7 @@ class Envelope(BaseModel, Generic[P]):
         occurred_at: datetime | None = None,
     ) -> Envelope[P]:
         event_id = event_id or uuid.uuid4()
-        return Envelope[type(payload)](  # type: ignore[misc,operator]
+        return envelope_of(type(payload))(
             event_id=event_id,
             event_type=payload.event_type,
             schema_version=payload.schema_version,
@@ -99,3 +99,9 @@ def first_error(error: ValidationError, prefix: str = "") -> ContractError:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "(root)"
     return ContractError(prefix + field, first["msg"])
+
+
+def envelope_of(model: type[P]) -> type[Envelope[P]]:
+    """The envelope class of one payload model, parameterised at run time (what
+    `Envelope[model]` means when `model` is a variable)."""
+    return cast("type[Envelope[P]]", Envelope.__class_getitem__(model))

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from contracts.envelope import ContractError, Envelope, EventPayload, first_error
+from contracts.envelope import ContractError, Envelope, EventPayload, envelope_of, first_error
 from contracts.events import ALL_EVENTS
 
 
@@ -98,6 +98,6 @@ def decode(raw: bytes | str | dict[str, Any], expected: type[P] | None = None) -
             f"{event_type} v{data.get('schema_version')!r} is not served on {spec.topic}",
         )
     try:
-        return Envelope[spec.model].model_validate(data)  # type: ignore[name-defined]
+        return envelope_of(spec.model).model_validate(data)
     except ValidationError as exc:
         raise first_error(exc) from exc

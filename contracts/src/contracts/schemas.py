@@ -8,25 +8,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsoncompat
 
-from contracts.envelope import Envelope
+from contracts.envelope import envelope_of
 from contracts.registry import REGISTRY, EventSpec
 
 SNAPSHOT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
-def schema_of(spec: EventSpec) -> dict:
+def schema_of(spec: EventSpec) -> dict[str, Any]:
     """The schema of the full envelope of one event type, as a consumer reads it."""
-    schema = Envelope[spec.model].model_json_schema(mode="validation")  # type: ignore[name-defined]
+    schema = envelope_of(spec.model).model_json_schema(mode="validation")
     schema["title"] = f"{spec.event_type} v{spec.model.schema_version}"
     schema["x-topic"] = spec.topic
     schema["x-key"] = spec.key_field
     return schema
 
 
-def render(schema: dict) -> str:
+def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
@@ -42,7 +43,7 @@ def _closed(schema: object) -> object:
     return schema
 
 
-def is_compatible(old: dict, new: dict) -> bool:
+def is_compatible(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """True when a change to an event keeps its current major version readable.
 
     Two questions, both answered by jsoncompat:

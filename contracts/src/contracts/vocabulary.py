@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
+
+from contracts.inputs import clean_text
 
 MethodCode = Literal["IPT", "IPT-A", "KBT"]
 # The four IPT problem areas; an intake may also name any other focus area.
@@ -37,7 +39,9 @@ CourseOutcome = Literal["response", "remission", "neither"]
 
 # Coarse, bounded strings: a code is never a place for prose.
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
-CityName = Annotated[str, StringConstraints(min_length=1, max_length=60)]
+CityName = Annotated[
+    str, StringConstraints(min_length=1, max_length=60), AfterValidator(clean_text)
+]
 TimeZoneName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", max_length=64)
 ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import pytest
@@ -21,6 +23,12 @@ from chassis.infra import (
     provide_kafka,
     provide_postgres,
 )
+from chassis.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from chassis.app import ServiceDefinition
+
+S = TypeVar("S", bound=ServiceSettings)
 
 _paths_used: dict[str, str] = {}
 
@@ -107,11 +115,13 @@ def jwt_keys() -> tuple[str, str]:
 
 
 @pytest.fixture
-def settings_for(database_dsn, kafka_server, topic_prefix, jwt_keys):  # type: ignore[no-untyped-def]
+def settings_for(
+    database_dsn: str, kafka_server: KafkaServer, topic_prefix: str, jwt_keys: tuple[str, str]
+) -> Callable[..., ServiceSettings]:
     """Build a service's settings pointed at the test infrastructure and this test's topics."""
 
-    def make(settings_class, **overrides):  # type: ignore[no-untyped-def]
-        values = dict(
+    def make(settings_class: type[S], **overrides: Any) -> S:
+        values: dict[str, Any] = dict(
             database_url=database_dsn,
             kafka_bootstrap=kafka_server.bootstrap,
             kafka_idempotence=not kafka_server.embedded,
@@ -127,6 +137,7 @@ def settings_for(database_dsn, kafka_server, topic_prefix, jwt_keys):  # type: i
             kafka_static_membership=False,
             startup_timeout_s=15,
             log_json=True,
+            metrics_port=0,  # a free port: tests run many apps at once
         )
         values.update(overrides)
         return settings_class(**values)
@@ -138,12 +149,14 @@ _migrated: set[tuple[str, str]] = set()
 
 
 @pytest.fixture
-def migrated(settings_for, database_dsn):  # type: ignore[no-untyped-def]
+def migrated(
+    settings_for: Callable[..., ServiceSettings], database_dsn: str
+) -> Callable[..., Awaitable[ServiceSettings]]:
     """`await migrated(definition)`: the service's role, schema and migrations, once per session;
     returns its settings for this test."""
     from chassis import db
 
-    async def run(definition, **overrides):  # type: ignore[no-untyped-def]
+    async def run(definition: ServiceDefinition, **overrides: Any) -> ServiceSettings:
         settings = settings_for(definition.settings_class, **overrides)
         if (database_dsn, settings.db_schema) not in _migrated:
             await db.bootstrap_role(
@@ -157,7 +170,7 @@ def migrated(settings_for, database_dsn):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def serve():  # type: ignore[no-untyped-def]
+def serve() -> Callable[..., AbstractAsyncContextManager[Any]]:
     """`async with serve(app) as client`: run an ASGI app's lifespan and talk HTTP to it."""
     import contextlib
 
@@ -165,7 +178,7 @@ def serve():  # type: ignore[no-untyped-def]
     from asgi_lifespan import LifespanManager
 
     @contextlib.asynccontextmanager
-    async def run(app, timeout: float = 30):  # type: ignore[no-untyped-def]
+    async def run(app: Any, timeout: float = 30) -> AsyncIterator[Any]:
         async with LifespanManager(app, startup_timeout=timeout, shutdown_timeout=timeout) as m:
             transport = httpx.ASGITransport(app=m.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

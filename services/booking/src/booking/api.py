@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -12,9 +12,21 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from booking import service, store
 from booking.domain.availability import MAX_BUFFER_MINUTES
 from booking.domain.series import MAX_SERIES_LENGTH
+from booking.responses import (
+    Availability,
+    CourseDetail,
+    CourseOut,
+    DemoClock,
+    Series,
+    SessionOut,
+    SessionWithPhq9,
+    Slots,
+)
+from booking.settings import Settings
 from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
 from chassis.errors import NotFound
+from chassis.http import SIGNED_IN, problems
 from contracts.events import EndReason
 
 router = APIRouter()
@@ -35,7 +47,7 @@ CalendarOwner = Annotated[Principal, Depends(require("therapist", "admin"))]
 async def clock(request: Request) -> datetime:
     """Booking's "now": real time, moved forward only by `make demo` when the demo clock is on."""
     real = datetime.now(UTC)
-    if not runtime_of(request).settings.demo_clock:  # type: ignore[attr-defined]
+    if not cast(Settings, runtime_of(request).settings).demo_clock:
         return real
     async with pool_of(request).acquire() as conn:
         return real + timedelta(seconds=await store.clock_offset_s(conn))
@@ -110,21 +122,36 @@ class AttendanceIn(_In):
 # --------------------------------------------------------------------------- availability
 
 
-@router.put("/therapists/{therapist_id}/availability", tags=["availability"])
+@router.put(
+    "/therapists/{therapist_id}/availability",
+    response_model=Availability,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["availability"],
+)
 async def put_availability(
     therapist_id: uuid.UUID, body: AvailabilityIn, request: Request, who: CalendarOwner, at: Now
 ) -> dict[str, Any]:
     return await service.set_availability(pool_of(request), who, therapist_id, body.document(), at)
 
 
-@router.get("/therapists/{therapist_id}/availability", tags=["availability"])
+@router.get(
+    "/therapists/{therapist_id}/availability",
+    response_model=Availability,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["availability"],
+)
 async def get_availability(
     therapist_id: uuid.UUID, request: Request, who: CalendarOwner
 ) -> dict[str, Any]:
     return await service.get_availability(pool_of(request), who, therapist_id)
 
 
-@router.get("/therapists/{therapist_id}/slots", tags=["availability"])
+@router.get(
+    "/therapists/{therapist_id}/slots",
+    response_model=Slots,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["availability"],
+)
 async def get_slots(
     therapist_id: uuid.UUID,
     request: Request,
@@ -142,17 +169,32 @@ async def get_slots(
 # --------------------------------------------------------------------------- courses
 
 
-@router.get("/courses", tags=["courses"])
+@router.get(
+    "/courses",
+    response_model=list[CourseOut],
+    responses=problems(*SIGNED_IN),
+    tags=["courses"],
+)
 async def list_courses(request: Request, who: Party) -> list[dict[str, Any]]:
     return await service.list_courses(pool_of(request), who)
 
 
-@router.get("/courses/{course_id}", tags=["courses"])
+@router.get(
+    "/courses/{course_id}",
+    response_model=CourseDetail,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["courses"],
+)
 async def get_course(course_id: uuid.UUID, request: Request, who: Party) -> dict[str, Any]:
     return await service.read_course(pool_of(request), who, course_id)
 
 
-@router.patch("/courses/{course_id}", tags=["courses"])
+@router.patch(
+    "/courses/{course_id}",
+    response_model=CourseOut,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["courses"],
+)
 async def change_plan(
     course_id: uuid.UUID, body: PlanIn, request: Request, who: Therapist, at: Now
 ) -> dict[str, Any]:
@@ -161,7 +203,12 @@ async def change_plan(
     )
 
 
-@router.post("/courses/{course_id}/end", tags=["courses"])
+@router.post(
+    "/courses/{course_id}/end",
+    response_model=CourseOut,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["courses"],
+)
 async def end_course(
     course_id: uuid.UUID, body: EndIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
@@ -171,7 +218,13 @@ async def end_course(
 # --------------------------------------------------------------------------- sessions
 
 
-@router.post("/courses/{course_id}/sessions", status_code=201, tags=["sessions"])
+@router.post(
+    "/courses/{course_id}/sessions",
+    status_code=201,
+    response_model=SessionOut,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["sessions"],
+)
 async def book_session(
     course_id: uuid.UUID, body: SessionIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
@@ -180,7 +233,13 @@ async def book_session(
     )
 
 
-@router.post("/courses/{course_id}/series", status_code=201, tags=["sessions"])
+@router.post(
+    "/courses/{course_id}/series",
+    status_code=201,
+    response_model=Series,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["sessions"],
+)
 async def book_series(
     course_id: uuid.UUID, body: SeriesIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
@@ -196,19 +255,34 @@ async def book_series(
     )
 
 
-@router.post("/sessions/{session_id}/cancel", tags=["sessions"])
+@router.post(
+    "/sessions/{session_id}/cancel",
+    response_model=SessionOut,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["sessions"],
+)
 async def cancel(session_id: uuid.UUID, request: Request, who: Party, at: Now) -> dict[str, Any]:
     return await service.cancel(pool_of(request), who, session_id, at)
 
 
-@router.post("/sessions/{session_id}/reschedule", tags=["sessions"])
+@router.post(
+    "/sessions/{session_id}/reschedule",
+    response_model=SessionOut,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["sessions"],
+)
 async def reschedule(
     session_id: uuid.UUID, body: RescheduleIn, request: Request, who: Party, at: Now
 ) -> dict[str, Any]:
     return await service.reschedule(pool_of(request), who, session_id, body.starts_at, at)
 
 
-@router.post("/sessions/{session_id}/attendance", tags=["sessions"])
+@router.post(
+    "/sessions/{session_id}/attendance",
+    response_model=SessionWithPhq9,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["sessions"],
+)
 async def attendance(
     session_id: uuid.UUID, body: AttendanceIn, request: Request, who: Therapist, at: Now
 ) -> dict[str, Any]:
@@ -224,7 +298,13 @@ class ClockIn(_In):
     advance_hours: float = Field(gt=0, le=24 * 366)
 
 
-@router.post("/demo/clock", tags=["demo"], include_in_schema=False)
+@router.post(
+    "/demo/clock",
+    response_model=DemoClock,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["demo"],
+    include_in_schema=False,
+)
 async def advance_clock(
     body: ClockIn, request: Request, who: Annotated[Principal, Depends(require("admin"))]
 ) -> dict[str, Any]:
@@ -232,7 +312,7 @@ async def advance_clock(
 
     Exists only with SAMTAL_BOOKING_DEMO_CLOCK=true (`make run` sets it); never in production.
     """
-    if not runtime_of(request).settings.demo_clock:  # type: ignore[attr-defined]
+    if not cast(Settings, runtime_of(request).settings).demo_clock:
         raise NotFound("Not found")
     async with pool_of(request).acquire() as conn:
         offset = await store.advance_clock(conn, body.advance_hours * 3600)

@@ -19,6 +19,7 @@ LIVE = ("booked", "attended", "no_show")  # statuses that occupy time (the const
 # The same, as SQL the planner can match to the exclusion constraints' partial indexes.
 _LIVE_SQL = "status IN ('booked', 'attended', 'no_show')"
 CELL = timedelta(minutes=5)
+NEARBY = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- therapists
@@ -206,20 +207,24 @@ async def lock_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> asyncpg
 
 async def courses_of(conn: asyncpg.Connection, person_id: uuid.UUID, role: str) -> list[Any]:
     column = "client_id" if role == "client" else "therapist_id"
-    return await conn.fetch(
-        f"SELECT * FROM courses WHERE {column} = $1 ORDER BY started_at DESC, course_id",
-        person_id,
+    return list(
+        await conn.fetch(
+            f"SELECT * FROM courses WHERE {column} = $1 ORDER BY started_at DESC, course_id",
+            person_id,
+        )
     )
 
 
 async def active_courses_between(
     conn: asyncpg.Connection, client_id: uuid.UUID, therapist_id: uuid.UUID
 ) -> list[Any]:
-    return await conn.fetch(
-        "SELECT * FROM courses WHERE client_id = $1 AND therapist_id = $2 AND status = 'active'"
-        " ORDER BY started_at",
-        client_id,
-        therapist_id,
+    return list(
+        await conn.fetch(
+            "SELECT * FROM courses WHERE client_id = $1 AND therapist_id = $2 AND status = 'active'"
+            " ORDER BY started_at",
+            client_id,
+            therapist_id,
+        )
     )
 
 
@@ -293,8 +298,10 @@ async def close_course(
 
 
 async def sessions_of_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> list[Any]:
-    return await conn.fetch(
-        "SELECT * FROM sessions WHERE course_id = $1 ORDER BY starts_at, number", course_id
+    return list(
+        await conn.fetch(
+            "SELECT * FROM sessions WHERE course_id = $1 ORDER BY starts_at, number", course_id
+        )
     )
 
 
@@ -687,7 +694,7 @@ async def booking_view(
     None); the course's `sessions` (`view_sessions`); the answer already given to (actor,
     key) as `earlier_hash` and `earlier_response` (NULL when none); and whether the
     therapist's (`therapist_busy`) or the client's (`client_busy`) time around `starts_at` is
-    taken already."""
+    taken already; and `nearby`: both calendars' busy times within NEARBY of `starts_at`."""
     return await conn.fetchrow(
         "SELECT c.*, t.time_zone, t.published, t.practice_address,"
         " (SELECT to_jsonb(a) FROM availability a WHERE a.therapist_id = c.therapist_id)"
@@ -704,7 +711,15 @@ async def booking_view(
         " $4::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM sessions s"
         "  WHERE s.client_id = c.client_id"
         "  AND s.client_span && tstzrange($4, $4 + make_interval(mins => c.session_minutes))"
-        f"  AND s.{_LIVE_SQL}) AS client_busy"
+        f"  AND s.{_LIVE_SQL}) AS client_busy,"
+        # For the alternatives of a refusal without another round trip: both calendars
+        # within NEARBY of the requested start.
+        " CASE WHEN $4::timestamptz IS NULL THEN '{}' ELSE array(SELECT row(s.starts_at,"
+        "  s.ends_at) FROM sessions s WHERE ((s.therapist_id = c.therapist_id"
+        "  AND s.therapist_span && tstzrange($4 - $5::interval, $4 + $5::interval)"
+        f"  AND s.{_LIVE_SQL}) OR (s.client_id = c.client_id"
+        "  AND s.client_span && tstzrange($4 - $5::interval, $4 + $5::interval)"
+        f"  AND s.{_LIVE_SQL})) ORDER BY s.starts_at) END AS nearby"
         " FROM courses c JOIN therapists t USING (therapist_id)"
         " LEFT JOIN idempotency_keys k ON k.actor_id = $2 AND k.key = $3"
         " WHERE c.course_id = $1",
@@ -712,6 +727,7 @@ async def booking_view(
         actor_id,
         key,
         starts_at,
+        NEARBY,
     )
 
 

@@ -20,10 +20,19 @@ from catalog.domain.profile import ProfileSelfEdit, TherapistProfile
 from catalog.domain.reference import areas_view, methods_view
 from catalog.domain.reviews import ReviewInput
 from catalog.domain.search import SearchQuery
+from catalog.responses import (
+    Areas,
+    HiddenReview,
+    Methods,
+    OwnProfile,
+    PostedReview,
+    PublicProfile,
+)
 from catalog.service import WithdrawalReason, not_found
 from catalog.store import StoredTherapist
 from chassis.app import pool_of
 from chassis.auth import Principal, require
+from chassis.http import SIGNED_IN, problems
 from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 
 router = APIRouter()
@@ -143,19 +152,19 @@ def public_view(
 # ------------------------------------------------------------------------------ public
 
 
-@router.get("/methods", tags=["reference"])
+@router.get("/methods", response_model=Methods, tags=["reference"])
 async def list_methods() -> dict[str, Any]:
     """The treatment methods: sessions, session length, phases, age group, who may offer."""
     return {"methods": methods_view()}
 
 
-@router.get("/areas", tags=["reference"])
+@router.get("/areas", response_model=Areas, tags=["reference"])
 async def list_areas() -> dict[str, Any]:
     """The IPT problem areas and the other focus areas, named in Swedish and English."""
     return {"areas": areas_view()}
 
 
-@router.get("/therapists", tags=["browse"])
+@router.get("/therapists", response_model=SearchPage, responses=problems(422), tags=["browse"])
 async def search_therapists(request: Request) -> SearchPage:
     """Published therapists: method, area, language, mode, city, age_group, accepting;
     sort=rating|name; page, page_size."""
@@ -173,7 +182,12 @@ async def search_therapists(request: Request) -> SearchPage:
 
 
 # Declared before /therapists/{therapist_id} so that "me" is not read as an id.
-@router.get("/therapists/me", tags=["therapist"])
+@router.get(
+    "/therapists/me",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404),
+    tags=["therapist"],
+)
 async def my_profile(request: Request, who: Therapist) -> dict[str, Any]:
     """The signed-in therapist's own profile, in any status."""
     async with pool_of(request).acquire() as conn:
@@ -183,7 +197,12 @@ async def my_profile(request: Request, who: Therapist) -> dict[str, Any]:
     return own_view(found)
 
 
-@router.patch("/therapists/me", tags=["therapist"])
+@router.patch(
+    "/therapists/me",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["therapist"],
+)
 async def edit_my_profile(
     request: Request, edit: ProfileSelfEdit, who: Therapist
 ) -> dict[str, Any]:
@@ -192,7 +211,12 @@ async def edit_my_profile(
         return own_view(await service.self_edit(conn, who.subject, edit))
 
 
-@router.get("/therapists/{therapist_id}", tags=["browse"])
+@router.get(
+    "/therapists/{therapist_id}",
+    response_model=PublicProfile,
+    responses=problems(404, 422),
+    tags=["browse"],
+)
 async def therapist_detail(request: Request, therapist_id: uuid.UUID) -> dict[str, Any]:
     """A published profile with credentials and its visible reviews."""
     async with pool_of(request).acquire() as conn:
@@ -207,7 +231,13 @@ async def therapist_detail(request: Request, therapist_id: uuid.UUID) -> dict[st
 # ------------------------------------------------------------------------------- admin
 
 
-@router.post("/therapists", status_code=201, tags=["admin"])
+@router.post(
+    "/therapists",
+    status_code=201,
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 409, 422),
+    tags=["admin"],
+)
 async def create_therapist(request: Request, body: NewTherapist, who: Admin) -> dict[str, Any]:
     """Create a draft profile (published separately)."""
     profile = TherapistProfile.model_validate(body.model_dump(exclude={"therapist_id"}))
@@ -215,7 +245,12 @@ async def create_therapist(request: Request, body: NewTherapist, who: Admin) -> 
         return own_view(await service.create(conn, profile, body.therapist_id))
 
 
-@router.get("/therapists/{therapist_id}/profile", tags=["admin"])
+@router.get(
+    "/therapists/{therapist_id}/profile",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["admin"],
+)
 async def stored_profile(request: Request, therapist_id: uuid.UUID, who: Admin) -> dict[str, Any]:
     """The stored profile in any status."""
     async with pool_of(request).acquire() as conn:
@@ -225,7 +260,12 @@ async def stored_profile(request: Request, therapist_id: uuid.UUID, who: Admin) 
     return own_view(found)
 
 
-@router.put("/therapists/{therapist_id}", tags=["admin"])
+@router.put(
+    "/therapists/{therapist_id}",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["admin"],
+)
 async def replace_therapist(
     request: Request, therapist_id: uuid.UUID, body: TherapistProfile, who: Admin
 ) -> dict[str, Any]:
@@ -234,7 +274,12 @@ async def replace_therapist(
         return own_view(await service.replace_profile(conn, therapist_id, body))
 
 
-@router.patch("/therapists/{therapist_id}", tags=["admin"])
+@router.patch(
+    "/therapists/{therapist_id}",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["admin"],
+)
 async def amend_therapist(
     request: Request,
     therapist_id: uuid.UUID,
@@ -246,7 +291,12 @@ async def amend_therapist(
         return own_view(await service.amend(conn, therapist_id, changes))
 
 
-@router.post("/therapists/{therapist_id}/publish", tags=["admin"])
+@router.post(
+    "/therapists/{therapist_id}/publish",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["admin"],
+)
 async def publish_therapist(
     request: Request, therapist_id: uuid.UUID, who: Admin
 ) -> dict[str, Any]:
@@ -255,7 +305,12 @@ async def publish_therapist(
         return own_view(await service.publish(conn, therapist_id))
 
 
-@router.post("/therapists/{therapist_id}/withdraw", tags=["admin"])
+@router.post(
+    "/therapists/{therapist_id}/withdraw",
+    response_model=OwnProfile,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["admin"],
+)
 async def withdraw_therapist(
     request: Request, therapist_id: uuid.UUID, body: Withdrawal, who: Admin
 ) -> dict[str, Any]:
@@ -264,7 +319,12 @@ async def withdraw_therapist(
         return own_view(await service.withdraw(conn, therapist_id, body.reason))
 
 
-@router.post("/reviews/{review_id}/hide", tags=["admin"])
+@router.post(
+    "/reviews/{review_id}/hide",
+    response_model=HiddenReview,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["admin"],
+)
 async def hide_review(request: Request, review_id: uuid.UUID, who: Admin) -> dict[str, Any]:
     """Hide a review: it no longer shows or counts in the rating."""
     async with pool_of(request).acquire() as conn, conn.transaction():
@@ -281,7 +341,13 @@ async def hide_review(request: Request, review_id: uuid.UUID, who: Admin) -> dic
 # ------------------------------------------------------------------------------ client
 
 
-@router.post("/therapists/{therapist_id}/reviews", status_code=201, tags=["client"])
+@router.post(
+    "/therapists/{therapist_id}/reviews",
+    status_code=201,
+    response_model=PostedReview,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["client"],
+)
 async def review_therapist(
     request: Request, therapist_id: uuid.UUID, body: NewReview, who: Client
 ) -> dict[str, Any]:

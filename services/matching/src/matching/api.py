@@ -15,11 +15,23 @@ from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, DomainError, NotFound
+from chassis.http import SIGNED_IN, problems
 from matching import service, store, views
 from matching.domain.explain import explain_status, explain_waitlist
 from matching.domain.intake import Intake
 from matching.domain.lifecycle import StepRefused, TriageDecision
 from matching.domain.screening import ScreeningRefused
+from matching.responses import (
+    Approved,
+    AuditEntry,
+    ClinicianIntake,
+    IntakeOut,
+    IntakeSummary,
+    QueueEntry,
+    Rejected,
+    Submitted,
+    Triaged,
+)
 
 router = APIRouter()
 
@@ -56,7 +68,13 @@ async def _audit_read(
 # --------------------------------------------------------------------------- clients
 
 
-@router.post("/intakes", status_code=201, tags=["intakes"])
+@router.post(
+    "/intakes",
+    status_code=201,
+    response_model=Submitted,
+    responses=problems(*SIGNED_IN, 422),
+    tags=["intakes"],
+)
 async def submit_intake(
     body: Intake, request: Request, who: Client, lang: Language = "sv"
 ) -> dict[str, Any]:
@@ -87,7 +105,12 @@ async def submit_intake(
     }
 
 
-@router.get("/intakes", tags=["intakes"])
+@router.get(
+    "/intakes",
+    response_model=list[IntakeSummary],
+    responses=problems(*SIGNED_IN, 422),
+    tags=["intakes"],
+)
 async def my_intakes(request: Request, who: Client, lang: Language = "sv") -> list[dict[str, Any]]:
     async with pool_of(request).acquire() as conn, conn.transaction():
         rows = await store.intakes_of_client(conn, who.subject)
@@ -96,7 +119,12 @@ async def my_intakes(request: Request, who: Client, lang: Language = "sv") -> li
     return [views.intake_summary(row, lang) for row in rows]
 
 
-@router.get("/intakes/{intake_id}", tags=["intakes"])
+@router.get(
+    "/intakes/{intake_id}",
+    response_model=IntakeOut,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["intakes"],
+)
 async def my_intake(
     intake_id: uuid.UUID, request: Request, who: Client, lang: Language = "sv"
 ) -> dict[str, Any]:
@@ -110,7 +138,12 @@ async def my_intake(
     return views.intake(row, current, lang)
 
 
-@router.post("/intakes/{intake_id}/switch", tags=["intakes"])
+@router.post(
+    "/intakes/{intake_id}/switch",
+    response_model=IntakeOut,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["intakes"],
+)
 async def switch_therapist(
     intake_id: uuid.UUID, request: Request, who: Client, lang: Language = "sv"
 ) -> dict[str, Any]:
@@ -135,7 +168,12 @@ async def switch_therapist(
     return views.intake(row, current, lang)
 
 
-@router.get("/me/audit", tags=["intakes"])
+@router.get(
+    "/me/audit",
+    response_model=list[AuditEntry],
+    responses=problems(*SIGNED_IN),
+    tags=["intakes"],
+)
 async def my_audit_log(request: Request, who: Client) -> list[dict[str, Any]]:
     """Who read or changed my data, and when."""
     async with pool_of(request).acquire() as conn:
@@ -146,7 +184,12 @@ async def my_audit_log(request: Request, who: Client) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- clinicians
 
 
-@router.get("/clinician/queue", tags=["clinicians"])
+@router.get(
+    "/clinician/queue",
+    response_model=list[QueueEntry],
+    responses=problems(*SIGNED_IN, 422),
+    tags=["clinicians"],
+)
 async def clinician_queue(
     request: Request,
     who: Clinician,
@@ -160,7 +203,12 @@ async def clinician_queue(
     return [views.queue_entry(row) for row in rows]
 
 
-@router.get("/clinician/intakes/{intake_id}", tags=["clinicians"])
+@router.get(
+    "/clinician/intakes/{intake_id}",
+    response_model=ClinicianIntake,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["clinicians"],
+)
 async def clinician_intake(
     intake_id: uuid.UUID, request: Request, who: Clinician, lang: Language = "sv"
 ) -> dict[str, Any]:
@@ -181,7 +229,12 @@ class TriageIn(BaseModel):
     decision: TriageDecision
 
 
-@router.post("/clinician/intakes/{intake_id}/triage", tags=["clinicians"])
+@router.post(
+    "/clinician/intakes/{intake_id}/triage",
+    response_model=Triaged,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["clinicians"],
+)
 async def triage_intake(
     intake_id: uuid.UUID, body: TriageIn, request: Request, who: Clinician
 ) -> dict[str, Any]:
@@ -196,7 +249,12 @@ async def triage_intake(
     return {"intake_id": str(intake_id), "decision": body.decision, "status": status}
 
 
-@router.post("/clinician/matches/{match_id}/approve", tags=["clinicians"])
+@router.post(
+    "/clinician/matches/{match_id}/approve",
+    response_model=Approved,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["clinicians"],
+)
 async def approve_match(match_id: uuid.UUID, request: Request, who: Clinician) -> dict[str, Any]:
     """Approve a severe intake's proposed match: booking may open."""
     try:
@@ -209,7 +267,12 @@ async def approve_match(match_id: uuid.UUID, request: Request, who: Clinician) -
     return {"match_id": str(match_id), "status": "active"}
 
 
-@router.post("/clinician/matches/{match_id}/reject", tags=["clinicians"])
+@router.post(
+    "/clinician/matches/{match_id}/reject",
+    response_model=Rejected,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["clinicians"],
+)
 async def reject_match(match_id: uuid.UUID, request: Request, who: Clinician) -> dict[str, Any]:
     """Reject a proposed match; the matcher proposes the next candidate (or waitlists)."""
     try:

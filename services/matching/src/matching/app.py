@@ -27,7 +27,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router],
     consumers=handlers.consumers,
-    worker_tasks=[service.waitlist_retrier, service.waiting_watch],
+    worker_tasks=[service.keep_candidate_index, service.waitlist_retrier, service.waiting_watch],
     publishes=[
         IntakeSubmitted,
         IntakeEscalated,

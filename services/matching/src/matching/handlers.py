@@ -3,6 +3,9 @@
 Each runs in one transaction with its inbox row (chassis.consumer), so a redelivered
 event does nothing. Whatever may open a place for a waitlisted intake wakes the
 waitlist retrier (service.waitlist_retrier), which retries each intake in its own transaction.
+Whatever changes a therapist tells every worker's candidate index to read it again
+(service.keep_candidate_index): the read-model group's partitions are spread over the
+replicas, the index of each must still see every change.
 """
 
 from __future__ import annotations
@@ -35,34 +38,45 @@ READ_MODEL = "read-model"
 async def match_submitted(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Matches a submitted intake, or waitlists it; skips intakes held for a clinician."""
     submitted: IntakeSubmitted = event.payload
-    await service.match_intake(conn, submitted.intake_id)
+    assert consumers.settings is not None, "set when the worker subscribed"
+    index = await service.worker_index(consumers.settings)
+    await service.match_intake(conn, submitted.intake_id, candidates=index)
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)
 async def profile_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Keeps the newest profile revision; a new or changed therapist may take waitlisted clients."""
-    if await store.apply_profile(conn, event.payload):
+    profile: TherapistProfilePublished = event.payload
+    if await store.apply_profile(conn, profile):
         await store.wake_waitlist(conn)
+    await store.therapist_changed(conn, profile.therapist_id)
 
 
 @consumers.handler(TherapistProfileWithdrawn, name="therapist-withdrawals", group=READ_MODEL)
 async def profile_withdrawn(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """A withdrawn therapist is no longer offered (unless a newer revision is there)."""
-    await store.apply_withdrawal(conn, event.payload)
+    withdrawal: TherapistProfileWithdrawn = event.payload
+    if await store.apply_withdrawal(conn, withdrawal):
+        await store.therapist_changed(conn, withdrawal.therapist_id)
 
 
 @consumers.handler(ReviewPublished, name="therapist-ratings", group=READ_MODEL)
 async def review_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Keeps the therapist's rating for scoring."""
     review: ReviewPublished = event.payload
-    await store.apply_rating(conn, review.therapist_id, review.rating_average, review.rating_count)
+    if await store.apply_rating(
+        conn, review.therapist_id, review.rating_average, review.rating_count
+    ):
+        await store.therapist_changed(conn, review.therapist_id)
 
 
 @consumers.handler(TherapistAvailabilityPublished, name="therapist-availability", group=READ_MODEL)
 async def availability_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Keeps booking's newest free slots and load; changed availability may open a place."""
-    if await store.apply_availability(conn, event.payload):
+    summary: TherapistAvailabilityPublished = event.payload
+    if await store.apply_availability(conn, summary):
         await store.wake_waitlist(conn)
+        await store.therapist_changed(conn, summary.therapist_id)
 
 
 @consumers.handler(CourseStarted, name="course-starts", group=READ_MODEL)
@@ -76,6 +90,7 @@ async def course_started(event: Envelope[Any], conn: asyncpg.Connection) -> None
         match_id=started.match_id,
         at=event.occurred_at,
     )
+    await store.therapist_changed(conn, started.therapist_id)
 
 
 @consumers.handler(CourseCompleted, name="course-completions", group=READ_MODEL)
@@ -86,6 +101,7 @@ async def course_completed(event: Envelope[Any], conn: asyncpg.Connection) -> No
         conn, course_id=done.course_id, therapist_id=done.therapist_id, at=event.occurred_at
     )
     await store.wake_waitlist(conn)
+    await store.therapist_changed(conn, done.therapist_id)
 
 
 @consumers.handler(CourseEnded, name="course-ends", group=READ_MODEL)
@@ -96,3 +112,4 @@ async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
         conn, course_id=ended.course_id, therapist_id=ended.therapist_id, at=event.occurred_at
     )
     await store.wake_waitlist(conn)
+    await store.therapist_changed(conn, ended.therapist_id)

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 import structlog
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from chassis import audit, outbox
 from chassis.app import Runtime
+from chassis.settings import ServiceSettings
 from contracts.events import (
     IntakeEscalated,
     IntakeSubmitted,
@@ -28,9 +31,10 @@ from contracts.events import (
 )
 from matching import store
 from matching.domain import lifecycle
+from matching.domain.candidate_index import CandidateIndex
 from matching.domain.intake import Intake
 from matching.domain.lifecycle import IntakeStatus, TriageDecision
-from matching.domain.matcher import IntakeNeeds, Match, Waitlist, match
+from matching.domain.matcher import IntakeNeeds, Match, TherapistCandidate, Waitlist, match
 from matching.domain.screening import Screening, screen_intake
 from matching.domain.waitlist import WaitingIntake, waitlist_order
 
@@ -41,6 +45,21 @@ AWAITING_TRIAGE_OLDEST = Gauge(
     "How long the oldest high-risk intake has waited for a clinician's triage (0: none)",
 )
 WAITLISTED = Gauge("samtal_intakes_waitlisted", "Intakes waiting on the waitlist")
+CLAIM_WAIT = Histogram(
+    "samtal_matching_claim_wait_seconds",
+    "Time a matching decision waited for its therapist's row (another decision held it)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+CLAIMS_REFUSED = Counter(
+    "samtal_matching_claims_refused",
+    "Claims that found the therapist changed since the candidates were read",
+)
+INDEX_THERAPISTS = Gauge(
+    "samtal_matching_index_therapists", "Therapists in this worker's candidate index"
+)
+# A refused claim reads the therapist again and decides again; this many in a row means
+# the read model changes faster than we decide: give up and let the consumer retry.
+MAX_CLAIMS = 25
 
 
 def _now() -> datetime:
@@ -108,23 +127,136 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
 # --------------------------------------------------------------------------- matching
 
 
+class Candidates(Protocol):
+    """Where a decision gets its therapists: the read model in Postgres, or the worker's index."""
+
+    async def decide(
+        self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
+    ) -> Match | Waitlist:
+        """`match()` over the therapists; `tell`: waitlist reasons that tell the client."""
+        ...
+
+    def held(self, therapist_id: uuid.UUID) -> TherapistCandidate | None:
+        """What the decision was based on for this therapist."""
+        ...
+
+    def refresh(self, therapist_id: uuid.UUID, fresh: TherapistCandidate | None) -> None:
+        """The therapist as it is now (None: no longer offered)."""
+        ...
+
+
+@dataclass
+class ReadModelCandidates:
+    """Read per decision from Postgres (the api's clinician and switch steps)."""
+
+    pool: dict[uuid.UUID, TherapistCandidate] | None = None
+    everyone: bool = False
+
+    async def decide(
+        self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
+    ) -> Match | Waitlist:
+        if self.pool is None:
+            self.pool = {c.therapist_id: c for c in await store.likely_candidates(conn, needs)}
+        result = match(needs, self.pool.values(), now)
+        if isinstance(result, Waitlist) and tell and not self.everyone:
+            # Nobody fits: look at everyone to tell the client what stopped the nearest ones.
+            # A failed retry keeps the reasons it had: it tells nobody, and reading every
+            # therapist for each waiting intake on each retry would cost the most when
+            # the waitlist is longest.
+            self.pool = {c.therapist_id: c for c in await store.all_candidates(conn)}
+            self.everyone = True
+            result = match(needs, self.pool.values(), now)
+        return result
+
+    def held(self, therapist_id: uuid.UUID) -> TherapistCandidate | None:
+        return None if self.pool is None else self.pool.get(therapist_id)
+
+    def refresh(self, therapist_id: uuid.UUID, fresh: TherapistCandidate | None) -> None:
+        assert self.pool is not None
+        if fresh is None:
+            self.pool.pop(therapist_id, None)
+        else:
+            self.pool[therapist_id] = fresh
+
+
+@dataclass
+class IndexedCandidates:
+    """The worker's in-memory candidate index (matching.domain.candidate_index)."""
+
+    index: CandidateIndex
+
+    async def decide(
+        self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
+    ) -> Match | Waitlist:
+        return self.index.decide(needs, now)
+
+    def held(self, therapist_id: uuid.UUID) -> TherapistCandidate | None:
+        return self.index.held(therapist_id)
+
+    def refresh(self, therapist_id: uuid.UUID, fresh: TherapistCandidate | None) -> None:
+        # What the claim read under the row's lock is committed state: true for every decision.
+        if fresh is None:
+            self.index.drop(therapist_id)
+        else:
+            self.index.put(fresh)
+
+
+class _Changed(Exception):
+    def __init__(self, fresh: TherapistCandidate | None) -> None:
+        super().__init__("the therapist changed since the candidates were read")
+        self.fresh = fresh
+
+
+async def _claim(
+    conn: asyncpg.Connection,
+    seen: TherapistCandidate | None,
+    therapist_id: uuid.UUID,
+    candidates: Candidates,
+) -> bool:
+    """Take the therapist's row for this transaction, if the therapist is still exactly what
+    the decision saw (`seen`: the same load above all). On False the candidates hold the
+    therapist as it is now, and the row is let go again (the savepoint's rollback releases
+    its lock)."""
+    try:
+        async with conn.transaction():
+            started = time.perf_counter()
+            offered = await store.lock_therapist(conn, therapist_id)
+            CLAIM_WAIT.observe(time.perf_counter() - started)
+            fresh = None
+            if offered:
+                [fresh] = await store.candidates_of(conn, [therapist_id])
+            if fresh is None or fresh != seen:
+                raise _Changed(fresh)
+        return True
+    except _Changed as changed:
+        CLAIMS_REFUSED.inc()
+        candidates.refresh(therapist_id, changed.fresh)
+        return False
+
+
 async def _decide(
-    conn: asyncpg.Connection, intake: asyncpg.Record, now: datetime
+    conn: asyncpg.Connection, intake: asyncpg.Record, now: datetime, candidates: Candidates
 ) -> Match | Waitlist:
+    """The matcher's decision, with the chosen therapist's place claimed in Postgres: a
+    claim that finds the therapist changed (another decision, another replica) decides
+    again on what is true now, so the next best gets the place."""
     needs = IntakeNeeds.from_intake(
         intake["intake_id"],
         store.intake_of(intake),
         store.screening_of(intake),
         await store.excluded_therapists(conn, intake["intake_id"]),
     )
-    result = match(needs, await store.likely_candidates(conn, needs), now)
-    if isinstance(result, Waitlist) and intake["status"] != "waitlisted":
-        # Nobody fits: look at everyone to tell the client what stopped the nearest ones.
-        # A failed retry keeps the reasons it had: it tells nobody, and reading every
-        # therapist for each waiting intake on each retry would cost the most when
-        # the waitlist is longest.
-        result = match(needs, await store.all_candidates(conn), now)
-    return result
+    tell = intake["status"] != "waitlisted"
+    for _ in range(MAX_CLAIMS):
+        result = await candidates.decide(conn, needs, now, tell=tell)
+        if isinstance(result, Waitlist):
+            return result
+        # What the decision saw, taken before anything can change it (the worker's index
+        # changes as other decisions commit): the claim compares against this.
+        seen = candidates.held(result.therapist_id)
+        if await _claim(conn, seen, result.therapist_id, candidates):
+            return result
+    raise RuntimeError(f"no claim held in {MAX_CLAIMS} tries; the consumer retries")
 
 
 async def _record_match(
@@ -146,6 +278,7 @@ async def _record_match(
         previous_therapist_id=previous_therapist_id,
     )
     await store.set_status(conn, intake["intake_id"], lifecycle.status_on_match(requires_approval))
+    await store.therapist_changed(conn, result.therapist_id)
     await outbox.add(
         conn,
         TherapistMatched(
@@ -191,14 +324,17 @@ async def match_intake(
     *,
     from_states: frozenset[IntakeStatus] = lifecycle.MATCHABLE,
     now: datetime | None = None,
+    candidates: Candidates | None = None,
 ) -> Match | Waitlist | None:
-    """Match an intake that is in one of `from_states`; None (nothing done) otherwise."""
-    await store.lock_matching(conn)
+    """Match an intake that is in one of `from_states`; None (nothing done) otherwise.
+
+    The intake's row is locked first, then (only) the chosen therapist's: decisions on
+    different intakes and therapists run side by side on any number of replicas."""
     intake = await store.get_intake(conn, intake_id, for_update=True)
     if intake is None or intake["status"] not in from_states:
         return None
     now = now or _now()
-    result = await _decide(conn, intake, now)
+    result = await _decide(conn, intake, now, candidates or ReadModelCandidates())
     if isinstance(result, Match):
         await _record_match(conn, intake, result)
     else:
@@ -216,7 +352,6 @@ async def triage(
     decision: TriageDecision,
 ) -> IntakeStatus | None:
     """Record the triage; on resume the matcher runs at once. None: no such intake."""
-    await store.lock_matching(conn)
     intake = await store.get_intake(conn, intake_id, for_update=True)
     if intake is None:
         return None
@@ -265,7 +400,6 @@ async def _clinician_decides(
 ) -> uuid.UUID | None:
     """A clinician's decision on a proposed match, recorded, audited and announced.
     Returns the intake's id; None: no such match."""
-    await store.lock_matching(conn)
     proposed = await store.get_match(conn, match_id, for_update=True)
     if proposed is None:
         return None
@@ -275,6 +409,7 @@ async def _clinician_decides(
     await store.set_match_status(
         conn, match_id, "active" if approved else "rejected", decided_by=clinician_id
     )
+    await store.therapist_changed(conn, proposed["therapist_id"])
     await store.set_status(conn, intake["intake_id"], "matched" if approved else "matching")
     await _audit_clinician(
         conn,
@@ -294,7 +429,8 @@ async def _clinician_decides(
             clinician_id=clinician_id,
         ),
     )
-    return intake["intake_id"]  # type: ignore[no-any-return]
+    intake_id: uuid.UUID = intake["intake_id"]
+    return intake_id
 
 
 async def _audit_clinician(
@@ -330,7 +466,6 @@ async def switch(
     conn: asyncpg.Connection, intake_id: uuid.UUID, client_id: uuid.UUID
 ) -> uuid.UUID | None:
     """Rematch with the current therapist excluded; the new match's id. None: not theirs."""
-    await store.lock_matching(conn)
     intake = await store.get_intake(conn, intake_id, for_update=True)
     if intake is None or intake["client_id"] != client_id:
         return None
@@ -339,7 +474,7 @@ async def switch(
     assert current is not None, "a matched intake has a current match"
     # Marked switched first: that is what excludes the current therapist.
     await store.set_match_status(conn, current["match_id"], "switched")
-    result = await _decide(conn, intake, _now())
+    result = await _decide(conn, intake, _now(), ReadModelCandidates())
     if isinstance(result, Waitlist):
         raise NobodyToSwitchTo(result)  # the caller's transaction rolls back
     match_id = await _record_match(
@@ -354,6 +489,7 @@ async def switch(
         resource="intake",
         resource_id=str(intake_id),
     )
+    await store.therapist_changed(conn, current["therapist_id"])
     await store.wake_waitlist(conn)
     return match_id
 
@@ -361,7 +497,7 @@ async def switch(
 # --------------------------------------------------------------------------- the waitlist
 
 
-async def retry_waitlist(pool: asyncpg.Pool) -> int:
+async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = None) -> int:
     """One pass over the waitlist, first come first served, each intake in its own
     transaction. Returns how many were matched."""
     async with pool.acquire() as conn:
@@ -370,7 +506,9 @@ async def retry_waitlist(pool: asyncpg.Pool) -> int:
     matched = 0
     for waiting in order:
         async with pool.acquire() as conn, conn.transaction():
-            result = await match_intake(conn, waiting.intake_id, from_states=lifecycle.RETRYABLE)
+            result = await match_intake(
+                conn, waiting.intake_id, from_states=lifecycle.RETRYABLE, candidates=candidates
+            )
         matched += isinstance(result, Match)
     if matched:
         log.info("waitlist retried", waiting=len(order), matched=matched)
@@ -399,7 +537,7 @@ async def waitlist_retrier(runtime: Runtime) -> None:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), every)
                         wake.clear()
-                        await retry_waitlist(pool)
+                        await retry_waitlist(pool, await worker_index(runtime.settings))
                 finally:
                     with contextlib.suppress(Exception):
                         await listener.remove_listener(channel, on_notify)
@@ -408,6 +546,87 @@ async def waitlist_retrier(runtime: Runtime) -> None:
         except Exception as exc:  # the database went away: wait, then listen again
             log.warning("waitlist retrier failed; restarting", error=str(exc))
             wake.set()
+            await asyncio.sleep(1.0)
+
+
+# --------------------------------------------------------------------------- the candidate index
+
+
+@dataclass
+class _IndexKeeping:
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    index: CandidateIndex = field(default_factory=CandidateIndex)
+
+
+# One per database and schema a worker in this process serves (tests run several workers
+# in one process; they share the read model, so they may share its index).
+_INDEXES: dict[tuple[str, str], _IndexKeeping] = {}
+
+
+def _keeping(settings: ServiceSettings) -> _IndexKeeping:
+    return _INDEXES.setdefault((settings.database_url, settings.db_schema), _IndexKeeping())
+
+
+async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
+    """The worker's candidate index, once built: decisions wait for the (re)build, so a
+    (re)started worker never decides on a partial index."""
+    keeping = _keeping(settings)
+    await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
+    return IndexedCandidates(keeping.index)
+
+
+async def keep_candidate_index(runtime: Runtime) -> None:
+    """Worker task: builds the candidate index from the read model, then reads again every
+    therapist a committed NOTIFY names (store.therapist_changed). It listens before it
+    reads, so no change falls between; a lost connection (notifications may be lost
+    with it) builds the index anew."""
+    pool = runtime.pool
+    assert pool is not None
+    keeping = _keeping(runtime.settings)
+    channel = store.therapists_channel(runtime.settings.db_schema)
+    changed: set[uuid.UUID] = set()
+    poke = asyncio.Event()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        changed.add(uuid.UUID(payload))
+        poke.set()
+
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await conn.add_listener(channel, on_notify)
+                try:
+                    started = time.perf_counter()
+                    changed.clear()
+                    keeping.index = CandidateIndex(await store.all_candidates(conn))
+                    keeping.ready.set()
+                    INDEX_THERAPISTS.set(len(keeping.index))
+                    log.info(
+                        "candidate index built",
+                        therapists=len(keeping.index),
+                        ms=round((time.perf_counter() - started) * 1000),
+                    )
+                    while True:
+                        await poke.wait()
+                        poke.clear()
+                        ids = list(changed)
+                        changed.clear()
+                        fresh = {c.therapist_id: c for c in await store.candidates_of(conn, ids)}
+                        for therapist_id in ids:
+                            if therapist_id in fresh:
+                                keeping.index.put(fresh[therapist_id])
+                            else:
+                                keeping.index.drop(therapist_id)
+                        INDEX_THERAPISTS.set(len(keeping.index))
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.remove_listener(channel, on_notify)
+        except asyncio.CancelledError:
+            keeping.ready.clear()
+            raise
+        except Exception as exc:  # the database went away: build anew once it is back
+            keeping.ready.clear()
+            log.warning("candidate index lost its feed; building it anew", error=str(exc))
             await asyncio.sleep(1.0)
 
 

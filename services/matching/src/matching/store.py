@@ -6,7 +6,6 @@ Every function runs on the caller's connection, inside the caller's transaction.
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -31,15 +30,26 @@ from matching.domain.lifecycle import (
 from matching.domain.matcher import IntakeNeeds, Match, TherapistCandidate
 from matching.domain.screening import Screening
 
-# --------------------------------------------------------------------------- locks and wake-ups
-
-# Every matching decision takes this lock for its transaction, so two decisions (the matcher,
-# a waitlist retry, a clinician's step, a switch) never give a therapist's last place twice.
-MATCHING_LOCK = zlib.crc32(b"samtal-matching-decisions")
+# --------------------------------------------------------------------------- claims and wake-ups
 
 
-async def lock_matching(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", MATCHING_LOCK)
+async def lock_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> bool:
+    """Hold the therapist's row until commit; False: not offered. Decisions giving a place
+    with the same therapist queue here; decisions on different therapists never wait."""
+    locked = await conn.fetchval(
+        "SELECT true FROM therapists WHERE therapist_id = $1 AND NOT withdrawn FOR UPDATE",
+        therapist_id,
+    )
+    return bool(locked)
+
+
+def therapists_channel(schema: str) -> str:
+    return f"{schema}_therapists"
+
+
+async def therapist_changed(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> None:
+    """Tell every worker's candidate index to read the therapist again (on commit only)."""
+    await conn.execute("SELECT pg_notify(current_schema() || '_therapists', $1)", str(therapist_id))
 
 
 def waitlist_channel(schema: str) -> str:
@@ -135,8 +145,9 @@ def screening_of(row: asyncpg.Record) -> Screening:
 
 
 async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """
+    return list(
+        await conn.fetch(
+            """
         SELECT i.intake_id, i.submitted_at, i.status, i.severity_band, i.risk_level, i.method,
                m.match_id, m.therapist_id
         FROM intakes i
@@ -144,8 +155,9 @@ async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> l
         WHERE i.client_id = $1
         ORDER BY i.submitted_at, i.intake_id
         """,
-        client_id,
-        list(CURRENT_MATCH),
+            client_id,
+            list(CURRENT_MATCH),
+        )
     )
 
 
@@ -194,9 +206,11 @@ async def record_triage(
 
 
 async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
-        " ORDER BY waitlisted_at, intake_id"
+    return list(
+        await conn.fetch(
+            "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
+            " ORDER BY waitlisted_at, intake_id"
+        )
     )
 
 
@@ -216,8 +230,9 @@ async def waiting_figures(conn: asyncpg.Connection) -> asyncpg.Record:
 
 async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Intakes waiting for a clinician, longest-waiting first; no answers or free text."""
-    return await conn.fetch(
-        """
+    return list(
+        await conn.fetch(
+            """
         SELECT i.intake_id, i.client_id, i.status, i.status_since, i.submitted_at,
                i.risk_level, i.severity_band, i.phq9_total, i.phq9[9] AS self_harm_answer,
                i.age_group, i.method, i.requires_approval, i.free_text IS NOT NULL AS has_free_text,
@@ -228,8 +243,9 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
         ORDER BY i.status_since, i.intake_id
         LIMIT $2
         """,
-        list(AWAITING_CLINICIAN),
-        limit,
+            list(AWAITING_CLINICIAN),
+            limit,
+        )
     )
 
 
@@ -381,20 +397,22 @@ async def apply_withdrawal(conn: asyncpg.Connection, withdrawal: TherapistProfil
 
 async def apply_rating(
     conn: asyncpg.Connection, therapist_id: uuid.UUID, average: float, count: int
-) -> None:
-    """The rating backed by more reviews wins, whichever event brought it."""
-    await conn.execute(
+) -> bool:
+    """The rating backed by more reviews wins, whichever event brought it. True: applied."""
+    applied = await conn.fetchval(
         """
         INSERT INTO therapist_ratings AS r (therapist_id, rating_average, rating_count)
         VALUES ($1, $2, $3)
         ON CONFLICT (therapist_id) DO UPDATE SET
             rating_average = excluded.rating_average, rating_count = excluded.rating_count
         WHERE r.rating_count < excluded.rating_count
+        RETURNING true
         """,
         therapist_id,
         average,
         count,
     )
+    return bool(applied)
 
 
 async def apply_availability(
@@ -496,18 +514,18 @@ def _candidate(row: asyncpg.Record) -> TherapistCandidate:
         therapist_id=row["therapist_id"],
         profession=row["profession"],
         licensed=row["licensed"],
-        methods=row["methods"],
-        focus_areas=row["focus_areas"],
-        languages=row["languages"],
-        modes=row["modes"],
+        methods=tuple(row["methods"]),
+        focus_areas=tuple(row["focus_areas"]),
+        languages=tuple(row["languages"]),
+        modes=tuple(row["modes"]),
         city=row["city"],
-        age_groups=row["age_groups"],
+        age_groups=tuple(row["age_groups"]),
         capacity=row["capacity"],
         active_courses=row["active_courses"],
         accepting_new_clients=row["accepting_new_clients"],
         rating_average=row["rating_average"],
         rating_count=row["rating_count"],
-        free_slots=row["free_slots"],
+        free_slots=tuple(row["free_slots"]),
         time_zone=row["time_zone"],
     )
 
@@ -543,3 +561,11 @@ async def likely_candidates(
 async def all_candidates(conn: asyncpg.Connection) -> list[TherapistCandidate]:
     """Every offered therapist: to tell a waitlisted client what stopped the nearest ones."""
     return [_candidate(row) for row in await conn.fetch(_CANDIDATES)]
+
+
+async def candidates_of(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID]
+) -> list[TherapistCandidate]:
+    """These therapists as they are now (withdrawn or unknown ones are left out)."""
+    rows = await conn.fetch(_CANDIDATES + " AND t.therapist_id = ANY($1::uuid[])", therapist_ids)
+    return [_candidate(row) for row in rows]

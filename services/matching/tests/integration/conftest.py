@@ -66,6 +66,7 @@ class Matching:
     private_key: str
     worker: httpx.AsyncClient | None = None
     language: str = field(default_factory=a_language)
+    settings: Any = None  # the service's settings, to start more workers
 
     def another_language(self) -> str:
         return a_language()
@@ -192,7 +193,14 @@ def matching_service(migrated, serve, jwt_keys, kafka_bootstrap, topic_prefix): 
                     )
                 probe = await stack.enter_async_context(TopicProbe(kafka_bootstrap, topics))
                 yield Matching(
-                    http, probe, pool, kafka_bootstrap, topic_prefix, jwt_keys[0], worker_http
+                    http,
+                    probe,
+                    pool,
+                    kafka_bootstrap,
+                    topic_prefix,
+                    jwt_keys[0],
+                    worker_http,
+                    settings=settings,
                 )
         finally:
             await pool.close()

@@ -9,19 +9,19 @@ text or address.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from chassis import audit
 from chassis.app import pool_of
 from chassis.auth import Principal, require
-from chassis.errors import Conflict, NotFound
-from notifications import store
+from chassis.http import SIGNED_IN, problems
+from contracts.inputs import Offset, RowId
+from notifications import service
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
-from notifications.domain.delivery import InvalidTransition, resend
+from notifications.domain.delivery import MessageState
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
 
 router = APIRouter()
@@ -39,11 +39,11 @@ class ContactsOut(ContactDetails):
     updated_at: datetime | None = None
 
 
-@router.get("/contacts/me", tags=["contacts"])
+@router.get("/contacts/me", responses=problems(*SIGNED_IN), tags=["contacts"])
 async def my_contacts(request: Request, who: Person) -> ContactsOut:
     """Your contact details and channel preferences (defaults when you have set none)."""
     async with pool_of(request).acquire() as conn:
-        found = await store.contacts_of(conn, who.subject)
+        found = await service.contacts_of(conn, who.subject)
     if found is None:
         return ContactsOut.model_construct(
             email=None,
@@ -58,12 +58,12 @@ async def my_contacts(request: Request, who: Person) -> ContactsOut:
     return _out(contacts, updated_at)
 
 
-@router.put("/contacts/me", tags=["contacts"])
+@router.put("/contacts/me", responses=problems(*SIGNED_IN, 422), tags=["contacts"])
 async def set_my_contacts(request: Request, body: ContactDetails, who: Person) -> ContactsOut:
     """Set your e-mail, phone, language and channels (the whole set; blank clears)."""
     contacts = ContactSettings(person_id=who.subject, **body.model_dump())
     async with pool_of(request).acquire() as conn:
-        updated_at = await store.save_contacts(conn, contacts)
+        updated_at = await service.save_contacts(conn, contacts)
     return _out(contacts, updated_at)
 
 
@@ -113,31 +113,34 @@ def _message(row: Any) -> InboxMessage:
     )
 
 
-@router.get("/inbox", tags=["inbox"])
+@router.get("/inbox", responses=problems(*SIGNED_IN, 422), tags=["inbox"])
 async def my_inbox(
     request: Request,
     who: Person,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> Inbox:
     """Your messages, newest first, with how many are unread."""
     async with pool_of(request).acquire() as conn:
-        rows = await store.inbox(conn, who.subject, limit, offset)
-        total, unread = await store.inbox_counts(conn, who.subject)
-    return Inbox(total=total, unread=unread, messages=[_message(r) for r in rows])
+        page = await service.inbox(conn, who.subject, limit, offset)
+    return Inbox(
+        total=page.total, unread=page.unread, messages=[_message(r) for r in page.messages]
+    )
 
 
-@router.post("/inbox/{message_id}/read", tags=["inbox"])
+@router.post("/inbox/{message_id}/read", responses=problems(*SIGNED_IN, 404, 422), tags=["inbox"])
 async def read_message(request: Request, message_id: uuid.UUID, who: Person) -> InboxMessage:
     """Mark one of your messages read."""
     async with pool_of(request).acquire() as conn:
-        row = await store.mark_read(conn, who.subject, message_id)
-    if row is None:
-        raise NotFound("No such message in your inbox")
-    return _message(row)
+        return _message(await service.mark_read(conn, who.subject, message_id))
 
 
 # --------------------------------------------------------------------------- operators
+
+
+class Resent(BaseModel):
+    id: int
+    state: MessageState
 
 
 class FailedDelivery(BaseModel):
@@ -156,24 +159,13 @@ class FailedDelivery(BaseModel):
     failed_at: datetime
 
 
-@router.get("/deliveries/failed", tags=["operations"])
+@router.get("/deliveries/failed", responses=problems(*SIGNED_IN, 422), tags=["operations"])
 async def failed_deliveries(
     request: Request, who: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> list[FailedDelivery]:
     """Deliveries that still failed after their retries, newest first."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        rows = await store.failed_deliveries(conn, limit)
-        # Which client got which kind of message (e.g. crisis information) is health
-        # data: the operator's look is audited per client.
-        for client_id in {r["recipient_id"] for r in rows if r["recipient_role"] == "client"}:
-            await audit.record(
-                conn,
-                actor_id=who.id,
-                actor_role=who.role,
-                subject_id=client_id,
-                action="read",
-                resource="failed_deliveries",
-            )
+        rows = await service.failed_deliveries(conn, who, limit)
     return [
         FailedDelivery(
             id=r["id"],
@@ -194,20 +186,14 @@ async def failed_deliveries(
     ]
 
 
-@router.post("/deliveries/{delivery_id}/resend", status_code=202, tags=["operations"])
-async def resend_delivery(request: Request, delivery_id: int, who: Admin) -> dict[str, Any]:
+@router.post(
+    "/deliveries/{delivery_id}/resend",
+    status_code=202,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["operations"],
+)
+async def resend_delivery(request: Request, delivery_id: RowId, who: Admin) -> Resent:
     """Send a failed delivery again (its retries start over)."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        current = await store.lock_delivery(conn, delivery_id)
-        if current is None:
-            raise NotFound("No such delivery")
-        try:
-            again = resend(current, datetime.now(UTC))
-        except InvalidTransition as exc:
-            raise Conflict(
-                f"Only a failed delivery can be re-sent; this one is {current.state.value}",
-                code="not_failed",
-            ) from exc
-        await store.save_resend(conn, delivery_id, again)
-        await store.wake_sender(conn)
-    return {"id": delivery_id, "state": again.state.value}
+        again = await service.resend_delivery(conn, delivery_id)
+    return Resent(id=delivery_id, state=again.state)

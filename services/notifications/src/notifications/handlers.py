@@ -11,7 +11,7 @@ on commit (NOTIFY), so a crisis message goes out at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -20,16 +20,14 @@ from contracts import REGISTRY, Envelope
 from contracts.events import IntakeEscalated
 from notifications import store
 from notifications.domain.plan import HANDLED_EVENTS, plan
-
-if TYPE_CHECKING:
-    from notifications.settings import Settings
+from notifications.settings import Settings
 
 consumers = EventConsumers("notifications")
 
 
 async def store_messages(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Plans its messages to client, therapist or on-call clinician, and its reminders."""
-    settings: Settings = consumers.settings  # type: ignore[assignment]
+    settings = cast(Settings, consumers.settings)
     await store.save_plan(conn, event, plan(event, settings.on_call_roster))
 
 

@@ -171,10 +171,12 @@ async def scheduled_messages(
     conn: asyncpg.Connection, reminder_prefix: str
 ) -> list[asyncpg.Record]:
     """Reminders still waiting under a key prefix (for operators and tests)."""
-    return await conn.fetch(
-        "SELECT * FROM messages WHERE state = 'scheduled' AND starts_with(reminder_key, $1)"
-        " ORDER BY due_at, recipient_role",
-        reminder_prefix,
+    return list(
+        await conn.fetch(
+            "SELECT * FROM messages WHERE state = 'scheduled' AND starts_with(reminder_key, $1)"
+            " ORDER BY due_at, recipient_role",
+            reminder_prefix,
+        )
     )
 
 
@@ -353,12 +355,14 @@ INBOX_COLUMNS = "id, template, purpose, priority, subject, body, context, delive
 async def inbox(
     conn: asyncpg.Connection, person_id: uuid.UUID, limit: int, offset: int
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {INBOX_COLUMNS} FROM messages WHERE recipient_id = $1 AND state = 'delivered'"
-        " ORDER BY delivered_at DESC, id DESC LIMIT $2 OFFSET $3",
-        person_id,
-        limit,
-        offset,
+    return list(
+        await conn.fetch(
+            f"SELECT {INBOX_COLUMNS} FROM messages WHERE recipient_id = $1 AND state = 'delivered'"
+            " ORDER BY delivered_at DESC, id DESC LIMIT $2 OFFSET $3",
+            person_id,
+            limit,
+            offset,
+        )
     )
 
 
@@ -390,13 +394,15 @@ async def mark_read(
 async def failed_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """What still failed after its retries, newest first: ids and codes, no message text
     and no address (operators need what and why, not the content)."""
-    return await conn.fetch(
-        "SELECT d.id, d.message_id, d.channel, d.priority, d.attempts, d.last_error,"
-        " d.created_at, d.updated_at AS failed_at, m.recipient_id, m.recipient_role,"
-        " m.event_id, m.event_type, m.template, m.purpose"
-        " FROM deliveries d JOIN messages m ON m.id = d.message_id"
-        " WHERE d.state = 'failed' ORDER BY d.updated_at DESC, d.id DESC LIMIT $1",
-        limit,
+    return list(
+        await conn.fetch(
+            "SELECT d.id, d.message_id, d.channel, d.priority, d.attempts, d.last_error,"
+            " d.created_at, d.updated_at AS failed_at, m.recipient_id, m.recipient_role,"
+            " m.event_id, m.event_type, m.template, m.purpose"
+            " FROM deliveries d JOIN messages m ON m.id = d.message_id"
+            " WHERE d.state = 'failed' ORDER BY d.updated_at DESC, d.id DESC LIMIT $1",
+            limit,
+        )
     )
 
 

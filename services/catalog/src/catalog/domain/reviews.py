@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from catalog.domain.errors import NoReviewRight, ReviewConflict, ReviewInvalid, ReviewNotAllowed
 from catalog.domain.values import text as bounded_text
 from contracts.events import CourseCompleted, ReviewPublished
+from contracts.inputs import Text
 
 RATING_MIN, RATING_MAX = 1, 5
 REVIEW_TEXT_MAX = 2000
@@ -56,7 +57,7 @@ class ReviewInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rating: int
-    text: Annotated[str, bounded_text("Review text", max_length=REVIEW_TEXT_MAX, required=True)]
+    text: Annotated[Text, bounded_text("Review text", max_length=REVIEW_TEXT_MAX, required=True)]
 
     @field_validator("rating", mode="wrap")
     @classmethod

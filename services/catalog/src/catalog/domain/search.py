@@ -30,6 +30,7 @@ from catalog.domain.values import (
     ModeField,
     friendly_choice,
 )
+from contracts.inputs import PAGE_MAX, Text
 
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 50
@@ -64,7 +65,7 @@ class SearchQuery(BaseModel):
     )
     language: Annotated[Language | None, BlankIsNone] = None
     mode: Annotated[ModeField | None, BlankIsNone] = None
-    city: Annotated[str | None, BlankIsNone] = None
+    city: Annotated[Text | None, BlankIsNone] = None
     age_group: Annotated[AgeGroupField | None, BlankIsNone] = None
     accepting_new_clients: bool | None = Field(
         default=None, validation_alias=AliasChoices("accepting_new_clients", "accepting")
@@ -113,7 +114,7 @@ class SearchQuery(BaseModel):
     @field_validator("page", mode="wrap")
     @classmethod
     def _page(cls, value: Any, handler: Any) -> int:
-        return _whole("Page", value, handler, 1, None)
+        return _whole("Page", value, handler, 1, PAGE_MAX)
 
     @field_validator("page_size", mode="wrap")
     @classmethod

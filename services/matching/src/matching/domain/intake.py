@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.inputs import Text
 from contracts.phq9 import PHQ9_ITEMS, PHQ9_MAX_ANSWER
 from contracts.vocabulary import CityName, FocusArea, LanguageCode, PreferredMode
 
@@ -71,7 +72,7 @@ class Intake(BaseModel):
         min_length=MIN_PROBLEM_AREAS, max_length=MAX_PROBLEM_AREAS
     )
     phq9: list[Phq9Answer] = Field(min_length=PHQ9_ITEMS, max_length=PHQ9_ITEMS)
-    free_text: str | None = Field(default=None, max_length=MAX_FREE_TEXT_CHARS)
+    free_text: Annotated[Text | None, Field(max_length=MAX_FREE_TEXT_CHARS)] = None
     time_windows: list[WeeklyWindow] = Field(default_factory=list, max_length=MAX_TIME_WINDOWS)
     direct_therapist_id: uuid.UUID | None = None
     consent_to_treatment: bool

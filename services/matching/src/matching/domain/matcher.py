@@ -19,7 +19,7 @@ Outcomes:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
@@ -286,7 +286,7 @@ def _language_rank(candidate: TherapistCandidate, needs: IntakeNeeds) -> int | N
 
 
 @dataclass(frozen=True)
-class _Assessed:
+class Assessed:
     candidate: TherapistCandidate
     score: float
     mode: MeetingMode
@@ -298,9 +298,9 @@ class _Assessed:
     load: float
 
 
-def _assess(
+def assess(
     candidate: TherapistCandidate, needs: IntakeNeeds, now: datetime, windows: WindowCheck
-) -> _Assessed:
+) -> Assessed:
     mode = meeting_mode(candidate, needs)
     rank = _language_rank(candidate, needs)
     assert mode is not None and rank is not None, "assess only candidates that pass filters"
@@ -326,14 +326,14 @@ def _assess(
         + WEIGHT_LOAD * load_part
     )
     score = round(min(MAX_SCORE, max(0.0, score)), SCORE_DECIMALS)
-    return _Assessed(candidate, score, mode, rank, overlap, slot, slot_in_window, rating, load)
+    return Assessed(candidate, score, mode, rank, overlap, slot, slot_in_window, rating, load)
 
 
-def _rank_key(a: _Assessed) -> tuple[float, str]:
+def rank_key(a: Assessed) -> tuple[float, str]:
     return (-a.score, str(a.candidate.therapist_id))
 
 
-def _reasons(a: _Assessed, needs: IntakeNeeds, chosen_by_client: bool) -> list[MatchReason]:
+def _reasons(a: Assessed, needs: IntakeNeeds, chosen_by_client: bool) -> list[MatchReason]:
     c = a.candidate
     reasons: list[MatchReason] = []
     if chosen_by_client:
@@ -357,7 +357,7 @@ def _reasons(a: _Assessed, needs: IntakeNeeds, chosen_by_client: bool) -> list[M
     return reasons
 
 
-def _relaxed(a: _Assessed, needs: IntakeNeeds) -> list[RelaxedPreference]:
+def _relaxed(a: Assessed, needs: IntakeNeeds) -> list[RelaxedPreference]:
     relaxed: list[RelaxedPreference] = []
     if a.language_rank > 0:
         relaxed.append("language_rank")
@@ -369,9 +369,9 @@ def _relaxed(a: _Assessed, needs: IntakeNeeds) -> list[RelaxedPreference]:
     return relaxed
 
 
-def _to_match(
-    chosen: _Assessed,
-    others: Sequence[_Assessed],
+def to_match(
+    chosen: Assessed,
+    others: Sequence[Assessed],
     needs: IntakeNeeds,
     *,
     chosen_by_client: bool = False,
@@ -420,41 +420,63 @@ def waitlist_reasons(
     return reasons
 
 
-def _choice_problems(
-    candidates: Sequence[TherapistCandidate], needs: IntakeNeeds
-) -> list[ChoiceProblem]:
-    chosen_id = needs.direct_therapist_id
-    if chosen_id in needs.excluded_therapist_ids:
+def choice_problems(chosen: TherapistCandidate | None, needs: IntakeNeeds) -> list[ChoiceProblem]:
+    """Why the therapist the client chose (None: not in the read model) cannot be offered."""
+    if needs.direct_therapist_id in needs.excluded_therapist_ids:
         return ["excluded"]
-    chosen = next((c for c in candidates if c.therapist_id == chosen_id), None)
     if chosen is None:
         return ["not_listed"]
     return list(failed_filters(chosen, needs))
 
 
-def match(
-    needs: IntakeNeeds, candidates: Iterable[TherapistCandidate], now: datetime
+def conclude(
+    needs: IntakeNeeds,
+    ranked: Sequence[Assessed],
+    *,
+    problems: Sequence[ChoiceProblem],
+    chosen: Assessed | None,
+    waitlist: Callable[[], list[WaitlistReason]],
 ) -> Match | Waitlist:
-    """Pick the best therapist for `needs` among `candidates` at time `now` (aware)."""
-    pool = list(candidates)
-    windows = WindowCheck(needs.time_windows)
-    eligible = sorted(
-        (_assess(c, needs, now, windows) for c in pool if passes_hard_filters(c, needs)),
-        key=_rank_key,
-    )
-
-    problems: list[ChoiceProblem] = []
-    if needs.direct_therapist_id is not None:
-        problems = _choice_problems(pool, needs)
-        if not problems:
-            chosen_id = needs.direct_therapist_id
-            chosen = next(a for a in eligible if a.candidate.therapist_id == chosen_id)
-            return _to_match(chosen, eligible, needs, chosen_by_client=True)
-
-    if not eligible:
-        reasons = waitlist_reasons(pool, needs)
+    """The outcome from the eligible candidates best first (at least the best
+    1 + MAX_ALTERNATIVES of them), the direct choice's problems, the directly chosen
+    candidate when it may be offered, and the waitlist reasons (asked only when needed).
+    Shared by `match()` and the candidate index, so both conclude alike."""
+    if chosen is not None:
+        return to_match(chosen, ranked, needs, chosen_by_client=True)
+    if not ranked:
+        reasons = waitlist()
         if problems:
             others = [r for r in reasons if r != "no_candidate"]
             reasons = ["chosen_therapist_unavailable", *others]
         return Waitlist(reasons=reasons)
-    return _to_match(eligible[0], eligible[1:], needs, choice_refused=problems)
+    return to_match(ranked[0], ranked[1:], needs, choice_refused=problems)
+
+
+def match(
+    needs: IntakeNeeds, candidates: Iterable[TherapistCandidate], now: datetime
+) -> Match | Waitlist:
+    """Pick the best therapist for `needs` among `candidates` at time `now` (aware).
+
+    The reference: matching.domain.candidate_index answers the same, faster."""
+    pool = list(candidates)
+    windows = WindowCheck(needs.time_windows)
+    eligible = sorted(
+        (assess(c, needs, now, windows) for c in pool if passes_hard_filters(c, needs)),
+        key=rank_key,
+    )
+    problems: list[ChoiceProblem] = []
+    chosen: Assessed | None = None
+    chosen_id = needs.direct_therapist_id
+    if chosen_id is not None:
+        problems = choice_problems(
+            next((c for c in pool if c.therapist_id == chosen_id), None), needs
+        )
+        if not problems:
+            chosen = next(a for a in eligible if a.candidate.therapist_id == chosen_id)
+    return conclude(
+        needs,
+        eligible,
+        problems=problems,
+        chosen=chosen,
+        waitlist=lambda: waitlist_reasons(pool, needs),
+    )

@@ -78,4 +78,4 @@ def session_calendar(
     if organizer:
         event.add("organizer", organizer)
     cal.add_component(event)
-    return cal.to_ical()
+    return bytes(cal.to_ical())

@@ -67,7 +67,7 @@ def backoff_delay(
         if priority == "urgent"
         else (policy.base_delay, policy.max_delay)
     )
-    ceiling = min(cap, base * (2 ** min(attempts - 1, 30)))
+    ceiling = min(cap, base * (1 << min(attempts - 1, 30)))
     jitter = min(max(rng(), 0.0), 1.0)
     return ceiling / 2 + (ceiling / 2) * jitter
 

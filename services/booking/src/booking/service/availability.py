@@ -1,0 +1,338 @@
+"""A therapist's availability, the catalog's read model of therapists, free slots, and
+the free-slot summaries published for matching."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+
+from booking import store
+from booking.domain.availability import (
+    WEEKDAYS,
+    AvailabilityRules,
+    Busy,
+    DateException,
+    FreeTime,
+    Hours,
+    Slot,
+)
+from booking.domain.clock import DEFAULT_TIME_ZONE
+from booking.service.common import (
+    SUMMARY_MAX_SLOTS,
+    SUMMARY_SESSION_MINUTES,
+    log,
+    not_found,
+    slot_json,
+    translated,
+)
+from booking.settings import Settings
+from chassis.app import Runtime
+from chassis.auth import Principal
+from chassis.errors import Conflict
+from contracts.events import (
+    FreeSlot,
+    TherapistAvailabilityPublished,
+    TherapistProfilePublished,
+    TherapistProfileWithdrawn,
+)
+
+# --------------------------------------------------------------------------- catalog read model
+
+
+async def apply_profile(
+    conn: asyncpg.Connection, profile: TherapistProfilePublished, now: datetime
+) -> bool:
+    applied = await store.apply_profile(
+        conn,
+        profile.therapist_id,
+        time_zone=profile.time_zone,
+        modes=profile.modes,
+        city=profile.city,
+        practice_address=profile.practice_address,
+        version=profile.version,
+    )
+    if applied:  # the time zone may have moved every slot
+        await store.request_summary(conn, profile.therapist_id)
+    return applied
+
+
+async def apply_withdrawal(
+    conn: asyncpg.Connection, withdrawn: TherapistProfileWithdrawn, now: datetime
+) -> bool:
+    applied = await store.apply_withdrawal(conn, withdrawn.therapist_id, withdrawn.version)
+    if applied:
+        await store.request_summary(conn, withdrawn.therapist_id)
+    return applied
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def rules_from(row: asyncpg.Record | dict[str, Any], time_zone: str) -> AvailabilityRules:
+    """Stored (or submitted) availability as domain rules; raises InvalidAvailability."""
+    weekly = {
+        WEEKDAYS.index(day): [Hours.parse(text) for text in hours]
+        for day, hours in row["weekly"].items()
+    }
+    exceptions = [
+        DateException(date.fromisoformat(e["date"]), tuple(Hours.parse(h) for h in e["hours"]))
+        for e in row["exceptions"]
+    ]
+    return AvailabilityRules(
+        weekly=weekly,
+        exceptions=exceptions,
+        time_zone=time_zone,
+        buffer_minutes=row["buffer_minutes"],
+        min_notice=timedelta(hours=row["min_notice_hours"]),
+        horizon=timedelta(days=row["horizon_days"]),
+    )
+
+
+def availability_json(therapist_id: uuid.UUID, time_zone: str, row: Any) -> dict[str, Any]:
+    return {
+        "therapist_id": str(therapist_id),
+        "time_zone": time_zone,
+        "weekly": row["weekly"],
+        "exceptions": row["exceptions"],
+        "buffer_minutes": row["buffer_minutes"],
+        "min_notice_hours": row["min_notice_hours"],
+        "horizon_days": row["horizon_days"],
+    }
+
+
+def own_calendar(who: Principal, therapist_id: uuid.UUID) -> None:
+    if who.role == "therapist" and who.subject != therapist_id:
+        raise not_found("therapist")
+
+
+async def set_availability(
+    pool: asyncpg.Pool,
+    who: Principal,
+    therapist_id: uuid.UUID,
+    document: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """A therapist sets their own hours (an admin anybody's); the summary follows."""
+    own_calendar(who, therapist_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await store.ensure_therapist(conn, therapist_id)
+        therapist = await store.get_therapist(conn, therapist_id)
+        assert therapist is not None
+        with translated():
+            rules_from(document, therapist["time_zone"])  # validate before storing
+        row = await store.put_availability(conn, therapist_id, **document)
+        await store.request_summary(conn, therapist_id)
+    return availability_json(therapist_id, therapist["time_zone"], row)
+
+
+DEFAULT_AVAILABILITY: dict[str, Any] = {
+    "weekly": {},
+    "exceptions": [],
+    "buffer_minutes": 15,
+    "min_notice_hours": 12,
+    "horizon_days": 56,
+}
+
+
+async def get_availability(
+    pool: asyncpg.Pool, who: Principal, therapist_id: uuid.UUID
+) -> dict[str, Any]:
+    own_calendar(who, therapist_id)
+    async with pool.acquire() as conn:
+        therapist = await store.get_therapist(conn, therapist_id)
+    if therapist is None:
+        return availability_json(therapist_id, DEFAULT_TIME_ZONE, DEFAULT_AVAILABILITY)
+    found = therapist["availability"] or DEFAULT_AVAILABILITY
+    return availability_json(therapist_id, therapist["time_zone"], found)
+
+
+def open_rules(therapist: Any) -> AvailabilityRules | None:
+    """The therapist's rules if they take bookings (published, with hours set), else None."""
+    if therapist is None or not therapist["published"] or therapist["availability"] is None:
+        return None
+    return _stored_rules(therapist)
+
+
+def rules_of(therapist: Any) -> AvailabilityRules:
+    """The rules a booking must follow (the therapist's columns of `store.booking_view`); 409
+    when the therapist takes no bookings."""
+    if not therapist["published"]:
+        raise Conflict(
+            "This therapist is not taking bookings at the moment.", code="therapist_unavailable"
+        )
+    if therapist["availability"] is None:
+        raise Conflict(
+            "This therapist has not opened any times for booking yet.", code="no_availability"
+        )
+    return _stored_rules(therapist)
+
+
+# Parsed rules by (therapist, version of their hours, time zone): a booking reads the stored
+# hours every time, parsing them again each time is wasted work. Bounded; cleared when full.
+_RULES: dict[tuple[Any, ...], AvailabilityRules] = {}
+_RULES_KEPT = 10_000
+
+
+def _stored_rules(therapist: Any) -> AvailabilityRules:
+    stored = therapist["availability"]
+    key = (stored["therapist_id"], stored["updated_at"], therapist["time_zone"])
+    found = _RULES.get(key)
+    if found is None:
+        with translated():
+            found = rules_from(stored, therapist["time_zone"])
+        if len(_RULES) >= _RULES_KEPT:
+            _RULES.clear()
+        _RULES[key] = found
+    return found
+
+
+async def calendars(
+    conn: asyncpg.Connection,
+    rules: AvailabilityRules,
+    now: datetime,
+    therapist_id: uuid.UUID,
+    client_id: uuid.UUID | None = None,
+    except_session: uuid.UUID | None = None,
+) -> tuple[list[Busy], list[Busy]]:
+    """The therapist's and the client's busy times that can matter to a booking made now."""
+    return await store.busy_of(
+        conn,
+        since=now - timedelta(days=1),
+        until=now + rules.horizon + timedelta(days=1),
+        therapist_id=therapist_id,
+        client_id=client_id,
+        except_session=except_session,
+    )
+
+
+async def free_slots_for(
+    pool: asyncpg.Pool,
+    who: Principal,
+    therapist_id: uuid.UUID,
+    now: datetime,
+    minutes: int | None = None,
+    since: datetime | None = None,
+    limit: int = 200,
+) -> dict[str, Any]:
+    """Free slots of a therapist, for the therapist and for clients with a course with them:
+    the precomputed day tables (domain `FreeTime`) minus the busy times, two round trips."""
+    client = who.subject if who.role == "client" else None
+    if client is None:
+        own_calendar(who, therapist_id)
+    async with pool.acquire() as conn:
+        view = await store.slot_view(conn, therapist_id, client)
+        if client is not None:
+            if not view["has_course"]:
+                raise not_found("therapist")
+            minutes = minutes or view["course_minutes"]
+        minutes = minutes or SUMMARY_SESSION_MINUTES
+        rules = open_rules(view if view["time_zone"] is not None else None)
+        slots: list[Slot] = []
+        if rules is not None:
+            # A client cannot be in two sessions at once either.
+            therapist_busy, client_busy = await calendars(conn, rules, now, therapist_id, client)
+            with translated():
+                free = FreeTime(rules, minutes, therapist_busy + client_busy, now)
+                slots = free.first(limit, since)
+    return {
+        "therapist_id": str(therapist_id),
+        "time_zone": view["time_zone"] or DEFAULT_TIME_ZONE,
+        "minutes": minutes,
+        "slots": [slot_json(s) for s in slots],
+    }
+
+
+async def publish_summaries(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID], now: datetime
+) -> None:
+    """Summaries of many therapists into the outbox, in the caller's transaction: reads and
+    writes are batched (three round trips for the lot)."""
+    therapists, rules = await store.summary_therapists(conn, therapist_ids), []
+    for therapist in therapists:
+        try:
+            rules.append(open_rules(therapist))
+        except Exception:  # stored rules were valid when stored: one bad row never stops the
+            # batch (its requests would come back forever); it is published without slots
+            log.exception("unreadable availability", therapist=str(therapist["therapist_id"]))
+            rules.append(None)
+    horizon = max((r.horizon for r in rules if r is not None), default=timedelta(0))
+    busy = await store.busy_of_many(
+        conn, therapist_ids, now - timedelta(days=1), now + horizon + timedelta(days=1)
+    )
+    summaries = []
+    for therapist, found in zip(therapists, rules, strict=True):
+        slots: list[Slot] = []
+        if found is not None:
+            free = FreeTime(found, SUMMARY_SESSION_MINUTES, busy[therapist["therapist_id"]], now)
+            slots = free.first(SUMMARY_MAX_SLOTS)
+        summaries.append(
+            TherapistAvailabilityPublished(
+                therapist_id=therapist["therapist_id"],
+                computed_at=now,
+                active_courses=therapist["active_courses"],
+                free_slots=[FreeSlot(starts_at=s.starts_at, minutes=s.minutes) for s in slots],
+            )
+        )
+    await store.add_events(conn, summaries)
+
+
+async def publish_due_summaries(
+    pool: asyncpg.Pool, now: datetime, window_s: float, batch: int = 200
+) -> int:
+    """Publish the summary of every therapist whose oldest request is `window_s` old: one
+    summary for all their requests, computed from the committed state after the requests
+    were taken. Replicas share the work (each therapist goes to one of them, advisory locks
+    skip the others); a replica that dies mid-batch leaves the requests for the next pass.
+    Returns how many therapists were published."""
+    published = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            therapists = await store.take_due_summaries(conn, window_s, batch)
+            if therapists:
+                await publish_summaries(conn, therapists, now)
+        published += len(therapists)
+        if len(therapists) < batch:
+            return published
+
+
+async def refresh_summaries(pool: asyncpg.Pool, now: datetime, every_s: float) -> int:
+    """As time passes a summary's first slots start and new days enter the horizon with no
+    change to trigger it: once every `every_s` (by whichever replica moves the schedule on)
+    every bookable therapist's summary is requested, and the publishers of all replicas share
+    the work. Cells of time long past are forgotten in the same turn."""
+    async with pool.acquire() as conn, conn.transaction():
+        requested = await store.queue_refresh(conn, every_s)
+        if requested:
+            await store.forget_past_cells(conn, now - timedelta(days=2))
+    return requested
+
+
+async def summary_publisher(runtime: Runtime) -> None:
+    """Worker task: every `summary_poll_s`, queue the periodic refresh if it is due and
+    publish the summaries that are due (see `publish_due_summaries` for the delay bound)."""
+    settings = cast(Settings, runtime.settings)
+    pool: asyncpg.Pool = runtime.pool
+    while True:
+        try:
+            now = await _worker_now(pool, settings)
+            await refresh_summaries(pool, now, settings.summary_refresh_s)
+            count = await publish_due_summaries(pool, now, settings.summary_window_s)
+            if count:
+                log.debug("free-slot summaries published", therapists=count)
+        except Exception as exc:  # the next round tries again; the requests are kept
+            log.warning("publishing free-slot summaries failed", error=str(exc))
+        await asyncio.sleep(settings.summary_poll_s)
+
+
+async def _worker_now(pool: asyncpg.Pool, settings: Settings) -> datetime:
+    """Booking's "now" in the worker (the demo clock, where it is on, as the api has it)."""
+    real = datetime.now(UTC)
+    if not settings.demo_clock:
+        return real
+    async with pool.acquire() as conn:
+        return real + timedelta(seconds=await store.clock_offset_s(conn))

@@ -1,0 +1,218 @@
+"""Matching on several replicas: per-therapist claims instead of one lock, the worker's
+candidate index equal to the Postgres read model whatever order events arrive in, and a
+worker restarted under load that rebuilds its index first and loses no intake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chassis.app import build
+from contracts.events import (
+    FreeSlot,
+    ReviewPublished,
+    TherapistAvailabilityPublished,
+    TherapistProfileWithdrawn,
+)
+from matching import service, store
+from matching.app import DEFINITION
+from matching.domain.matcher import TherapistCandidate
+
+from .conftest import Matching
+
+
+async def index_agrees_with_read_model(
+    m: Matching, therapist_ids: list[uuid.UUID], timeout: float = 20
+) -> dict[uuid.UUID, TherapistCandidate | None]:
+    """Waits until the worker's index holds each therapist as Postgres does; returns it."""
+    assert m.settings is not None
+    index = (await service.worker_index(m.settings)).index
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with m.pool.acquire() as conn:
+            fresh = {c.therapist_id: c for c in await store.candidates_of(conn, therapist_ids)}
+        held = {t: index.held(t) for t in therapist_ids}
+        if held == {t: fresh.get(t) for t in therapist_ids}:
+            return held
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"index {held} != read model {fresh}")
+        await asyncio.sleep(0.05)
+
+
+async def in_order(m: Matching, consumer_of: dict[str, str], *events: Any) -> None:
+    """Publish one event at a time, each consumed before the next is sent."""
+    for event in events:
+        [envelope] = await m.publish(event)
+        await m.consumed(consumer_of[type(event).__name__], envelope)
+
+
+CONSUMER_OF = {
+    "TherapistProfilePublished": "therapist-profiles",
+    "TherapistProfileWithdrawn": "therapist-withdrawals",
+    "ReviewPublished": "therapist-ratings",
+    "TherapistAvailabilityPublished": "therapist-availability",
+}
+
+
+async def test_the_index_ends_equal_to_the_read_model_in_either_order(matching_service) -> None:
+    async with matching_service() as m:
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        def summary(tid: uuid.UUID, minutes_ago: int, hours: list[int]) -> Any:
+            return TherapistAvailabilityPublished(
+                therapist_id=tid,
+                computed_at=now - timedelta(minutes=minutes_ago),
+                active_courses=len(hours),
+                free_slots=[
+                    FreeSlot(starts_at=now + timedelta(hours=h), minutes=50) for h in hours
+                ],
+            )
+
+        cases: list[tuple[str, list[uuid.UUID], list[Any], Any]] = []
+        for order in ("forward", "backward"):
+            # Facts for a therapist the read model does not know yet, then the profile.
+            unknown = m.therapist()
+            early = [
+                summary(unknown.therapist_id, 5, [30, 50]),
+                ReviewPublished(
+                    review_id=uuid.uuid4(),
+                    therapist_id=unknown.therapist_id,
+                    course_id=uuid.uuid4(),
+                    rating=5,
+                    rating_average=4.8,
+                    rating_count=7,
+                ),
+            ]
+            # A newer availability summary and an older one.
+            summarised = m.therapist()
+            newer, older = (
+                summary(summarised.therapist_id, 1, [26]),
+                summary(summarised.therapist_id, 60, [27, 28, 29]),
+            )
+            # Withdrawn (version 2) and an older publication (version 1).
+            withdrawn = m.therapist(version=1)
+            withdrawal = TherapistProfileWithdrawn(
+                therapist_id=withdrawn.therapist_id, reason="left_platform", version=2
+            )
+            sequence = [*early, unknown, summarised, newer, older, withdrawn, withdrawal]
+            if order == "backward":
+                sequence = [summarised, older, newer, withdrawal, withdrawn, unknown, *early]
+            cases.append(
+                (
+                    order,
+                    [unknown.therapist_id, summarised.therapist_id, withdrawn.therapist_id],
+                    sequence,
+                    newer,
+                )
+            )
+
+        for order, ids, sequence, newer in cases:
+            await in_order(m, CONSUMER_OF, *sequence)
+            held = await index_agrees_with_read_model(m, ids)
+            unknown_id, summarised_id, withdrawn_id = ids
+            got_unknown, got_summarised = held[unknown_id], held[summarised_id]
+            assert got_unknown is not None, order
+            assert (got_unknown.rating_average, got_unknown.rating_count) == (4.8, 7), order
+            assert len(got_unknown.free_slots) == 2, order
+            assert got_summarised is not None, order
+            assert list(got_summarised.free_slots) == [s.starts_at for s in newer.free_slots]
+            assert got_summarised.active_courses == 1, order
+            assert held[withdrawn_id] is None, order
+
+
+@contextlib.asynccontextmanager
+async def workers(serve: Any, settings: Any, count: int) -> AsyncIterator[None]:
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(count):
+            await stack.enter_async_context(serve(build(DEFINITION, settings, "worker")))
+        yield
+
+
+def outcomes(m: Matching, intake_ids: list[uuid.UUID]) -> Counter[uuid.UUID]:
+    """How many decisions (TherapistMatched or IntakeWaitlisted) each intake got."""
+    decided = [
+        e.payload.intake_id
+        for e in [*m.probe.envelopes("TherapistMatched"), *m.probe.envelopes("IntakeWaitlisted")]
+    ]
+    wanted = set(intake_ids)
+    return Counter(i for i in decided if i in wanted)
+
+
+async def test_two_replicas_never_overfill_a_therapist_nor_match_an_intake_twice(
+    matching_service, serve
+) -> None:
+    async with matching_service(worker=False) as m:
+        therapists = [m.therapist(capacity=2) for _ in range(3)]  # six places in all
+        await m.publish(*therapists)
+        async with workers(serve, m.settings, count=2):
+            await m.in_read_model(*therapists)
+            clients = [uuid.uuid4() for _ in range(24)]
+            intake_ids = await asyncio.gather(*(m.submitted(c) for c in clients))
+            await m.probe.wait_for(
+                lambda _: sum(outcomes(m, intake_ids).values()) >= len(intake_ids), timeout=60
+            )
+            await m.probe.quiet(1.5)  # nothing more comes (no second decision for anybody)
+
+        decided = outcomes(m, intake_ids)
+        assert set(decided) == set(intake_ids) and set(decided.values()) == {1}
+        rows = await m.pool.fetch(
+            "SELECT therapist_id, count(*) AS n FROM matches WHERE intake_id = ANY($1)"
+            " AND status IN ('proposed', 'active') GROUP BY therapist_id",
+            intake_ids,
+        )
+        assert {r["therapist_id"]: r["n"] for r in rows} == {t.therapist_id: 2 for t in therapists}
+        statuses = Counter(
+            await m.pool.fetch("SELECT status FROM intakes WHERE intake_id = ANY($1)", intake_ids)
+        )
+        assert {s["status"]: n for s, n in statuses.items()} == {"matched": 6, "waitlisted": 18}
+        assert all(
+            e.payload.therapist_id in {t.therapist_id for t in therapists}
+            for e in m.probe.envelopes("TherapistMatched")
+            if e.payload.intake_id in set(intake_ids)
+        )
+
+
+async def test_a_worker_restarted_under_load_rebuilds_its_index_first_and_loses_no_intake(
+    matching_service, serve
+) -> None:
+    async with matching_service(worker=False) as m:
+        first = m.therapist(capacity=100)
+        await m.publish(first)
+        clients = [uuid.uuid4() for _ in range(30)]
+        intake_ids: list[uuid.UUID] = []
+        async with workers(serve, m.settings, count=1):
+            await m.in_read_model(first)
+            for client in clients[:10]:
+                intake_ids.append(await m.submitted(client))
+            # Stopped while intakes keep coming: some are surely not decided yet.
+            async with asyncio.TaskGroup() as more:
+                late = [more.create_task(m.submitted(c)) for c in clients[10:20]]
+        intake_ids += [t.result() for t in late]
+
+        # While no worker runs, the read model changes: a therapist only the last intakes fit.
+        language = m.another_language()
+        newcomer = m.therapist(languages=[language], capacity=100)
+        async with m.pool.acquire() as conn:
+            assert await store.apply_profile(conn, newcomer)
+        newcomers_intakes = [await m.submitted(c, languages=[language]) for c in clients[20:]]
+
+        async with workers(serve, m.settings, count=1):
+            every = [*intake_ids, *newcomers_intakes]
+            await m.probe.wait_for(
+                lambda _: sum(outcomes(m, every).values()) >= len(every), timeout=60
+            )
+            await m.probe.quiet(1.0)
+        decided = outcomes(m, every)
+        assert set(decided) == set(every) and set(decided.values()) == {1}
+        matched_to = {
+            e.payload.intake_id: e.payload.therapist_id
+            for e in m.probe.envelopes("TherapistMatched")
+        }
+        assert all(matched_to.get(i) == first.therapist_id for i in intake_ids)
+        # Decided from an index rebuilt at start: it knew the therapist added while down.
+        assert all(matched_to.get(i) == newcomer.therapist_id for i in newcomers_intakes)

@@ -1,0 +1,396 @@
+"""The platform as `make run` starts it (processes, two replicas of two apis, the real
+Envoy gateway), attacked through the gateway.
+
+- Fuzzing: schemathesis generates requests from every service's OpenAPI (read through
+  the gateway, so a route added later is fuzzed too) and sends them with a valid token
+  of each role the route admits: no answer may be a server error, every answer must
+  match the schema the route declares.
+- Replicas: under a steady load of reads and of writes carrying an Idempotency-Key, one
+  of two api replicas is killed: no client sees a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from chassis.auth import ROLES, mint
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# Examples per operation, role and mode (valid and invalid data): enough to find the
+# classes of bad input, few enough for `make test` (about a minute for every service).
+EXAMPLES = 5
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
+
+
+@pytest.fixture(scope="module")
+def running(postgres_server, kafka_server, tmp_path_factory) -> Iterator[Any]:
+    base = local_run.free_block()
+    platform = local_run.start_platform(
+        tmp_path_factory.mktemp("edges-run"),
+        postgres=postgres_server,
+        kafka=kafka_server,
+        database=f"samtal_edges_{uuid.uuid4().hex[:8]}",
+        gateway_port=base,
+        base_port=base,
+        topic_prefix=f"edges{uuid.uuid4().hex[:6]}.",
+        rate_limit_per_s=100_000,
+        replicas={"matching": 2, "booking": 2},
+        progress=lambda line: print(f"[platform] {line}"),
+    )
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+# ------------------------------------------------------------------------------ fuzzing
+
+
+@dataclass
+class Tally:
+    operations: int = 0
+    examples: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+
+def _fuzz_operation(operation: Any, base_url: str, token: str | None, tally: Tally) -> None:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def fuzz(case: Any) -> None:
+            response = case.call(base_url=base_url, headers=headers, timeout=30)
+            tally.examples += 1
+            tally.statuses[response.status_code] += 1
+            try:
+                case.validate_response(
+                    response, checks=[not_a_server_error, response_schema_conformance]
+                )
+            except BaseException as exc:  # schemathesis's FailureGroup is a BaseExceptionGroup
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                tally.failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: "
+                    f"{str(exc)[:300]}\n  {case.as_curl_command()[:400]}"
+                )
+
+        try:
+            fuzz()
+        except Unsatisfiable:
+            # an operation without parameters or body has no invalid form to send
+            if mode is not GenerationMode.NEGATIVE:
+                tally.failures.append(f"{operation.label}: no valid request can be made")
+        except BaseException as exc:  # a generation problem, not an answer: say which
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            tally.failures.append(f"{operation.label}: could not fuzz: {exc!r}"[:400])
+
+
+def _admitted_roles(operation: Any, base_url: str, tokens: dict[str, str]) -> list[str | None]:
+    """The roles the route lets through (a wrong role answers 403 before any validation);
+    a route nobody signs in for is fuzzed without a token."""
+    path = operation.path
+    for name in ("therapist_id", "intake_id", "course_id", "session_id", "match_id"):
+        path = path.replace("{" + name + "}", str(uuid.uuid4()))
+    path = path.replace("{message_id}", str(uuid.uuid4())).replace("{delivery_id}", "1")
+    for param in ("{review_id}",):
+        path = path.replace(param, str(uuid.uuid4()))
+    admitted: list[str | None] = []
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        if http.request(operation.method.upper(), path).status_code not in (401, 403):
+            return [None]
+        for role, token in tokens.items():
+            answer = http.request(
+                operation.method.upper(), path, headers={"authorization": f"Bearer {token}"}
+            )
+            if answer.status_code != 403:
+                admitted.append(role)
+    return admitted
+
+
+@pytest.mark.timeout(900)
+def test_fuzzing_every_operation_of_every_service_finds_no_server_error(running) -> None:
+    import schemathesis
+
+    tokens = {r: mint(running.private_key, uuid.uuid4(), r) for r in ROLES}  # type: ignore[arg-type]
+    tally = Tally()
+    started = time.monotonic()
+    for service in ("catalog", "matching", "booking", "notifications"):
+        base_url = f"{running.gateway_url}/api/{service}"
+        raw = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
+        raw.pop("servers", None)  # base_url already names the mount
+        schema = schemathesis.openapi.from_dict(raw)
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if operation.path in ("/healthz", "/readyz"):
+                continue
+            tally.operations += 1
+            for role in _admitted_roles(operation, base_url, tokens):
+                _fuzz_operation(operation, base_url, tokens[role] if role else None, tally)
+    elapsed = time.monotonic() - started
+    print(
+        f"\nfuzz: operations={tally.operations} examples={tally.examples} "
+        f"failures={len(tally.failures)} seconds={elapsed:.0f} statuses={dict(tally.statuses)}"
+    )
+    assert tally.operations >= 30, tally.operations
+    assert tally.examples >= tally.operations * EXAMPLES
+    assert not tally.failures, "\n".join(tally.failures[:20])
+    # after all that, an ordinary request is answered as usual
+    assert httpx.get(f"{running.gateway_url}/api/catalog/methods", timeout=10).status_code == 200
+
+
+# ----------------------------------------------------------------------------- replicas
+
+
+@dataclass
+class Load:
+    """Clients reading and writing through the gateway until told to stop."""
+
+    gateway_url: str
+    reads: Counter[str] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+async def _eventually_json(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> Any:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        r = await http.get(path, headers=headers)
+        if r.status_code == 200 and r.json():
+            return r.json()
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{path} stayed empty")
+
+
+async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]]:
+    """A published therapist with working hours and `count` clients matched to them, as
+    catalog and matching would announce it: (therapist token, [(client token, course)])."""
+    from chassis.testing.kafka import publish
+    from contracts.events import TherapistMatched, TherapistProfilePublished
+
+    therapist = uuid.uuid4()
+    clients = [uuid.uuid4() for _ in range(count)]
+    await publish(
+        running.kafka_bootstrap,
+        running.topic_prefix,
+        TherapistProfilePublished(
+            therapist_id=therapist,
+            profession="psychologist",
+            licensed=True,
+            methods=["IPT"],
+            languages=["sv"],
+            modes=["video"],
+            age_groups=["adults"],
+            capacity=50,
+            accepting_new_clients=True,
+        ),
+    )
+    await asyncio.sleep(2)  # the profile first: a match for an unknown therapist waits
+    await publish(
+        running.kafka_bootstrap,
+        running.topic_prefix,
+        *[
+            TherapistMatched(
+                match_id=uuid.uuid4(),
+                intake_id=uuid.uuid4(),
+                client_id=client,
+                therapist_id=therapist,
+                method="IPT",
+                age_group="adults",
+                problem_areas=["grief"],
+                severity_band="moderate",
+                mode="video",
+                score=80,
+                requires_approval=False,
+            )
+            for client in clients
+        ],
+    )
+    therapist_token = mint(running.private_key, therapist, "therapist")
+    by_therapist = {"authorization": f"Bearer {therapist_token}"}
+    out = []
+    async with httpx.AsyncClient(base_url=running.gateway_url, timeout=30) as http:
+        every_day = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+        r = await http.put(
+            f"/api/booking/therapists/{therapist}/availability",
+            json={"weekly": {d: ["07:00-22:00"] for d in every_day}, "horizon_days": 120},
+            headers=by_therapist,
+        )
+        assert r.status_code == 200, r.text
+        for client in clients:
+            token = mint(running.private_key, client, "client")
+            courses = await _eventually_json(
+                http, "/api/booking/courses", {"authorization": f"Bearer {token}"}
+            )
+            course_id = courses[0]["course_id"]
+            r = await http.patch(
+                f"/api/booking/courses/{course_id}",
+                json={"planned_sessions": 16},
+                headers=by_therapist,
+            )
+            assert r.status_code == 200, r.text
+            out.append((token, course_id))
+    return therapist_token, out
+
+
+async def _writer(
+    load: Load, token: str, course_id: str, slots: list[str], booked: dict[str, str]
+) -> None:
+    """Books sessions, each with an Idempotency-Key (header for the gateway, body for
+    booking): a booking retried by the gateway is answered from the first, never twice."""
+    auth = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=load.gateway_url, timeout=30) as http:
+        for starts_at in slots:
+            if load.stop.is_set():
+                return
+            key = f"edges-{uuid.uuid4().hex}"
+            try:
+                r = await http.post(
+                    f"/api/booking/courses/{course_id}/sessions",
+                    json={"starts_at": starts_at, "idempotency_key": key},
+                    headers={**auth, "idempotency-key": key},
+                )
+            except httpx.HTTPError as exc:
+                load.writes["failed"] += 1
+                load.problems.append(f"write: {exc!r}")
+                continue
+            if r.status_code >= 500:
+                load.writes["failed"] += 1
+                load.problems.append(f"write {r.status_code} {r.text[:200]}")
+            else:
+                load.writes[str(r.status_code)] += 1
+                if r.status_code == 201:
+                    booked[key] = r.json()["session_id"]
+
+
+async def _reader(load: Load, path: str, token: str) -> None:
+    auth = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=load.gateway_url, timeout=30) as http:
+        while not load.stop.is_set():
+            try:
+                r = await http.get(path, headers=auth)
+            except httpx.HTTPError as exc:
+                load.reads["failed"] += 1
+                load.problems.append(f"read {path}: {exc!r}")
+                continue
+            load.reads["ok" if r.status_code == 200 else "failed"] += 1
+            if r.status_code != 200:
+                load.problems.append(f"read {path} {r.status_code} {r.text[:200]}")
+
+
+@pytest.mark.timeout(600)
+async def test_killing_one_of_two_api_replicas_under_load_fails_no_request(running) -> None:
+    assert running.api_replicas("booking") == ["booking-api", "booking-api-2"]
+    assert running.api_replicas("matching") == ["matching-api", "matching-api-2"]
+    therapist_token, courses = await _courses(running, 6)
+    load = Load(running.gateway_url)
+    booked: dict[str, str] = {}
+    slots = await _free_slots(running, therapist_token)
+    # each writer its own slots, two hours apart (no two sessions collide)
+    per_writer = [slots[i :: len(courses)] for i in range(len(courses))]
+    tasks = [
+        asyncio.create_task(_writer(load, token, course, mine, booked))
+        for (token, course), mine in zip(courses, per_writer, strict=True)
+    ]
+    client_token = courses[0][0]
+    tasks += [
+        asyncio.create_task(_reader(load, "/api/booking/courses", client_token)),
+        asyncio.create_task(_reader(load, "/api/matching/intakes", client_token)),
+        asyncio.create_task(_reader(load, "/api/booking/courses", client_token)),
+    ]
+    await asyncio.sleep(3)
+    before = (sum(load.reads.values()), sum(load.writes.values()))
+    running.kill("booking-api-2")
+    running.kill("matching-api-2")
+    await asyncio.sleep(8)
+    after_kill = (sum(load.reads.values()), sum(load.writes.values()))
+    load.stop.set()
+    await asyncio.gather(*tasks)
+    await asyncio.to_thread(running.restart, "booking-api-2")
+    await asyncio.to_thread(running.restart, "matching-api-2")
+    reads, writes = sum(load.reads.values()), sum(load.writes.values())
+    print(
+        f"\nreplica kill: reads={reads} writes={writes} booked={len(booked)} "
+        f"failures={load.reads['failed'] + load.writes['failed']} "
+        f"after_kill_reads={after_kill[0] - before[0]} "
+        f"after_kill_writes={after_kill[1] - before[1]} "
+        f"writes_by_status={dict(load.writes)}"
+    )
+    assert not load.problems, load.problems[:10]
+    assert after_kill[0] - before[0] > 20, "too little load after the kill to show anything"
+    assert after_kill[1] - before[1] > 5
+    # a booking retried by the gateway was booked once: each key is one session
+    async with httpx.AsyncClient(base_url=running.gateway_url, timeout=30) as http:
+        sessions = 0
+        for token, course in courses:
+            r = await http.get(
+                f"/api/booking/courses/{course}", headers={"authorization": f"Bearer {token}"}
+            )
+            sessions += len([s for s in r.json()["sessions"] if s["status"] == "booked"])
+    assert sessions == len(booked) == len(set(booked.values()))
+
+
+async def _free_slots(running: Any, therapist_token: str) -> list[str]:
+    therapist = jwt_subject(therapist_token)
+    async with httpx.AsyncClient(base_url=running.gateway_url, timeout=30) as http:
+        r = await http.get(
+            f"/api/booking/therapists/{therapist}/slots",
+            params={"limit": 2000, "minutes": 45},
+            headers={"authorization": f"Bearer {therapist_token}"},
+        )
+    assert r.status_code == 200, r.text
+    starts = [datetime.fromisoformat(s["starts_at"]) for s in r.json()["slots"]]
+    spaced: list[datetime] = []
+    for at in starts:
+        if not spaced or at - spaced[-1] >= timedelta(hours=2):
+            spaced.append(at)
+    return [at.astimezone(UTC).isoformat() for at in spaced]
+
+
+def jwt_subject(token: str) -> str:
+    import jwt
+
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])

@@ -20,7 +20,7 @@ run: install
 
 # A guided journey through the gateway against `make run` (in another terminal).
 demo: install
-	$(RUN) python deploy/demo.py
+	$(RUN) samtal-deploy demo
 
 uv:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
@@ -31,7 +31,7 @@ install: uv
 lint: install
 	$(RUN) ruff check .
 	$(RUN) lint-imports
-	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src)
+	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src) deploy/src
 
 # Lint plus every test, against a real Postgres and a real Kafka-protocol broker, with
 # branch coverage of contracts, chassis and the services (settings in pyproject.toml).
@@ -46,8 +46,8 @@ schemas: install
 
 # Regenerate what is generated from the code: README's settings, deploy manifests and topics.
 docs: install
-	$(RUN) python deploy/settings_doc.py --write
-	$(RUN) python deploy/generate.py
+	$(RUN) samtal-deploy settings-doc --write
+	$(RUN) samtal-deploy generate
 
 # The platform in containers with real Apache Kafka (needs a Docker engine; none runs here).
 up: install

@@ -217,10 +217,7 @@ async def refresh_pass(pool: asyncpg.Pool, now: datetime) -> tuple[float, int, i
     began = time.perf_counter()
     requested = await service.refresh_summaries(pool, now, 900)
     done = await asyncio.gather(
-        *(
-            service.publish_due_summaries(pool, now, window_s=0)
-            for _ in range(REFRESH_REPLICAS)
-        )
+        *(service.publish_due_summaries(pool, now, window_s=0) for _ in range(REFRESH_REPLICAS))
     )
     seconds = time.perf_counter() - began
     most = await pool.fetchval(

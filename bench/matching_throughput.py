@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -188,6 +189,8 @@ def bench_pure_matcher() -> dict[str, float]:
     started = time.perf_counter()
     index = CandidateIndex(pool)
     built = time.perf_counter() - started
+    gc.collect()
+    gc.freeze()  # as the worker does once its index is built
     intakes = [needs_of(rng) for _ in range(PURE_INTAKES)]
     index.decide(intakes[0], NOW)  # the slot table is laid out on the first decision
     timings = []

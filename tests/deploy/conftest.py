@@ -38,8 +38,9 @@ def tool(name: str, package: str) -> str:
 
 @pytest.fixture(scope="session")
 def generate() -> ModuleType:
-    pytest.importorskip("yaml", reason="PyYAML (PyPI `pyyaml`) is needed to read deploy/")
-    return load("generate.py")
+    from samtal_deploy import generate
+
+    return generate
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""deploy/ matches what deploy/generate.py makes from the registry and the services."""
+"""deploy/ matches what `samtal-deploy generate` makes from the registry and the services."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_generated_files_are_up_to_date(generate) -> None:
         for rel, text in generate.outputs().items()
         if not (DEPLOY / rel).exists() or (DEPLOY / rel).read_text() != text
     ]
-    assert not stale, f"stale: {stale}; run `python deploy/generate.py`"
+    assert not stale, f"stale: {stale}; run `samtal-deploy generate` (make docs)"
 
 
 def test_topics_json_lists_every_registry_topic_as_specified(generate) -> None:

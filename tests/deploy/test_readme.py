@@ -1,27 +1,18 @@
 """README.md's promises stay true."""
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
+
+from samtal_deploy import settings_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _settings_doc():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "samtal_settings_doc", ROOT / "deploy" / "settings_doc.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_configuration_reference_lists_every_setting_with_its_default() -> None:
-    doc = _settings_doc()
     readme = (ROOT / "README.md").read_text()
-    assert doc.block(readme) == doc.render(), "run `uv run python deploy/settings_doc.py --write`"
+    assert settings_doc.block(readme) == settings_doc.render(), (
+        "run `samtal-deploy settings-doc --write` (make docs)"
+    )
 
 
 def test_the_first_commands_are_make_run_and_make_test() -> None:

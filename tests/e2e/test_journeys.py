@@ -16,6 +16,8 @@ from types import ModuleType
 import httpx
 import pytest
 
+from samtal_deploy import demo
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
@@ -29,7 +31,6 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
-demo = _load("samtal_demo", DEPLOY / "demo.py")
 
 
 @pytest.fixture(scope="module")

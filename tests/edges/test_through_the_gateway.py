@@ -33,7 +33,7 @@ from chassis.auth import ROLES, mint
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Examples per operation, role and mode (valid and invalid data): enough to find the
 # classes of bad input, few enough for `make test` (about a minute for every service).
-EXAMPLES = 5
+EXAMPLES = 4
 
 
 def _load(name: str, path: Path) -> ModuleType:

@@ -42,7 +42,6 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, clear_contextvars
@@ -50,6 +49,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 from chassis import db, observability
 from chassis.consumer import EventConsumers, dead_letter_publisher, observe_lag
 from chassis.errors import DomainError
+from chassis.http import ValidationProblem
 from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
@@ -198,30 +198,10 @@ class UnexpectedErrors:
             await response(scope, receive, send)
 
 
-class FieldProblem(BaseModel):
-    """One thing wrong with a request: where (`loc`, `field`), what (`msg`, `type`)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    loc: list[str | int] | None = None
-    field: str | None = None
-    msg: str | None = None
-    type: str | None = None
-
-
-class InvalidRequest(BaseModel):
-    """The body of every 422: a code, a message naming the field, and each problem."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: str
-    detail: str
-    errors: list[FieldProblem] = Field(default_factory=list)
-
-
 def _declare_our_422(app: FastAPI) -> None:
-    """FastAPI documents its own 422 body (`detail` as a list); the chassis answers
-    `InvalidRequest`, so the OpenAPI says that: a client (and the fuzzer) can trust it."""
+    """FastAPI documents its own 422 body (`detail` as a list) on routes that declare no
+    422; the chassis answers `ValidationProblem`, so the OpenAPI says that everywhere: a
+    client (and the fuzzer) can trust it."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -231,10 +211,10 @@ def _declare_our_422(app: FastAPI) -> None:
         schemas = document.get("components", {}).get("schemas", {})
         if "HTTPValidationError" in schemas:
             _, defs = models_json_schema(
-                [(InvalidRequest, "validation")], ref_template="#/components/schemas/{model}"
+                [(ValidationProblem, "validation")], ref_template="#/components/schemas/{model}"
             )
             schemas.update(defs["$defs"])
-            schemas["HTTPValidationError"] = defs["$defs"]["InvalidRequest"]
+            schemas["HTTPValidationError"] = defs["$defs"]["ValidationProblem"]
             schemas.pop("ValidationError", None)
         app.openapi_schema = document
         return document

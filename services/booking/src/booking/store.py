@@ -687,7 +687,7 @@ async def booking_view(
     course_id: uuid.UUID,
     actor_id: uuid.UUID,
     key: str,
-    starts_at: datetime | None,
+    starts_at: datetime,
 ) -> asyncpg.Record | None:
     """Everything a booking decides on, in one round trip: the course's columns; its
     therapist's `time_zone`, `published`, `practice_address` and `availability` (a dict or
@@ -703,24 +703,25 @@ async def booking_view(
         "  FROM sessions s WHERE s.course_id = c.course_id ORDER BY s.starts_at, s.number)"
         "  AS sessions,"
         " k.request_hash AS earlier_hash, k.response AS earlier_response,"
-        " $4::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM sessions s"
-        "  WHERE s.therapist_id = c.therapist_id AND s.therapist_span && tstzrange($4,"
-        "   $4 + make_interval(mins => c.session_minutes + coalesce((SELECT a.buffer_minutes"
-        "    FROM availability a WHERE a.therapist_id = c.therapist_id), 0)))"
+        " EXISTS (SELECT 1 FROM sessions s WHERE s.therapist_id = c.therapist_id"
+        "  AND s.therapist_span && tstzrange(p.at, p.at + make_interval(mins =>"
+        "   c.session_minutes + coalesce((SELECT a.buffer_minutes FROM availability a"
+        "    WHERE a.therapist_id = c.therapist_id), 0)))"
         f"  AND s.{_LIVE_SQL}) AS therapist_busy,"
-        " $4::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM sessions s"
-        "  WHERE s.client_id = c.client_id"
-        "  AND s.client_span && tstzrange($4, $4 + make_interval(mins => c.session_minutes))"
+        " EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = c.client_id"
+        "  AND s.client_span && tstzrange(p.at, p.at + make_interval(mins => c.session_minutes))"
         f"  AND s.{_LIVE_SQL}) AS client_busy,"
         # For the alternatives of a refusal without another round trip: both calendars
-        # within NEARBY of the requested start.
-        " CASE WHEN $4::timestamptz IS NULL THEN '{}' ELSE array(SELECT row(s.starts_at,"
-        "  s.ends_at) FROM sessions s WHERE ((s.therapist_id = c.therapist_id"
-        "  AND s.therapist_span && tstzrange($4 - $5::interval, $4 + $5::interval)"
-        f"  AND s.{_LIVE_SQL}) OR (s.client_id = c.client_id"
-        "  AND s.client_span && tstzrange($4 - $5::interval, $4 + $5::interval)"
-        f"  AND s.{_LIVE_SQL})) ORDER BY s.starts_at) END AS nearby"
-        " FROM courses c JOIN therapists t USING (therapist_id)"
+        # within NEARBY of the requested start. (No branches on the parameters: one generic
+        # plan serves every booking, without planning each one.)
+        " array(SELECT row(s.starts_at, s.ends_at) FROM sessions s"
+        "  WHERE ((s.therapist_id = c.therapist_id AND s.therapist_span && p.near"
+        f"   AND s.{_LIVE_SQL})"
+        "  OR (s.client_id = c.client_id AND s.client_span && p.near"
+        f"   AND s.{_LIVE_SQL})) ORDER BY s.starts_at) AS nearby"
+        " FROM (SELECT $4::timestamptz AS at,"
+        "  tstzrange($4::timestamptz - $5::interval, $4::timestamptz + $5::interval) AS near) p,"
+        " courses c JOIN therapists t USING (therapist_id)"
         " LEFT JOIN idempotency_keys k ON k.actor_id = $2 AND k.key = $3"
         " WHERE c.course_id = $1",
         course_id,

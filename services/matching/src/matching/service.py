@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -277,27 +278,29 @@ async def _record_match(
         status=lifecycle.match_status_on_match(requires_approval),
         previous_therapist_id=previous_therapist_id,
     )
-    await store.set_status(conn, intake["intake_id"], lifecycle.status_on_match(requires_approval))
     await store.therapist_changed(conn, result.therapist_id)
-    await outbox.add(
+    matched = TherapistMatched(
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        therapist_id=result.therapist_id,
+        method=intake["method"],
+        age_group=intake["age_group"],
+        problem_areas=intake["problem_areas"],
+        severity_band=intake["severity_band"],
+        mode=result.mode,
+        score=result.score,
+        reasons=result.reasons,
+        relaxed=result.relaxed,
+        alternatives=result.alternatives,
+        requires_approval=requires_approval,
+        previous_therapist_id=previous_therapist_id,
+    )
+    await store.set_status(
         conn,
-        TherapistMatched(
-            match_id=match_id,
-            intake_id=intake["intake_id"],
-            client_id=intake["client_id"],
-            therapist_id=result.therapist_id,
-            method=intake["method"],
-            age_group=intake["age_group"],
-            problem_areas=intake["problem_areas"],
-            severity_band=intake["severity_band"],
-            mode=result.mode,
-            score=result.score,
-            reasons=result.reasons,
-            relaxed=result.relaxed,
-            alternatives=result.alternatives,
-            requires_approval=requires_approval,
-            previous_therapist_id=previous_therapist_id,
-        ),
+        intake["intake_id"],
+        lifecycle.status_on_match(requires_approval),
+        events=[matched],
     )
     return match_id
 
@@ -307,14 +310,11 @@ async def _record_waitlist(
 ) -> None:
     if intake["status"] == "waitlisted":  # a failed retry keeps its place and its reasons
         return
-    await store.set_waitlisted(conn, intake["intake_id"], result.reasons, now=now)
-    await outbox.add(
-        conn,
-        IntakeWaitlisted(
-            intake_id=intake["intake_id"],
-            client_id=intake["client_id"],
-            reasons=result.reasons,
-        ),
+    waitlisted = IntakeWaitlisted(
+        intake_id=intake["intake_id"], client_id=intake["client_id"], reasons=result.reasons
+    )
+    await store.set_waitlisted(
+        conn, intake["intake_id"], result.reasons, now=now, events=[waitlisted]
     )
 
 
@@ -575,6 +575,21 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     return IndexedCandidates(keeping.index)
 
 
+INDEX_PAGE = 1000
+
+
+async def _built_index(conn: asyncpg.Connection) -> CandidateIndex:
+    """The index from the read model, a page at a time (what changes meanwhile is named
+    by a notification the keeper reads again after)."""
+    index = CandidateIndex()
+    after: uuid.UUID | None = None
+    while page := await store.candidates_after(conn, after, INDEX_PAGE):
+        for candidate in page:
+            index.put(candidate)
+        after = page[-1].therapist_id
+    return index
+
+
 async def keep_candidate_index(runtime: Runtime) -> None:
     """Worker task: builds the candidate index from the read model, then reads again every
     therapist a committed NOTIFY names (store.therapist_changed). It listens before it
@@ -598,7 +613,12 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                 try:
                     started = time.perf_counter()
                     changed.clear()
-                    keeping.index = CandidateIndex(await store.all_candidates(conn))
+                    gc.unfreeze()  # a rebuild: the old index may go
+                    keeping.index = await _built_index(conn)
+                    # Tens of thousands of long-lived objects: out of the collector's way,
+                    # so its passes (and the pauses they add to decisions) stay short.
+                    gc.collect()
+                    gc.freeze()
                     keeping.ready.set()
                     INDEX_THERAPISTS.set(len(keeping.index))
                     log.info(

@@ -11,6 +11,8 @@ from datetime import datetime
 
 import asyncpg
 
+from chassis import outbox
+from contracts import EventPayload
 from contracts.events import (
     MatchAlternative,
     MatchReason,
@@ -161,27 +163,34 @@ async def intakes_of_client(conn: asyncpg.Connection, client_id: uuid.UUID) -> l
     )
 
 
-async def set_status(conn: asyncpg.Connection, intake_id: uuid.UUID, status: IntakeStatus) -> None:
-    await conn.execute(
-        "UPDATE intakes SET status = $2, status_since = now() WHERE intake_id = $1",
-        intake_id,
-        status,
-    )
+_SET_STATUS = "UPDATE intakes SET status = $2, status_since = now() WHERE intake_id = $1"
+_SET_WAITLISTED = """
+UPDATE intakes SET status = 'waitlisted', waitlist_reasons = $2, status_since = $3,
+       waitlisted_at = $3
+WHERE intake_id = $1
+"""
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    status: IntakeStatus,
+    *,
+    events: Sequence[EventPayload] = (),
+) -> None:
+    """The new status, and the events announcing it in the same statement (one round trip)."""
+    await outbox.write(conn, _SET_STATUS, intake_id, status, events=events)
 
 
 async def set_waitlisted(
-    conn: asyncpg.Connection, intake_id: uuid.UUID, reasons: Sequence[str], *, now: datetime
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    reasons: Sequence[str],
+    *,
+    now: datetime,
+    events: Sequence[EventPayload] = (),
 ) -> None:
-    await conn.execute(
-        """
-        UPDATE intakes SET status = 'waitlisted', waitlist_reasons = $2, status_since = $3,
-               waitlisted_at = $3
-        WHERE intake_id = $1
-        """,
-        intake_id,
-        list(reasons),
-        now,
-    )
+    await outbox.write(conn, _SET_WAITLISTED, intake_id, list(reasons), now, events=events)
 
 
 async def record_triage(
@@ -568,4 +577,18 @@ async def candidates_of(
 ) -> list[TherapistCandidate]:
     """These therapists as they are now (withdrawn or unknown ones are left out)."""
     rows = await conn.fetch(_CANDIDATES + " AND t.therapist_id = ANY($1::uuid[])", therapist_ids)
+    return [_candidate(row) for row in rows]
+
+
+async def candidates_after(
+    conn: asyncpg.Connection, after: uuid.UUID | None, limit: int
+) -> list[TherapistCandidate]:
+    """Every offered therapist a page at a time, by id: the worker builds its index from
+    these without holding the whole read model (rows and objects) in memory at once."""
+    rows = await conn.fetch(
+        _CANDIDATES + " AND ($1::uuid IS NULL OR t.therapist_id > $1)"
+        " ORDER BY t.therapist_id LIMIT $2",
+        after,
+        limit,
+    )
     return [_candidate(row) for row in rows]

@@ -123,6 +123,10 @@ class AvailabilityRules:
     _by_day: dict[date, tuple[Hours, ...]] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
+    # Day tables already looked up for these rules (a fast path in front of `_day_table`).
+    _tables: dict[tuple[date, int, int], _DayTable] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         weekly: dict[int, tuple[Hours, ...]] = {}
@@ -308,6 +312,9 @@ def _day_table(
     return _DayTable(tuple(slots), tuple(slot.starts_at for slot in slots))
 
 
+_TABLES_PER_RULES = 1024
+
+
 class FreeTime:
     """The free slots of one length for a therapist: the day tables (precomputed, shared)
     minus the busy times, between now + notice and a start at now + horizon. Listing a day
@@ -331,9 +338,16 @@ class FreeTime:
         self._blocked = _Blocked(busy, timedelta(minutes=rules.buffer_minutes))
 
     def _table(self, day: date) -> _DayTable:
-        one_day, hours_on = timedelta(days=1), self.rules.hours_on
-        hours = (hours_on(day - one_day), hours_on(day), hours_on(day + one_day))
-        return _day_table(self.rules.time_zone, day, hours, self.minutes, self.step)
+        known = self.rules._tables
+        found = known.get((day, self.minutes, self.step))
+        if found is None:
+            one_day, hours_on = timedelta(days=1), self.rules.hours_on
+            hours = (hours_on(day - one_day), hours_on(day), hours_on(day + one_day))
+            found = _day_table(self.rules.time_zone, day, hours, self.minutes, self.step)
+            if len(known) >= _TABLES_PER_RULES:
+                known.clear()
+            known[(day, self.minutes, self.step)] = found
+        return found
 
     def on(self, day: date) -> list[Slot]:
         """The free slots that start on a local day."""

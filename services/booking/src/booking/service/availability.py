@@ -4,6 +4,7 @@ the free-slot summaries published for matching."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -172,15 +173,16 @@ def rules_of(therapist: Any) -> AvailabilityRules:
     return _stored_rules(therapist)
 
 
-# Parsed rules by (therapist, version of their hours, time zone): a booking reads the stored
-# hours every time, parsing them again each time is wasted work. Bounded; cleared when full.
-_RULES: dict[tuple[Any, ...], AvailabilityRules] = {}
+# Parsed rules by what they say: a booking reads the stored hours every time and many
+# therapists keep the same hours, so parsing each text again is wasted work. Bounded.
+_RULES: dict[str, AvailabilityRules] = {}
 _RULES_KEPT = 10_000
+_RULE_FIELDS = ("weekly", "exceptions", "buffer_minutes", "min_notice_hours", "horizon_days")
 
 
 def _stored_rules(therapist: Any) -> AvailabilityRules:
     stored = therapist["availability"]
-    key = (stored["therapist_id"], stored["updated_at"], therapist["time_zone"])
+    key = json.dumps([therapist["time_zone"], *(stored[name] for name in _RULE_FIELDS)])
     found = _RULES.get(key)
     if found is None:
         with translated():
@@ -275,10 +277,28 @@ async def publish_summaries(
                 therapist_id=therapist["therapist_id"],
                 computed_at=now,
                 active_courses=therapist["active_courses"],
-                free_slots=[FreeSlot(starts_at=s.starts_at, minutes=s.minutes) for s in slots],
+                free_slots=[_summary_slot(slot.starts_at) for slot in slots],
             )
         )
     await store.add_events(conn, summaries)
+
+
+# The summary's slots as contract objects, made once per start and shared by every summary
+# that offers it (many therapists keep the same hours): validating 400 slot models per
+# summary was most of a refresh pass. A list of ready instances is accepted as it is.
+_SUMMARY_SLOTS: dict[datetime, FreeSlot] = {}
+_SUMMARY_SLOTS_KEPT = 200_000
+
+
+def _summary_slot(starts_at: datetime) -> FreeSlot:
+    found = _SUMMARY_SLOTS.get(starts_at)
+    if found is None:
+        if len(_SUMMARY_SLOTS) >= _SUMMARY_SLOTS_KEPT:
+            _SUMMARY_SLOTS.clear()
+        found = _SUMMARY_SLOTS[starts_at] = FreeSlot(
+            starts_at=starts_at, minutes=SUMMARY_SESSION_MINUTES
+        )
+    return found
 
 
 async def publish_due_summaries(

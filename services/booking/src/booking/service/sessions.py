@@ -235,7 +235,7 @@ async def _booking_view(
     who: Principal,
     course_id: uuid.UUID,
     key: str,
-    starts_at: datetime | None,
+    starts_at: datetime,
 ) -> Any:
     view = await store.booking_view(conn, course_id, who.subject, key, starts_at)
     if view is None or not is_party(who, view):
@@ -328,7 +328,7 @@ async def book_series(
     )
     async with pool.acquire() as conn:
         for _ in range(BOOKING_ROUNDS):
-            view = await _booking_view(conn, who, course_id, idempotency_key, None)
+            view = await _booking_view(conn, who, course_id, idempotency_key, first_starts_at)
             earlier = _earlier(_answer_of(view), request_hash)
             if earlier is not None:
                 return earlier

@@ -14,8 +14,8 @@ Each step prints what was asked, what came back and the events it caused.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import functools
 import json
 import sys
 import uuid
@@ -294,7 +294,7 @@ async def journey_one(j: Journey) -> dict[str, Any]:
 
     say("\n9. The messages each person received")
     for who, name in ((client, "client"), (therapist, "therapist")):
-        inbox = await j.until(f"the {name}'s messages", lambda who=who: _inbox(j, who))
+        inbox = await j.until(f"the {name}'s messages", functools.partial(_inbox, j, who))
         say(f"    {name}: {inbox['total']} messages")
         for message in inbox["messages"][:12]:
             say(f"      - {message.get('subject')}")
@@ -419,11 +419,8 @@ async def run_journeys(
     return first, second, journey
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=Path(".run"))
-    args = parser.parse_args()
-    state_file = args.run_dir / "state.json"
+def main(run_dir: Path) -> None:
+    state_file = run_dir / "state.json"
     if not state_file.exists():
         sys.exit(f"no running platform found ({state_file}): start `make run` first")
     state = json.loads(state_file.read_text())
@@ -439,7 +436,3 @@ def main() -> None:
         )
     except JourneyFailed as exc:
         sys.exit(f"\nthe journey stopped: {exc}")
-
-
-if __name__ == "__main__":
-    main()

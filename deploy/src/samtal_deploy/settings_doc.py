@@ -1,14 +1,12 @@
 """The configuration reference of README.md, generated from the settings classes.
 
-uv run python deploy/settings_doc.py --write    # rewrite README.md's settings block
+samtal-deploy settings-doc --write    # rewrite README.md's settings block (make docs)
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -17,9 +15,10 @@ from pydantic_core import PydanticUndefined
 
 from chassis.infra import InfraSettings
 from chassis.settings import ServiceSettings
+from samtal_deploy import ROOT
+from samtal_deploy.services import SERVICES
 
-SERVICES = ("catalog", "matching", "booking", "notifications")
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 
 
@@ -82,17 +81,8 @@ def block(text: str) -> str:
     return text[start:end].strip("\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
-    if not args.write:
-        print(render())
-        return
+def write() -> None:
+    """Rewrite README.md's settings block."""
     text = README.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     README.write_text(text[:start] + "\n" + render() + "\n" + text[end:])
-
-
-if __name__ == "__main__":
-    main()

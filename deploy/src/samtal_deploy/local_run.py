@@ -12,14 +12,12 @@ It says what it reuses: the database (and how much is in it), the key pair in
 `<run-dir>/keys`, the mail already caught. `--fresh` starts from an empty database
 (dropped and created again). Booking's demo clock starts at real time on every run.
 
-    uv run python deploy/local_run.py [--port 8080] [--run-dir .run] [--replicas 2]
+    samtal-deploy run [--port 8080] [--run-dir .run] [--replicas 2]
         [--replicas matching=3,catalog=2] [--fresh]
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
 import os
 import signal
@@ -31,7 +29,6 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -46,27 +43,15 @@ from chassis.infra import (
     provide_postgres,
     run_blocking,
 )
+from samtal_deploy.gateway import render as gateway_render
+from samtal_deploy.gateway import run as gateway_run
+from samtal_deploy.services import SERVICES
 
-HERE = Path(__file__).resolve().parent
-SERVICES = ("catalog", "matching", "booking", "notifications")
 # The on-call clinician of the local run (the demo mints their token).
 ON_CALL_CLINICIAN = "00000000-0000-4000-8000-00000000c11c"
 # Each service has a block of ten ports: api replica r on +1+2r (its metrics on the next
 # port), the worker on +2 (after the first api, as before replicas existed).
 MAX_REPLICAS = 4
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gateway_render = _load("samtal_gateway_render", HERE / "gateway" / "render.py")
-gateway_run = _load("samtal_gateway_run", HERE / "gateway" / "run.py")
 
 
 def free_block(size: int = 50) -> int:
@@ -269,7 +254,7 @@ def _start_mail_catcher(mail_dir: Path) -> tuple[int, Callable[[], None]]:
     from aiosmtpd.handlers import Mailbox
 
     port = free_port()
-    controller = Controller(Mailbox(str(mail_dir)), hostname="127.0.0.1", port=port)
+    controller = Controller(Mailbox(mail_dir), hostname="127.0.0.1", port=port)
     controller.start()
     return port, controller.stop
 
@@ -326,6 +311,8 @@ def start_platform(
     extra = {
         # The demo holds a 12-week course in a minute by moving booking's clock forward.
         "booking": {"DEMO_CLOCK": "true"},
+        # The on-call clinician opens escalated intakes; any other only with a reason.
+        "matching": {"ON_CALL_CLINICIANS": json.dumps([ON_CALL_CLINICIAN])},
         "notifications": {
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
@@ -445,37 +432,33 @@ def parse_replicas(text: str) -> int | dict[str, int]:
     return counts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080, help="the gateway's port")
-    parser.add_argument("--base-port", type=int, default=8100)
-    parser.add_argument("--run-dir", type=Path, default=Path(".run"))
-    parser.add_argument(
-        "--replicas",
-        default="1",
-        help="api replicas: one number for every service, or e.g. matching=2,catalog=3",
-    )
-    parser.add_argument(
-        "--fresh", action="store_true", help="start from an empty database (drops it first)"
-    )
-    args = parser.parse_args()
-
+def main(
+    *,
+    port: int = 8080,
+    base_port: int = 8100,
+    run_dir: Path = Path(".run"),
+    replicas: str = "1",
+    fresh: bool = False,
+) -> None:
     started = time.monotonic()
-    say = lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True)  # noqa: E731
+
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True)
+
     say("starting infrastructure")
     postgres = provide_postgres()
     kafka = provide_kafka()
     platform = None
     try:
         platform = start_platform(
-            args.run_dir,
+            run_dir,
             postgres=postgres,
             kafka=kafka,
-            gateway_port=args.port,
-            base_port=args.base_port,
+            gateway_port=port,
+            base_port=base_port,
             progress=say,
-            replicas=parse_replicas(args.replicas),
-            fresh=args.fresh,
+            replicas=parse_replicas(replicas),
+            fresh=fresh,
         )
         url = platform.gateway_url
         say(f"Samtal is ready in {time.monotonic() - started:.1f}s at {url}")
@@ -487,8 +470,8 @@ def main() -> None:
             )
         print(f"\n  mail sent by notifications: {platform.mail_dir}")
         print(
-            f"  logs: {args.run_dir / 'logs'}   tokens: uv run samtal token --role client "
-            f"--key-file {args.run_dir / 'keys' / 'private.pem'}"
+            f"  logs: {run_dir / 'logs'}   tokens: uv run samtal token --role client "
+            f"--key-file {run_dir / 'keys' / 'private.pem'}"
         )
         print("  try: make demo          stop: Ctrl-C\n", flush=True)
         stop = False
@@ -502,7 +485,7 @@ def main() -> None:
         while not stop:
             for name, process in platform.processes.items():
                 if process.poll() is not None:
-                    say(f"{name} exited ({process.returncode}); see {args.run_dir}/logs")
+                    say(f"{name} exited ({process.returncode}); see {run_dir}/logs")
                     stop = True
             time.sleep(0.5)
     finally:
@@ -511,9 +494,5 @@ def main() -> None:
             platform.stop()
         kafka.stop()
         postgres.stop()
-        (args.run_dir / "state.json").unlink(missing_ok=True)
+        (run_dir / "state.json").unlink(missing_ok=True)
         say("stopped")
-
-
-if __name__ == "__main__":
-    main()

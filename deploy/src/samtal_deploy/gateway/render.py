@@ -1,7 +1,7 @@
 """The Envoy gateway's configuration, rendered from a few parameters.
 
 One function, `render(...)`, used unchanged by the tests, the local run, compose
-and the Kubernetes manifests (deploy/generate.py); only the parameters differ:
+and the Kubernetes manifests (samtal_deploy.generate); only the parameters differ:
 
 - one route prefix per service (`/api/<svc>/...` -> that service's api, prefix
   rewritten to `/`); `/api/<svc>/metrics` is never exposed at the edge (an api serves
@@ -29,8 +29,8 @@ and the Kubernetes manifests (deploy/generate.py); only the parameters differ:
 Envoy reads YAML, and JSON is YAML: the config is built as data and dumped as
 JSON, so no template engine is needed and nothing can be mis-indented.
 
-Command line (writes the files a local compose run mounts):
-    python deploy/gateway/render.py local [--out deploy/.local]
+Command line (writes the files a local compose run mounts; `make up` runs it):
+    samtal-deploy gateway local [--out deploy/.local]
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-SERVICES = ("catalog", "matching", "booking", "notifications")
+from chassis.auth import generate_keypair
+from samtal_deploy.services import SERVICES
+
 MIB = 1024 * 1024
 
 # Routes a visitor may call without signing in: (method or None for any, path prefix).
@@ -85,7 +86,7 @@ def _replicas(where: Address | Sequence[Address]) -> list[Address]:
     """One (host, port) or a list of them: the replicas of one service's api."""
     if len(where) == 2 and isinstance(where[0], str) and isinstance(where[1], int):
         return [(where[0], where[1])]
-    return [(str(h), int(p)) for h, p in where]  # type: ignore[misc]
+    return [(str(h), int(p)) for h, p in cast(Sequence[Address], where)]
 
 
 def render(
@@ -472,9 +473,6 @@ def write_local(out: Path, *, api_port: int = 8000, listen_port: int = 8080) -> 
     out.mkdir(parents=True, exist_ok=True)
     private, public = out / "private.pem", out / "public.pem"
     if not (private.exists() and public.exists()):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chassis" / "src"))
-        from chassis.auth import generate_keypair
-
         priv, pub = generate_keypair()
         private.write_text(priv)
         private.chmod(0o600)
@@ -489,19 +487,3 @@ def write_local(out: Path, *, api_port: int = 8000, listen_port: int = 8080) -> 
         "".join(f"SAMTAL_{svc.upper()}_JWT_PUBLIC_KEYS={keys}\n" for svc in SERVICES)
     )
     return envoy
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    local = sub.add_parser("local", help="write compose's gateway config, keys and env file")
-    local.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / ".local")
-    args = parser.parse_args(argv)
-    if args.command == "local":
-        print(write_local(args.out))
-
-
-if __name__ == "__main__":
-    main()

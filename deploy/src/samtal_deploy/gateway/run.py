@@ -1,6 +1,6 @@
 """Running the real Envoy locally: for the gateway tests, end-to-end tests and `make run`.
 
-    from run import envoy_binary, start_gateway, validate_config
+    from samtal_deploy.gateway.run import envoy_binary, start_gateway, validate_config
     gw = start_gateway(render(upstreams, jwks, listen_port=free_port(), listen_host="127.0.0.1"))
     ...  # http://127.0.0.1:<gw.port>/api/catalog/...
     gw.stop()

@@ -1,0 +1,1 @@
+"""The Envoy gateway: its configuration (render) and a local Envoy process (run)."""

@@ -324,7 +324,7 @@ class Platform:
         popen = self.spawn(kind, port, log)
         process = Process(kind, port, popen, log)
         self.running.append(process)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # a loaded machine: readiness waits for Kafka joins
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
                 if popen.poll() is not None:

@@ -28,6 +28,14 @@ create --topic booking.session-attended.v1 --partitions 6
 create --topic booking.course-completed.v1 --partitions 6
 create --topic booking.course-ended.v1 --partitions 6
 create --topic booking.therapist-availability-published.v1 --partitions 6 --config cleanup.policy=compact
+create --topic catalog.access-recorded.v1 --partitions 6
+create --topic matching.access-recorded.v1 --partitions 6
+create --topic booking.access-recorded.v1 --partitions 6
+create --topic notifications.access-recorded.v1 --partitions 6
+create --topic notifications.rights-requested.v1 --partitions 6
+create --topic catalog.rights-request-handled.v1 --partitions 6
+create --topic matching.rights-request-handled.v1 --partitions 6
+create --topic booking.rights-request-handled.v1 --partitions 6
 create --topic booking.dead-letters.v1 --partitions 1 --config retention.ms=2592000000
 create --topic catalog.dead-letters.v1 --partitions 1 --config retention.ms=2592000000
 create --topic matching.dead-letters.v1 --partitions 1 --config retention.ms=2592000000

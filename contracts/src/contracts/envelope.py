@@ -30,6 +30,9 @@ class EventPayload(BaseModel):
     key_field: ClassVar[str]
     compacted: ClassVar[bool] = False
     partitions: ClassVar[int] = 6
+    # The event's part of the topic name when it is not the kebab-cased event type: events
+    # every service publishes alike (e.g. `booking.access-recorded.v1`).
+    topic_name: ClassVar[str | None] = None
 
     def key(self) -> str:
         return str(getattr(self, self.key_field))

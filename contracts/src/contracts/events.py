@@ -388,6 +388,125 @@ class TherapistAvailabilityPublished(EventPayload):
     free_slots: list[FreeSlot] = Field(default_factory=list, max_length=400)
 
 
+# --------------------------------------------------------------------------- patient rights
+#
+# The same facts from every service that holds a person's data, one topic per producer.
+# They carry ids, roles and codes only: the health content and any stated reason stay in
+# the service where the access happened (or the data lives).
+
+AccessAction = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+ResourceKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+ResourceRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:.\-]+$", max_length=60)]
+AccessReasonCode = Literal["emergency_access"]
+RightsRequestKind = Literal["export", "erasure"]
+# What a service erased or keeps, as codes the notice turns into words.
+DataCategory = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+
+
+class _AccessRecorded(EventPayload):
+    """A read or change of a person's health data was audited where it happened: who (role
+    and id), what kind of record, when, and a reason code for emergency access."""
+
+    key_field: ClassVar[str] = "subject_id"
+    topic_name: ClassVar[str | None] = "access-recorded"
+
+    entry_id: uuid.UUID
+    subject_id: uuid.UUID
+    actor_id: ResourceRef
+    actor_role: Actor
+    action: AccessAction
+    resource: ResourceKind
+    resource_id: ResourceRef | None = None
+    reason_code: AccessReasonCode | None = None
+    emergency: bool = False
+    at: AwareDatetime
+
+
+class CatalogAccessRecorded(_AccessRecorded):
+    event_type: ClassVar[str] = "CatalogAccessRecorded"
+    producer: ClassVar[str] = "catalog"
+
+
+class MatchingAccessRecorded(_AccessRecorded):
+    event_type: ClassVar[str] = "MatchingAccessRecorded"
+    producer: ClassVar[str] = "matching"
+
+
+class BookingAccessRecorded(_AccessRecorded):
+    event_type: ClassVar[str] = "BookingAccessRecorded"
+    producer: ClassVar[str] = "booking"
+
+
+class NotificationsAccessRecorded(_AccessRecorded):
+    event_type: ClassVar[str] = "NotificationsAccessRecorded"
+    producer: ClassVar[str] = "notifications"
+
+
+ACCESS_RECORDED: dict[str, type[_AccessRecorded]] = {
+    cls.producer: cls
+    for cls in (
+        CatalogAccessRecorded,
+        MatchingAccessRecorded,
+        BookingAccessRecorded,
+        NotificationsAccessRecorded,
+    )
+}
+
+
+class RightsRequested(EventPayload):
+    """A person asked for an export of their data or its erasure (GDPR art. 15/17/20).
+    Every service does its part and answers with `<Service>RightsRequestHandled`."""
+
+    event_type: ClassVar[str] = "RightsRequested"
+    producer: ClassVar[str] = "notifications"
+    key_field: ClassVar[str] = "subject_id"
+
+    request_id: uuid.UUID
+    subject_id: uuid.UUID
+    kind: RightsRequestKind
+
+
+class _RightsRequestHandled(EventPayload):
+    """A service did its part of a rights request: an export part is stored with it (the
+    person fetches it through the gateway), or its erasable data is erased and the
+    clinical records it must keep are listed."""
+
+    key_field: ClassVar[str] = "subject_id"
+    topic_name: ClassVar[str | None] = "rights-request-handled"
+
+    request_id: uuid.UUID
+    subject_id: uuid.UUID
+    kind: RightsRequestKind
+    exported: list[DataCategory] = Field(default_factory=list, max_length=20)
+    erased: list[DataCategory] = Field(default_factory=list, max_length=20)
+    kept: list[DataCategory] = Field(default_factory=list, max_length=20)
+
+
+class CatalogRightsRequestHandled(_RightsRequestHandled):
+    event_type: ClassVar[str] = "CatalogRightsRequestHandled"
+    producer: ClassVar[str] = "catalog"
+
+
+class MatchingRightsRequestHandled(_RightsRequestHandled):
+    event_type: ClassVar[str] = "MatchingRightsRequestHandled"
+    producer: ClassVar[str] = "matching"
+
+
+class BookingRightsRequestHandled(_RightsRequestHandled):
+    event_type: ClassVar[str] = "BookingRightsRequestHandled"
+    producer: ClassVar[str] = "booking"
+
+
+RIGHTS_REQUEST_HANDLED: dict[str, type[_RightsRequestHandled]] = {
+    cls.producer: cls
+    for cls in (
+        CatalogRightsRequestHandled,
+        MatchingRightsRequestHandled,
+        BookingRightsRequestHandled,
+    )
+}
+
+
 ALL_EVENTS: tuple[type[EventPayload], ...] = (
     TherapistProfilePublished,
     TherapistProfileWithdrawn,
@@ -407,9 +526,19 @@ ALL_EVENTS: tuple[type[EventPayload], ...] = (
     CourseCompleted,
     CourseEnded,
     TherapistAvailabilityPublished,
+    CatalogAccessRecorded,
+    MatchingAccessRecorded,
+    BookingAccessRecorded,
+    NotificationsAccessRecorded,
+    RightsRequested,
+    CatalogRightsRequestHandled,
+    MatchingRightsRequestHandled,
+    BookingRightsRequestHandled,
 )
 
 __all__ = [cls.__name__ for cls in ALL_EVENTS] + [
+    "ACCESS_RECORDED",
+    "RIGHTS_REQUEST_HANDLED",
     "PUBLIC_PRACTICE_FIELDS",
     "FreeSlot",
     "MatchAlternative",

@@ -28,7 +28,8 @@ class EventSpec:
     @property
     def topic(self) -> str:
         """`<service>.<event-name>.v<major>`."""
-        return f"{self.model.producer}.{_kebab(self.model.event_type)}.v{self.model.schema_version}"
+        name = self.model.topic_name or _kebab(self.model.event_type)
+        return f"{self.model.producer}.{name}.v{self.model.schema_version}"
 
     @property
     def key_field(self) -> str:

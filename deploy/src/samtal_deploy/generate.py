@@ -174,6 +174,9 @@ def service_env(svc: str, *, database_url: str, kafka: str, **delivery: str) -> 
     if svc == "notifications":
         # Where messages go: SMTP relay and the on-call roster (SMS URL/token: the Secret).
         env.update({f"{p}{key.upper()}": value for key, value in delivery.items()})
+    if svc == "matching" and "on_call_clinicians" in delivery:
+        # The same roster scopes who opens escalated intakes without stating a reason.
+        env[f"{p}ON_CALL_CLINICIANS"] = delivery["on_call_clinicians"]
     return env
 
 

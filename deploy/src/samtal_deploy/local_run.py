@@ -311,6 +311,8 @@ def start_platform(
     extra = {
         # The demo holds a 12-week course in a minute by moving booking's clock forward.
         "booking": {"DEMO_CLOCK": "true"},
+        # The on-call clinician opens escalated intakes; any other only with a reason.
+        "matching": {"ON_CALL_CLINICIANS": json.dumps([ON_CALL_CLINICIAN])},
         "notifications": {
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from booking import api, handlers, service
 from booking.settings import Settings
+from chassis import retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 
@@ -15,9 +16,9 @@ DEFINITION = ServiceDefinition(
     name="booking",
     settings_class=Settings,
     migrations=Path(__file__).parent / "migrations",
-    routers=[api.router],
+    routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
-    worker_tasks=[service.summary_publisher],
+    worker_tasks=[service.summary_publisher, retention.retention_task(service.purge_expired)],
     description="Availability, treatment courses, sessions and course completion.",
 )
 cli = service_cli(DEFINITION)

@@ -15,6 +15,7 @@ from chassis.errors import DomainError
 from contracts import Envelope
 from contracts.events import (
     MatchApproved,
+    RightsRequested,
     TherapistMatched,
     TherapistProfilePublished,
     TherapistProfileWithdrawn,
@@ -61,3 +62,9 @@ async def match_approved(event: Envelope[Any], conn: asyncpg.Connection) -> None
     """Opens the course of a match a clinician approved."""
     with _rules_are_final():
         await service.on_approval(conn, event.payload, datetime.now(UTC))
+
+
+@consumers.handler(RightsRequested, name="rights-requests", group=INBOUND)
+async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Exports the person's courses and sessions, or erases what need not be kept (GDPR)."""
+    await service.handle_rights_request(conn, event.payload)

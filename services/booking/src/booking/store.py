@@ -692,36 +692,28 @@ async def booking_view(
     """Everything a booking decides on, in one round trip: the course's columns; its
     therapist's `time_zone`, `published`, `practice_address` and `availability` (a dict or
     None); the course's `sessions` (`view_sessions`); the answer already given to (actor,
-    key) as `earlier_hash` and `earlier_response` (NULL when none); and whether the
-    therapist's (`therapist_busy`) or the client's (`client_busy`) time around `starts_at` is
-    taken already; and `nearby`: both calendars' busy times within NEARBY of `starts_at`."""
+    key) as `earlier_hash` and `earlier_response` (NULL when none); and `nearby`: both
+    calendars' busy times within NEARBY of `starts_at` (`nearby_of`)."""
     return await conn.fetchrow(
         "SELECT c.*, t.time_zone, t.published, t.practice_address,"
-        " (SELECT to_jsonb(a) FROM availability a WHERE a.therapist_id = c.therapist_id)"
-        "  AS availability,"
+        " to_jsonb(a) AS availability,"
         " array(SELECT row(s.session_id, s.number, s.phase, s.starts_at, s.status, s.phq9_total)"
         "  FROM sessions s WHERE s.course_id = c.course_id ORDER BY s.starts_at, s.number)"
         "  AS sessions,"
         " k.request_hash AS earlier_hash, k.response AS earlier_response,"
-        " EXISTS (SELECT 1 FROM sessions s WHERE s.therapist_id = c.therapist_id"
-        "  AND s.therapist_span && tstzrange(p.at, p.at + make_interval(mins =>"
-        "   c.session_minutes + coalesce((SELECT a.buffer_minutes FROM availability a"
-        "    WHERE a.therapist_id = c.therapist_id), 0)))"
-        f"  AND s.{_LIVE_SQL}) AS therapist_busy,"
-        " EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = c.client_id"
-        "  AND s.client_span && tstzrange(p.at, p.at + make_interval(mins => c.session_minutes))"
-        f"  AND s.{_LIVE_SQL}) AS client_busy,"
-        # For the alternatives of a refusal without another round trip: both calendars
-        # within NEARBY of the requested start. (No branches on the parameters: one generic
-        # plan serves every booking, without planning each one.)
-        " array(SELECT row(s.starts_at, s.ends_at) FROM sessions s"
+        # Both calendars within NEARBY of the requested start, to check it and to offer the
+        # alternatives of a refusal without another round trip. (No branches on the
+        # parameters: one generic plan serves every booking, without planning each one.)
+        " array(SELECT row(s.starts_at, s.ends_at, s.therapist_id = c.therapist_id,"
+        "  s.client_id = c.client_id) FROM sessions s"
         "  WHERE ((s.therapist_id = c.therapist_id AND s.therapist_span && p.near"
         f"   AND s.{_LIVE_SQL})"
         "  OR (s.client_id = c.client_id AND s.client_span && p.near"
         f"   AND s.{_LIVE_SQL})) ORDER BY s.starts_at) AS nearby"
-        " FROM (SELECT $4::timestamptz AS at,"
-        "  tstzrange($4::timestamptz - $5::interval, $4::timestamptz + $5::interval) AS near) p,"
+        " FROM (SELECT tstzrange($4::timestamptz - $5::interval, $4::timestamptz + $5::interval)"
+        "  AS near) p,"
         " courses c JOIN therapists t USING (therapist_id)"
+        " LEFT JOIN availability a USING (therapist_id)"
         " LEFT JOIN idempotency_keys k ON k.actor_id = $2 AND k.key = $3"
         " WHERE c.course_id = $1",
         course_id,
@@ -730,6 +722,13 @@ async def booking_view(
         starts_at,
         NEARBY,
     )
+
+
+def nearby_of(view: asyncpg.Record) -> tuple[list[Busy], list[Busy]]:
+    """The therapist's and the client's busy times near the start of a `booking_view`."""
+    therapist = [(start, end) for start, end, theirs, _ in view["nearby"] if theirs]
+    client = [(start, end) for start, end, _, clients in view["nearby"] if clients]
+    return therapist, client
 
 
 def view_sessions(view: asyncpg.Record) -> list[dict[str, Any]]:
@@ -880,4 +879,47 @@ async def queue_refresh(conn: asyncpg.Connection, every_s: float) -> int:
         " JOIN availability a USING (therapist_id) WHERE t.published",
         every_s,
     )
+    return int(status.split()[-1])
+
+
+# --------------------------------------------------------------------------- patient rights
+
+
+async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[str, Any]:
+    """Everything booking holds about the client, for their export."""
+    courses = await conn.fetch(
+        "SELECT * FROM courses WHERE client_id = $1 ORDER BY started_at", client_id
+    )
+    sessions = await conn.fetch(
+        "SELECT session_id, course_id, therapist_id, number, phase, status, starts_at, ends_at,"
+        " time_zone, mode, meeting_url, practice_address, booked_by, series_id, phq9_total,"
+        " changed_by, late, counts_as_used, booked_at, changed_at"
+        " FROM sessions WHERE client_id = $1 ORDER BY starts_at",
+        client_id,
+    )
+    return {"courses": [dict(r) for r in courses], "sessions": [dict(r) for r in sessions]}
+
+
+async def erase_requests(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
+    """Drop what need not be kept: the answers remembered for retried booking requests, and
+    proposed matches that never opened a course."""
+    await conn.execute(
+        "DELETE FROM matches WHERE details->>'client_id' = $1 AND approved_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.match_id = matches.match_id)",
+        str(client_id),
+    )
+    status = await conn.execute("DELETE FROM idempotency_keys WHERE actor_id = $1", client_id)
+    return int(status.split()[-1])
+
+
+async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
+    """Delete the courses and sessions of clients whose last entry here is older than
+    `before` (the last session, booking change or course closing); returns how many courses."""
+    expired = (
+        "SELECT c.client_id FROM courses c LEFT JOIN sessions s ON s.course_id = c.course_id"
+        " GROUP BY c.client_id HAVING max(greatest(c.started_at, c.closed_at, s.ends_at,"
+        " s.changed_at)) < $1"
+    )
+    await conn.execute(f"DELETE FROM sessions WHERE client_id IN ({expired})", before)
+    status = await conn.execute(f"DELETE FROM courses WHERE client_id IN ({expired})", before)
     return int(status.split()[-1])

@@ -16,7 +16,7 @@ from catalog import api, handlers, service
 from catalog.demo import demo_therapists, synthetic_profiles, synthetic_therapist_id
 from catalog.domain.profile import TherapistProfile
 from catalog.settings import Settings
-from chassis import db
+from chassis import db, retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 
@@ -26,8 +26,9 @@ DEFINITION = ServiceDefinition(
     name="catalog",
     settings_class=Settings,
     migrations=Path(__file__).parent / "migrations",
-    routers=[api.router],
+    routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
+    worker_tasks=[retention.retention_task(service.purge_expired)],
     description="Therapists, methods and verified reviews.",
 )
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import asyncpg
 
-from catalog import store
+from catalog import service, store
 from catalog.domain.reviews import review_right_from
 from chassis.consumer import EventConsumers
 from contracts import Envelope
-from contracts.events import CourseCompleted
+from contracts.events import CourseCompleted, RightsRequested
 
 consumers = EventConsumers("catalog")
 
@@ -21,3 +21,9 @@ async def grant_review_right(event: Envelope[Any], conn: asyncpg.Connection) -> 
     completed: CourseCompleted = event.payload
     # The inbox drops a redelivered event; the course key also absorbs a re-emitted one.
     await store.record_review_right(conn, review_right_from(completed), completed.completed_at)
+
+
+@consumers.handler(RightsRequested, name="rights-requests")
+async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Exports the person's reviews, or erases them (GDPR)."""
+    await service.handle_rights_request(conn, event.payload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -29,9 +30,9 @@ from catalog.domain.reviews import (
 from catalog.domain.search import SearchQuery
 from catalog.domain.search_index import SearchIndex, listed
 from catalog.store import StoredTherapist
-from chassis import audit, outbox
+from chassis import audit, outbox, rights
 from chassis.errors import Conflict, NotFound
-from contracts.events import TherapistProfileWithdrawn
+from contracts.events import RightsRequested, TherapistProfileWithdrawn
 
 # TherapistProfileWithdrawn.reason, named for request bodies (a unit test keeps them equal).
 WithdrawalReason = Literal["withdrawn_by_admin", "left_platform", "licence_revoked", "other"]
@@ -312,3 +313,36 @@ async def _recount(
 ) -> tuple[RatingSummary, StoredTherapist]:
     summary = rating_summary(await store.visible_ratings(conn, therapist_id))
     return summary, await store.set_rating(conn, therapist_id, summary.average, summary.count)
+
+
+# ----------------------------------------------------------------------------- patient rights
+
+# The catalog keeps nothing clinical about a client: their reviews go altogether.
+ERASED = ["reviews", "review_text", "review_rights"]
+
+
+async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
+    """Export this service's part, or erase the person's reviews, and answer."""
+    if requested.kind == "export":
+        data = await store.personal_data(conn, requested.subject_id)
+        data["access_log"] = await audit.for_subject(conn, requested.subject_id)
+        reviews = len(data["reviews"])
+        await rights.store_export(
+            conn,
+            requested,
+            data,
+            [f"Katalog: {reviews} omdömen (betyg och text)"],
+            [f"Catalog: {reviews} reviews (rating and text)"],
+        )
+        return
+    for therapist_id in await store.erase_reviews(conn, requested.subject_id):
+        await _locked(conn, therapist_id)
+        _, rated = await _recount(conn, therapist_id)
+        if rated.status == "published":
+            await _announce(conn, rated)  # the rating without the erased reviews
+    await rights.record_erasure(conn, requested, erased=ERASED, kept=["audit_log"])
+
+
+async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
+    """The retention job's part here: export parts nobody fetched."""
+    return {"export_parts": await rights.purge_export_parts(conn, now)}

@@ -286,3 +286,30 @@ async def latest_reviews(
         limit,
     )
     return [dict(row) for row in rows]
+
+
+# --------------------------------------------------------------------------- patient rights
+
+
+async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[str, Any]:
+    """Everything the catalog holds about the client, for their export."""
+    reviews = await conn.fetch(
+        "SELECT review_id, course_id, therapist_id, rating, text, hidden, hidden_at, created_at"
+        " FROM reviews WHERE client_id = $1 ORDER BY created_at",
+        client_id,
+    )
+    rights = await conn.fetch(
+        "SELECT course_id, therapist_id, completed_at FROM review_rights WHERE client_id = $1"
+        " ORDER BY completed_at",
+        client_id,
+    )
+    return {"reviews": [dict(r) for r in reviews], "review_rights": [dict(r) for r in rights]}
+
+
+async def erase_reviews(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[uuid.UUID]:
+    """Delete the client's reviews and review rights; returns the therapists reviewed."""
+    therapists = await conn.fetch(
+        "DELETE FROM reviews WHERE client_id = $1 RETURNING therapist_id", client_id
+    )
+    await conn.execute("DELETE FROM review_rights WHERE client_id = $1", client_id)
+    return sorted({r["therapist_id"] for r in therapists})

@@ -5,30 +5,36 @@ Every read of intake data is written to the audit log; somebody else's intake is
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from chassis import audit
-from chassis.app import pool_of
+from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, DomainError, NotFound
 from chassis.http import SIGNED_IN, problems
+from contracts.oncall import OnCallRoster
 from matching import service, store, views
-from matching.domain.explain import explain_status, explain_waitlist
+from matching.domain import access
+from matching.domain.explain import Lang, explain_status, explain_waitlist
 from matching.domain.intake import Intake
 from matching.domain.lifecycle import StepRefused, TriageDecision
 from matching.domain.screening import ScreeningRefused
 from matching.responses import (
     Approved,
     AuditEntry,
+    Claimed,
     ClinicianIntake,
     IntakeOut,
     IntakeSummary,
     QueueEntry,
     Rejected,
+    Released,
     Submitted,
     Triaged,
 )
@@ -203,6 +209,33 @@ async def clinician_queue(
     return [views.queue_entry(row) for row in rows]
 
 
+def _roster(request: Request) -> OnCallRoster | None:
+    roster: OnCallRoster | None = getattr(runtime_of(request).settings, "on_call_roster", None)
+    return roster
+
+
+@contextlib.contextmanager
+def _access_translated() -> Iterator[None]:
+    try:
+        yield
+    except access.AccessRefused as exc:
+        raise DomainError(str(exc), code=exc.code, status=403) from exc
+    except access.ClaimedByAnother as exc:
+        raise Conflict(
+            str(exc),
+            code=exc.code,
+            claimed_by=str(exc.claim.clinician_id),
+            claimed_at=exc.claim.claimed_at.isoformat(),
+        ) from exc
+
+
+def _opened(opened: service.Opened, lang: Lang) -> dict[str, Any]:
+    view = views.clinician_intake(opened.intake, opened.current, lang)
+    view["access"] = opened.standing
+    view["claimed_by"] = str(opened.claim.clinician_id) if opened.claim else None
+    return view
+
+
 @router.get(
     "/clinician/intakes/{intake_id}",
     response_model=ClinicianIntake,
@@ -213,14 +246,102 @@ async def clinician_intake(
     intake_id: uuid.UUID, request: Request, who: Clinician, lang: Language = "sv"
 ) -> dict[str, Any]:
     """Everything the client answered, free text included, for an intake that needs (or
-    needed) a clinician; other intakes are not a clinician's to read."""
+    needed) a clinician: for the clinicians on call, the one who claimed it, or one with
+    emergency access (403 `emergency_access_required` otherwise). Other intakes are not a
+    clinician's to read."""
+    with _access_translated():
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            opened = await service.open_intake(conn, intake_id, who.subject, _roster(request))
+    if opened is None:
+        raise NotFound(INTAKE_NOT_FOUND)
+    return _opened(opened, lang)
+
+
+class EmergencyAccessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(
+        min_length=access.REASON_MIN_LENGTH,
+        max_length=access.REASON_MAX_LENGTH,
+        description="Why you open an intake you are not on call for; the client sees that "
+        "you did (and this reason in the intake service's log)",
+    )
+
+
+@router.post(
+    "/clinician/intakes/{intake_id}/emergency-access",
+    response_model=ClinicianIntake,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["clinicians"],
+)
+async def emergency_access(
+    intake_id: uuid.UUID,
+    body: EmergencyAccessIn,
+    request: Request,
+    who: Clinician,
+    lang: Language = "sv",
+) -> dict[str, Any]:
+    """Open an intake without standing access, stating why (422 without a reason). Audited
+    with the reason, flagged, shown to the client; access lasts a while (`access`)."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        row = await store.get_intake(conn, intake_id)
-        if row is None or not (row["risk_level"] == "high" or row["requires_approval"]):
-            raise NotFound(INTAKE_NOT_FOUND)
-        current = await store.current_match(conn, intake_id)
-        await _audit_read(conn, who, row["client_id"], "intake", str(intake_id))
-    return views.clinician_intake(row, current, lang)
+        opened = await service.open_intake(
+            conn, intake_id, who.subject, _roster(request), reason=body.reason
+        )
+    if opened is None:
+        raise NotFound(INTAKE_NOT_FOUND)
+    return _opened(opened, lang)
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    take_over: bool = Field(
+        default=False, description="take another clinician's claim over, knowingly"
+    )
+
+
+@router.post(
+    "/clinician/intakes/{intake_id}/claim",
+    response_model=Claimed,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["clinicians"],
+)
+async def claim_intake(
+    intake_id: uuid.UUID, request: Request, who: Clinician, body: ClaimIn | None = None
+) -> dict[str, Any]:
+    """Claim an intake for triage, so no other clinician works on it unknowingly (409
+    `claimed_by_another` names who has it; `take_over` takes it knowingly)."""
+    with _access_translated():
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            claim = await service.claim_intake(
+                conn,
+                intake_id,
+                who.subject,
+                _roster(request),
+                take_over=body.take_over if body else False,
+            )
+    if claim is None:
+        raise NotFound(INTAKE_NOT_FOUND)
+    return {
+        "intake_id": str(intake_id),
+        "claimed_by": str(claim.clinician_id),
+        "claimed_at": claim.claimed_at.isoformat(),
+    }
+
+
+@router.delete(
+    "/clinician/intakes/{intake_id}/claim",
+    response_model=Released,
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["clinicians"],
+)
+async def release_intake(intake_id: uuid.UUID, request: Request, who: Clinician) -> Released:
+    """Give your claim on an intake up."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        released = await service.release_intake(conn, intake_id, who.subject)
+    if not released:
+        raise NotFound("You hold no claim on this intake")
+    return Released(intake_id=intake_id, released=True)
 
 
 class TriageIn(BaseModel):
@@ -240,8 +361,11 @@ async def triage_intake(
 ) -> dict[str, Any]:
     """Record the triage of a high-risk intake; resume_matching runs the matcher at once."""
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
-            status = await service.triage(conn, intake_id, who.subject, body.decision)
+        with _access_translated():
+            async with pool_of(request).acquire() as conn, conn.transaction():
+                status = await service.triage(
+                    conn, intake_id, who.subject, body.decision, roster=_roster(request)
+                )
     except StepRefused as exc:
         raise _refused(exc) from exc
     if status is None:
@@ -258,8 +382,9 @@ async def triage_intake(
 async def approve_match(match_id: uuid.UUID, request: Request, who: Clinician) -> dict[str, Any]:
     """Approve a severe intake's proposed match: booking may open."""
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
-            found = await service.approve(conn, match_id, who.subject)
+        with _access_translated():
+            async with pool_of(request).acquire() as conn, conn.transaction():
+                found = await service.approve(conn, match_id, who.subject, roster=_roster(request))
     except StepRefused as exc:
         raise _refused(exc) from exc
     if not found:
@@ -276,12 +401,15 @@ async def approve_match(match_id: uuid.UUID, request: Request, who: Clinician) -
 async def reject_match(match_id: uuid.UUID, request: Request, who: Clinician) -> dict[str, Any]:
     """Reject a proposed match; the matcher proposes the next candidate (or waitlists)."""
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
-            intake_id = await service.reject(conn, match_id, who.subject)
-            if intake_id is None:
-                raise NotFound(MATCH_NOT_FOUND)
-            intake = await store.get_intake(conn, intake_id)
-            proposed = await store.current_match(conn, intake_id)
+        with _access_translated():
+            async with pool_of(request).acquire() as conn, conn.transaction():
+                intake_id = await service.reject(
+                    conn, match_id, who.subject, roster=_roster(request)
+                )
+                if intake_id is None:
+                    raise NotFound(MATCH_NOT_FOUND)
+                intake = await store.get_intake(conn, intake_id)
+                proposed = await store.current_match(conn, intake_id)
     except StepRefused as exc:
         raise _refused(exc) from exc
     assert intake is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chassis import retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 from contracts.events import (
@@ -12,6 +13,8 @@ from contracts.events import (
     IntakeTriaged,
     IntakeWaitlisted,
     MatchApproved,
+    MatchingAccessRecorded,
+    MatchingRightsRequestHandled,
     MatchRejected,
     TherapistMatched,
 )
@@ -25,9 +28,14 @@ DEFINITION = ServiceDefinition(
     name="matching",
     settings_class=Settings,
     migrations=Path(__file__).parent / "migrations",
-    routers=[api.router],
+    routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
-    worker_tasks=[service.keep_candidate_index, service.waitlist_retrier, service.waiting_watch],
+    worker_tasks=[
+        service.keep_candidate_index,
+        service.waitlist_retrier,
+        service.waiting_watch,
+        retention.retention_task(service.purge_expired),
+    ],
     publishes=[
         IntakeSubmitted,
         IntakeEscalated,
@@ -36,6 +44,8 @@ DEFINITION = ServiceDefinition(
         TherapistMatched,
         MatchApproved,
         MatchRejected,
+        MatchingAccessRecorded,
+        MatchingRightsRequestHandled,
     ],
     description="Intakes, screening with crisis routing, the matcher and the waitlist.",
 )

@@ -22,6 +22,7 @@ from contracts.events import (
     CourseStarted,
     IntakeSubmitted,
     ReviewPublished,
+    RightsRequested,
     TherapistAvailabilityPublished,
     TherapistProfilePublished,
     TherapistProfileWithdrawn,
@@ -113,3 +114,9 @@ async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     )
     await store.wake_waitlist(conn)
     await store.therapist_changed(conn, ended.therapist_id)
+
+
+@consumers.handler(RightsRequested, name="rights-requests")
+async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Exports the person's intakes and matches, or erases their free text (GDPR)."""
+    await service.handle_rights_request(conn, event.payload)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -118,6 +119,10 @@ class AuditEntry(BaseModel):
     resource: str
     resource_id: str | None
     at: Timestamp
+    # Emergency access: a clinician without standing access opened the intake, saying why.
+    emergency: bool = False
+    reason_code: str | None = None
+    reason: str | None = None
 
 
 class ProposedMatch(BaseModel):
@@ -144,6 +149,9 @@ class QueueEntry(BaseModel):
     requires_approval: bool
     has_free_text: bool
     proposed_match: ProposedMatch | None
+    # Who is working on it, so two clinicians do not unknowingly.
+    claimed_by: uuid.UUID | None = None
+    claimed_at: Timestamp | None = None
 
 
 class Triage(BaseModel):
@@ -155,6 +163,20 @@ class Triage(BaseModel):
 class ClinicianIntake(IntakeOut):
     client_id: uuid.UUID
     triage: Triage | None
+    # Why this clinician may open it: on call now, has claimed it, or emergency access.
+    access: Literal["on_call", "claimed", "emergency"] | None = None
+    claimed_by: uuid.UUID | None = None
+
+
+class Released(BaseModel):
+    intake_id: uuid.UUID
+    released: bool
+
+
+class Claimed(BaseModel):
+    intake_id: uuid.UUID
+    claimed_by: uuid.UUID
+    claimed_at: Timestamp
 
 
 class Triaged(BaseModel):

@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from chassis import audit, outbox
+from chassis import audit, outbox, retention, rights
 from chassis.app import Runtime
 from chassis.settings import ServiceSettings
 from contracts.events import (
@@ -28,10 +28,12 @@ from contracts.events import (
     IntakeWaitlisted,
     MatchApproved,
     MatchRejected,
+    RightsRequested,
     TherapistMatched,
 )
+from contracts.oncall import OnCallRoster
 from matching import store
-from matching.domain import lifecycle
+from matching.domain import access, lifecycle
 from matching.domain.candidate_index import CandidateIndex
 from matching.domain.intake import Intake
 from matching.domain.lifecycle import IntakeStatus, TriageDecision
@@ -350,11 +352,16 @@ async def triage(
     intake_id: uuid.UUID,
     clinician_id: uuid.UUID,
     decision: TriageDecision,
+    *,
+    roster: OnCallRoster | None = None,
 ) -> IntakeStatus | None:
-    """Record the triage; on resume the matcher runs at once. None: no such intake."""
+    """Record the triage; on resume the matcher runs at once. None: no such intake.
+
+    Raises access.AccessRefused / ClaimedByAnother when the clinician may not work on it."""
     intake = await store.get_intake(conn, intake_id, for_update=True)
     if intake is None:
         return None
+    await _may_work(conn, intake_id, clinician_id, roster)
     status = lifecycle.triage(intake["status"], decision)
     await store.record_triage(
         conn, intake_id, clinician_id=clinician_id, decision=decision, status=status
@@ -377,17 +384,30 @@ async def triage(
     return status
 
 
-async def approve(conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID) -> bool:
+async def approve(
+    conn: asyncpg.Connection,
+    match_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    *,
+    roster: OnCallRoster | None = None,
+) -> bool:
     """False: no such match."""
-    return await _clinician_decides(conn, match_id, clinician_id, approved=True) is not None
+    decided = await _clinician_decides(conn, match_id, clinician_id, approved=True, roster=roster)
+    return decided is not None
 
 
 async def reject(
-    conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID
+    conn: asyncpg.Connection,
+    match_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    *,
+    roster: OnCallRoster | None = None,
 ) -> uuid.UUID | None:
     """Reject a proposed match; the matcher proposes the next candidate (or waitlists).
     Returns the intake's id; None: no such match."""
-    intake_id = await _clinician_decides(conn, match_id, clinician_id, approved=False)
+    intake_id = await _clinician_decides(
+        conn, match_id, clinician_id, approved=False, roster=roster
+    )
     if intake_id is None:
         return None
     await match_intake(conn, intake_id)
@@ -396,7 +416,12 @@ async def reject(
 
 
 async def _clinician_decides(
-    conn: asyncpg.Connection, match_id: uuid.UUID, clinician_id: uuid.UUID, *, approved: bool
+    conn: asyncpg.Connection,
+    match_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    *,
+    approved: bool,
+    roster: OnCallRoster | None,
 ) -> uuid.UUID | None:
     """A clinician's decision on a proposed match, recorded, audited and announced.
     Returns the intake's id; None: no such match."""
@@ -405,6 +430,7 @@ async def _clinician_decides(
         return None
     intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
     assert intake is not None
+    await _may_work(conn, intake["intake_id"], clinician_id, roster)
     lifecycle.decide_match(intake["status"], proposed["status"])
     await store.set_match_status(
         conn, match_id, "active" if approved else "rejected", decided_by=clinician_id
@@ -449,6 +475,162 @@ async def _audit_clinician(
         resource="intake",
         resource_id=str(intake_id),
     )
+
+
+# --------------------------------------------------------------------------- clinician access
+
+
+def needs_clinician(intake: asyncpg.Record) -> bool:
+    """An intake a clinician works on (triage or approval); other intakes are not theirs."""
+    return bool(intake["risk_level"] == "high" or intake["requires_approval"])
+
+
+async def _claim_of(conn: asyncpg.Connection, intake_id: uuid.UUID) -> access.Claim | None:
+    row = await store.get_claim(conn, intake_id)
+    return access.Claim(row["clinician_id"], row["claimed_at"]) if row else None
+
+
+async def _may_work(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    roster: OnCallRoster | None,
+) -> None:
+    access.may_work(
+        clinician_id,
+        _now(),
+        roster,
+        await _claim_of(conn, intake_id),
+        await store.emergency_access_until(conn, intake_id, clinician_id),
+    )
+
+
+@dataclass(frozen=True)
+class Opened:
+    intake: asyncpg.Record
+    current: asyncpg.Record | None
+    standing: access.Standing
+    claim: access.Claim | None
+
+
+async def open_intake(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    roster: OnCallRoster | None,
+    *,
+    reason: str | None = None,
+) -> Opened | None:
+    """A clinician opens an intake with its answers and free text, audited.
+
+    Without standing access a stated `reason` opens it anyway (emergency access: granted
+    for a while, audited with the reason, flagged). None: no such intake for a clinician.
+    Raises access.AccessRefused without standing access and without a reason."""
+    intake = await store.get_intake(conn, intake_id)
+    if intake is None or not needs_clinician(intake):
+        return None
+    now = _now()
+    claim = await _claim_of(conn, intake_id)
+    until = await store.emergency_access_until(conn, intake_id, clinician_id)
+    found = access.standing(clinician_id, now, roster, claim, until)
+    if found is None and reason is not None:
+        await store.grant_emergency_access(
+            conn, intake_id, clinician_id, reason, now + access.EMERGENCY_ACCESS_FOR
+        )
+        found = "emergency"
+    elif found is None:
+        access.may_open(clinician_id, now, roster, claim, until)  # raises AccessRefused
+    emergency = found == "emergency"
+    await audit.record(
+        conn,
+        actor_id=str(clinician_id),
+        actor_role="clinician",
+        subject_id=intake["client_id"],
+        action="read",
+        resource="intake",
+        resource_id=str(intake_id),
+        # Reads under an emergency grant stay flagged; the first one carries the reason.
+        reason_code=audit.EMERGENCY_ACCESS if emergency else None,
+        reason=reason if emergency else None,
+        emergency=emergency,
+    )
+    assert found is not None
+    return Opened(intake, await store.current_match(conn, intake_id), found, claim)
+
+
+async def claim_intake(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    roster: OnCallRoster | None,
+    *,
+    take_over: bool = False,
+) -> access.Claim | None:
+    """Claim an intake for triage (or take another's claim over, knowingly). None: no such
+    intake for a clinician. Raises AccessRefused / ClaimedByAnother."""
+    intake = await store.get_intake(conn, intake_id, for_update=True)
+    if intake is None or not needs_clinician(intake):
+        return None
+    claim = await _claim_of(conn, intake_id)
+    access.may_claim(
+        clinician_id,
+        _now(),
+        roster,
+        claim,
+        await store.emergency_access_until(conn, intake_id, clinician_id),
+        take_over=take_over,
+    )
+    row = await store.set_claim(conn, intake_id, clinician_id)
+    if claim is None or claim.clinician_id != clinician_id:
+        await _audit_clinician(conn, clinician_id, intake["client_id"], "claim", intake_id)
+    return access.Claim(row["clinician_id"], row["claimed_at"])
+
+
+async def release_intake(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> bool:
+    """Give one's own claim up; False: this clinician holds no claim on it."""
+    return await store.release_claim(conn, intake_id, clinician_id)
+
+
+# --------------------------------------------------------------------------- patient rights
+
+# What an erasure empties here, and what it keeps as the clinical record (and why: the
+# notice in notifications says it in words).
+ERASED = ["intake_free_text", "intake_city", "intake_time_windows"]
+KEPT = ["intake_screening", "matches", "triage", "audit_log"]
+
+
+async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
+    """Export this service's part, or erase what need not be kept, and answer."""
+    if requested.kind == "export":
+        data = await store.personal_data(conn, requested.subject_id)
+        data["access_log"] = await audit.for_subject(conn, requested.subject_id)
+        counts = (len(data["intakes"]), len(data["matches"]))
+        await rights.store_export(
+            conn,
+            requested,
+            data,
+            [
+                f"Matchning: {counts[0]} förfrågningar (svar, fritext, screening), {counts[1]} "
+                "matchningar, vilka som läst dem"
+            ],
+            [
+                f"Matching: {counts[0]} intakes (answers, free text, screening), {counts[1]} "
+                "matches, who read them"
+            ],
+        )
+    else:
+        await store.erase_free_text(conn, requested.subject_id)
+        await rights.record_erasure(conn, requested, erased=ERASED, kept=KEPT)
+
+
+async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
+    """The retention job's part here: clinical records ten years after the last entry."""
+    return {
+        "intakes": await store.purge_expired(conn, now - retention.CLINICAL_RETENTION),
+        "export_parts": await rights.purge_export_parts(conn, now),
+    }
 
 
 # --------------------------------------------------------------------------- switching

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import uuid
+
+from pydantic import Field, model_validator
 
 from chassis.settings import ServiceSettings, service_config
+from contracts.oncall import OnCallRoster, OnCallShift
 
 
 class Settings(ServiceSettings):
@@ -14,3 +17,18 @@ class Settings(ServiceSettings):
     waitlist_retry_s: float = Field(default=30.0, gt=0)
     # How often the worker refreshes the waiting gauges (crisis triage, waitlist).
     waiting_watch_s: float = Field(default=15.0, gt=0)
+    # The on-call roster (the same as notifications'): the clinicians who may open escalated
+    # intakes without stating a reason (domain/access.py). Unset: every clinician may.
+    on_call_clinicians: list[uuid.UUID] = Field(default_factory=list)
+    on_call_shifts: list[OnCallShift] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _roster_is_valid(self) -> Settings:
+        self.on_call_roster  # noqa: B018 - a bad roster fails at start
+        return self
+
+    @property
+    def on_call_roster(self) -> OnCallRoster | None:
+        if not self.on_call_clinicians:
+            return None
+        return OnCallRoster(clinician_ids=self.on_call_clinicians, shifts=self.on_call_shifts)

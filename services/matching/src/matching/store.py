@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -245,9 +246,11 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
         SELECT i.intake_id, i.client_id, i.status, i.status_since, i.submitted_at,
                i.risk_level, i.severity_band, i.phq9_total, i.phq9[9] AS self_harm_answer,
                i.age_group, i.method, i.requires_approval, i.free_text IS NOT NULL AS has_free_text,
-               m.match_id, m.therapist_id, m.score, m.mode
+               m.match_id, m.therapist_id, m.score, m.mode,
+               c.clinician_id AS claimed_by, c.claimed_at
         FROM intakes i
         LEFT JOIN matches m ON m.intake_id = i.intake_id AND m.status = 'proposed'
+        LEFT JOIN intake_claims c ON c.intake_id = i.intake_id
         WHERE i.status = ANY($1::text[])
         ORDER BY i.status_since, i.intake_id
         LIMIT $2
@@ -592,3 +595,120 @@ async def candidates_after(
         limit,
     )
     return [_candidate(row) for row in rows]
+
+
+# --------------------------------------------------------------------------- clinician access
+
+
+async def get_claim(conn: asyncpg.Connection, intake_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT clinician_id, claimed_at FROM intake_claims WHERE intake_id = $1", intake_id
+    )
+
+
+async def set_claim(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> asyncpg.Record:
+    """Claim (or take over) the intake; a clinician claiming again keeps their first time."""
+    row = await conn.fetchrow(
+        "INSERT INTO intake_claims (intake_id, clinician_id) VALUES ($1, $2)"
+        " ON CONFLICT (intake_id) DO UPDATE SET clinician_id = EXCLUDED.clinician_id,"
+        "  claimed_at = CASE WHEN intake_claims.clinician_id = EXCLUDED.clinician_id"
+        "  THEN intake_claims.claimed_at ELSE now() END"
+        " RETURNING clinician_id, claimed_at",
+        intake_id,
+        clinician_id,
+    )
+    assert row is not None
+    return row
+
+
+async def release_claim(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> bool:
+    status: str = await conn.execute(
+        "DELETE FROM intake_claims WHERE intake_id = $1 AND clinician_id = $2",
+        intake_id,
+        clinician_id,
+    )
+    return status != "DELETE 0"
+
+
+async def grant_emergency_access(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    clinician_id: uuid.UUID,
+    reason: str,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO emergency_access (intake_id, clinician_id, reason, expires_at)"
+        " VALUES ($1, $2, $3, $4)",
+        intake_id,
+        clinician_id,
+        reason,
+        expires_at,
+    )
+
+
+async def emergency_access_until(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, clinician_id: uuid.UUID
+) -> datetime | None:
+    until: datetime | None = await conn.fetchval(
+        "SELECT max(expires_at) FROM emergency_access WHERE intake_id = $1 AND clinician_id = $2",
+        intake_id,
+        clinician_id,
+    )
+    return until
+
+
+# --------------------------------------------------------------------------- patient rights
+
+
+async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[str, Any]:
+    """Everything matching holds about the client, for their export."""
+    intakes = await conn.fetch(
+        "SELECT * FROM intakes WHERE client_id = $1 ORDER BY submitted_at", client_id
+    )
+    matches = await conn.fetch(
+        "SELECT match_id, intake_id, therapist_id, score, mode, reasons, relaxed, status,"
+        " requires_approval, previous_therapist_id, created_at, decided_by, decided_at"
+        " FROM matches WHERE client_id = $1 ORDER BY created_at",
+        client_id,
+    )
+    emergency = await conn.fetch(
+        "SELECT e.intake_id, e.clinician_id, e.reason, e.granted_at, e.expires_at"
+        " FROM emergency_access e JOIN intakes i USING (intake_id)"
+        " WHERE i.client_id = $1 ORDER BY e.granted_at",
+        client_id,
+    )
+    return {
+        "intakes": [dict(r) for r in intakes],
+        "matches": [dict(r) for r in matches],
+        "emergency_access": [dict(r) for r in emergency],
+    }
+
+
+async def erase_free_text(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
+    """Empty what the law does not require to keep: free text, city, preferred times."""
+    status = await conn.execute(
+        "UPDATE intakes SET free_text = NULL, city = NULL, time_windows = '[]'::jsonb,"
+        " erased_at = now() WHERE client_id = $1",
+        client_id,
+    )
+    return int(status.split()[-1])
+
+
+async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
+    """Delete the intakes (and their matches, claims, emergency access) of clients whose
+    last entry here is older than `before`; returns how many intakes."""
+    expired = (
+        "SELECT intake_id FROM intakes WHERE client_id IN ("
+        " SELECT client_id FROM intakes GROUP BY client_id"
+        " HAVING max(greatest(submitted_at, status_since, coalesce(triaged_at, submitted_at)))"
+        " < $1)"
+    )
+    for table in ("emergency_access", "intake_claims", "matches"):
+        await conn.execute(f"DELETE FROM {table} WHERE intake_id IN ({expired})", before)
+    status = await conn.execute(f"DELETE FROM intakes WHERE intake_id IN ({expired})", before)
+    return int(status.split()[-1])

@@ -123,6 +123,9 @@ def queue_entry(row: asyncpg.Record) -> dict[str, Any]:
         "requires_approval": row["requires_approval"],
         "has_free_text": row["has_free_text"],
         "proposed_match": proposed,
+        # Who is working on it (domain/access.py), so two clinicians do not unknowingly.
+        "claimed_by": _str(row["claimed_by"]),
+        "claimed_at": row["claimed_at"].isoformat() if row["claimed_at"] else None,
     }
 
 
@@ -151,6 +154,10 @@ def audit_entry(entry: dict[str, Any]) -> dict[str, Any]:
         "resource": entry["resource"],
         "resource_id": entry["resource_id"],
         "at": entry["at"].isoformat(),
+        # Emergency access is flagged, with the reason the clinician gave.
+        "emergency": entry["emergency"],
+        "reason_code": entry["reason_code"],
+        "reason": entry["reason"],
     }
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
 
 from chassis.app import pool_of
 from chassis.auth import Principal, require
+from chassis.errors import DomainError, NotFound
 from chassis.http import SIGNED_IN, problems
 from contracts.inputs import Offset, RowId
 from notifications import service
@@ -197,3 +198,143 @@ async def resend_delivery(request: Request, delivery_id: RowId, who: Admin) -> R
     async with pool_of(request).acquire() as conn, conn.transaction():
         again = await service.resend_delivery(conn, delivery_id)
     return Resent(id=delivery_id, state=again.state)
+
+
+# --------------------------------------------------------------------------- access log
+
+
+class AccessEntry(BaseModel):
+    service: str
+    actor_id: str
+    actor_role: str
+    action: str
+    resource: str
+    resource_id: str | None
+    # Emergency access: a clinician without standing access opened the record, stating a
+    # reason (the reason itself is in that service's own log).
+    emergency: bool
+    reason_code: str | None
+    at: datetime
+
+
+class AccessLog(BaseModel):
+    entries: list[AccessEntry]
+    # Pass as `cursor` for the next (older) page; None: no more.
+    next_cursor: str | None
+
+
+def _cursor_of(value: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, entry_id = value.rsplit("_", 1)
+        return datetime.fromisoformat(at), uuid.UUID(entry_id)
+    except ValueError as exc:
+        raise DomainError("cursor: not a cursor this service gave", code="invalid_request") from exc
+
+
+@router.get("/me/access-log", responses=problems(*SIGNED_IN, 422), tags=["privacy"])
+async def my_access_log(
+    request: Request,
+    who: Person,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> AccessLog:
+    """Who read or changed your health data in any service, and when: newest first, paged."""
+    before = _cursor_of(cursor) if cursor else None
+    async with pool_of(request).acquire() as conn:
+        rows = await service.access_log(conn, who.subject, limit + 1, before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        AccessEntry(
+            service=r["service"],
+            actor_id=r["actor_id"],
+            actor_role=r["actor_role"],
+            action=r["action"],
+            resource=r["resource"],
+            resource_id=r["resource_id"],
+            emergency=r["emergency"],
+            reason_code=r["reason_code"],
+            at=r["at"],
+        )
+        for r in rows
+    ]
+    last = rows[-1] if rows and more else None
+    return AccessLog(
+        entries=entries,
+        next_cursor=f"{last['at'].isoformat()}_{last['entry_id']}" if last else None,
+    )
+
+
+# --------------------------------------------------------------------------- rights requests
+
+SERVICES = ("catalog", "matching", "booking", "notifications")
+
+
+class RightsRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["export", "erasure"]
+
+
+class RightsRequestOut(BaseModel):
+    request_id: uuid.UUID
+    kind: Literal["export", "erasure"]
+    status: Literal["running", "done"]
+    requested_at: datetime
+    due_at: datetime
+    done_at: datetime | None
+    # Which services have done their part, with what they exported, erased or keep (codes).
+    answers: dict[str, dict[str, list[str]]]
+    # Export: where each service's part is fetched (through the gateway), once done.
+    parts: list[str]
+
+
+def _request_out(row: Any) -> RightsRequestOut:
+    answers = dict(row["answers"])
+    done = row["status"] == "done"
+    return RightsRequestOut(
+        request_id=row["request_id"],
+        kind=row["kind"],
+        status=row["status"],
+        requested_at=row["requested_at"],
+        due_at=row["due_at"],
+        done_at=row["done_at"],
+        answers=answers,
+        parts=[f"/api/{s}/me/exports/{row['request_id']}" for s in SERVICES]
+        if done and row["kind"] == "export"
+        else [],
+    )
+
+
+@router.post(
+    "/me/rights-requests",
+    status_code=202,
+    responses={200: {"model": RightsRequestOut}, **problems(*SIGNED_IN, 422)},
+    tags=["privacy"],
+)
+async def request_my_rights(
+    request: Request, body: RightsRequestIn, who: Person, response: Response
+) -> RightsRequestOut:
+    """Ask for a copy of your data (export) or its erasure. Every service does its part; the
+    inbox tells you when it is done. Asking again while one runs gives that same request."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        row, created = await service.request_rights(conn, who.subject, who.role, body.kind)  # type: ignore[arg-type]
+    if not created:
+        response.status_code = 200
+    return _request_out(row)
+
+
+@router.get(
+    "/me/rights-requests/{request_id}",
+    responses=problems(*SIGNED_IN, 404, 422),
+    tags=["privacy"],
+)
+async def my_rights_request(
+    request: Request, request_id: uuid.UUID, who: Person
+) -> RightsRequestOut:
+    """Where your export or erasure stands; somebody else's answers 404."""
+    async with pool_of(request).acquire() as conn:
+        row = await service.rights_request(conn, request_id)
+    if row is None or row["subject_id"] != who.subject:
+        raise NotFound("No such request")
+    return _request_out(row)

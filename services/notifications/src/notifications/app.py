@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chassis import retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
-from notifications import api, handlers, sender
+from contracts.events import NotificationsAccessRecorded, RightsRequested
+from notifications import api, handlers, sender, service
 from notifications.settings import Settings
 
 __all__ = ["DEFINITION", "Settings", "cli"]
@@ -20,9 +22,10 @@ DEFINITION = ServiceDefinition(
     name="notifications",
     settings_class=Settings,
     migrations=Path(__file__).parent / "migrations",
-    routers=[api.router],
+    routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
-    worker_tasks=[sender.run],
+    worker_tasks=[sender.run, retention.retention_task(service.purge_expired)],
+    publishes=[RightsRequested, NotificationsAccessRecorded],
     description="Contacts, messages per event in the recipient's language, reminders, "
     "e-mail, SMS and the in-app inbox.",
 )

@@ -17,8 +17,8 @@ import asyncpg
 
 from chassis.consumer import EventConsumers
 from contracts import REGISTRY, Envelope
-from contracts.events import IntakeEscalated
-from notifications import store
+from contracts.events import ACCESS_RECORDED, RIGHTS_REQUEST_HANDLED, IntakeEscalated
+from notifications import service, store
 from notifications.domain.plan import HANDLED_EVENTS, plan
 from notifications.settings import Settings
 
@@ -28,7 +28,16 @@ consumers = EventConsumers("notifications")
 async def store_messages(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     """Plans its messages to client, therapist or on-call clinician, and its reminders."""
     settings = cast(Settings, consumers.settings)
-    await store.save_plan(conn, event, plan(event, settings.on_call_roster))
+    planned = plan(event, settings.on_call_roster)
+    # An event from before a person's erasure (still in flight when it came) plans nothing
+    # for them: what was erased must not come back.
+    erased = await store.erased_before(
+        conn, [m.recipient_id for m in planned.messages], event.occurred_at
+    )
+    if erased:
+        kept = [m for m in planned.messages if m.recipient_id not in erased]
+        planned = planned.model_copy(update={"messages": kept})
+    await store.save_plan(conn, event, planned)
 
 
 # Crisis first: escalations are consumed apart from everything else.
@@ -41,3 +50,26 @@ for _event_type in sorted(HANDLED_EVENTS):
         name=f"{_spec.topic.split('.')[1]}-messages",  # e.g. session-booked-messages
         group="crisis" if _event_type in CRISIS_EVENTS else "messages",
     )(store_messages)
+
+
+# The person's one access log: every service's audit entries (ids and codes only).
+async def keep_access_entry(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """Keeps a service's audit entry in the person's access log (GET /me/access-log)."""
+    await store.record_access(conn, event.producer, event.payload)
+
+
+for _model in ACCESS_RECORDED.values():
+    consumers.handler(_model, name=f"{_model.producer}-access-log", group="access-log")(
+        keep_access_entry
+    )
+
+
+async def rights_answered(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+    """A service did its part of an export or erasure; the last one done tells the person."""
+    await service.rights_answered(conn, event)
+
+
+for _answer in RIGHTS_REQUEST_HANDLED.values():
+    consumers.handler(_answer, name=f"{_answer.producer}-rights-answers", group="rights")(
+        rights_answered
+    )

@@ -1,22 +1,29 @@
 """The sender: the worker task that delivers due messages and sends their e-mails and SMS.
 
-Each round:
-1. deliver due messages, urgent first, in one transaction (rows locked FOR UPDATE
-   SKIP LOCKED, so several workers share the work): render each in the language its
-   recipient has *now*, put it in their in-app inbox, and create its e-mail/SMS
-   deliveries for the channels their contacts allow now;
-2. claim due deliveries, urgent first, by moving them a lease ahead; send them outside
-   any transaction, every urgent one before any normal one; record sent, a retry with
-   backoff, or failed (kept, listed for operators, re-sendable).
+Three kinds of coroutine share the work:
+- the filler, in rounds: (1) delivers due messages, urgent first, in one transaction
+  (rows locked FOR UPDATE SKIP LOCKED, so several workers share the work): renders each
+  in the language its recipient has *now*, puts it in their in-app inbox, and creates its
+  e-mail/SMS deliveries for the channels their contacts allow now; (2) claims due
+  deliveries, urgent first, by moving them a lease ahead, and queues them here, keeping
+  a few batches queued so the senders never wait for the database;
+- `sender_concurrency` senders: each takes the most urgent queued delivery and sends it,
+  outside any transaction, on a kept SMTP connection (or the pooled SMS client);
+- the recorder writes the outcomes (sent, a retry with backoff, or failed: kept, listed
+  for operators, re-sendable) in one statement for whatever has finished meanwhile; and
+  the renewer keeps the claims of what is queued or under way alive.
 
-Crisis first: the handlers NOTIFY on commit, which wakes the sender at once; otherwise
-it sleeps until the next reminder or retry is due, and at most `sender_poll_s` (a
-safety net for a missed NOTIFY). A crisis message waits at most for
-the sends already in flight (one batch), never behind the queue.
+Crisis first: the handlers NOTIFY on commit, which wakes the filler at once; otherwise it
+sleeps until the next reminder or retry is due, or the queue runs low, and at most
+`sender_poll_s` (a safety net for a missed NOTIFY). Urgent deliveries are claimed even
+when the queue is full and go to its head: a crisis message waits at most for a sender
+to finish the send it has under way, never behind the queue.
 
 At-least-once: a crash after a send and before its outcome is recorded sends that
-delivery again when its lease runs out. E-mails carry a Message-ID stable per delivery
-and SMS an Idempotency-Key, so mail programs and providers can drop the repeat.
+delivery again once its lease runs out (`sender_lease_s`, renewed while this sender
+lives: another sender takes over a dead one's deliveries within about that long). E-mails
+carry a Message-ID stable per delivery and SMS an Idempotency-Key, so mail programs and
+providers can drop the repeat.
 """
 
 from __future__ import annotations
@@ -66,11 +73,17 @@ async def run(runtime: Runtime) -> None:
     settings = cast("Settings", runtime.settings)
     if runtime.pool is None:
         raise RuntimeError("the sender needs the database pool")
-    async with httpx.AsyncClient() as client:
+    connections = settings.sender_concurrency
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits) as client:
         sender = Sender(
             settings, runtime.pool, EmailChannel(settings), SmsChannel(settings, client)
         )
         await sender.run()
+
+
+# Queued in priority order: urgent first, then the longest waiting.
+_Queued = tuple[bool, datetime, int, store.ClaimedDelivery]
 
 
 class Sender:
@@ -91,7 +104,12 @@ class Sender:
         self.policy = settings.retry_policy
         self.claim = uuid.uuid4()  # this sender's claims; a takeover makes them stale
         self.wake = asyncio.Event()
-        self.slots = asyncio.Semaphore(settings.sender_concurrency)
+        self.queue: asyncio.PriorityQueue[_Queued] = asyncio.PriorityQueue()
+        # Enough queued that senders never wait for a claim; refilled at half.
+        self.queue_target = max(settings.sender_batch_size, 2 * settings.sender_concurrency)
+        self.held: set[int] = set()  # claimed and not yet recorded: renewed while held
+        self.outcomes: list[tuple[store.ClaimedDelivery, Delivery]] = []
+        self.finished = asyncio.Event()  # outcomes wait to be recorded
 
     def _on_notify(self, *_: object) -> None:
         self.wake.set()
@@ -103,13 +121,38 @@ class Sender:
             log.error("no on-call clinicians configured: escalations alert no clinician")
         if not self.sms.available:
             log.warning("no SMS provider configured: messages go by e-mail and in-app only")
+        helpers = [
+            *(
+                asyncio.create_task(self._sending())
+                for _ in range(self.settings.sender_concurrency)
+            ),
+            asyncio.create_task(self._recording()),
+            asyncio.create_task(self._renewing()),
+        ]
+        try:
+            await self._fill_forever()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            # Stopping: what was sent is recorded, what was not is handed back at once.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._hand_back(), 5)
+            await self.email.close()
+
+    async def _fill_forever(self) -> None:
         channel = store.wake_channel(self.settings.db_schema)
         while True:
             try:
                 async with self.pool.acquire() as listener:
                     await listener.add_listener(channel, self._on_notify)
                     try:
-                        await self._work_forever()
+                        while True:
+                            self.wake.clear()
+                            if not await self.round():
+                                idle = await self._idle_for()
+                                with contextlib.suppress(TimeoutError):
+                                    await asyncio.wait_for(self.wake.wait(), idle)
                     finally:
                         with contextlib.suppress(Exception):
                             await listener.remove_listener(channel, self._on_notify)
@@ -119,14 +162,6 @@ class Sender:
                 log.warning("sender lost its database; retrying", error=str(exc))
                 await asyncio.sleep(1.0)
 
-    async def _work_forever(self) -> None:
-        while True:
-            self.wake.clear()
-            if not await self.round():
-                idle = await self._idle_for()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), idle)
-
     async def _idle_for(self) -> float:
         """Until the next reminder or retry is due, a NOTIFY comes, or at most the poll."""
         async with self.pool.acquire() as conn:
@@ -135,25 +170,38 @@ class Sender:
         return poll if due_in is None else min(poll, max(due_in, 0.01))
 
     async def round(self) -> bool:
-        """One pass; True when there may be more work right away."""
+        """One pass of the filler; True when there may be more work right away.
+
+        Urgent messages are delivered and claimed before a batch of normal ones is
+        rendered: a crisis waits at most for the batch under way when it came in."""
+        await self.deliver_due(urgent_only=True)
+        claimed, room = await self.claim_due()
         delivered = await self.deliver_due()
-        sent = await self.send_due()
-        return delivered >= self.settings.sender_batch_size or sent > 0
+        return delivered >= self.settings.sender_batch_size or (room > 0 and claimed >= room)
 
     # ----------------------------------------------------------------------- delivering
 
-    async def deliver_due(self) -> int:
+    async def deliver_due(self, *, urgent_only: bool = False) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            due = await store.lock_due_messages(conn, self.settings.sender_batch_size)
+            due = await store.lock_due_messages(
+                conn, self.settings.sender_batch_size, urgent_only=urgent_only
+            )
             now = datetime.now(UTC)
+            delivered = []
             for message in due:
-                await self._deliver(conn, message, now)
+                ready = await self._deliver(conn, message, now)
+                if ready is not None:
+                    delivered.append(ready)
+            await store.deliver_messages(conn, delivered)
         return len(due)
 
-    async def _deliver(self, conn: asyncpg.Connection, m: store.DueMessage, now: datetime) -> None:
+    async def _deliver(
+        self, conn: asyncpg.Connection, m: store.DueMessage, now: datetime
+    ) -> store.DeliveredMessage | None:
+        """The message rendered for its recipient, or None when it is set aside."""
         if reminder_has_lapsed(m.reminder_key, m.context, now):
             await store.set_message_aside(conn, m.id, "dropped", "session_started")
-            return
+            return None
         contacts = m.contacts
         language = contacts.language if contacts else DEFAULT_LANGUAGE
         time_zone = contacts.time_zone if contacts else DEFAULT_TIME_ZONE
@@ -163,42 +211,113 @@ class Sender:
             # A template bug: keep the message, with why, instead of blocking the queue.
             log.error("message cannot be rendered", message_id=str(m.id), error=str(exc))
             await store.set_message_aside(conn, m.id, "failed", f"render: {exc}")
-            return
+            return None
         channels = delivery_channels(contacts, m.priority, sms_available=self.sms.available)
-        await store.deliver_message(conn, m.id, language, rendered, channels)
+        return store.DeliveredMessage(m.id, language, rendered, channels)
 
     # ----------------------------------------------------------------------- sending
 
-    async def send_due(self) -> int:
+    async def claim_due(self) -> tuple[int, int]:
+        """(claimed, room there was in the queue). Urgent deliveries are claimed even when
+        the queue is full: they go to its head."""
+        room = min(self.queue_target - self.queue.qsize(), self.settings.sender_batch_size)
         async with self.pool.acquire() as conn:
             claimed = await store.claim_deliveries(
-                conn, self.settings.sender_batch_size, self.settings.sender_lease_s, self.claim
+                conn,
+                room if room > 0 else self.settings.sender_batch_size,
+                self.settings.sender_lease_s,
+                self.claim,
+                urgent_only=room <= 0,
             )
-        urgent = [c for c in claimed if c.delivery.priority == "urgent"]
-        normal = [c for c in claimed if c.delivery.priority != "urgent"]
-        for group in (urgent, normal):  # every urgent send is done before a normal one starts
-            if not group:
-                continue
-            outcomes = await asyncio.gather(*(self._send(c) for c in group))
-            # Not recorded (the database is away): the lease runs out, they go again.
+        for c in claimed:
+            self.held.add(c.id)
+            self.queue.put_nowait((c.delivery.priority != "urgent", c.delivery.due_at, c.id, c))
+        return len(claimed), room
+
+    async def send_due(self) -> int:
+        """Claim what is due and send it all now (for tests and tools; run() pipelines)."""
+        claimed, _ = await self.claim_due()
+        while not self.queue.empty():
+            *_, c = self.queue.get_nowait()
+            outcome = await self._send(c)
+            self.outcomes.append((c, outcome))
+        await self._record()
+        return claimed
+
+    async def _sending(self) -> None:
+        while True:
+            *_, c = await self.queue.get()
+            if self.queue.qsize() <= self.queue_target // 2:
+                self.wake.set()  # running low: the filler claims more
+            # Not `self.outcomes.append(... await ...)`: that would bind the list the
+            # recorder may swap out during the send, and the outcome would be lost.
+            outcome = await self._send(c)
+            self.outcomes.append((c, outcome))
+            self.finished.set()
+
+    async def _recording(self) -> None:
+        """Outcomes in batches: whatever finished while the last batch was being written."""
+        while True:
+            await self.finished.wait()
+            self.finished.clear()
+            try:
+                await self._record()
+            except (asyncpg.PostgresError, OSError) as exc:
+                # Kept and written once the database answers again. Meanwhile the claims
+                # may lapse and another sender send them again (at-least-once).
+                log.warning("cannot record send outcomes yet", error=str(exc))
+                await asyncio.sleep(1.0)
+                self.finished.set()
+
+    async def _record(self) -> None:
+        batch, self.outcomes = self.outcomes, []
+        if not batch:
+            return
+        try:
             async with self.pool.acquire() as conn:
                 recorded = await store.record_deliveries(
-                    conn, self.claim, [(c.id, o) for c, o in zip(group, outcomes, strict=True)]
+                    conn, self.claim, [(c.id, outcome) for c, outcome in batch]
                 )
-            for c in group:
-                if c.id not in recorded:
-                    log.warning("delivery was taken over by another sender", delivery_id=c.id)
-        return len(claimed)
+        except BaseException:
+            self.outcomes[:0] = batch
+            raise
+        for c, _ in batch:
+            self.held.discard(c.id)
+            if c.id not in recorded:
+                log.warning("delivery was taken over by another sender", delivery_id=c.id)
+
+    async def _renewing(self) -> None:
+        """While this sender lives its claims do not lapse, however long a send takes."""
+        while True:
+            await asyncio.sleep(self.settings.sender_lease_s / 3)
+            if not self.held:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    await store.renew_claims(
+                        conn, self.claim, sorted(self.held), self.settings.sender_lease_s
+                    )
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("cannot renew send claims", error=str(exc))
+
+    async def _hand_back(self) -> None:
+        unsent = []
+        while not self.queue.empty():
+            *_, c = self.queue.get_nowait()
+            unsent.append(c.id)
+        await self._record()
+        if unsent:
+            async with self.pool.acquire() as conn:
+                await store.release_claims(conn, self.claim, unsent)
 
     async def _send(self, c: store.ClaimedDelivery) -> Delivery:
         """Send one delivery; its outcome (sent, retry later or failed), never an error."""
-        async with self.slots:
-            try:
-                await self._send_on_channel(c)
-            except SendFailed as exc:
-                return self._failed(c, str(exc), permanent=exc.permanent)
-            except Exception as exc:  # an unexpected error: visible, and tried again
-                return self._failed(c, f"{type(exc).__name__}: {exc}", permanent=False)
+        try:
+            await self._send_on_channel(c)
+        except SendFailed as exc:
+            return self._failed(c, str(exc), permanent=exc.permanent)
+        except Exception as exc:  # an unexpected error: visible, and tried again
+            return self._failed(c, f"{type(exc).__name__}: {exc}", permanent=False)
         SENT.labels(c.channel, c.delivery.priority).inc()
         return record_sent(c.delivery, datetime.now(UTC))
 

@@ -45,14 +45,20 @@ class Settings(ServiceSettings):
     sms_token: SecretStr | None = None
     sms_timeout_s: float = Field(default=10, gt=0)
 
+    # Kept SMTP connections idle longer than this are replaced (relays drop idle ones).
+    smtp_idle_s: float = Field(default=30, gt=0)
+
     # The sender: woken by NOTIFY and at the next due time; sender_poll_s is only the
-    # longest it sleeps otherwise. How many messages/deliveries it takes at a time, how
-    # many it sends at once, and how long a claim lasts before another sender may take
-    # the delivery over (longer than any send can take).
+    # longest it sleeps otherwise. How many messages/deliveries it takes from the database
+    # at a time, how many sends it has under way at once (also its SMTP connections and
+    # SMS provider connections), and how long a claim lasts unrenewed: a sender renews its
+    # claims while it sends, so the lease only bounds how soon another sender takes over
+    # the deliveries of one that died (an urgent message included: re-sent within about
+    # this long).
     sender_poll_s: float = Field(default=5.0, gt=0)
-    sender_batch_size: int = Field(default=10, ge=1, le=500)
-    sender_concurrency: int = Field(default=5, ge=1, le=100)
-    sender_lease_s: float = Field(default=120, gt=0)
+    sender_batch_size: int = Field(default=100, ge=1, le=1000)
+    sender_concurrency: int = Field(default=20, ge=1, le=200)
+    sender_lease_s: float = Field(default=10, ge=1)
 
     # Retries of failed sends (domain.delivery): attempts and backoff, normal and urgent.
     retry_max_attempts: int = Field(default=MAX_ATTEMPTS, ge=1, le=50)

@@ -9,6 +9,7 @@ reminder_changes  what cancellations/reschedules/ended courses did to reminders
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -193,6 +194,20 @@ async def seconds_to_next_due(conn: asyncpg.Connection) -> float | None:
     return None if value is None else float(value)
 
 
+# Per priority, written out (as _CLAIM below).
+_LOCK_DUE = (
+    "WITH due AS ("
+    "  SELECT id FROM messages WHERE state = 'scheduled' AND priority = '{priority}'"
+    "  AND due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " SELECT m.id, m.template, m.priority, m.context, m.reminder_key, m.due_at,"
+    "  m.created_at, c.*"
+    " FROM due JOIN messages m ON m.id = due.id"
+    " LEFT JOIN contacts c ON c.person_id = m.recipient_id"
+)
+_LOCK_DUE_URGENT = _LOCK_DUE.format(priority="urgent")
+_LOCK_DUE_NORMAL = _LOCK_DUE.format(priority="normal")
+
+
 @dataclass(frozen=True)
 class DueMessage:
     id: uuid.UUID
@@ -203,16 +218,17 @@ class DueMessage:
     contacts: ContactSettings | None
 
 
-async def lock_due_messages(conn: asyncpg.Connection, limit: int) -> list[DueMessage]:
-    """Due scheduled messages, urgent first, locked for this transaction (others skip them)."""
-    rows = await conn.fetch(
-        "SELECT m.id, m.template, m.priority, m.context, m.reminder_key, c.*"
-        " FROM messages m LEFT JOIN contacts c ON c.person_id = m.recipient_id"
-        " WHERE m.state = 'scheduled' AND m.due_at <= now()"
-        " ORDER BY (m.priority = 'urgent') DESC, m.due_at, m.created_at"
-        " LIMIT $1 FOR UPDATE OF m SKIP LOCKED",
-        limit,
-    )
+async def lock_due_messages(
+    conn: asyncpg.Connection, limit: int, *, urgent_only: bool = False
+) -> list[DueMessage]:
+    """Due scheduled messages, urgent first, locked for this transaction (others skip them).
+
+    Urgent ones by an index of their own, then the rest in due order: each part reads only
+    the rows it takes, however long the backlog behind them."""
+    rows = list(await conn.fetch(_LOCK_DUE_URGENT, limit))
+    if not urgent_only and len(rows) < limit:
+        rows += await conn.fetch(_LOCK_DUE_NORMAL, limit - len(rows))
+    rows = sorted(rows, key=lambda r: (r["priority"] != "urgent", r["due_at"], r["created_at"]))
     return [
         DueMessage(
             id=row["id"],
@@ -226,29 +242,43 @@ async def lock_due_messages(conn: asyncpg.Connection, limit: int) -> list[DueMes
     ]
 
 
-async def deliver_message(
-    conn: asyncpg.Connection,
-    message_id: uuid.UUID,
-    language: str,
-    rendered: RenderedMessage,
-    channels: list[Channel],
-) -> None:
-    """The message is in the recipient's inbox; its outside channels wait for the sender."""
+@dataclass(frozen=True)
+class DeliveredMessage:
+    """A message rendered for its recipient, and the outside channels it goes by."""
+
+    id: uuid.UUID
+    language: str
+    rendered: RenderedMessage
+    channels: list[Channel]
+
+
+async def deliver_messages(conn: asyncpg.Connection, delivered: list[DeliveredMessage]) -> None:
+    """The messages are in their recipients' inboxes; their outside channels wait for the
+    sender. Two statements for the whole batch."""
+    if not delivered:
+        return
     await conn.execute(
-        "UPDATE messages SET state = 'delivered', language = $2, subject = $3, body = $4,"
-        " sms = $5, delivered_at = now() WHERE id = $1",
-        message_id,
-        language,
-        rendered.subject,
-        rendered.body,
-        rendered.sms,
+        "UPDATE messages m SET state = 'delivered', language = d.language, subject = d.subject,"
+        " body = d.body, sms = d.sms, delivered_at = now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])"
+        "  AS d(id, language, subject, body, sms) WHERE m.id = d.id",
+        [d.id for d in delivered],
+        [d.language for d in delivered],
+        [d.rendered.subject for d in delivered],
+        [d.rendered.body for d in delivered],
+        [d.rendered.sms for d in delivered],
     )
-    await conn.executemany(
-        "INSERT INTO deliveries (message_id, channel, priority)"
-        " SELECT id, $2, priority FROM messages WHERE id = $1"
-        " ON CONFLICT (message_id, channel) DO NOTHING",
-        [(message_id, channel) for channel in channels if channel != "in_app"],
-    )
+    outside = [(d.id, c) for d in delivered for c in d.channels if c != "in_app"]
+    if outside:
+        await conn.execute(
+            "INSERT INTO deliveries (message_id, channel, priority)"
+            " SELECT m.id, o.channel, m.priority"
+            " FROM unnest($1::uuid[], $2::text[]) AS o(message_id, channel)"
+            " JOIN messages m ON m.id = o.message_id"
+            " ON CONFLICT (message_id, channel) DO NOTHING",
+            [message_id for message_id, _ in outside],
+            [channel for _, channel in outside],
+        )
 
 
 async def set_message_aside(
@@ -258,6 +288,26 @@ async def set_message_aside(
     await conn.execute(
         "UPDATE messages SET state = $2, note = $3 WHERE id = $1", message_id, state, note[:500]
     )
+
+
+# One statement per priority, the priority written out: a partial index serves a plan
+# only for the value written in its predicate.
+_CLAIM = (
+    "WITH due AS ("
+    "  SELECT id, message_id, due_at AS was_due FROM deliveries"
+    "  WHERE state = 'pending' AND priority = '{priority}' AND due_at <= now()"
+    "  ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " UPDATE deliveries d SET due_at = now() + make_interval(secs => $2), claim = $3,"
+    "  updated_at = now()"
+    " FROM due JOIN messages m ON m.id = due.message_id"
+    "  LEFT JOIN contacts c ON c.person_id = m.recipient_id"
+    " WHERE d.id = due.id"
+    " RETURNING d.id, d.channel, d.priority, d.attempts, due.was_due, d.last_error,"
+    "  m.language, m.subject, m.body, m.sms, m.attachment_name, m.attachment_type,"
+    "  m.attachment, c.email, c.phone"
+)
+_CLAIM_URGENT = _CLAIM.format(priority="urgent")
+_CLAIM_NORMAL = _CLAIM.format(priority="normal")
 
 
 @dataclass(frozen=True)
@@ -275,28 +325,20 @@ class ClaimedDelivery:
 
 
 async def claim_deliveries(
-    conn: asyncpg.Connection, limit: int, lease_s: float, claim: uuid.UUID
+    conn: asyncpg.Connection,
+    limit: int,
+    lease_s: float,
+    claim: uuid.UUID,
+    *,
+    urgent_only: bool = False,
 ) -> list[ClaimedDelivery]:
     """Claim due deliveries, urgent first: due_at moves a lease ahead, so another sender
-    takes a delivery over only if this one dies before recording the outcome."""
-    rows = await conn.fetch(
-        "WITH due AS ("
-        "  SELECT id, message_id, due_at AS was_due FROM deliveries"
-        "  WHERE state = 'pending' AND due_at <= now()"
-        "  ORDER BY (priority = 'urgent') DESC, due_at, id LIMIT $1"
-        "  FOR UPDATE SKIP LOCKED)"
-        " UPDATE deliveries d SET due_at = now() + make_interval(secs => $2), claim = $3,"
-        "  updated_at = now()"
-        " FROM due JOIN messages m ON m.id = due.message_id"
-        "  LEFT JOIN contacts c ON c.person_id = m.recipient_id"
-        " WHERE d.id = due.id"
-        " RETURNING d.id, d.channel, d.priority, d.attempts, due.was_due, d.last_error,"
-        "  m.language, m.subject, m.body, m.sms, m.attachment_name, m.attachment_type,"
-        "  m.attachment, c.email, c.phone",
-        limit,
-        lease_s,
-        claim,
-    )
+    takes a delivery over only if this one stops renewing its claims (renew_claims) before
+    recording the outcome. Urgent ones by an index of their own, then the rest in due
+    order: each claim reads only the rows it takes, however long the backlog."""
+    rows = list(await conn.fetch(_CLAIM_URGENT, limit, lease_s, claim))
+    if not urgent_only and len(rows) < limit:
+        rows += await conn.fetch(_CLAIM_NORMAL, limit - len(rows), lease_s, claim)
     claimed = [
         ClaimedDelivery(
             id=row["id"],
@@ -345,6 +387,29 @@ async def record_deliveries(
         [d.last_error for _, d in outcomes],
     )
     return {row["id"] for row in rows}
+
+
+async def renew_claims(
+    conn: asyncpg.Connection, claim: uuid.UUID, ids: list[int], lease_s: float
+) -> None:
+    """This sender is alive and still sending these: their lease starts again."""
+    await conn.execute(
+        "UPDATE deliveries SET due_at = now() + make_interval(secs => $3)"
+        " WHERE id = ANY($2::bigint[]) AND claim = $1 AND state = 'pending'",
+        claim,
+        ids,
+        lease_s,
+    )
+
+
+async def release_claims(conn: asyncpg.Connection, claim: uuid.UUID, ids: list[int]) -> None:
+    """Claimed but not sent (the sender is stopping): due again now, for any sender."""
+    await conn.execute(
+        "UPDATE deliveries SET due_at = now(), claim = NULL"
+        " WHERE id = ANY($2::bigint[]) AND claim = $1 AND state = 'pending'",
+        claim,
+        ids,
+    )
 
 
 # --------------------------------------------------------------------------- inbox
@@ -434,3 +499,191 @@ async def save_resend(conn: asyncpg.Connection, delivery_id: int, d: Delivery) -
         d.attempts,
         d.due_at,
     )
+
+
+# --------------------------------------------------------------------------- access log
+
+
+async def record_access(conn: asyncpg.Connection, service: str, entry: Any) -> None:
+    """Keep one AccessRecorded entry (an `_AccessRecorded` payload); a repeat is a no-op."""
+    await conn.execute(
+        "INSERT INTO access_log (entry_id, subject_id, service, actor_id, actor_role, action,"
+        " resource, resource_id, reason_code, emergency, at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        entry.entry_id,
+        entry.subject_id,
+        service,
+        entry.actor_id,
+        entry.actor_role,
+        entry.action,
+        entry.resource,
+        entry.resource_id,
+        entry.reason_code,
+        entry.emergency,
+        entry.at,
+    )
+
+
+async def access_log(
+    conn: asyncpg.Connection,
+    subject_id: uuid.UUID,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[asyncpg.Record]:
+    """The person's entries, newest first, after the `before` cursor (at, entry_id)."""
+    rows: list[asyncpg.Record]
+    if before is None:
+        rows = await conn.fetch(
+            "SELECT * FROM access_log WHERE subject_id = $1"
+            " ORDER BY at DESC, entry_id DESC LIMIT $2",
+            subject_id,
+            limit,
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT * FROM access_log WHERE subject_id = $1 AND (at, entry_id) < ($2, $3)"
+            " ORDER BY at DESC, entry_id DESC LIMIT $4",
+            subject_id,
+            before[0],
+            before[1],
+            limit,
+        )
+    return rows
+
+
+async def open_rights_request(
+    conn: asyncpg.Connection,
+    request_id: uuid.UUID,
+    subject_id: uuid.UUID,
+    role: str,
+    kind: str,
+    due_at: datetime,
+) -> tuple[asyncpg.Record, bool]:
+    """The person's running request of this kind, or a new one; (row, created)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rights:{subject_id}:{kind}")
+    running = await conn.fetchrow(
+        "SELECT * FROM rights_requests WHERE subject_id = $1 AND kind = $2 AND status = 'running'",
+        subject_id,
+        kind,
+    )
+    if running is not None:
+        return running, False
+    row = await conn.fetchrow(
+        "INSERT INTO rights_requests (request_id, subject_id, requester_role, kind, due_at)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        request_id,
+        subject_id,
+        role,
+        kind,
+        due_at,
+    )
+    assert row is not None
+    return row, True
+
+
+async def rights_request(
+    conn: asyncpg.Connection, request_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT * FROM rights_requests WHERE request_id = $1{lock}", request_id
+    )
+
+
+async def record_rights_answer(
+    conn: asyncpg.Connection, request_id: uuid.UUID, service: str, answer: dict[str, list[str]]
+) -> None:
+    await conn.execute(
+        "UPDATE rights_requests SET answers = answers || jsonb_build_object($2::text, $3::jsonb)"
+        " WHERE request_id = $1",
+        request_id,
+        service,
+        answer,
+    )
+
+
+async def finish_rights_request(conn: asyncpg.Connection, request_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE rights_requests SET status = 'done', done_at = now() WHERE request_id = $1",
+        request_id,
+    )
+
+
+async def personal_data(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[str, Any]:
+    """Everything notifications holds about the person, for their export."""
+    contacts = await conn.fetchrow("SELECT * FROM contacts WHERE person_id = $1", person_id)
+    messages = await conn.fetch(
+        "SELECT id, template, purpose, state, language, subject, body, due_at, delivered_at,"
+        " read_at, created_at FROM messages WHERE recipient_id = $1 ORDER BY created_at",
+        person_id,
+    )
+    log = await conn.fetch(
+        "SELECT service, actor_id, actor_role, action, resource, resource_id, reason_code,"
+        " emergency, at FROM access_log WHERE subject_id = $1 ORDER BY at",
+        person_id,
+    )
+    return {
+        "contacts": dict(contacts) if contacts else None,
+        "messages": [dict(r) for r in messages],
+        "access_log": [dict(r) for r in log],
+    }
+
+
+async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, at: datetime) -> None:
+    """Erase contacts, channel choices and every message to the person, and remember the
+    erasure so that events from before it (still in flight) plan nothing for them."""
+    await conn.execute("DELETE FROM contacts WHERE person_id = $1", person_id)
+    await conn.execute(
+        "DELETE FROM deliveries WHERE message_id IN"
+        " (SELECT id FROM messages WHERE recipient_id = $1)",
+        person_id,
+    )
+    await conn.execute("DELETE FROM messages WHERE recipient_id = $1", person_id)
+    await conn.execute(
+        "INSERT INTO erasures (subject_id, erased_at) VALUES ($1, $2)"
+        " ON CONFLICT (subject_id) DO UPDATE SET erased_at = EXCLUDED.erased_at",
+        person_id,
+        at,
+    )
+
+
+async def erased_before(
+    conn: asyncpg.Connection, person_ids: Sequence[uuid.UUID], occurred_at: datetime
+) -> set[uuid.UUID]:
+    """Of these people, those who asked for erasure after `occurred_at`."""
+    rows = await conn.fetch(
+        "SELECT subject_id FROM erasures WHERE subject_id = ANY($1::uuid[]) AND erased_at >= $2",
+        list(person_ids),
+        occurred_at,
+    )
+    return {r["subject_id"] for r in rows}
+
+
+async def purge_expired(
+    conn: asyncpg.Connection, messages_before: datetime, clinical_before: datetime
+) -> dict[str, int]:
+    """Delivered (or dropped) messages past their retention; access log entries and finished
+    requests past the clinical retention."""
+
+    def count(status: str) -> int:
+        return int(status.split()[-1])
+
+    old = (
+        "SELECT id FROM messages WHERE state IN ('delivered', 'dropped', 'failed')"
+        " AND coalesce(delivered_at, created_at) < $1"
+    )
+    await conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({old})", messages_before)
+    return {
+        "messages": count(
+            await conn.execute(f"DELETE FROM messages WHERE id IN ({old})", messages_before)
+        ),
+        "access_log": count(
+            await conn.execute("DELETE FROM access_log WHERE at < $1", clinical_before)
+        ),
+        "rights_requests": count(
+            await conn.execute(
+                "DELETE FROM rights_requests WHERE status = 'done' AND done_at < $1",
+                clinical_before,
+            )
+        ),
+    }

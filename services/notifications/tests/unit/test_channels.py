@@ -58,6 +58,25 @@ def test_an_email_without_attachment_is_plain_text() -> None:
     assert msg.get_content_type() == "text/plain"
 
 
+def test_long_swedish_subjects_and_bodies_travel_intact() -> None:
+    subject = "Påminnelse: om en timme, torsdag 3 december kl. 16:16 – " + "å ä ö " * 12
+    msg = compose_email(
+        sender="Samtal <no-reply@samtal.se>",
+        to="ann@example.se",
+        subject=subject,
+        body="Hej Åsa!\n\nVälkommen.",
+        language="sv",
+        message_id="<delivery-9@samtal.se>",
+    )
+    raw = msg.as_bytes()
+    assert raw.isascii() and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == subject
+    assert parsed["Message-ID"] == "<delivery-9@samtal.se>"
+    body = parsed.get_body(("plain",))
+    assert body is not None and body.get_content() == "Hej Åsa!\n\nVälkommen."
+
+
 def test_errors_shown_to_operators_hide_the_address() -> None:
     assert _scrub("550 ann@example.se: no such user", "ann@example.se") == (
         "550 <recipient>: no such user"

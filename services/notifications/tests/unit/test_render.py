@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jinja2
 import pytest
 
-from notifications.domain.plan import plan_messages
+from notifications.domain.plan import plan_messages, plan_rights_notice
 from notifications.domain.render import SMS_MAX_CHARS, UnknownTemplate, render, template_names
 from notifications.domain.words import format_short, format_when, reason_words
 
@@ -34,6 +35,8 @@ EXPECTED_TEMPLATES = {
     "followup_questionnaire",
     "course_ended",
 }
+# Planned when a rights request completes, not from one event (plan_rights_notice).
+RIGHTS_TEMPLATES = {"rights_export_ready", "rights_erasure_done"}
 
 
 def all_planned(samples: Any) -> list[Any]:
@@ -43,8 +46,28 @@ def all_planned(samples: Any) -> list[Any]:
 
 
 def test_there_is_a_template_for_every_planned_message(samples: Any) -> None:
-    assert set(template_names()) == EXPECTED_TEMPLATES
+    assert set(template_names()) == EXPECTED_TEMPLATES | RIGHTS_TEMPLATES
     assert {m.template for m in all_planned(samples)} == EXPECTED_TEMPLATES
+
+
+@pytest.mark.parametrize("language", ["sv", "en"])
+def test_the_rights_notices_render_what_was_erased_and_kept(language: str) -> None:
+    answers = {
+        "matching": {"erased": ["intake_free_text"], "kept": ["intake_screening", "audit_log"]},
+        "booking": {"erased": [], "kept": ["phq9_totals"]},
+    }
+    erasure = plan_rights_notice(uuid.uuid4(), uuid.uuid4(), "client", "erasure", answers)
+    out = render(erasure.template, language, erasure.context)  # type: ignore[arg-type]
+    words = {
+        "sv": ("fritexten", "PHQ-9-summor", "tio år"),
+        "en": ("free text", "PHQ-9 totals", "ten years"),
+    }
+    assert all(w in out.body for w in words[language]), out.body
+    assert len(out.sms) <= SMS_MAX_CHARS and set(out.sms) <= GSM7
+    export = plan_rights_notice(uuid.uuid4(), uuid.uuid4(), "client", "export", answers)
+    out = render(export.template, language, export.context)  # type: ignore[arg-type]
+    assert "matching" in out.body and "booking" in out.body
+    assert len(out.sms) <= SMS_MAX_CHARS and set(out.sms) <= GSM7
 
 
 @pytest.mark.parametrize("language", ["sv", "en"])

@@ -40,6 +40,7 @@ from booking.service.courses import (
     open_course,
     read_course,
 )
+from booking.service.rights import handle_rights_request, purge_expired
 from booking.service.sessions import book_series, book_session
 
 __all__ = [
@@ -52,12 +53,14 @@ __all__ = [
     "end_course",
     "free_slots_for",
     "get_availability",
+    "handle_rights_request",
     "list_courses",
     "on_approval",
     "on_match",
     "open_course",
     "publish_due_summaries",
     "publish_summaries",
+    "purge_expired",
     "read_course",
     "record_attendance",
     "refresh_summaries",

@@ -4,9 +4,10 @@ the free-slot summaries published for matching."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
@@ -302,19 +303,24 @@ def _summary_slot(starts_at: datetime) -> FreeSlot:
 
 
 async def publish_due_summaries(
-    pool: asyncpg.Pool, now: datetime, window_s: float, batch: int = 200
+    pool: asyncpg.Pool,
+    now: datetime | Callable[[], datetime],
+    window_s: float,
+    batch: int = 200,
 ) -> int:
     """Publish the summary of every therapist whose oldest request is `window_s` old: one
     summary for all their requests, computed from the committed state after the requests
     were taken. Replicas share the work (each therapist goes to one of them, advisory locks
     skip the others); a replica that dies mid-batch leaves the requests for the next pass.
-    Returns how many therapists were published."""
+    `now` may be a clock, read once the batch's therapists are locked: a therapist's
+    summaries are then stamped in the order of the states they show (matching keeps the
+    newest `computed_at`). Returns how many therapists were published."""
     published = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             therapists = await store.take_due_summaries(conn, window_s, batch)
             if therapists:
-                await publish_summaries(conn, therapists, now)
+                await publish_summaries(conn, therapists, now() if callable(now) else now)
         published += len(therapists)
         if len(therapists) < batch:
             return published
@@ -339,9 +345,12 @@ async def summary_publisher(runtime: Runtime) -> None:
     pool: asyncpg.Pool = runtime.pool
     while True:
         try:
-            now = await _worker_now(pool, settings)
+            offset = await _clock_offset(pool, settings)
+            now = datetime.now(UTC) + offset
             await refresh_summaries(pool, now, settings.summary_refresh_s)
-            count = await publish_due_summaries(pool, now, settings.summary_window_s)
+            count = await publish_due_summaries(
+                pool, functools.partial(_ahead, offset), settings.summary_window_s
+            )
             if count:
                 log.debug("free-slot summaries published", therapists=count)
         except Exception as exc:  # the next round tries again; the requests are kept
@@ -349,10 +358,14 @@ async def summary_publisher(runtime: Runtime) -> None:
         await asyncio.sleep(settings.summary_poll_s)
 
 
-async def _worker_now(pool: asyncpg.Pool, settings: Settings) -> datetime:
-    """Booking's "now" in the worker (the demo clock, where it is on, as the api has it)."""
-    real = datetime.now(UTC)
+async def _clock_offset(pool: asyncpg.Pool, settings: Settings) -> timedelta:
+    """How far booking's clock is ahead in the worker (the demo clock, where it is on, as the
+    api has it)."""
     if not settings.demo_clock:
-        return real
+        return timedelta(0)
     async with pool.acquire() as conn:
-        return real + timedelta(seconds=await store.clock_offset_s(conn))
+        return timedelta(seconds=await store.clock_offset_s(conn))
+
+
+def _ahead(offset: timedelta) -> datetime:
+    return datetime.now(UTC) + offset

@@ -27,7 +27,7 @@ from booking.service.common import (
     translated,
 )
 from booking.service.courses import complete, record_cancellation
-from booking.service.sessions import TAKEN, check_slot, refuse
+from booking.service.sessions import check_slot, refuse, taken_refusal
 from chassis import audit, outbox
 from chassis.auth import Principal
 from contracts.events import (
@@ -102,7 +102,7 @@ async def reschedule(
             new_ends_at = moved.starts_at + timedelta(minutes=minutes)
             cells = store.cells_of(moved.starts_at, new_ends_at, rules.buffer_minutes)
             if not await store.claim(conn, row["therapist_id"], session_id, cells):
-                raise await refuse(conn, TAKEN, rules, row, now, starts_at)
+                raise await refuse(conn, taken_refusal(), rules, row, now, starts_at)
             if verdict.counts_as_used:  # the missed place stays on record at the old time
                 await store.insert_session(
                     conn,
@@ -172,7 +172,7 @@ async def reschedule(
         async with pool.acquire() as conn:
             row = await reread_course(conn, course_id)
             view = await store.get_therapist(conn, row["therapist_id"])
-            refused = await refuse(conn, TAKEN, rules_of(view), row, now, starts_at)
+            refused = await refuse(conn, taken_refusal(), rules_of(view), row, now, starts_at)
         raise refused from exc
 
 

@@ -91,13 +91,18 @@ def _check_free(
     check_bookable(rules, minutes, therapist_busy, now, starts_at)
     ends_at = starts_at + timedelta(minutes=minutes)
     if any(start < ends_at and starts_at < end for start, end in client_busy):
-        raise _CLIENT_BUSY
+        raise _client_busy()
 
 
-_CLIENT_BUSY = errors.SlotUnavailable(
-    "client_busy", "The client already has another session at that time."
-)
-TAKEN = errors.SlotUnavailable("taken", "That time is taken or too close to another session.")
+def _client_busy() -> errors.SlotUnavailable:
+    return errors.SlotUnavailable(
+        "client_busy", "The client already has another session at that time."
+    )
+
+
+def taken_refusal() -> errors.SlotUnavailable:
+    """A fresh refusal each time (a shared exception object would carry tracebacks along)."""
+    return errors.SlotUnavailable("taken", "That time is taken or too close to another session.")
 
 
 def _refusal(
@@ -266,14 +271,11 @@ async def book_session(
                 return earlier
             rules = rules_of(view)
             minutes = view["session_minutes"]
+            therapist_near, client_near = store.nearby_of(view)
             try:
-                check_bookable(rules, minutes, [], now, starts_at)
-                if view["therapist_busy"]:
-                    raise TAKEN
-                if view["client_busy"]:
-                    raise _CLIENT_BUSY
+                _check_free(rules, minutes, therapist_near, client_near, now, starts_at)
             except errors.SlotUnavailable as exc:
-                nearby = [(start, end) for start, end in view["nearby"]]
+                nearby = therapist_near + client_near
                 raise await refuse(conn, exc, rules, view, now, starts_at, nearby) from exc
             course = course_of(view, store.view_sessions(view))
             with translated():
@@ -290,10 +292,11 @@ async def book_session(
                 )
                 return answer
             except asyncpg.ExclusionViolationError as exc:
-                refused = _CLIENT_BUSY if exc.constraint_name == "client_free" else TAKEN
+                refused = (
+                    _client_busy() if exc.constraint_name == "client_free" else taken_refusal()
+                )
                 # Taken since the read: that time is busy now, whoever took it.
-                nearby = [(start, end) for start, end in view["nearby"]]
-                nearby.append((booked["starts_at"], booked["ends_at"]))
+                nearby = [*therapist_near, *client_near, (booked["starts_at"], booked["ends_at"])]
                 raise await refuse(conn, refused, rules, view, now, starts_at, nearby) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":

@@ -24,25 +24,11 @@ $$;
 CREATE TRIGGER therapists_search_change AFTER INSERT OR UPDATE OR DELETE ON therapists
     FOR EACH ROW EXECUTE FUNCTION note_search_change();
 
--- No query filters or sorts therapists in the database any more.
-DROP INDEX therapists_methods, therapists_focus_areas, therapists_languages, therapists_modes,
-    therapists_age_groups, therapists_city, therapists_by_rating, therapists_by_name;
+-- The filter and sort indexes of therapists are no longer read by search; they stay until
+-- a later release drops them (expand/contract: replicas of the previous release still
+-- search with them during a rollout).
 
 -- migrate:down
-CREATE INDEX therapists_methods ON therapists USING gin (methods) WHERE status = 'published';
-CREATE INDEX therapists_focus_areas ON therapists USING gin (focus_areas)
-    WHERE status = 'published';
-CREATE INDEX therapists_languages ON therapists USING gin (languages)
-    WHERE status = 'published';
-CREATE INDEX therapists_modes ON therapists USING gin (modes) WHERE status = 'published';
-CREATE INDEX therapists_age_groups ON therapists USING gin (age_groups)
-    WHERE status = 'published';
-CREATE INDEX therapists_city ON therapists (lower(city)) WHERE status = 'published';
-CREATE INDEX therapists_by_rating ON therapists
-    (rating_average DESC NULLS LAST, (lower(name) COLLATE "C"), therapist_id)
-    WHERE status = 'published';
-CREATE INDEX therapists_by_name ON therapists ((lower(name) COLLATE "C"), therapist_id)
-    WHERE status = 'published';
 DROP TRIGGER therapists_search_change ON therapists;
 DROP FUNCTION note_search_change();
 DROP TABLE search_changes;

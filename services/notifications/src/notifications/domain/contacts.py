@@ -19,15 +19,18 @@ Rules (decisions where docs/domain.md is silent):
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.inputs import ShortText, TimeZoneName, clean_text
+
+# The on-call roster is shared with matching (who may open an escalated intake).
+from contracts.oncall import OnCallRoster as OnCallRoster
+from contracts.oncall import OnCallShift as OnCallShift
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE, LANGUAGES, Language
 
 DEFAULT_PHONE_REGION = "SE"
@@ -185,58 +188,3 @@ def delivery_channels(
         return ["in_app"]
     channels = contacts.channels_for(priority)
     return channels if sms_available else [c for c in channels if c != "sms"]
-
-
-# --------------------------------------------------------------------------- on call
-
-
-class OnCallShift(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    clinician_id: uuid.UUID
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-
-    @model_validator(mode="after")
-    def _ordered(self) -> OnCallShift:
-        if self.ends_at <= self.starts_at:
-            raise PydanticCustomError("shift_order", "A shift must end after it starts")
-        return self
-
-    def covers(self, at: datetime) -> bool:
-        return self.starts_at <= at < self.ends_at
-
-
-class OnCallRoster(BaseModel):
-    """The clinicians who triage escalated intakes (the list comes from settings).
-
-    `shifts` optionally says who is on call when. Whoever's shift covers the moment
-    is on call; when no shift covers it (or none are configured) every clinician on
-    the roster is: an escalation must never alert nobody.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    clinician_ids: list[uuid.UUID] = Field(min_length=1)
-    shifts: list[OnCallShift] = Field(default_factory=list)
-
-    @field_validator("clinician_ids")
-    @classmethod
-    def _unique(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
-        return list(dict.fromkeys(value))
-
-    @model_validator(mode="after")
-    def _shifts_are_for_roster(self) -> OnCallRoster:
-        unknown = {s.clinician_id for s in self.shifts} - set(self.clinician_ids)
-        if unknown:
-            raise PydanticCustomError(
-                "shift_unknown_clinician", "A shift names a clinician who is not on the roster"
-            )
-        return self
-
-    def on_call(self, at: datetime) -> list[uuid.UUID]:
-        """Clinicians on call at `at`, in roster order, never empty."""
-        covering = {s.clinician_id for s in self.shifts if s.covers(at)}
-        if not covering:
-            return list(self.clinician_ids)
-        return [c for c in self.clinician_ids if c in covering]

@@ -569,3 +569,36 @@ def reminder_has_lapsed(reminder_key: str | None, context: dict[str, Any], now: 
     if reminder_key is None or "starts_at" not in context:
         return False
     return parse_time(context["starts_at"]) <= now
+
+
+# --------------------------------------------------------------------------- patient rights
+
+RIGHTS_TEMPLATES = {"export": "rights_export_ready", "erasure": "rights_erasure_done"}
+
+
+def plan_rights_notice(
+    request_id: uuid.UUID,
+    subject_id: uuid.UUID,
+    role: RecipientRole,
+    kind: Literal["export", "erasure"],
+    answers: dict[str, dict[str, list[str]]],
+) -> PlannedMessage:
+    """The person's notice that their export is ready, or what was erased and what is kept.
+    One per request (its dedup key is the request's), on every channel they have."""
+    erased = sorted({c for a in answers.values() for c in a.get("erased", [])})
+    kept = sorted({c for a in answers.values() for c in a.get("kept", [])})
+    template = RIGHTS_TEMPLATES[kind]
+    return PlannedMessage(
+        recipient_id=subject_id,
+        recipient_role=role,
+        template=template,
+        purpose=template,
+        context={
+            "request_id": str(request_id),
+            "kind": kind,
+            "services": sorted(answers),
+            "erased": erased,
+            "kept": kept,
+        },
+        dedup_key=dedup_key(request_id, subject_id, template),
+    )

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from notifications.domain.words import (
     ACTORS,
     AREAS,
+    DATA_CATEGORIES,
     DEFAULT_TIME_ZONE,
     END_REASONS,
     LANGUAGES,
@@ -97,6 +98,7 @@ def _environment(language: Language, time_zone: str) -> jinja2.Environment:
         "outcome": table(OUTCOMES),
         "outcome_clinical": table(OUTCOMES_CLINICAL),
         "ref": lambda v: str(v)[:8],
+        "data_category": table(DATA_CATEGORIES),
     }
     env.filters.update({name: _strict(fn) for name, fn in filters.items()})
     return env

@@ -294,3 +294,56 @@ def reason_words(
     }
     sv_words, en_words = simple.get(code, ("passar dina önskemål", "fits your wishes"))
     return sv_words if sv else en_words
+
+
+# What a service exported, erased or keeps of a person's data (RightsRequestHandled codes).
+DATA_CATEGORIES: dict[Language, dict[str, str]] = {
+    "sv": {
+        "intakes": "dina förfrågningar",
+        "matches": "matchningar med terapeuter",
+        "emergency_access": "när en kliniker öppnat din förfrågan i nödfall",
+        "access_log": "vem som läst dina uppgifter",
+        "audit_log": "loggen över vem som läst eller ändrat dina uppgifter",
+        "intake_free_text": "fritexten i dina förfrågningar",
+        "intake_city": "ort i dina förfrågningar",
+        "intake_time_windows": "tider som passar dig",
+        "intake_screening": "screeningen (PHQ-9-svar, summa och risknivå)",
+        "triage": "klinikerns bedömning",
+        "courses": "behandlingar",
+        "sessions": "bokade sessioner",
+        "attendance": "närvaro",
+        "phq9_totals": "PHQ-9-summor",
+        "booking_request_replies": "sparade svar på bokningsförfrågningar",
+        "unopened_match_proposals": "matchningsförslag som aldrig blev en behandling",
+        "reviews": "omdömen",
+        "review_text": "omdömestext",
+        "review_rights": "rätten att lämna omdömen",
+        "contacts": "e-postadress och telefonnummer",
+        "channel_preferences": "val av kanaler (e-post, sms)",
+        "messages": "meddelanden till dig",
+    },
+    "en": {
+        "intakes": "your intakes",
+        "matches": "matches with therapists",
+        "emergency_access": "when a clinician opened your intake in an emergency",
+        "access_log": "who read your data",
+        "audit_log": "the log of who read or changed your data",
+        "intake_free_text": "the free text of your intakes",
+        "intake_city": "the city in your intakes",
+        "intake_time_windows": "the times that suit you",
+        "intake_screening": "the screening (PHQ-9 answers, total and risk level)",
+        "triage": "the clinician's assessment",
+        "courses": "treatment courses",
+        "sessions": "booked sessions",
+        "attendance": "attendance",
+        "phq9_totals": "PHQ-9 totals",
+        "booking_request_replies": "stored replies to booking requests",
+        "unopened_match_proposals": "match proposals that never became a course",
+        "reviews": "reviews",
+        "review_text": "review text",
+        "review_rights": "the right to review",
+        "contacts": "e-mail address and phone number",
+        "channel_preferences": "channel choices (e-mail, SMS)",
+        "messages": "messages to you",
+    },
+}

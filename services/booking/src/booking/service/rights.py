@@ -1,0 +1,42 @@
+"""A person's rights over what booking holds (GDPR art. 15/17/20; chassis.rights): their
+export part, and erasure of what need not be kept; the retention job's purge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from booking import store
+from chassis import audit, retention, rights
+from contracts.events import RightsRequested
+
+# What an erasure drops here, and the clinical record it keeps for the retention period.
+ERASED = ["booking_request_replies", "unopened_match_proposals"]
+KEPT = ["courses", "sessions", "attendance", "phq9_totals", "audit_log"]
+
+
+async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
+    """Export this service's part, or erase what need not be kept, and answer."""
+    if requested.kind == "export":
+        data = await store.personal_data(conn, requested.subject_id)
+        data["access_log"] = await audit.for_subject(conn, requested.subject_id)
+        courses, sessions = len(data["courses"]), len(data["sessions"])
+        await rights.store_export(
+            conn,
+            requested,
+            data,
+            [f"Bokning: {courses} behandlingar, {sessions} sessioner med närvaro och PHQ-9"],
+            [f"Booking: {courses} courses, {sessions} sessions with attendance and PHQ-9"],
+        )
+    else:
+        await store.erase_requests(conn, requested.subject_id)
+        await rights.record_erasure(conn, requested, erased=ERASED, kept=KEPT)
+
+
+async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
+    """The retention job's part here: clinical records ten years after the last entry."""
+    return {
+        "courses": await store.purge_expired(conn, now - retention.CLINICAL_RETENTION),
+        "export_parts": await rights.purge_export_parts(conn, now),
+    }

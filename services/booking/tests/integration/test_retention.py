@@ -1,0 +1,74 @@
+"""Retention in booking: a course is kept ten years after its client's last entry (the
+last session, change or closing), then purged by the retention round."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from booking import service as booking_service
+from booking.app import DEFINITION as BOOKING
+from chassis import db, retention
+
+ELEVEN_YEARS = timedelta(days=11 * 366)
+
+
+async def test_booking_keeps_a_course_ten_years_after_its_last_session(migrated) -> None:
+    settings = await migrated(BOOKING)
+    pool: asyncpg.Pool = await db.create_pool(settings)
+    now = datetime.now(UTC)
+    old_client, active_client, therapist = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("INSERT INTO therapists (therapist_id) VALUES ($1)", therapist)
+            for client, started in (
+                (old_client, now - ELEVEN_YEARS),
+                # Started long ago, but a session two years ago is its last entry.
+                (active_client, now - ELEVEN_YEARS),
+            ):
+                course = uuid.uuid4()
+                await conn.execute(
+                    "INSERT INTO courses (course_id, match_id, intake_id, client_id, therapist_id,"
+                    " method, planned_sessions, session_minutes, problem_areas, mode,"
+                    " start_severity_band, started_at) VALUES ($1, $2, $3, $4, $5, 'IPT', 12, 50,"
+                    " '{grief}', 'video', 'mild', $6)",
+                    course,
+                    uuid.uuid4(),
+                    uuid.uuid4(),
+                    client,
+                    therapist,
+                    started,
+                )
+                if client == active_client:
+                    starts = now - timedelta(days=730)
+                    await conn.execute(
+                        "INSERT INTO sessions (session_id, course_id, client_id, therapist_id,"
+                        " number, phase, status, starts_at, ends_at, client_span, therapist_span,"
+                        " buffer_minutes, time_zone, mode, booked_by, policy_version, phq9_total)"
+                        " VALUES ($1, $2, $3, $4, 1, 'initial', 'attended', $5, $6,"
+                        " tstzrange($5, $6), tstzrange($5, $6), 0, 'Europe/Stockholm', 'video',"
+                        " 'client', 'v1', 12)",
+                        uuid.uuid4(),
+                        course,
+                        client,
+                        therapist,
+                        starts,
+                        starts + timedelta(minutes=50),
+                    )
+        done = await retention.run_round(pool, settings.db_schema, booking_service.purge_expired)
+        assert done is not None and done["courses"] >= 1
+        async with pool.acquire() as conn:
+            assert (
+                await conn.fetchval("SELECT count(*) FROM courses WHERE client_id = $1", old_client)
+                == 0
+            )
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM sessions WHERE client_id = $1", active_client
+                )
+                == 1
+            )
+    finally:
+        await pool.close()

@@ -1,0 +1,80 @@
+"""Retention in matching: the chassis' round (inbox, audit log) and matching's purge of
+clinical records ten years after a client's last entry; one worker at a time does a round."""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
+
+from chassis import db, retention
+from matching import service as matching_service
+from matching.app import DEFINITION as MATCHING
+
+ELEVEN_YEARS = timedelta(days=11 * 366)
+
+
+async def test_a_round_purges_what_is_past_retention_and_keeps_the_rest(migrated) -> None:
+    settings = await migrated(MATCHING)
+    pool = await db.create_pool(settings)
+    now = datetime.now(UTC)
+    old_client, recent_client = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with pool.acquire() as conn:
+            for client, at in ((old_client, now - ELEVEN_YEARS), (recent_client, now)):
+                await conn.execute(
+                    "INSERT INTO intakes (intake_id, client_id, submitted_at, age, languages,"
+                    " preferred_mode, problem_areas, phq9, consent_to_treatment,"
+                    " consent_to_health_data, phq9_total, severity_band, risk_level,"
+                    " requires_approval, method, age_group, status, status_since)"
+                    " VALUES ($1, $2, $3, 34, '{sv}', 'video', '{grief}', '{1,1,1,1,1,1,1,1,0}',"
+                    " true, true, 8, 'mild', 'standard', false, 'IPT', 'adults',"
+                    " 'referred_elsewhere', $3)",
+                    uuid.uuid4(),
+                    client,
+                    at,
+                )
+                await conn.execute(
+                    "INSERT INTO audit_log (actor_id, actor_role, subject_id, action, resource, at)"
+                    " VALUES ('x', 'clinician', $1, 'read', 'intake', $2)",
+                    client,
+                    at,
+                )
+            old_event, new_event = uuid.uuid4(), uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO inbox (consumer, event_id, event_type, processed_at)"
+                " VALUES ('t', $1, 'X', $2), ('t', $3, 'X', now())",
+                old_event,
+                now - timedelta(days=31),
+                new_event,
+            )
+
+        # While another worker holds the round, this one does nothing.
+        async with pool.acquire() as holder, holder.transaction():
+            lock = zlib.crc32(f"samtal-retention-{settings.db_schema}".encode())
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", lock)
+            assert await retention.run_round(pool, settings.db_schema, None) is None
+
+        done = await retention.run_round(pool, settings.db_schema, matching_service.purge_expired)
+        assert done is not None and done["intakes"] >= 1 and done["inbox"] >= 1
+        async with pool.acquire() as conn:
+
+            async def count(sql: str, *args: object) -> int:
+                value: int = await conn.fetchval(sql, *args)
+                return value
+
+            assert await count("SELECT count(*) FROM intakes WHERE client_id = $1", old_client) == 0
+            assert (
+                await count("SELECT count(*) FROM intakes WHERE client_id = $1", recent_client) == 1
+            )
+            assert (
+                await count("SELECT count(*) FROM audit_log WHERE subject_id = $1", old_client) == 0
+            )
+            assert (
+                await count("SELECT count(*) FROM audit_log WHERE subject_id = $1", recent_client)
+                == 1
+            )
+            assert await count("SELECT count(*) FROM inbox WHERE event_id = $1", old_event) == 0
+            assert await count("SELECT count(*) FROM inbox WHERE event_id = $1", new_event) == 1
+    finally:
+        await pool.close()

@@ -8,6 +8,7 @@ a state change and its event through the outbox).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +33,8 @@ class LedgerSettings(ServiceSettings):
 
 # review_id -> how many more times the handler should fail before it succeeds
 FAILURES: dict[uuid.UUID, int] = {}
+# review_id -> awaited by the handler before it applies (to kill a worker in mid-batch)
+HOLD: dict[uuid.UUID, Callable[[], Awaitable[None]]] = {}
 
 consumers = EventConsumers("ledger")
 
@@ -45,11 +48,15 @@ async def record(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     if FAILURES.get(review.review_id, 0) > 0:
         FAILURES[review.review_id] -= 1
         raise RuntimeError("the ledger is having a bad moment")
+    if review.review_id in HOLD:
+        await HOLD[review.review_id]()
     await conn.execute(
-        "INSERT INTO entries (event_id, therapist_id, rating) VALUES ($1, $2, $3)",
+        "INSERT INTO entries (event_id, therapist_id, rating, rating_count)"
+        " VALUES ($1, $2, $3, $4)",
         event.event_id,
         review.therapist_id,
         review.rating,
+        review.rating_count,
     )
     if review.rating == 5:
         # An event caused by an event: correlation and causation must follow.
@@ -124,6 +131,7 @@ LEDGER = ServiceDefinition(
     migrations=Path(__file__).parent / "ledger_migrations",
     routers=[router],
     consumers=consumers,
+    # A test service: it publishes events the registry gives to other services.
     publishes=[ReviewPublished, TherapistAvailabilityPublished],
 )
 

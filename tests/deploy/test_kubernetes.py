@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from samtal_deploy.services import SERVICES, definition
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 BASE = DEPLOY / "k8s" / "base"
 K8S_VERSION = "1.33.0"
-SERVICES = ("catalog", "matching", "booking", "notifications")
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +172,30 @@ def test_keda_scaled_objects(rendered, generate) -> None:
         assert {t["metadata"]["consumerGroup"] for t in spec["triggers"]} == {
             c.group for c in consumers[svc]
         }
+
+
+def test_the_static_base_has_a_file_per_service_and_only_settings_the_service_reads(
+    rendered, yaml_module
+) -> None:
+    """The hand-written part of the base follows the code: one file per declared service,
+    its image, and every variable of its ConfigMap and container env a setting it has."""
+    kustomization = yaml_module.safe_load((BASE / "kustomization.yaml").read_text())
+    per_service = {r.removesuffix(".yaml") for r in kustomization["resources"]} - {
+        "shared",
+        "gateway",
+        "generated",
+    }
+    assert per_service == set(SERVICES)
+    assert {i["name"] for i in kustomization["images"]} >= {f"samtal-{s}" for s in SERVICES}
+    configs = by_kind(rendered, "ConfigMap")
+    deployments = by_kind(rendered, "Deployment")
+    for svc in SERVICES:
+        prefix = f"SAMTAL_{svc.upper()}_"
+        fields = {name.upper() for name in definition(svc).settings_class.model_fields}
+        names = set(configs[f"samtal-{svc}"]["data"])
+        for proc in ("api", "worker"):
+            (c,) = deployments[f"{svc}-{proc}"]["spec"]["template"]["spec"]["containers"]
+            assert c["image"].startswith(f"samtal-{svc}:"), c["image"]
+            names |= {e["name"] for e in c.get("env", [])}
+        unknown = [n for n in names if not n.startswith(prefix) or n[len(prefix) :] not in fields]
+        assert not unknown, (svc, unknown)

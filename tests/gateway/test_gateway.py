@@ -142,12 +142,12 @@ def test_rate_limit_answers_429_past_the_limit(envoy_path, gateway_config, gatew
 def test_deployed_gateway_configs_are_valid_envoy_configs(
     envoy_path, gateway_render, gateway_run, gateway_keys, tmp_path
 ) -> None:
-    """The config Kubernetes mounts (deploy/k8s/base/gateway.yaml) and the one compose
+    """The config Kubernetes mounts (deploy/k8s/base/generated.yaml) and the one compose
     mounts (render.py local) both pass `envoy --mode validate`."""
     from pathlib import Path
 
     yaml = pytest.importorskip("yaml", reason="PyYAML (PyPI `pyyaml`) reads the manifests")
-    base = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "gateway.yaml"
+    base = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "generated.yaml"
     (configmap,) = [
         d
         for d in yaml.safe_load_all(base.read_text())

@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from chassis import db, observability
-from chassis.consumer import EventConsumers, observe_lag
+from chassis.consumer import EventConsumers, dead_letter_publisher, observe_lag
 from chassis.errors import DomainError
 from chassis.http import ValidationProblem
 from chassis.infra import kafka_answers
@@ -93,9 +93,17 @@ class ServiceDefinition:
     consumers: EventConsumers | None = None
     # Long-running worker tasks beyond the relay (e.g. a message sender).
     worker_tasks: Sequence[BackgroundTask] = ()
-    # The events this service publishes (through its outbox), for the AsyncAPI document.
-    publishes: Sequence[type[EventPayload]] = ()
+    # The events this service publishes (through its outbox). Unset: every event the
+    # registry names this service the producer of, so the declaration cannot drift. The
+    # worker creates their topics, the AsyncAPI document lists them, and the relay refuses
+    # to publish anything else.
+    publishes: Sequence[type[EventPayload]] | None = None
     description: str = ""
+
+    def published(self) -> list[type[EventPayload]]:
+        if self.publishes is not None:
+            return list(self.publishes)
+        return [s.model for s in REGISTRY.specs if s.model.producer == self.name]
 
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
@@ -339,10 +347,12 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
                 )
                 await _bounded(
                     "Kafka",
-                    ensure_topics(settings, [*definition.publishes, *consumed]),
+                    ensure_topics(settings, [*definition.published(), *consumed]),
                     settings.startup_timeout_s,
                 )
-                runtime.relay = OutboxRelay(settings, runtime.pool)
+                runtime.relay = OutboxRelay(
+                    settings, runtime.pool, publishes=definition.published()
+                )
                 runtime.relay.start()
                 for task in definition.worker_tasks:
                     runtime.tasks.append(asyncio.create_task(task(runtime)))
@@ -397,19 +407,30 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
             )
         await start_subscribers_together(b)
 
+    # The worker's document comes from its own subscribers and publishers; the api, which
+    # consumes nothing, describes the same service from the same declarations on a broker
+    # it never starts.
+    if process == "worker":
+        dead_letters = declare(definition, settings, broker)
+        specification = AsyncAPI(
+            broker, title=f"Samtal {definition.name}", description=definition.description
+        )
+    else:
+        specification = describe(definition, settings)
     asgi = FastStreamAPI(
         broker,
         application=app,
-        specification=describe(definition, settings),
+        specification=specification,
         # The broker's own context, where FastStream puts the message being handled.
         context=broker.context,
         asyncapi_path="/asyncapi",
         safe_connection=True,
         connection_hook=connect,
     )
-    # Subscribed after the wrap (FastStreamAPI's own wrapper would hide the raw message).
+    # Subscribed after the wrap: FastStreamAPI would resolve the handlers like FastAPI
+    # routes; ours take the records as FastStream decodes them.
     if process == "worker" and definition.consumers is not None:
-        definition.consumers.subscribe(broker, settings, lambda: _pool(runtime))
+        definition.consumers.subscribe(broker, settings, lambda: _pool(runtime), dead_letters)
     return asgi
 
 
@@ -424,30 +445,37 @@ async def start_subscribers_together(broker: KafkaBroker) -> None:
     await asyncio.gather(*(subscriber.start() for subscriber in broker.subscribers))
     for publisher in broker.publishers:
         await publisher.start()
-    broker.running = True
 
 
-def describe(definition: ServiceDefinition, settings: ServiceSettings) -> AsyncAPI:
-    """The service's AsyncAPI document: what it consumes and what it publishes.
-
-    Built on a broker that is never connected, so the api and the worker both serve
-    the whole picture of the service.
-    """
-    paper = KafkaBroker(settings.kafka_bootstrap)
-    if definition.consumers is not None:
-        definition.consumers.describe(paper, settings)
-    for model in definition.publishes:
-        paper.publisher(
+def declare(definition: ServiceDefinition, settings: ServiceSettings, broker: KafkaBroker) -> Any:
+    """Declare what the service publishes on `broker` (its events and its dead letters);
+    returns the dead-letter publisher."""
+    for model in definition.published():
+        broker.publisher(
             settings.topic(REGISTRY.topic(model)),
             title=model.event_type,
             description=(model.__doc__ or "").strip() or None,
             schema=envelope_of(model),
         )
+    return dead_letter_publisher(broker, settings)
+
+
+def describe(definition: ServiceDefinition, settings: ServiceSettings) -> AsyncAPI:
+    """The service's AsyncAPI document for a process that does not consume (the api):
+    the same declarations as the worker's, on a broker that is never started."""
+    paper = KafkaBroker(settings.kafka_bootstrap)
+    dead_letters = declare(definition, settings, paper)
+    if definition.consumers is not None:
+        definition.consumers.subscribe(paper, settings, _no_pool, dead_letters)
     return AsyncAPI(
         paper,
         title=f"Samtal {definition.name}",
         description=definition.description,
     )
+
+
+def _no_pool() -> asyncpg.Pool:
+    raise RuntimeError("this broker only describes the service")
 
 
 def _pool(runtime: Runtime) -> asyncpg.Pool:

@@ -27,11 +27,13 @@ def service_cli(definition: ServiceDefinition) -> typer.Typer:
 
     def serve(process: Process, port: int | None) -> None:
         s = settings()
+        if port:  # the port also names this replica in its consumer groups (static membership)
+            s = s.model_copy(update={"http_port": port})
         app = build(definition, s, process)
         uvicorn.run(
             app,
             host=s.http_host,
-            port=port or s.http_port,
+            port=s.http_port,
             log_level="warning",
             lifespan="on",
             # Longer than the gateway keeps an idle upstream connection (30 s): the

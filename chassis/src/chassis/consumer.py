@@ -1,38 +1,48 @@
-"""Event consumers: decode, inbox, retry with backoff, dead-letter, move on.
+"""Event consumers in FastStream's idiom: batches, inbox, retry, dead letters.
 
-A service declares its handlers in FastStream's style and the chassis wraps
-each one with the delivery rules of docs/architecture.md:
+A service declares its handlers; the chassis turns each consumer group into one
+FastStream batch subscriber on the worker's broker:
 
     consumers = EventConsumers("booking")
 
-    @consumers.handler(TherapistMatched, name="course-opener")
+    @consumers.handler(TherapistMatched, name="course-opener", group="inbound")
     async def open_course(event: Envelope[TherapistMatched], conn: asyncpg.Connection) -> None:
         ...
 
-The handler runs in one transaction with the inbox row, so a second delivery
-does nothing; a message that fails validation, or still fails after N tries,
-goes to the service's dead-letter topic with the original bytes and headers
-saying error, consumer and attempts, and the consumer moves on.
-"""
+What FastStream does: the consumer group and its Kafka consumer, fetching up to
+`consumer_batch_size` records at once, committing offsets only after the subscriber
+returned (`AckPolicy.NACK_ON_ERROR`: on an error the batch comes again), the AsyncAPI
+document from these very subscribers, and `TestKafkaBroker` for tests.
 
-from __future__ import annotations
+What the chassis adds — the extension point is `BatchApplier`, the subscriber's
+handler: a batch is applied in ONE transaction with its inbox rows. Records run in
+the order they came (so per partition, hence per key); each under a savepoint only
+when the optimistic pass failed. A record that cannot succeed (it breaks its contract,
+or raises `PermanentError`, or still fails after `consumer_max_attempts`) goes to the
+service's dead-letter topic with its original bytes and the error while the rest
+apply; a record failing for a moment holds back only the later records of its own
+partition, which are retried with backoff after the rest committed. Dead letters are
+published after the commit and before the offsets are: a crash in between means the
+batch comes again and the inbox skips what was applied.
+"""
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 import structlog
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.message import KafkaMessage
-from faststream_fastapi import Context as StreamContext
 from prometheus_client import Counter, Gauge
+from pydantic import WithJsonSchema
 from structlog.contextvars import bound_contextvars
 
-from chassis import inbox
 from chassis.settings import ServiceSettings
 from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode, envelope_of
 
@@ -49,6 +59,7 @@ CONSUMER_LAG = Gauge(
 DEAD_LETTERS = Counter(
     "samtal_dead_letters_total", "Messages dead-lettered", ["service", "consumer"]
 )
+BATCHES = Counter("samtal_consumer_batches_total", "Batches applied", ["service", "group"])
 
 Handler = Callable[[Envelope[Any], asyncpg.Connection], Awaitable[None]]
 
@@ -73,15 +84,41 @@ class HandlerSpec:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential, bounded: base, 2·base, 4·base … up to cap."""
-    return min(cap, base * 2.0 ** (attempt - 1))
+    return float(min(cap, base * (2 ** (attempt - 1))))
+
+
+class Record(Protocol):
+    """What the chassis reads of a Kafka record (aiokafka's ConsumerRecord)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class DeadLetterSink(Protocol):
+    """A FastStream publisher of the dead-letter topic (or a test double)."""
+
+    async def publish(
+        self, message: Any, *, key: bytes | None = ..., headers: dict[str, str] | None = ...
+    ) -> Any: ...
+
+
+def instance_name(settings: ServiceSettings) -> str | None:
+    """This worker's static group membership name, when it has one (see settings)."""
+    if not settings.kafka_static_membership:
+        return None
+    return settings.kafka_instance_id or f"{socket.gethostname()}:{settings.http_port}"
 
 
 class EventConsumers:
     """A service's event handlers, grouped into Kafka consumer groups.
 
-    Each consumer group joins on its own (about 5 s on the embedded broker, and more
-    after a restart), so handlers that may share a queue share a group; a handler that
-    must never wait behind others (the matcher, crisis alerts) gets a group of its own.
+    Each consumer group joins on its own (about 5 s on the embedded broker), so
+    handlers that may share a queue share a group; a handler that must never wait
+    behind others (the matcher, crisis alerts) gets a group of its own.
     """
 
     def __init__(self, service: str) -> None:
@@ -105,147 +142,328 @@ class EventConsumers:
             grouped.setdefault(spec.group, []).append(spec)
         return grouped
 
-    def describe(self, broker: KafkaBroker, settings: ServiceSettings) -> None:
-        """Declare the subscriptions on a broker that only feeds the AsyncAPI document."""
-        for spec in self.handlers:
-            broker.subscriber(
-                settings.topic(REGISTRY.topic(spec.model)),
-                group_id=settings.group(spec.group),
-                title=f"{settings.service}.{spec.name}",
-                description=spec.func.__doc__,
-            )(_paper_endpoint(spec))
+    def router(
+        self,
+        settings: ServiceSettings,
+        pool: Callable[[], asyncpg.Pool],
+        dead_letters: DeadLetterSink | None = None,
+    ) -> KafkaRouter:
+        """The service's FastStream router: one batch subscriber per consumer group."""
+        router = KafkaRouter()
+        self.subscribe(router, settings, pool, dead_letters)
+        return router
 
     def subscribe(
-        self, broker: KafkaBroker, settings: ServiceSettings, pool: Callable[[], asyncpg.Pool]
+        self,
+        broker: Any,
+        settings: ServiceSettings,
+        pool: Callable[[], asyncpg.Pool],
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
-        """One group subscriber per consumer group, over the topics of its handlers."""
+        """One batch subscriber per consumer group, over the topics of its handlers, on a
+        KafkaBroker or KafkaRouter (anything with FastStream's `subscriber`)."""
         self.settings = settings
+        member = instance_name(settings)
         for group, specs in self.groups().items():
-            routes: dict[str, list[_Runner]] = {}
+            routes: dict[str, list[HandlerSpec]] = {}
             for spec in specs:
-                topic = settings.topic(REGISTRY.topic(spec.model))
-                routes.setdefault(topic, []).append(_Runner(spec, broker, settings, pool))
+                routes.setdefault(settings.topic(REGISTRY.topic(spec.model)), []).append(spec)
+            applier = BatchApplier(self.service, group, routes, settings, pool, dead_letters)
             broker.subscriber(
                 *routes,
                 group_id=settings.group(group),
-                auto_offset_reset="earliest",
+                batch=True,
+                max_records=settings.consumer_batch_size,
+                batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
+                decoder=_records_of,
+                session_timeout_ms=settings.kafka_session_timeout_ms,
+                heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+                group_instance_id=f"{settings.group(group)}.{member}" if member else None,
                 title=f"{settings.service}.{group}",
-                description=" ".join(filter(None, (s.func.__doc__ for s in specs))) or None,
-            )(_endpoint(group, routes))
+                description=" ".join(f"{s.name}: {(s.func.__doc__ or '').strip()}" for s in specs),
+            )(applier.endpoint())
 
 
-def _endpoint(group: str, routes: dict[str, list[_Runner]]) -> Callable[..., Awaitable[None]]:
-    # The worker runs under FastStreamAPI, whose handlers resolve like FastAPI routes;
-    # we take the raw message, route it by topic and decode it ourselves.
-    async def on_message(message: KafkaMessage = StreamContext("message")) -> None:
-        raw = message.raw_message
-        record: Any = raw[0] if isinstance(raw, tuple) else raw
-        for runner in routes[record.topic]:
-            await runner(message)
-
-    on_message.__name__ = f"on_{group.replace('-', '_')}"
-    return on_message
+def _records_of(message: KafkaMessage) -> list[Any]:
+    """FastStream decoder: the batch's records as they came (the chassis decodes each one,
+    so one malformed record is dead-lettered instead of failing the whole batch)."""
+    raw = message.raw_message
+    return list(raw) if isinstance(raw, (tuple, list)) else [raw]
 
 
-def _paper_endpoint(spec: HandlerSpec) -> Callable[..., Awaitable[None]]:
-    async def described(event: Any) -> None:
-        """Never runs: it describes the channel for the AsyncAPI document."""
+def _envelope_schema(models: Sequence[type[EventPayload]]) -> dict[str, Any]:
+    """JSON Schema of one record of these topics, self-contained (for AsyncAPI)."""
 
-    # Resolved now (this module's annotations are strings): the envelope of this event.
-    described.__annotations__ = {"event": envelope_of(spec.model), "return": None}
-    described.__name__ = spec.func.__name__
-    described.__doc__ = spec.func.__doc__
-    return described
+    def inlined(model: type[EventPayload]) -> dict[str, Any]:
+        schema = envelope_of(model).model_json_schema()
+        definitions = schema.pop("$defs", {})
+
+        def inline(node: Any) -> Any:
+            if isinstance(node, dict):
+                if "$ref" in node:
+                    return inline(dict(definitions[node["$ref"].rsplit("/", 1)[-1]]))
+                return {k: inline(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [inline(v) for v in node]
+            return node
+
+        result: dict[str, Any] = inline(schema)
+        return result
+
+    unique = list(dict.fromkeys(models))
+    if len(unique) == 1:
+        return inlined(unique[0])
+    return {"oneOf": [inlined(m) for m in unique]}
 
 
-class _Runner:
+@dataclass
+class _Unit:
+    """One handler's work on one record."""
+
+    record: Any
+    spec: HandlerSpec
+    envelope: Envelope[Any]
+    attempts: int = 0
+
+    @property
+    def partition(self) -> tuple[str, int]:
+        return (self.record.topic, self.record.partition)
+
+
+@dataclass
+class _Pass:
+    applied: list[_Unit] = field(default_factory=list)
+    duplicates: list[_Unit] = field(default_factory=list)
+    deferred: list[_Unit] = field(default_factory=list)
+    dead: list[tuple[Any, str, str, int]] = field(default_factory=list)
+
+
+class BatchApplier:
+    """The handler of one consumer group's subscriber: applies a batch of records."""
+
     def __init__(
         self,
-        spec: HandlerSpec,
-        broker: KafkaBroker,
+        service: str,
+        group: str,
+        routes: dict[str, list[HandlerSpec]],
         settings: ServiceSettings,
         pool: Callable[[], asyncpg.Pool],
+        dead_letters: DeadLetterSink | None,
     ) -> None:
-        self.spec = spec
-        self.broker = broker
+        self.service = service
+        self.group = group
+        self.routes = routes
         self.settings = settings
         self.pool = pool
+        self.dead_letters = dead_letters
 
-    def _count(self, outcome: str) -> None:
-        EVENTS_HANDLED.labels(self.settings.service, self.spec.name, outcome).inc()
+    def endpoint(self) -> Callable[..., Awaitable[None]]:
+        """The FastStream handler; its body annotation is what AsyncAPI shows per record."""
+        models = [spec.model for specs in self.routes.values() for spec in specs]
+        body = Annotated[list[Any], WithJsonSchema(_envelope_schema(models))]
 
-    async def __call__(self, message: KafkaMessage) -> None:
-        try:
-            envelope = decode(message.body, expected=self.spec.model)
-        except ContractError as exc:
-            await self.dead_letter(message, f"invalid: {exc}", attempts=1)
-            return
+        async def apply(records: Any) -> None:
+            # Plain FastStream passes what the decoder made; under FastStreamAPI (the
+            # worker's ASGI app) handlers resolve like FastAPI routes and get the message.
+            await self.apply(records if isinstance(records, list) else _records_of(records))
+
+        apply.__annotations__ = {"records": body, "return": None}
+        apply.__name__ = f"apply_{self.group.replace('-', '_')}"
+        apply.__doc__ = " ".join(
+            f"{s.name}: {(s.func.__doc__ or '').strip()}"
+            for specs in self.routes.values()
+            for s in specs
+        )
+        return apply
+
+    def _count(self, unit: _Unit | HandlerSpec, outcome: str) -> None:
+        spec = unit.spec if isinstance(unit, _Unit) else unit
+        EVENTS_HANDLED.labels(self.service, spec.name, outcome).inc()
+
+    async def apply(self, records: Sequence[Any]) -> None:
+        units: list[_Unit] = []
+        rejected: list[tuple[Any, str, str, int]] = []
+        for record in records:
+            for spec in self.routes.get(record.topic, ()):
+                try:
+                    envelope = decode(record.value or b"", expected=spec.model)
+                except ContractError as exc:
+                    rejected.append((record, spec.name, f"invalid: {exc}", 1))
+                    continue
+                units.append(_Unit(record, spec, envelope))
+        await self._dead_letter(rejected)
+        # Partitions are independent (order is per partition): a few lanes, each its own
+        # connection and transaction, apply them side by side.
+        lanes: dict[int, list[_Unit]] = {}
+        width = self.settings.consumer_lanes
+        for unit in units:
+            lanes.setdefault(hash(unit.partition) % width, []).append(unit)
+        await asyncio.gather(*(self._apply_lane(lane) for lane in lanes.values()))
+
+    async def _apply_lane(self, units: list[_Unit]) -> None:
+        optimistic = True
+        while units:
+            done = await self._pass(units, careful=not optimistic)
+            if done is None:  # the optimistic pass failed somewhere: again, record by record
+                optimistic = False
+                continue
+            BATCHES.labels(self.service, self.group).inc()
+            for unit in done.applied:
+                self._count(unit, "handled")
+            for unit in done.duplicates:
+                self._count(unit, "duplicate")
+            await self._dead_letter(done.dead)
+            units = done.deferred
+            if units:
+                attempt = max(u.attempts for u in units)
+                delay = backoff(
+                    attempt, self.settings.consumer_backoff_s, self.settings.consumer_backoff_max_s
+                )
+                for unit in units:
+                    self._count(unit, "retried")
+                log.warning("records failed; retrying", count=len(units), delay=delay)
+                await asyncio.sleep(delay)
+
+    async def _pass(self, units: list[_Unit], *, careful: bool) -> _Pass | None:
+        """Apply what can be applied in one transaction. Optimistic (the inbox rows of the
+        whole batch in one statement, no savepoints): None when anything failed, and
+        nothing was written. Careful: each record under a savepoint with its inbox row."""
+        outcome = _Pass()
+        blocked: set[tuple[str, int]] = set()
+        async with self.pool().acquire() as conn:
+            try:
+                async with conn.transaction():
+                    fresh = None if careful else await self._claim_all(conn, units)
+                    for unit in units:
+                        if unit.partition in blocked:
+                            outcome.deferred.append(unit)
+                            continue
+                        error = await self._run(conn, unit, outcome, fresh)
+                        if error is None:
+                            continue
+                        if not careful:
+                            raise _Retry()
+                        self._settle_failure(unit, error, outcome, blocked)
+            except _Retry:
+                return None
+        return outcome
+
+    async def _claim_all(
+        self, conn: asyncpg.Connection, units: list[_Unit]
+    ) -> set[tuple[str, uuid.UUID]]:
+        rows = await conn.fetch(
+            "INSERT INTO inbox (consumer, event_id, event_type)"
+            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])"
+            " ON CONFLICT DO NOTHING RETURNING consumer, event_id",
+            [u.spec.name for u in units],
+            [u.envelope.event_id for u in units],
+            [u.envelope.event_type for u in units],
+        )
+        return {(r["consumer"], r["event_id"]) for r in rows}
+
+    async def _run(
+        self,
+        conn: asyncpg.Connection,
+        unit: _Unit,
+        outcome: _Pass,
+        fresh: set[tuple[str, uuid.UUID]] | None,
+    ) -> BaseException | None:
+        envelope = unit.envelope
         with bound_contextvars(
             correlation_id=envelope.correlation_id,
             causation_id=envelope.causation_id,
             event_id=str(envelope.event_id),
             event_type=envelope.event_type,
-            consumer=self.spec.name,
+            consumer=unit.spec.name,
         ):
-            await self._handle(message, envelope)
-
-    async def _handle(self, message: KafkaMessage, envelope: Envelope[Any]) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
             try:
-                async with self.pool().acquire() as conn, conn.transaction():
-                    first = await inbox.claim(
-                        conn, self.spec.name, envelope.event_id, envelope.event_type
-                    )
+                if fresh is None:  # careful: the inbox row and the effect under one savepoint
+                    async with conn.transaction():
+                        first = await conn.fetchval(
+                            "INSERT INTO inbox (consumer, event_id, event_type)"
+                            " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+                            unit.spec.name,
+                            envelope.event_id,
+                            envelope.event_type,
+                        )
+                        if first:
+                            await unit.spec.func(envelope, conn)
+                else:
+                    key = (unit.spec.name, envelope.event_id)
+                    first = key in fresh
+                    fresh.discard(key)  # the same event twice in a batch: once
                     if first:
-                        await self.spec.func(envelope, conn)
-                self._count("handled" if first else "duplicate")
-                log.info("event handled" if first else "duplicate event ignored", attempt=attempt)
-                return
-            except PermanentError as exc:
-                await self.dead_letter(message, f"rejected: {exc}", attempts=attempt)
-                return
+                        await unit.spec.func(envelope, conn)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                if attempt >= self.settings.consumer_max_attempts:
-                    await self.dead_letter(
-                        message, f"failed: {type(exc).__name__}: {exc}", attempts=attempt
-                    )
-                    return
-                self._count("retried")
-                delay = backoff(
-                    attempt, self.settings.consumer_backoff_s, self.settings.consumer_backoff_max_s
-                )
-                log.warning(
-                    "handler failed; retrying", attempt=attempt, delay=delay, error=str(exc)
-                )
-                await asyncio.sleep(delay)
+                return exc
+            log.info("event handled" if first else "duplicate event ignored")
+        (outcome.applied if first else outcome.duplicates).append(unit)
+        return None
 
-    async def dead_letter(self, message: KafkaMessage, error: str, attempts: int) -> None:
-        raw = message.raw_message
-        record: Any = raw[0] if isinstance(raw, tuple) else raw
-        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-        headers.update(
-            {
-                "x-dead-letter-error": error[:1000],
-                "x-dead-letter-consumer": self.spec.name,
-                "x-dead-letter-attempts": str(attempts),
-                "x-original-topic": record.topic,
-                "x-original-partition": str(record.partition),
-                "x-original-offset": str(record.offset),
-            }
-        )
-        await self.broker.publish(
-            message.body,
-            self.settings.topic(dead_letter_topic(self.settings.service)),
-            key=record.key,
-            headers=headers,
-        )
-        DEAD_LETTERS.labels(self.settings.service, self.spec.name).inc()
-        self._count("dead_lettered")
-        log.error("event dead-lettered", error=error, attempts=attempts)
+    def _settle_failure(
+        self, unit: _Unit, error: BaseException, outcome: _Pass, blocked: set[tuple[str, int]]
+    ) -> None:
+        unit.attempts += 1
+        if isinstance(error, PermanentError):
+            outcome.dead.append((unit.record, unit.spec.name, f"rejected: {error}", unit.attempts))
+        elif unit.attempts >= self.settings.consumer_max_attempts:
+            outcome.dead.append(
+                (
+                    unit.record,
+                    unit.spec.name,
+                    f"failed: {type(error).__name__}: {error}",
+                    unit.attempts,
+                )
+            )
+        else:
+            # Later records of this partition wait for it: per-key order holds.
+            blocked.add(unit.partition)
+            outcome.deferred.append(unit)
+            log.warning(
+                "handler failed; will retry",
+                consumer=unit.spec.name,
+                attempt=unit.attempts,
+                error=str(error),
+            )
+
+    async def _dead_letter(self, letters: list[tuple[Any, str, str, int]]) -> None:
+        for record, consumer, error, attempts in letters:
+            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+            headers.update(
+                {
+                    "x-dead-letter-error": error[:1000],
+                    "x-dead-letter-consumer": consumer,
+                    "x-dead-letter-attempts": str(attempts),
+                    "x-original-topic": record.topic,
+                    "x-original-partition": str(record.partition),
+                    "x-original-offset": str(record.offset),
+                }
+            )
+            if self.dead_letters is None:
+                raise RuntimeError("no dead-letter publisher: the worker declares one")
+            await self.dead_letters.publish(record.value or b"", key=record.key, headers=headers)
+            DEAD_LETTERS.labels(self.service, consumer).inc()
+            EVENTS_HANDLED.labels(self.service, consumer, "dead_lettered").inc()
+            log.error("event dead-lettered", consumer=consumer, error=error, attempts=attempts)
+
+
+class _Retry(Exception):
+    """Leaves the optimistic pass's transaction (rolled back) to go record by record."""
+
+
+def dead_letter_publisher(broker: KafkaBroker | KafkaRouter, settings: ServiceSettings) -> Any:
+    """The service's dead-letter topic, declared as a FastStream publisher."""
+    return broker.publisher(
+        settings.topic(dead_letter_topic(settings.service)),
+        title=f"{settings.service}.dead-letters",
+        description="Records a consumer could not apply: original bytes, key and headers,"
+        " plus x-dead-letter-error/-consumer/-attempts and x-original-topic/-partition/-offset.",
+    )
 
 
 async def observe_lag(broker: KafkaBroker, service: str, every_s: float = 5.0) -> None:
@@ -257,7 +475,7 @@ async def observe_lag(broker: KafkaBroker, service: str, every_s: float = 5.0) -
                 consumer = getattr(subscriber, "consumer", None)
                 if consumer is None:
                     continue
-                group = getattr(consumer, "_group_id", None) or "-"
+                group = str(getattr(subscriber, "group_id", None) or "-")
                 for tp in consumer.assignment():
                     highwater = consumer.highwater(tp)
                     if highwater is None:

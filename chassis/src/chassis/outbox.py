@@ -224,6 +224,10 @@ class PublishFailed(Exception):
     """The broker did not acknowledge every record of a batch in time."""
 
 
+class UndeclaredEvent(Exception):
+    """A row of an event the service does not declare it publishes: the relay stops there."""
+
+
 @dataclass
 class _Batch:
     ids: list[int]
@@ -244,8 +248,11 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         *,
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+        publishes: Iterable[type[EventPayload]] | None = None,
     ) -> None:
         self.settings = settings
+        # The topics the service declares (None: any), checked before anything is sent.
+        self.declared = None if publishes is None else {REGISTRY.topic(m) for m in publishes}
         self.pool = pool
         self.schema = settings.db_schema
         self._producer_factory = producer_factory or self._default_producer
@@ -407,6 +414,11 @@ class OutboxRelay:
             await self._settle_all(pending)
 
     async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> _Batch:
+        if self.declared is not None:
+            undeclared = {row["topic"] for row in rows} - self.declared
+            if undeclared:
+                log.error("outbox holds events the service does not declare", topics=undeclared)
+                raise UndeclaredEvent(f"{self.settings.service} does not publish {undeclared}")
         # Sends are queued in id order; the producer keeps that order per partition.
         futures = [
             await producer.send(

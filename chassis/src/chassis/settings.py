@@ -35,12 +35,27 @@ class ServiceSettings(BaseSettings):
     kafka_idempotence: bool = True
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
     kafka_group_prefix: str = ""
+    # A broker notices a worker that died without leaving its groups after the session
+    # timeout; only then are its partitions given to others (or to it, restarted).
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    # Static group membership (KIP-345): a worker restarted with the same instance id takes
+    # its partitions back without waiting for its old session to expire. The id must be
+    # unique among the live replicas and stable across a restart: `kafka_instance_id`, else
+    # host name and HTTP port (a pod's name survives a container restart; replicas on one
+    # host differ by port).
+    kafka_static_membership: bool = True
+    kafka_instance_id: str | None = None
     # Prepended to every topic and group; tests use it to stay apart.
     topic_prefix: str = ""
     # Consumers: attempts before a message is dead-lettered, and the backoff between.
     consumer_max_attempts: int = Field(default=5, ge=1, le=50)
     consumer_backoff_s: float = Field(default=0.2, ge=0)
     consumer_backoff_max_s: float = Field(default=5.0, ge=0)
+    # Records a consumer group takes at once and applies in one transaction.
+    consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # A batch's partitions are applied side by side on this many connections at most.
+    consumer_lanes: int = Field(default=4, ge=1, le=64)
     # Outbox relay.
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_s: float = Field(default=0.25, gt=0)

@@ -7,7 +7,9 @@ Writes (and the tests compare against, see tests/deploy/):
 - topics.json                 every topic: partitions, compaction, producer, consumer groups
 - kafka/create-topics.sh      the topic-creation job of compose and Kubernetes
 - compose.yaml                Kafka (KRaft), Postgres, per service migrate/api/worker, gateway
-- k8s/base/*.yaml             kustomize base (see k8s/base/kustomization.yaml)
+- k8s/base/generated.yaml     what of the kustomize base derives from the code: the topic
+                              script, the gateway's Envoy config, the workers' KEDA triggers
+                              (the rest of k8s/base/ is static YAML, edited by hand)
 
 Who consumes what is read from each service's `DEFINITION.consumers` (its
 `EventConsumers`): the code is the only list.
@@ -311,153 +313,11 @@ def compose() -> dict[str, Any]:
 # ---------------------------------------------------------------- kubernetes
 
 LABEL = "app.kubernetes.io"
-SECURITY = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "runAsGroup": 10001,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
 def _meta(name: str, component: str, svc: str | None = None) -> dict[str, Any]:
     labels = {f"{LABEL}/name": name, f"{LABEL}/component": component, f"{LABEL}/part-of": "samtal"}
     if svc:
         labels["samtal.io/service"] = svc
     return {"name": name, "labels": labels}
-
-
-def _selector(name: str) -> dict[str, str]:
-    return {f"{LABEL}/name": name}
-
-
-def _env_from(svc: str) -> list[dict[str, Any]]:
-    return [{"configMapRef": {"name": f"samtal-{svc}"}}, {"secretRef": {"name": f"samtal-{svc}"}}]
-
-
-def _jwt_env(svc: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": f"SAMTAL_{svc.upper()}_JWT_PUBLIC_KEYS",
-            "valueFrom": {"configMapKeyRef": {"name": "samtal-jwt", "key": "public-keys.json"}},
-        }
-    ]
-
-
-def _container(svc: str, process: str) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}}
-    return {
-        "name": process,
-        "image": f"samtal-{svc}",
-        "args": [process],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT}]
-        + ([{"name": "metrics", "containerPort": METRICS_PORT}] if process == "api" else []),
-        "envFrom": _env_from(svc),
-        "env": _jwt_env(svc),
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 5,
-            "timeoutSeconds": 3,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3},
-        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 30},
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "192Mi"},
-            "limits": {"cpu": "1", "memory": "512Mi"},
-        },
-        "securityContext": SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-    }
-
-
-def _deployment(svc: str, process: str, replicas: int) -> dict[str, Any]:
-    name = f"{svc}-{process}"
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(name, process, svc),
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": _selector(name)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {
-                    "labels": _meta(name, process, svc)["labels"],
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(METRICS_PORT if process == "api" else HTTP_PORT),
-                        "prometheus.io/path": "/metrics",
-                    },
-                },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {"runAsNonRoot": True, "fsGroup": 10001},
-                    "containers": [_container(svc, process)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": _selector(name)},
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def _service(name: str, component: str, svc: str | None, port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(name, component, svc),
-        "spec": {
-            "selector": _selector(name),
-            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
-        },
-    }
-
-
-def _pdb(name: str, component: str, svc: str | None) -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _meta(name, component, svc),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(name)}},
-    }
-
-
-def _hpa(name: str, component: str, svc: str | None, lo: int, hi: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(name, component, svc),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": lo,
-            "maxReplicas": hi,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {"type": "Utilization", "averageUtilization": 70},
-                    },
-                }
-            ],
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
-        },
-    }
 
 
 def worker_max_replicas(consumers: list[Consumer]) -> int:
@@ -500,153 +360,12 @@ def scaled_object(svc: str, consumers: list[Consumer]) -> dict[str, Any]:
     }
 
 
-def _egress_to(app: str, port: int) -> dict[str, Any]:
-    return {
-        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {f"{LABEL}/name": app}}}],
-        "ports": [{"protocol": "TCP", "port": port}],
-    }
-
-
-DNS_EGRESS = {
-    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-}
-MONITORING_INGRESS = {
-    "from": [{"namespaceSelector": {"matchLabels": {"samtal.io/monitoring": "true"}}}],
-    "ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": METRICS_PORT}],
-}
-
-
-def network_policy(svc: str, process: str) -> dict[str, Any]:
-    name = f"{svc}-{process}"
-    ingress = [MONITORING_INGRESS]
-    if process == "api":
-        ingress.insert(
-            0,
-            {
-                "from": [{"podSelector": {"matchLabels": _selector("gateway")}}],
-                "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
-            },
-        )
-    egress = [DNS_EGRESS, _egress_to("kafka", 9092), _egress_to("postgres", 5432)]
-    if svc == "notifications" and process == "worker":
-        # sending e-mail (SMTP) and SMS (an HTTPS provider) leaves the cluster
-        egress.append(
-            {
-                "to": [
-                    {
-                        "ipBlock": {
-                            "cidr": "0.0.0.0/0",
-                            "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
-                        }
-                    }
-                ],
-                "ports": [{"protocol": "TCP", "port": p} for p in (25, 465, 587, 443)],
-            }
-        )
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(name, process, svc),
-        "spec": {
-            "podSelector": {"matchLabels": _selector(name)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": ingress,
-            "egress": egress,
-        },
-    }
-
-
-def migrate_job(svc: str) -> dict[str, Any]:
-    name = f"{svc}-migrate"
-    container = {
-        "name": "migrate",
-        "image": f"samtal-{svc}",
-        "args": ["migrate"],
-        "envFrom": [
-            {"configMapRef": {"name": f"samtal-{svc}"}},
-            {"secretRef": {"name": f"samtal-{svc}"}},
-            # the admin DATABASE_URL (creates the role and schema); only here
-            {"secretRef": {"name": f"samtal-{svc}-migrate"}},
-        ],
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "128Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
-        },
-        "securityContext": SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta(name, "migrate", svc),
-        "spec": {
-            "backoffLimit": 3,
-            "activeDeadlineSeconds": 600,
-            "ttlSecondsAfterFinished": 86400,
-            "template": {
-                "metadata": {"labels": _meta(name, "migrate", svc)["labels"]},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
-    }
-
-
-def migrate_network_policy(svc: str) -> dict[str, Any]:
-    name = f"{svc}-migrate"
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(name, "migrate", svc),
-        "spec": {
-            "podSelector": {"matchLabels": _selector(name)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
-            "egress": [DNS_EGRESS, _egress_to("postgres", 5432)],
-        },
-    }
-
-
-def service_manifests(svc: str, consumers: list[Consumer]) -> list[dict[str, Any]]:
-    env = service_env(
-        svc,
-        database_url="postgresql://postgres:5432/samtal",
-        kafka="kafka:9092",
-        smtp_host="smtp-relay.mail.svc",
-        smtp_port="587",
-        smtp_from="Samtal <no-reply@samtal.se>",
-        # Replace with the clinicians on call (JSON list of person ids) before rolling out.
-        on_call_clinicians=LOCAL_ON_CALL,
-    )
-    config = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(f"samtal-{svc}", "config", svc),
-        "data": env,
-    }
-    return [
-        config,
-        _deployment(svc, "api", 2),
-        _service(f"{svc}-api", "api", svc, HTTP_PORT),
-        _hpa(f"{svc}-api", "api", svc, 2, 10),
-        _pdb(f"{svc}-api", "api", svc),
-        network_policy(svc, "api"),
-        _deployment(svc, "worker", 1),
-        _service(f"{svc}-worker", "worker", svc, HTTP_PORT),
-        scaled_object(svc, consumers),
-        _pdb(f"{svc}-worker", "worker", svc),
-        network_policy(svc, "worker"),
-        migrate_job(svc),
-        migrate_network_policy(svc),
-    ]
-
-
-def gateway_manifests() -> list[dict[str, Any]]:
+def generated_manifests(
+    topic_list: list[dict[str, Any]], consumers: dict[str, list[Consumer]]
+) -> list[dict[str, Any]]:
+    """The part of the kustomize base that derives from the code: the topic script (from
+    the registry), the gateway's Envoy config (from its render function and the service
+    list) and each worker's KEDA triggers (from its consumers). The rest is static YAML."""
     envoy = render.render(
         {svc: (f"{svc}-api", HTTP_PORT) for svc in SERVICES},
         '{"keys": []}',
@@ -654,193 +373,21 @@ def gateway_manifests() -> list[dict[str, Any]]:
         jwks_file="/etc/envoy/jwks/jwks.json",
         cors_origins=["https://app.samtal.se", "https://terapeut.samtal.se"],
     )
-    name = "gateway"
-    container = {
-        "name": "envoy",
-        "image": "envoyproxy/envoy",
-        "args": ["-c", "/etc/envoy/envoy.yaml", "--log-level", "warning"],
-        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "64Mi"},
-            "limits": {"cpu": "1", "memory": "256Mi"},
-        },
-        "securityContext": {**SECURITY, "runAsUser": 101, "runAsGroup": 101},
-        "volumeMounts": [
-            {
-                "name": "config",
-                "mountPath": "/etc/envoy/envoy.yaml",
-                "subPath": "envoy.yaml",
-                "readOnly": True,
-            },
-            {"name": "jwks", "mountPath": "/etc/envoy/jwks", "readOnly": True},
-        ],
-    }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(name, "gateway"),
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": _selector(name)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {"labels": _meta(name, "gateway")["labels"]},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": "gateway"}},
-                        {
-                            "name": "jwks",
-                            "configMap": {
-                                "name": "samtal-jwt",
-                                "items": [{"key": "jwks.json", "path": "jwks.json"}],
-                            },
-                        },
-                    ],
-                },
-            },
-        },
-    }
-    policy = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(name, "gateway"),
-        "spec": {
-            "podSelector": {"matchLabels": _selector(name)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]}],
-            "egress": [
-                DNS_EGRESS,
-                {
-                    "to": [{"podSelector": {"matchLabels": {f"{LABEL}/component": "api"}}}],
-                    "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
-                },
-            ],
-        },
-    }
-    service = _service(name, "gateway", None, 80)
-    service["spec"]["ports"][0]["targetPort"] = "http"
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta(name, "gateway"),
-            "data": {"envoy.yaml": envoy},
-        },
-        deployment,
-        service,
-        _hpa(name, "gateway", None, 2, 6),
-        _pdb(name, "gateway", None),
-        policy,
-    ]
-
-
-def shared_manifests(topic_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    script = create_topics_script(topic_list)
-    jwt = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta("samtal-jwt", "auth"),
-        "data": {
-            # Replace both in an overlay: the public keys in force (old and new during a
-            # rotation) as a JSON list of PEMs for the services, and the same as a JWKS
-            # for the gateway (samtal_deploy.gateway.render.pem_to_jwks).
-            "public-keys.json": "[]",
-            "jwks.json": '{"keys": []}',
-        },
-    }
-    topics_job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta("create-topics", "kafka"),
-        "spec": {
-            "backoffLimit": 5,
-            "ttlSecondsAfterFinished": 86400,
-            "template": {
-                "metadata": {"labels": _meta("create-topics", "kafka")["labels"]},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "automountServiceAccountToken": False,
-                    "containers": [
-                        {
-                            "name": "create-topics",
-                            "image": "apache/kafka",
-                            "command": ["sh", "/scripts/create-topics.sh"],
-                            "env": [
-                                {"name": "BOOTSTRAP", "value": "kafka:9092"},
-                                {"name": "REPLICATION_FACTOR", "value": "3"},
-                            ],
-                            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts"}],
-                            "resources": {
-                                "requests": {"cpu": "50m", "memory": "256Mi"},
-                                "limits": {"cpu": "500m", "memory": "512Mi"},
-                            },
-                            "securityContext": {
-                                **SECURITY,
-                                "runAsUser": 1000,
-                                "runAsGroup": 1000,
-                                "readOnlyRootFilesystem": False,
-                            },
-                        }
-                    ],
-                    "volumes": [{"name": "scripts", "configMap": {"name": "kafka-topics"}}],
-                },
-            },
-        },
-    }
-    default_deny = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta("default-deny", "policy"),
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-    }
-    topics_policy = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta("create-topics", "kafka"),
-        "spec": {
-            "podSelector": {"matchLabels": _selector("create-topics")},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
-            "egress": [DNS_EGRESS, _egress_to("kafka", 9092)],
-        },
-    }
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "samtal"}},
-        jwt,
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _meta("kafka-topics", "kafka"),
-            "data": {"create-topics.sh": script},
+            "data": {"create-topics.sh": create_topics_script(topic_list)},
         },
-        topics_job,
-        topics_policy,
-        default_deny,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta("gateway", "gateway"),
+            "data": {"envoy.yaml": envoy},
+        },
+        *(scaled_object(svc, consumers[svc]) for svc in SERVICES),
     ]
-
-
-def kustomization(files: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "namespace": "samtal",
-        "resources": files,
-        "images": [
-            *(
-                {"name": f"samtal-{svc}", "newName": f"samtal-{svc}", "newTag": "0.1.0"}
-                for svc in SERVICES
-            ),
-            {"name": "envoyproxy/envoy", "newTag": ENVOY_IMAGE.split(":")[1]},
-            {"name": "apache/kafka", "newTag": KAFKA_IMAGE.split(":")[1]},
-        ],
-    }
 
 
 # ---------------------------------------------------------------- output
@@ -880,12 +427,7 @@ def outputs() -> dict[str, str]:
         "kafka/create-topics.sh": create_topics_script(topic_list),
         "compose.yaml": _dump(compose()),
     }
-    k8s = {"shared.yaml": shared_manifests(topic_list), "gateway.yaml": gateway_manifests()}
-    for svc in SERVICES:
-        k8s[f"{svc}.yaml"] = service_manifests(svc, consumers[svc])
-    for name, docs in k8s.items():
-        files[f"k8s/base/{name}"] = _dump(docs)
-    files["k8s/base/kustomization.yaml"] = _dump(kustomization(list(k8s)))
+    files["k8s/base/generated.yaml"] = _dump(generated_manifests(topic_list, consumers))
     return files
 
 

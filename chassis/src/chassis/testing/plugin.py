@@ -133,6 +133,8 @@ def settings_for(
             outbox_poll_s=0.2,
             outbox_publish_timeout_s=10,
             outbox_takeover_grace_s=12,
+            # Tests run several workers in one process, all on the same host and port.
+            kafka_static_membership=False,
             startup_timeout_s=15,
             log_json=True,
             metrics_port=0,  # a free port: tests run many apps at once

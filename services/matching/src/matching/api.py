@@ -18,6 +18,7 @@ from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
 from chassis.errors import Conflict, DomainError, NotFound
 from chassis.http import SIGNED_IN, problems
+from contracts.inputs import Text
 from contracts.oncall import OnCallRoster
 from matching import service, store, views
 from matching.domain import access
@@ -260,7 +261,8 @@ async def clinician_intake(
 class EmergencyAccessIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(
+    # Text: no NUL or lone surrogate reaches Postgres (a 422 naming the field instead).
+    reason: Text = Field(
         min_length=access.REASON_MIN_LENGTH,
         max_length=access.REASON_MAX_LENGTH,
         description="Why you open an intake you are not on call for; the client sees that "

@@ -77,6 +77,7 @@ DRAIN_S = 3.0  # a rate holds when every intake is matched within this after off
 E2E_P99_LIMIT = 8.0  # x the broker round trip
 BACKLOG = 400  # intakes drained by 1 and by 2 replicas
 BROKER_ROUND_TRIPS = 50
+FILLERS = 4  # connections filling the read model
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 LANGUAGES = ("sv", "en", "ar", "fa", "so", "pl", "es", "ti", "fi", "de")
@@ -91,6 +92,14 @@ AREAS = (
     "relationships",
 )
 CITIES = ("Stockholm", "Göteborg", "Malmö", "Uppsala")
+
+
+STARTED = time.perf_counter()
+
+
+def say(*what: object) -> None:
+    """Progress, with the time since the start."""
+    print(f"[{time.perf_counter() - STARTED:5.0f} s]", *what, flush=True)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -231,28 +240,31 @@ async def database(admin_dsn: str) -> AsyncIterator[str]:
 
 
 async def fill_read_model(settings: Settings, rng: random.Random, count: int) -> None:
+    """`count` therapists through the read model's own store functions, a few connections
+    side by side (the events are drawn first, so the catalog is the same every run)."""
+    events = []
+    for _ in range(count):
+        therapist_id = uuid.uuid4()
+        fields = therapist_fields(rng)
+        fields["accepting_new_clients"] = True  # every intake should find somebody
+        profile = TherapistProfilePublished(therapist_id=therapist_id, capacity=100_000, **fields)
+        availability = TherapistAvailabilityPublished(
+            therapist_id=therapist_id,
+            computed_at=datetime.now(UTC),
+            active_courses=rng.randint(0, 10),
+            free_slots=[FreeSlot(starts_at=s, minutes=50) for s in free_slots(rng)],
+        )
+        events.append((profile, availability))
     pool = await db.create_pool(settings)
-    try:
+
+    async def fill(part: list[tuple[TherapistProfilePublished, TherapistAvailabilityPublished]]):
         async with pool.acquire() as conn, conn.transaction():
-            for _ in range(count):
-                therapist_id = uuid.uuid4()
-                fields = therapist_fields(rng)
-                fields["accepting_new_clients"] = True  # every intake should find somebody
-                await store.apply_profile(
-                    conn,
-                    TherapistProfilePublished(
-                        therapist_id=therapist_id, capacity=100_000, **fields
-                    ),
-                )
-                await store.apply_availability(
-                    conn,
-                    TherapistAvailabilityPublished(
-                        therapist_id=therapist_id,
-                        computed_at=datetime.now(UTC),
-                        active_courses=rng.randint(0, 10),
-                        free_slots=[FreeSlot(starts_at=s, minutes=50) for s in free_slots(rng)],
-                    ),
-                )
+            for profile, availability in part:
+                await store.apply_profile(conn, profile)
+                await store.apply_availability(conn, availability)
+
+    try:
+        await asyncio.gather(*(fill(events[k::FILLERS]) for k in range(FILLERS)))
     finally:
         await pool.close()
 
@@ -292,9 +304,12 @@ class Platform:
     logs: Path
     running: list[Process] = field(default_factory=list)
 
-    def env(self, port: int) -> dict[str, str]:
+    def env(self, port: int, instance: str) -> dict[str, str]:
         s = self.settings
         values = {
+            # As deployed: a replica restarted under its own name takes its partitions back
+            # at once (static membership); a fresh name would wait for the old one to expire.
+            "KAFKA_INSTANCE_ID": instance,
             "DATABASE_URL": s.database_url,
             "KAFKA_BOOTSTRAP": s.kafka_bootstrap,
             "KAFKA_IDEMPOTENCE": json.dumps(s.kafka_idempotence),
@@ -309,19 +324,20 @@ class Platform:
         }
         return {**os.environ, **{f"SAMTAL_MATCHING_{k}": v for k, v in values.items()}}
 
-    def spawn(self, kind: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    def spawn(self, kind: str, port: int, log: Path, instance: str) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             return subprocess.Popen(
                 [sys.executable, "-c", "from matching.app import cli; cli()", kind],
-                env=self.env(port),
+                env=self.env(port, instance),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
-    async def start(self, kind: str) -> Process:
+    async def start(self, kind: str, replica: int = 0) -> Process:
+        """One process; `replica` names it among the workers (worker 0 restarted is worker 0)."""
         port = free_port()
         log = self.logs / f"{kind}-{port}.log"
-        popen = self.spawn(kind, port, log)
+        popen = self.spawn(kind, port, log, f"bench-{kind}-{replica}")
         process = Process(kind, port, popen, log)
         self.running.append(process)
         deadline = time.monotonic() + 240  # a loaded machine: readiness waits for Kafka joins
@@ -511,14 +527,14 @@ async def sustained(
     ids, began = await submitter.burst(BURST)
     last = await watcher.wait(ids, timeout=180)
     burst_rate = len(ids) / (last - began)
-    print(f"    burst: {len(ids)} intakes from 16 clients matched at {burst_rate:.1f}/s")
+    say(f"    burst: {len(ids)} intakes from 16 clients matched at {burst_rate:.1f}/s")
     rate = min(float(AIM_PER_S), round(burst_rate))
     while rate >= MIN_RATE:
         probe = await offered(submitter, watcher, rate, PROBE_S, rtt)
-        print(f"    probe {describe(probe, rtt)}")
+        say(f"    probe {describe(probe, rtt)}")
         if probe.holds:
             run = await offered(submitter, watcher, rate, SUSTAIN_S, rtt)
-            print(f"    sustained {describe(run, rtt)}")
+            say(f"    sustained {describe(run, rtt)}")
             if run.holds:
                 return run, burst_rate
         rate = round(rate * STEP_DOWN)
@@ -531,7 +547,7 @@ async def backlog_drained(
     """BACKLOG intakes submitted while no worker runs, then drained by `replicas` workers."""
     pending = await asyncio.gather(*(submitter.submit() for _ in range(BACKLOG)))
     ids = {i for i, _ in pending}
-    workers = await asyncio.gather(*(platform.start("worker") for _ in range(replicas)))
+    workers = await asyncio.gather(*(platform.start("worker", n) for n in range(replicas)))
     last = await watcher.wait(ids, timeout=300)
     first = min(watcher.arrived[i] for i in ids)
     figures = await claim_figures(list(workers))
@@ -587,19 +603,19 @@ def logs_dir() -> Iterator[Path]:
 
 async def main() -> None:
     began = time.perf_counter()
-    print(f"1. pure matcher: {PURE_INTAKES} intakes x {PURE_THERAPISTS:,} therapists ...")
+    say(f"1. pure matcher: {PURE_INTAKES} intakes x {PURE_THERAPISTS:,} therapists ...")
     pure = bench_pure_matcher()
-    print(
+    say(
         f"  candidate index (built in {pure['build']:.1f} s): median {ms(pure['median'])}, "
         f"p99 {ms(pure['p99'])}"
     )
-    print(
+    say(
         f"  match() itself on {REFERENCE_INTAKES} of them: median {ms(pure['reference_median'])};"
         f" the index agreed on {pure['agreed']:.0f}/{REFERENCE_INTAKES}"
     )
 
     postgres, kafka = provide_postgres(), provide_kafka()
-    print(f"infrastructure: postgres {postgres.path}, kafka {kafka.path}")
+    say(f"infrastructure: postgres {postgres.path}, kafka {kafka.path}")
     private_key, public_key = auth.generate_keypair()
     sustained_at: dict[int, Run | None] = {}
     rss: dict[int, float] = {}
@@ -622,7 +638,7 @@ async def main() -> None:
             await asyncio.to_thread(db.migrate, settings, DEFINITION.migrations)
             broker = await bench_broker_round_trip(kafka, settings.kafka_fetch_max_wait_ms)
             rtt = broker["median"]
-            print(
+            say(
                 f"bare broker round trip (produce -> consume, fetch wait "
                 f"{settings.kafka_fetch_max_wait_ms} ms): median {ms(rtt)}, "
                 f"p99 {ms(broker['p99'])}"
@@ -637,13 +653,13 @@ async def main() -> None:
                     async with MatchedWatcher(settings.kafka_bootstrap, topic) as watcher:
                         filled = 0
                         for catalog in CATALOGS:
-                            print(f"2. sustained load, {catalog:,} therapists in the read model")
+                            say(f"2. sustained load, {catalog:,} therapists in the read model")
                             await fill_read_model(settings, rng, catalog - filled)
                             filled = catalog
                             worker = await platform.start("worker")
                             await index_built(worker, catalog)
                             rss[catalog] = worker.rss_mb()
-                            print(f"  worker RSS with the index loaded: {rss[catalog]:.0f} MB")
+                            say(f"  worker RSS with the index loaded: {rss[catalog]:.0f} MB")
                             # Warm up: connections, consumer groups, relay.
                             warm = {(await submitter.submit())[0] for _ in range(5)}
                             await watcher.wait(warm, timeout=120)
@@ -651,14 +667,14 @@ async def main() -> None:
                                 submitter, watcher, rtt
                             )
                             await platform.stop(worker)
-                        print(f"3. replicas: a backlog of {BACKLOG} intakes, {filled:,} therapists")
+                        say(f"3. replicas: a backlog of {BACKLOG} intakes, {filled:,} therapists")
                         for count in (1, 2):
                             replicas[count] = await backlog_drained(
                                 platform, submitter, watcher, count
                             )
                             r = replicas[count]
                             mean_wait = r["waited"] / r["claims"] if r["claims"] else 0.0
-                            print(
+                            say(
                                 f"  {count} replica(s): {r['per_s']:.1f} intakes/s; "
                                 f"{r['claims']:.0f} claims waited {r['waited'] * 1000:.1f} ms "
                                 f"in all (mean {ms(mean_wait)}), {r['refused']:.0f} refused"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import time
 import uuid
@@ -50,9 +51,11 @@ AWAITING_TRIAGE_OLDEST = Gauge(
 WAITLISTED = Gauge("samtal_intakes_waitlisted", "Intakes waiting on the waitlist")
 CLAIM_WAIT = Histogram(
     "samtal_matching_claim_wait_seconds",
-    "Time a matching decision waited for its therapist's row (another decision held it)",
+    "Time a claim waited for its therapist's row while another decision held it (claims"
+    " that found the row free wait for nothing and are not observed)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+CLAIMS = Counter("samtal_matching_claims", "Claims of a therapist's place by a decision")
 CLAIMS_REFUSED = Counter(
     "samtal_matching_claims_refused",
     "Claims that found the therapist changed since the candidates were read",
@@ -215,39 +218,54 @@ async def _claim(
     seen: TherapistCandidate | None,
     therapist_id: uuid.UUID,
     candidates: Candidates,
-) -> bool:
+) -> TherapistCandidate | None:
     """Take the therapist's row for this transaction, if the therapist is still exactly what
-    the decision saw (`seen`: the same load above all). On False the candidates hold the
-    therapist as it is now, and the row is let go again (the savepoint's rollback releases
-    its lock)."""
+    the decision saw (`seen`: the same load above all); the therapist as it is now, or None
+    (then the candidates hold the therapist as it is now).
+
+    One round trip when no other decision holds the row. A refused claim keeps that row
+    until commit (the next decision usually takes the same therapist with its new load).
+    When another decision holds it, this one waits (the wait is measured: CLAIM_WAIT),
+    under a savepoint whose rollback lets the row go again if the claim is refused."""
+    CLAIMS.inc()
+    fresh = await store.claim_unless_held(conn, therapist_id)
+    if fresh is not None:
+        if fresh == seen:
+            return fresh
+        CLAIMS_REFUSED.inc()
+        candidates.refresh(therapist_id, fresh)
+        return None
     try:
         async with conn.transaction():
             started = time.perf_counter()
             offered = await store.lock_therapist(conn, therapist_id)
             CLAIM_WAIT.observe(time.perf_counter() - started)
-            fresh = None
             if offered:
                 [fresh] = await store.candidates_of(conn, [therapist_id])
             if fresh is None or fresh != seen:
                 raise _Changed(fresh)
-        return True
+        return fresh
     except _Changed as changed:
         CLAIMS_REFUSED.inc()
         candidates.refresh(therapist_id, changed.fresh)
-        return False
+        return None
 
 
 async def _decide(
-    conn: asyncpg.Connection, intake: asyncpg.Record, now: datetime, candidates: Candidates
+    conn: asyncpg.Connection,
+    intake: asyncpg.Record,
+    now: datetime,
+    candidates: Candidates,
+    excluded: set[uuid.UUID] | None = None,
 ) -> Match | Waitlist:
     """The matcher's decision, with the chosen therapist's place claimed in Postgres: a
     claim that finds the therapist changed (another decision, another replica) decides
-    again on what is true now, so the next best gets the place."""
+    again on what is true now, so the next best gets the place. `excluded`: the therapists
+    the intake is never matched with again, when the caller has read them."""
+    if excluded is None:
+        excluded = await store.excluded_therapists(conn, intake["intake_id"])
     needs = IntakeNeeds.from_intake(
-        intake["intake_id"],
-        store.intake_of(intake),
-        store.screening_of(intake),
-        await store.excluded_therapists(conn, intake["intake_id"]),
+        intake["intake_id"], store.intake_of(intake), store.screening_of(intake), excluded
     )
     tell = intake["status"] != "waitlisted"
     for _ in range(MAX_CLAIMS):
@@ -257,7 +275,12 @@ async def _decide(
         # What the decision saw, taken before anything can change it (the worker's index
         # changes as other decisions commit): the claim compares against this.
         seen = candidates.held(result.therapist_id)
-        if await _claim(conn, seen, result.therapist_id, candidates):
+        claimed = await _claim(conn, seen, result.therapist_id, candidates)
+        if claimed is not None:
+            # The place this decision takes counts at once: the next decision (in this
+            # batch, or before the committed change comes back as a notification) sees it.
+            taken = dataclasses.replace(claimed, active_courses=claimed.active_courses + 1)
+            candidates.refresh(result.therapist_id, taken)
             return result
     raise RuntimeError(f"no claim held in {MAX_CLAIMS} tries; the consumer retries")
 
@@ -270,17 +293,6 @@ async def _record_match(
 ) -> uuid.UUID:
     match_id = uuid.uuid4()
     requires_approval = intake["requires_approval"]
-    await store.insert_match(
-        conn,
-        match_id=match_id,
-        intake_id=intake["intake_id"],
-        client_id=intake["client_id"],
-        result=result,
-        requires_approval=requires_approval,
-        status=lifecycle.match_status_on_match(requires_approval),
-        previous_therapist_id=previous_therapist_id,
-    )
-    await store.therapist_changed(conn, result.therapist_id)
     matched = TherapistMatched(
         match_id=match_id,
         intake_id=intake["intake_id"],
@@ -298,10 +310,16 @@ async def _record_match(
         requires_approval=requires_approval,
         previous_therapist_id=previous_therapist_id,
     )
-    await store.set_status(
+    await store.record_match(
         conn,
-        intake["intake_id"],
-        lifecycle.status_on_match(requires_approval),
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        result=result,
+        requires_approval=requires_approval,
+        status=lifecycle.match_status_on_match(requires_approval),
+        previous_therapist_id=previous_therapist_id,
+        intake_status=lifecycle.status_on_match(requires_approval),
         events=[matched],
     )
     return match_id
@@ -332,11 +350,13 @@ async def match_intake(
 
     The intake's row is locked first, then (only) the chosen therapist's: decisions on
     different intakes and therapists run side by side on any number of replicas."""
-    intake = await store.get_intake(conn, intake_id, for_update=True)
+    intake = await store.intake_to_match(conn, intake_id)
     if intake is None or intake["status"] not in from_states:
         return None
     now = now or _now()
-    result = await _decide(conn, intake, now, candidates or ReadModelCandidates())
+    result = await _decide(
+        conn, intake, now, candidates or ReadModelCandidates(), set(intake["excluded"])
+    )
     if isinstance(result, Match):
         await _record_match(conn, intake, result)
     else:

@@ -90,25 +90,7 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
     screening = screen_intake(intake)
     intake_id = uuid.uuid4()
     status = lifecycle.status_on_submit(screening)
-    await store.insert_intake(
-        conn,
-        intake_id=intake_id,
-        client_id=client_id,
-        intake=intake,
-        screening=screening,
-        status=status,
-    )
-    await audit.record(
-        conn,
-        actor_id=str(client_id),
-        actor_role="client",
-        subject_id=client_id,
-        action="create",
-        resource="intake",
-        resource_id=str(intake_id),
-    )
-    await outbox.add(
-        conn,
+    events: list[IntakeSubmitted | IntakeEscalated] = [
         IntakeSubmitted(
             intake_id=intake_id,
             client_id=client_id,
@@ -120,13 +102,30 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
             requires_approval=screening.requires_approval,
             preferred_mode=intake.preferred_mode,
             direct_therapist_id=intake.direct_therapist_id,
-        ),
-    )
-    if screening.escalate:
-        await outbox.add(
-            conn,
-            IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band),
         )
+    ]
+    if screening.escalate:
+        events.append(
+            IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band)
+        )
+    await store.insert_intake(
+        conn,
+        intake_id=intake_id,
+        client_id=client_id,
+        intake=intake,
+        screening=screening,
+        status=status,
+        events=events,
+    )
+    await audit.record(
+        conn,
+        actor_id=str(client_id),
+        actor_role="client",
+        subject_id=client_id,
+        action="create",
+        resource="intake",
+        resource_id=str(intake_id),
+    )
     return Submitted(intake_id, screening, status)
 
 

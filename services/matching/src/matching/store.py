@@ -80,6 +80,17 @@ async def wake_waitlist(conn: asyncpg.Connection) -> None:
 # --------------------------------------------------------------------------- intakes
 
 
+_INSERT_INTAKE = """
+INSERT INTO intakes (
+    intake_id, client_id, age, languages, preferred_mode, city, problem_areas, phq9,
+    free_text, time_windows, direct_therapist_id, consent_to_treatment,
+    consent_to_health_data, phq9_total, severity_band, risk_level, requires_approval,
+    method, age_group, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        $18, $19, $20)
+"""
+
+
 async def insert_intake(
     conn: asyncpg.Connection,
     *,
@@ -88,17 +99,12 @@ async def insert_intake(
     intake: Intake,
     screening: Screening,
     status: IntakeStatus,
+    events: Sequence[EventPayload] = (),
 ) -> None:
-    await conn.execute(
-        """
-        INSERT INTO intakes (
-            intake_id, client_id, age, languages, preferred_mode, city, problem_areas, phq9,
-            free_text, time_windows, direct_therapist_id, consent_to_treatment,
-            consent_to_health_data, phq9_total, severity_band, risk_level, requires_approval,
-            method, age_group, status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20)
-        """,
+    """The intake, and the events announcing it in the same statement (one round trip)."""
+    await outbox.write(
+        conn,
+        _INSERT_INTAKE,
         intake_id,
         client_id,
         intake.age,
@@ -119,6 +125,7 @@ async def insert_intake(
         screening.method,
         screening.age_group,
         status,
+        events=events,
     )
 
 

@@ -34,3 +34,10 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status = 409
     code = "conflict"
+
+
+class Unavailable(DomainError):
+    """Something this answer needs (another service) cannot be reached now: try again."""
+
+    status = 503
+    code = "unavailable"

@@ -63,6 +63,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     410: "Gone",
     422: "The request does not fit: the first wrong field is named",
+    503: "Something the answer needs is unavailable now: try again shortly",
 }
 
 

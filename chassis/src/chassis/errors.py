@@ -1,4 +1,4 @@
-"""The domain's refusals, in four kinds every service shares.
+"""The domain's refusals, in four kinds every service shares (and one for "not now").
 
 A rule that refuses raises one of the kinds (or a service's subclass of one): a stable
 machine `code`, a plain `message` a person may be shown, and any details (`extra`) that
@@ -9,6 +9,9 @@ kinds to statuses in one place, for every service.
 - `NotAllowed` — this person may not do this (403);
 - `NotFound`   — no such thing, or somebody else's: never reveal that it exists (404);
 - `Conflict`   — a valid request the current state refuses (409).
+
+And one that is no rule's: `Unavailable` — something the answer needs (another service)
+cannot be reached now; try again (503).
 """
 
 from __future__ import annotations
@@ -57,3 +60,9 @@ class Conflict(DomainError):
     """A valid request the current state refuses."""
 
     code = "conflict"
+
+
+class Unavailable(DomainError):
+    """Something this answer needs (another service) cannot be reached now: try again."""
+
+    code = "unavailable"

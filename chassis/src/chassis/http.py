@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
-from chassis.errors import Conflict, DomainError, Invalid, NotAllowed, NotFound
+from chassis.errors import Conflict, DomainError, Invalid, NotAllowed, NotFound, Unavailable
 
 # The one place a domain refusal becomes an HTTP status. The first matching kind wins:
 # NotFound first, so a refusal that must not reveal what exists (a NotAllowed that is
@@ -23,6 +23,7 @@ STATUSES: tuple[tuple[type[DomainError], int], ...] = (
     (NotAllowed, 403),
     (Conflict, 409),
     (Invalid, 422),
+    (Unavailable, 503),
 )
 
 
@@ -83,6 +84,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     410: "Gone",
     422: "The request does not fit: the first wrong field is named",
+    503: "Something the answer needs is unavailable now: try again shortly",
 }
 
 

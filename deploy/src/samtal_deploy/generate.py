@@ -258,6 +258,8 @@ def compose() -> dict[str, Any]:
             smtp_host="mail",
             smtp_port="1025",
             on_call_clinicians=LOCAL_ON_CALL,
+            # a person's export as one document: the other parts fetched through the gateway
+            export_parts_url=f"http://gateway:{GATEWAY_PORT}/api/{{service}}",
         )
         env[f"SAMTAL_{svc.upper()}_DB_PASSWORD"] = f"{svc}-local"
         build = {

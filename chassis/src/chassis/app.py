@@ -49,7 +49,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 from chassis import db, observability
 from chassis.consumer import EventConsumers, dead_letter_publisher, observe_lag, provide
 from chassis.errors import DomainError
-from chassis.http import ValidationProblem
+from chassis.http import ValidationProblem, status_of
 from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
@@ -264,7 +264,7 @@ def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return ProblemResponse(exc.body(), status_code=exc.status)
+        return ProblemResponse(exc.body(), status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -30,7 +30,7 @@ from catalog.domain.reviews import (
 )
 from catalog.domain.search import SearchQuery
 from catalog.domain.search_index import SearchIndex, listed
-from catalog.store import StoredTherapist
+from catalog.store import StoredTherapist as StoredTherapist  # the api shows it
 from chassis import audit, outbox, rights
 from chassis.errors import Conflict, NotFound
 from contracts.events import CourseCompleted, RightsRequested, TherapistProfileWithdrawn
@@ -72,6 +72,36 @@ async def _announce(conn: asyncpg.Connection, therapist: StoredTherapist) -> Sto
 
 
 # ----------------------------------------------------------------------------- profiles
+
+
+async def stored(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> StoredTherapist:
+    """The stored profile in any status (for admins and the therapist themself)."""
+    found = await store.get_therapist(conn, therapist_id)
+    if found is None:
+        raise not_found(therapist_id)
+    return found
+
+
+@dataclass(frozen=True)
+class PublishedDetail:
+    """A published profile with its rating histogram and newest visible reviews."""
+
+    therapist: StoredTherapist
+    histogram: dict[int, int]
+    latest: list[dict[str, Any]]
+
+
+async def published_detail(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, latest: int
+) -> PublishedDetail:
+    found = await store.get_published(conn, therapist_id)
+    if found is None:
+        raise not_found(therapist_id)
+    return PublishedDetail(
+        found,
+        await store.rating_histogram(conn, therapist_id),
+        await store.latest_reviews(conn, therapist_id, latest),
+    )
 
 
 async def create(

@@ -18,7 +18,7 @@ from booking.domain.availability import (
 )
 from booking.domain.course import Course, CourseSession
 from chassis.auth import Principal
-from chassis.errors import Conflict, DomainError, NotFound
+from chassis.errors import Conflict, Invalid, NotFound
 
 log = structlog.get_logger("booking.service")
 
@@ -41,7 +41,7 @@ def translated() -> Iterator[None]:
     try:
         yield
     except errors.InvalidInput as exc:
-        raise DomainError(exc.message, code=exc.code, status=422) from exc
+        raise Invalid(exc.message, code=exc.code) from exc
     except errors.Conflict as exc:
         raise Conflict(exc.message, code=exc.code) from exc
 

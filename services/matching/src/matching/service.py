@@ -717,36 +717,29 @@ async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = Non
 
 
 async def waitlist_retrier(runtime: Runtime) -> None:
-    """Worker task: a pass whenever a handler says capacity may have opened (a committed
-    NOTIFY), and every `waitlist_retry_s` as a safety net."""
+    """Worker task: a pass whenever a handler says capacity may have opened, and every
+    `waitlist_retry_s` as a safety net.
+
+    The wake-up comes from the index keeper (keep_candidate_index), which hears the
+    committed NOTIFY on the same connection as the therapist changes committed with it,
+    and passes it on only once the index holds them: a pass never decides on an index
+    that has not yet seen the therapist who opened the place."""
     pool = runtime.pool
     assert pool is not None
     every: float = getattr(runtime.settings, "waitlist_retry_s", 30.0)
-    wake = asyncio.Event()
-    wake.set()  # a first pass at start: wake-ups may have come while no worker ran
-    channel = store.waitlist_channel(runtime.settings.db_schema)
-
-    def on_notify(*_: object) -> None:
-        wake.set()
-
+    keeping = _keeping(runtime.settings)
+    keeping.waitlist_wake.set()  # a first pass at start: wake-ups may have come meanwhile
     while True:
         try:
-            async with pool.acquire() as listener:
-                await listener.add_listener(channel, on_notify)
-                try:
-                    while True:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wake.wait(), every)
-                        wake.clear()
-                        await retry_waitlist(pool, await worker_index(runtime.settings))
-                finally:
-                    with contextlib.suppress(Exception):
-                        await listener.remove_listener(channel, on_notify)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keeping.waitlist_wake.wait(), every)
+            keeping.waitlist_wake.clear()
+            await retry_waitlist(pool, await worker_index(runtime.settings))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the database went away: wait, then listen again
-            log.warning("waitlist retrier failed; restarting", error=str(exc))
-            wake.set()
+        except Exception as exc:  # the database went away: wait, then try again
+            log.warning("waitlist retry failed; retrying", error=str(exc))
+            keeping.waitlist_wake.set()
             await asyncio.sleep(1.0)
 
 
@@ -757,6 +750,8 @@ async def waitlist_retrier(runtime: Runtime) -> None:
 class _IndexKeeping:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     index: CandidateIndex = field(default_factory=CandidateIndex)
+    # Set by the keeper once the index holds what was committed before a waitlist wake-up.
+    waitlist_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # One per database and schema a worker in this process serves (tests run several workers
@@ -800,17 +795,27 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     assert pool is not None
     keeping = _keeping(runtime.settings)
     channel = store.therapists_channel(runtime.settings.db_schema)
+    waitlist = store.waitlist_channel(runtime.settings.db_schema)
     changed: set[uuid.UUID] = set()
     poke = asyncio.Event()
+    waitlist_woken = False
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         changed.add(uuid.UUID(payload))
+        poke.set()
+
+    def on_waitlist(*_: object) -> None:
+        # Heard on this connection after the therapist changes committed before it (or
+        # with it): passed on to the retrier once they are in the index.
+        nonlocal waitlist_woken
+        waitlist_woken = True
         poke.set()
 
     while True:
         try:
             async with pool.acquire() as conn:
                 await conn.add_listener(channel, on_notify)
+                await conn.add_listener(waitlist, on_waitlist)
                 try:
                     started = time.perf_counter()
                     changed.clear()
@@ -821,6 +826,7 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                     gc.collect()
                     gc.freeze()
                     keeping.ready.set()
+                    keeping.waitlist_wake.set()  # wake-ups may have been lost meanwhile
                     INDEX_THERAPISTS.set(len(keeping.index))
                     log.info(
                         "candidate index built",
@@ -832,16 +838,23 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                         poke.clear()
                         ids = list(changed)
                         changed.clear()
-                        fresh = {c.therapist_id: c for c in await store.candidates_of(conn, ids)}
-                        for therapist_id in ids:
-                            if therapist_id in fresh:
-                                keeping.index.put(fresh[therapist_id])
-                            else:
-                                keeping.index.drop(therapist_id)
-                        INDEX_THERAPISTS.set(len(keeping.index))
+                        wake, waitlist_woken = waitlist_woken, False
+                        if ids:
+                            fresh = {
+                                c.therapist_id: c for c in await store.candidates_of(conn, ids)
+                            }
+                            for therapist_id in ids:
+                                if therapist_id in fresh:
+                                    keeping.index.put(fresh[therapist_id])
+                                else:
+                                    keeping.index.drop(therapist_id)
+                            INDEX_THERAPISTS.set(len(keeping.index))
+                        if wake:
+                            keeping.waitlist_wake.set()
                 finally:
                     with contextlib.suppress(Exception):
                         await conn.remove_listener(channel, on_notify)
+                        await conn.remove_listener(waitlist, on_waitlist)
         except asyncio.CancelledError:
             keeping.ready.clear()
             raise

@@ -142,6 +142,15 @@ async def record_match(
     return row
 
 
+async def match_approved(conn: asyncpg.Connection, match_id: uuid.UUID) -> bool:
+    """Whether a clinician's approval of this match has arrived."""
+    approved: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM matches WHERE match_id = $1 AND approved_at IS NOT NULL)",
+        match_id,
+    )
+    return approved
+
+
 async def record_approval(conn: asyncpg.Connection, match_id: uuid.UUID) -> asyncpg.Record:
     """Note the clinician's approval; returns the row (with `details` if the match is known)."""
     row = await conn.fetchrow(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from catalog import service, store
-from catalog.domain.reviews import review_right_from
+from catalog import service
 from chassis.consumer import EventConsumers
 from contracts import Envelope
 from contracts.events import CourseCompleted, RightsRequested
@@ -16,9 +15,7 @@ consumers = EventConsumers("catalog")
 @consumers.handler(CourseCompleted, name="review-rights")
 async def grant_review_right(event: Envelope[CourseCompleted], conn: asyncpg.Connection) -> None:
     """Records that the client of a completed course may review its therapist, once."""
-    completed = event.payload
-    # The inbox drops a redelivered event; the course key also absorbs a re-emitted one.
-    await store.record_review_right(conn, review_right_from(completed), completed.completed_at)
+    await service.grant_review_right(conn, event.payload, event.occurred_at)
 
 
 @consumers.handler(RightsRequested, name="rights-requests")

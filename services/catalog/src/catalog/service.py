@@ -25,6 +25,7 @@ from catalog.domain.reviews import (
     RatingSummary,
     check_review,
     rating_summary,
+    review_right_from,
     to_review_published_event,
 )
 from catalog.domain.search import SearchQuery
@@ -32,7 +33,7 @@ from catalog.domain.search_index import SearchIndex, listed
 from catalog.store import StoredTherapist as StoredTherapist  # the api shows it
 from chassis import audit, outbox, rights
 from chassis.errors import Conflict, NotFound
-from contracts.events import RightsRequested, TherapistProfileWithdrawn
+from contracts.events import CourseCompleted, RightsRequested, TherapistProfileWithdrawn
 
 # TherapistProfileWithdrawn.reason, named for request bodies (a unit test keeps them equal).
 WithdrawalReason = Literal["withdrawn_by_admin", "left_platform", "licence_revoked", "other"]
@@ -349,6 +350,17 @@ async def _recount(
 
 # The catalog keeps nothing clinical about a client: their reviews go altogether.
 ERASED = ["reviews", "review_text", "review_rights"]
+
+
+async def grant_review_right(
+    conn: asyncpg.Connection, completed: CourseCompleted, occurred_at: datetime
+) -> None:
+    """The client of a completed course may review its therapist, once; not when the client
+    had their reviews erased after the course was completed (the event was in flight)."""
+    if await rights.erased_since(conn, completed.client_id, occurred_at):
+        return
+    # The inbox drops a redelivered event; the course key also absorbs a re-emitted one.
+    await store.record_review_right(conn, review_right_from(completed), completed.completed_at)
 
 
 async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:

@@ -18,7 +18,7 @@ from booking.domain.policy import (
 )
 from booking.service.common import course_for, course_of, reread_course
 from booking.service.records import CourseRecord
-from chassis import audit, outbox, rights
+from chassis import audit, outbox
 from chassis.auth import Principal
 from contracts.events import (
     CourseCompleted,
@@ -54,22 +54,8 @@ async def read_course(pool: asyncpg.Pool, who: Principal, course_id: uuid.UUID) 
     return CourseRecord.of(row, sessions)
 
 
-async def on_match(
-    conn: asyncpg.Connection,
-    matched: TherapistMatched,
-    now: datetime,
-    occurred_at: datetime | None = None,
-) -> None:
-    """Open the course now, or keep the match until a clinician approves it. A proposal
-    from before the client's erasure, arriving after it, is not kept: the erasure took the
-    client's unopened proposals (unless a clinician already approved this one)."""
-    if (
-        matched.requires_approval
-        and occurred_at is not None
-        and await rights.erased_since(conn, matched.client_id, occurred_at)
-        and not await store.match_approved(conn, matched.match_id)
-    ):
-        return
+async def on_match(conn: asyncpg.Connection, matched: TherapistMatched, now: datetime) -> None:
+    """Open the course now, or keep the match until a clinician approves it."""
     row = await store.record_match(
         conn, matched.match_id, matched.model_dump(mode="json"), matched.requires_approval
     )

@@ -57,7 +57,7 @@ async def profile_withdrawn(
 async def therapist_matched(event: Envelope[TherapistMatched], conn: asyncpg.Connection) -> None:
     """Opens the course of a match (or keeps it until a clinician approves it)."""
     with _rules_are_final():
-        await service.on_match(conn, event.payload, datetime.now(UTC), event.occurred_at)
+        await service.on_match(conn, event.payload, datetime.now(UTC))
 
 
 @consumers.handler(MatchApproved, name="approved-course-opener", group=INBOUND)

@@ -142,15 +142,6 @@ async def record_match(
     return row
 
 
-async def match_approved(conn: asyncpg.Connection, match_id: uuid.UUID) -> bool:
-    """Whether a clinician's approval of this match has arrived."""
-    approved: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM matches WHERE match_id = $1 AND approved_at IS NOT NULL)",
-        match_id,
-    )
-    return approved
-
-
 async def record_approval(conn: asyncpg.Connection, match_id: uuid.UUID) -> asyncpg.Record:
     """Note the clinician's approval; returns the row (with `details` if the match is known)."""
     row = await conn.fetchrow(
@@ -910,13 +901,7 @@ async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[
 
 
 async def erase_requests(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
-    """Drop what need not be kept: the answers remembered for retried booking requests, and
-    proposed matches that never opened a course."""
-    await conn.execute(
-        "DELETE FROM matches WHERE details->>'client_id' = $1 AND approved_at IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.match_id = matches.match_id)",
-        str(client_id),
-    )
+    """Drop what need not be kept: the answers remembered for retried booking requests."""
     status = await conn.execute("DELETE FROM idempotency_keys WHERE actor_id = $1", client_id)
     return int(status.split()[-1])
 
@@ -931,4 +916,10 @@ async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
     )
     await conn.execute(f"DELETE FROM sessions WHERE client_id IN ({expired})", before)
     status = await conn.execute(f"DELETE FROM courses WHERE client_id IN ({expired})", before)
+    # Matches without a course (never approved, rejected, or their course purged above).
+    await conn.execute(
+        "DELETE FROM matches m WHERE m.received_at < $1"
+        " AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.match_id = m.match_id)",
+        before,
+    )
     return int(status.split()[-1])

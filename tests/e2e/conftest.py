@@ -7,7 +7,6 @@ directly with the same tokens, and put on topics only what another service would
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from catalog.app import DEFINITION as CATALOG
 from chassis.app import ServiceDefinition, build
 from chassis.auth import Role, mint
 from chassis.testing.kafka import publish
+from chassis.testing.waiting import until
 from contracts.events import CourseCompleted, TherapistMatched
 from matching.app import DEFINITION as MATCHING
 from notifications.app import DEFINITION as NOTIFICATIONS
@@ -69,14 +69,7 @@ class Platform:
     async def until(
         self, what: str, check: Callable[[], Awaitable[Any]], timeout: float = 60
     ) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = await check()
-            if found:
-                return found
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.3)
+        return await until(what, check, timeout=timeout, every=0.3)
 
     # ------------------------------------------------------------ a client in every service
 

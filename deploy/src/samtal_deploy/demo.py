@@ -32,6 +32,7 @@ import httpx
 
 from chassis.auth import Role, mint
 from chassis.testing.kafka import TopicProbe
+from chassis.testing.waiting import until
 from contracts import REGISTRY
 
 
@@ -78,14 +79,7 @@ class Journey:
     async def until(
         self, what: str, check: Callable[[], Awaitable[Any]], timeout: float = 60
     ) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = await check()
-            if found:
-                return found
-            if asyncio.get_running_loop().time() > deadline:
-                raise JourneyFailed(f"timed out waiting for {what}")
-            await asyncio.sleep(0.3)
+        return await until(what, check, timeout=timeout, every=0.3, failure=JourneyFailed)
 
     async def show_events(self, pause: float = 1.0) -> list[Any]:
         """The events caused since the last look, in arrival order."""

@@ -135,7 +135,7 @@ async def race(
     async def client_loop(client: uuid.UUID, courses: list[uuid.UUID]) -> None:
         who = Principal(client, "client")
 
-        listed: list[str] = []
+        listed: list[datetime] = []
 
         async def earliest() -> datetime | None:
             # Racing: the app lists the few earliest times again after each booking. Spread:
@@ -143,9 +143,9 @@ async def race(
             # alternatives), and lists again only when its list is used up.
             if choose_from <= RELIST_UP_TO or not listed:
                 found = await service.free_slots_for(pool, who, therapist, now, limit=choose_from)
-                listed[:] = [slot["starts_at"] for slot in found["slots"]]
+                listed[:] = [slot.starts_at for slot in found.slots]
                 rng.shuffle(listed)
-            return datetime.fromisoformat(listed.pop()) if listed else None
+            return listed.pop() if listed else None
 
         target = await earliest()
         while courses and target is not None and time.perf_counter() < deadline:

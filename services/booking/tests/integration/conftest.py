@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -17,6 +16,7 @@ from booking.app import DEFINITION, Settings
 from chassis import db
 from chassis.auth import Principal, Role, mint
 from chassis.testing.kafka import TopicProbe
+from chassis.testing.waiting import until
 from contracts import REGISTRY
 from contracts.events import TherapistMatched, TherapistProfilePublished
 
@@ -144,11 +144,7 @@ async def open_course(
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+    await until("the condition", check, timeout=timeout)
 
 
 @pytest.fixture

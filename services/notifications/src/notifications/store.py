@@ -609,6 +609,17 @@ async def finish_rights_request(conn: asyncpg.Connection, request_id: uuid.UUID)
     )
 
 
+async def overdue_rights_requests(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    """Requests still running past their due time, the longest overdue first."""
+    return list(
+        await conn.fetch(
+            "SELECT request_id, kind, due_at, answers FROM rights_requests"
+            " WHERE status = 'running' AND due_at < $1 ORDER BY due_at",
+            now,
+        )
+    )
+
+
 async def personal_data(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[str, Any]:
     """Everything notifications holds about the person, for their export."""
     contacts = await conn.fetchrow("SELECT * FROM contacts WHERE person_id = $1", person_id)

@@ -47,6 +47,11 @@ async def _service_of(conn: asyncpg.Connection) -> str:
     raise RuntimeError(f"rights: no answer event for service {row['app']!r}")
 
 
+def counted(n: int, one: str, many: str) -> str:
+    """`1 omdöme`, `2 omdömen`: a count in a summary's words."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def export_document(
     service: str,
     subject_id: uuid.UUID,

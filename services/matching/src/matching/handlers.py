@@ -126,7 +126,9 @@ async def course_ended(event: Envelope[CourseEnded], conn: asyncpg.Connection) -
     await store.therapist_changed(conn, ended.therapist_id)
 
 
-@consumers.handler(RightsRequested, name="rights-requests")
+# Rare, and never urgent to the second: they share the read model's group (one consumer
+# less polling the broker in every worker).
+@consumers.handler(RightsRequested, name="rights-requests", group=READ_MODEL)
 async def rights_requested(event: Envelope[RightsRequested], conn: asyncpg.Connection) -> None:
     """Exports the person's intakes and matches, or erases their free text (GDPR)."""
     await service.handle_rights_request(conn, event.payload)

@@ -7,7 +7,24 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.events import CourseCompleted, TherapistMatched
+from contracts.events import CourseCompleted, IntakeSubmitted, TherapistMatched
+
+
+def a_submitted_intake(client_id: uuid.UUID, **changes: Any) -> IntakeSubmitted:
+    """Matching's submitted intake: an adult, mild, CBT for stress, any meeting mode."""
+    fields: dict[str, Any] = dict(
+        intake_id=uuid.uuid4(),
+        client_id=client_id,
+        age_group="adults",
+        method="KBT",
+        problem_areas=["stress"],
+        severity_band="mild",
+        risk_level="standard",
+        requires_approval=False,
+        preferred_mode="either",
+    )
+    fields.update(changes)
+    return IntakeSubmitted(**fields)
 
 
 def a_match(client_id: uuid.UUID, therapist_id: uuid.UUID, **changes: Any) -> TherapistMatched:

@@ -373,8 +373,8 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
             conn,
             requested,
             data,
-            [f"Katalog: {reviews} omdömen (betyg och text)"],
-            [f"Catalog: {reviews} reviews (rating and text)"],
+            [f"Katalog: {rights.counted(reviews, 'omdöme', 'omdömen')} (betyg och text)"],
+            [f"Catalog: {rights.counted(reviews, 'review', 'reviews')} (rating and text)"],
         )
         return
     for therapist_id in await store.erase_reviews(conn, requested.subject_id):

@@ -625,18 +625,19 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
     if requested.kind == "export":
         data = await store.personal_data(conn, requested.subject_id)
         data["access_log"] = await audit.for_subject(conn, requested.subject_id)
-        counts = (len(data["intakes"]), len(data["matches"]))
+        intakes, matches = len(data["intakes"]), len(data["matches"])
+        count = rights.counted
         await rights.store_export(
             conn,
             requested,
             data,
             [
-                f"Matchning: {counts[0]} förfrågningar (svar, fritext, screening), {counts[1]} "
-                "matchningar, vilka som läst dem"
+                f"Matchning: {count(intakes, 'förfrågan', 'förfrågningar')} (svar, fritext,"
+                f" screening), {count(matches, 'matchning', 'matchningar')}, vilka som läst dem"
             ],
             [
-                f"Matching: {counts[0]} intakes (answers, free text, screening), {counts[1]} "
-                "matches, who read them"
+                f"Matching: {count(intakes, 'intake', 'intakes')} (answers, free text,"
+                f" screening), {count(matches, 'match', 'matches')}, who read them"
             ],
         )
     else:

@@ -137,8 +137,14 @@ async def request_rights(
             "notifications",
             person_id,
             data,
-            [f"Meddelanden: kontaktuppgifter, {messages} meddelanden, åtkomstloggen"],
-            [f"Notifications: contact details, {messages} messages, the access log"],
+            [
+                "Meddelanden: kontaktuppgifter,"
+                f" {rights.counted(messages, 'meddelande', 'meddelanden')}, åtkomstloggen"
+            ],
+            [
+                "Notifications: contact details,"
+                f" {rights.counted(messages, 'message', 'messages')}, the access log"
+            ],
         )
         await rights.save_export_part(conn, row["request_id"], person_id, document)
     else:

@@ -28,8 +28,14 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
             conn,
             requested,
             data,
-            [f"Bokning: {courses} behandlingar, {sessions} sessioner med närvaro och PHQ-9"],
-            [f"Booking: {courses} courses, {sessions} sessions with attendance and PHQ-9"],
+            [
+                f"Bokning: {rights.counted(courses, 'behandling', 'behandlingar')},"
+                f" {rights.counted(sessions, 'session', 'sessioner')} med närvaro och PHQ-9"
+            ],
+            [
+                f"Booking: {rights.counted(courses, 'course', 'courses')},"
+                f" {rights.counted(sessions, 'session', 'sessions')} with attendance and PHQ-9"
+            ],
         )
     else:
         await store.erase_requests(conn, requested.subject_id)

@@ -39,7 +39,8 @@ from chassis import db
 from chassis.auth import Principal
 from chassis.errors import Conflict
 from chassis.infra import provide_postgres
-from contracts.events import TherapistMatched, TherapistProfilePublished
+from chassis.testing.events import a_match
+from contracts.events import TherapistProfilePublished
 
 CLIENTS = 32
 COURSES_PER_CLIENT = 2  # 64 courses of 12 sessions: more than the therapist's free hours
@@ -99,19 +100,7 @@ async def set_up(pool: asyncpg.Pool, now: datetime) -> tuple[uuid.UUID, list[lis
         client = uuid.uuid4()
         courses = []
         for _ in range(COURSES_PER_CLIENT):
-            match = TherapistMatched(
-                match_id=uuid.uuid4(),
-                intake_id=uuid.uuid4(),
-                client_id=client,
-                therapist_id=therapist,
-                method="IPT",
-                age_group="adults",
-                problem_areas=["grief"],
-                severity_band="moderate",
-                mode="video",
-                score=50,
-                requires_approval=False,
-            )
+            match = a_match(client, therapist, score=50)
             async with pool.acquire() as conn, conn.transaction():
                 courses.append(await service.open_course(conn, match, now))
         clients.append([client, courses])
@@ -135,7 +124,7 @@ async def race(
     async def client_loop(client: uuid.UUID, courses: list[uuid.UUID]) -> None:
         who = Principal(client, "client")
 
-        listed: list[str] = []
+        listed: list[datetime] = []
 
         async def earliest() -> datetime | None:
             # Racing: the app lists the few earliest times again after each booking. Spread:
@@ -143,9 +132,9 @@ async def race(
             # alternatives), and lists again only when its list is used up.
             if choose_from <= RELIST_UP_TO or not listed:
                 found = await service.free_slots_for(pool, who, therapist, now, limit=choose_from)
-                listed[:] = [slot["starts_at"] for slot in found["slots"]]
+                listed[:] = [slot.starts_at for slot in found.slots]
                 rng.shuffle(listed)
-            return datetime.fromisoformat(listed.pop()) if listed else None
+            return listed.pop() if listed else None
 
         target = await earliest()
         while courses and target is not None and time.perf_counter() < deadline:

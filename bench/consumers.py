@@ -25,7 +25,7 @@ from faststream.kafka import KafkaBroker
 
 from chassis import db, observability
 from chassis.app import start_subscribers_together
-from chassis.consumer import EventConsumers, dead_letter_publisher
+from chassis.consumer import EventConsumers, dead_letter_publisher, provide
 from chassis.infra import provide_kafka, provide_postgres
 from chassis.settings import ServiceSettings, service_config
 from contracts import REGISTRY, Envelope
@@ -91,7 +91,8 @@ async def consumed(values: dict[str, Any], pool: asyncpg.Pool, total: int, batch
         **values, consumer_batch_size=batch, topic_prefix=f"b{uuid.uuid4().hex[:8]}."
     )
     broker = KafkaBroker(settings.kafka_bootstrap)
-    consumers.subscribe(broker, settings, lambda: pool, dead_letter_publisher(broker, settings))
+    provide(broker, pool=pool, dead_letters=dead_letter_publisher(broker, settings))
+    consumers.subscribe(broker, settings)
     await start_subscribers_together(broker)  # returns once the group has its partitions
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     await producer.start()

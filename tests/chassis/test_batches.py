@@ -16,6 +16,7 @@ from chassis.app import build
 from chassis.consumer import dead_letter_topic
 from chassis.deadletters import list_dead_letters
 from chassis.testing.kafka import TopicProbe, publish
+from chassis.testing.waiting import until
 from contracts import Envelope
 from contracts.events import ReviewPublished
 from tests.chassis.ledger import FAILURES, LEDGER, review
@@ -51,12 +52,8 @@ async def applied_counts(pool: asyncpg.Pool, keys: list[uuid.UUID]) -> dict[uuid
     return seen
 
 
-async def until(check, timeout: float = 40.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+async def eventually(check, timeout: float = 40.0) -> None:  # type: ignore[no-untyped-def]
+    await until("the condition", check, timeout=timeout)
 
 
 def batches_so_far() -> float:
@@ -93,7 +90,7 @@ async def test_a_batch_applies_in_key_order_and_a_poison_record_goes_alone(
                 seen = await applied_counts(pool, keys)
                 return all(len(v) == 12 for v in seen.values())
 
-            await until(all_applied)
+            await eventually(all_applied)
             await dlq.wait_for(
                 lambda p: any(e.payload.review_id == poison.review_id for e in p.envelopes())
             )
@@ -146,7 +143,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice
                 assert worker.returncode is None, "the worker died on its own"
                 return (tmp_path / "held").exists()
 
-            await until(holding, timeout=60)
+            await eventually(holding, timeout=60)
             # Mid-batch: the held key's lane has its transaction open, nothing of it is in.
             assert (await applied_counts(pool, keys))[keys[1]] == []
         finally:
@@ -159,14 +156,14 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice
             async def first_applied() -> bool:  # of the records the killed worker held
                 return len((await applied_counts(pool, keys))[keys[1]]) > 0
 
-            await until(first_applied, timeout=60)
+            await eventually(first_applied, timeout=60)
             recovery = time.monotonic() - restarted
             print(f"recovery: {recovery:.1f} s from restart to the first applied event")
 
             async def all_applied() -> bool:
                 return all(len(v) == 10 for v in (await applied_counts(pool, keys)).values())
 
-            await until(all_applied)
+            await eventually(all_applied)
             await asyncio.sleep(0.5)
         seen = await applied_counts(pool, keys)
         assert all(v == list(range(1, 11)) for v in seen.values())  # nothing lost, in order

@@ -11,6 +11,7 @@ from chassis.app import build
 from chassis.consumer import backoff, dead_letter_topic
 from chassis.deadletters import list_dead_letters, replay
 from chassis.testing.kafka import TopicProbe, publish
+from chassis.testing.waiting import until
 from contracts import REGISTRY, Envelope
 from contracts.events import ReviewPublished
 from tests.chassis.ledger import FAILURES, LEDGER, review
@@ -23,11 +24,7 @@ async def entries_for(pool: asyncpg.Pool, *therapists: uuid.UUID) -> int:
 
 
 async def eventually(check, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+    await until("the condition", check, timeout=timeout)
 
 
 def test_backoff_is_exponential_and_bounded() -> None:

@@ -41,9 +41,7 @@ def test_the_asyncapi_document_names_every_published_and_consumed_topic(service:
     consumed = {REGISTRY.topic(h.model) for h in definition.consumers.handlers}
     assert published | consumed | {dead_letter_topic(service)} <= addresses
     for topic in published:  # each published channel carries its envelope's schema
-        assert any(
-            c["address"] == topic and c.get("messages") for c in doc["channels"].values()
-        )
+        assert any(c["address"] == topic and c.get("messages") for c in doc["channels"].values())
 
 
 async def test_the_relay_refuses_an_event_the_service_does_not_declare(

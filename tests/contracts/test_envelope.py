@@ -1,12 +1,14 @@
+import gc
 import json
 import uuid
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 
 import jsoncompat
 import pytest
 from pydantic import ValidationError
 
-from contracts import REGISTRY, ContractError, Envelope, decode
+from contracts import REGISTRY, ContractError, Envelope, decode, envelope_of
 from contracts.events import IntakeEscalated, SessionBooked
 from contracts.schemas import schema_of
 
@@ -39,6 +41,16 @@ def test_wrap_fills_the_envelope_and_round_trips() -> None:
     back = decode(event.to_bytes())
     assert back == event
     assert isinstance(back.payload, SessionBooked)
+
+
+def test_the_envelope_class_of_a_payload_outlives_garbage_collection() -> None:
+    # pydantic keeps parameterised classes only weakly: one built again on every wrap after a
+    # collection was most of the cost of writing an event.
+    first = weakref.ref(type(Envelope.wrap(booked())))
+    gc.collect()
+    assert first() is not None
+    assert type(Envelope.wrap(booked())) is first()
+    assert type(decode(Envelope.wrap(booked()).to_bytes())) is envelope_of(SessionBooked)
 
 
 def test_correlation_defaults_to_the_event_itself() -> None:

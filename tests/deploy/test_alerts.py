@@ -78,6 +78,7 @@ def test_the_alerts_that_matter_are_there(rules) -> None:
         "samtal_outbox_oldest_seconds",
         "samtal_dead_letters_total",
         "samtal_intakes_awaiting_triage_oldest_seconds",
+        "samtal_rights_requests_overdue",
     ):
         assert metric in text, metric
 

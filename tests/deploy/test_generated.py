@@ -62,7 +62,9 @@ def test_notifications_knows_where_crisis_alerts_and_mail_go() -> None:
     assert "mail" in compose["services"]
     documents = [
         d
-        for d in yaml.safe_load_all((root / "k8s" / "base" / "notifications.yaml").read_text())
+        for d in yaml.safe_load_all(
+            (root / "k8s" / "base" / "notifications" / "config.yaml").read_text()
+        )
         if d and d.get("kind") == "ConfigMap"
     ]
     data = documents[0]["data"]

@@ -7,7 +7,6 @@ directly with the same tokens, and put on topics only what another service would
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,8 +21,10 @@ from booking.app import DEFINITION as BOOKING
 from catalog.app import DEFINITION as CATALOG
 from chassis.app import ServiceDefinition, build
 from chassis.auth import Role, mint
+from chassis.testing.events import a_match
 from chassis.testing.kafka import publish
-from contracts.events import CourseCompleted, TherapistMatched
+from chassis.testing.waiting import until
+from contracts.events import CourseCompleted
 from matching.app import DEFINITION as MATCHING
 from notifications.app import DEFINITION as NOTIFICATIONS
 
@@ -69,20 +70,16 @@ class Platform:
     async def until(
         self, what: str, check: Callable[[], Awaitable[Any]], timeout: float = 60
     ) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = await check()
-            if found:
-                return found
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.3)
+        return await until(what, check, timeout=timeout, every=0.3)
 
     # ------------------------------------------------------------ a client in every service
 
-    async def a_client_everywhere(self, client: uuid.UUID, therapist: uuid.UUID) -> dict[str, Any]:
+    async def a_client_everywhere(
+        self, client: uuid.UUID, therapist: uuid.UUID, clinician: uuid.UUID | None = None
+    ) -> dict[str, Any]:
         """Contacts, a severe intake with free text, a course and a hidden review: the client's
-        data in all four services, with a clinician, the therapist and an admin reading it."""
+        data in all four services, with a clinician (an on-call one where there is a roster),
+        the therapist and an admin reading it."""
         as_client = self.who("client", client)
         admin = self.who("admin", uuid.uuid4())
         await self.call(
@@ -130,24 +127,12 @@ class Platform:
             },
         )
         intake_id = uuid.UUID(intake["intake_id"])
-        clinician = uuid.uuid4()
+        clinician = clinician or uuid.uuid4()
         await self.call(
             "matching", "GET", f"/clinician/intakes/{intake_id}", self.who("clinician", clinician)
         )
         # Matching's match, as matching publishes it once a clinician approved it.
-        match = TherapistMatched(
-            match_id=uuid.uuid4(),
-            intake_id=intake_id,
-            client_id=client,
-            therapist_id=therapist,
-            method="IPT",
-            age_group="adults",
-            problem_areas=["grief"],
-            severity_band="severe",
-            mode="video",
-            score=80,
-            requires_approval=False,
-        )
+        match = a_match(client, therapist, intake_id=intake_id, severity_band="severe")
         await self.publish(match)
         as_therapist = self.who("therapist", therapist)
 
@@ -214,3 +199,18 @@ async def running_platform(
 def rights_platform(migrated, serve, jwt_keys, kafka_bootstrap, topic_prefix):  # type: ignore[no-untyped-def]
     """`async with rights_platform() as p:` every service's api and worker running."""
     return lambda: running_platform(migrated, serve, jwt_keys, kafka_bootstrap, topic_prefix)
+
+
+@pytest.fixture
+def platform_behind() -> Callable[[str, str, str, str], Platform]:
+    """`platform_behind(gateway_url, private_key, kafka_bootstrap, topic_prefix)`: the same
+    helpers, acting on a platform of processes through its gateway (close `p.http` after)."""
+
+    def make(gateway_url: str, private_key: str, bootstrap: str, prefix: str) -> Platform:
+        http = {
+            name: httpx.AsyncClient(base_url=f"{gateway_url}/api/{name}", timeout=30)
+            for name in DEFINITIONS
+        }
+        return Platform(http, private_key, bootstrap, prefix)
+
+    return make

@@ -83,6 +83,16 @@ async def test_the_journey_and_the_crisis_path_through_the_gateway(platform) -> 
     assert mail, "no e-mail arrived at the mail catcher"
     bodies = "\n".join(p.read_text(errors="replace") for p in mail)
     assert "amanuel@example.se" in bodies and "client.two@example.se" in bodies
+    # The first client's rights: one access log, one export document, an erasure.
+    rights = journey.rights
+    logged = {(e["service"], e["actor_role"]) for e in rights["access_log"]["entries"]}
+    assert {("booking", "therapist"), ("catalog", "client")} <= logged, logged
+    assert list(rights["export"]["parts"]) == ["catalog", "matching", "booking", "notifications"]
+    assert rights["export"]["parts"]["catalog"]["data"]["reviews"]
+    assert set(rights["erasure"]["answers"]) == {"catalog", "matching", "booking"}
+    assert "phq9_totals" in rights["erasure"]["answers"]["booking"]["kept"]
+    # Shown with `pytest -s`: what `make demo` prints.
+    print("\n".join(lines))
 
 
 async def test_the_gateway_guards_the_services(platform) -> None:

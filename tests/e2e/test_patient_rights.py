@@ -106,7 +106,8 @@ async def test_export_then_erasure_across_the_four_services(rights_platform) -> 
         notice = await _inbox(p, me, "rights_export_ready")
         assert "matching" in notice["body"]
 
-        # One JSON document from the parts, each fetched by the client through its service.
+        # Each service's part, fetched on its own (the one-document download that puts them
+        # together is tested through the gateway: test_export_through_the_gateway.py).
         document: dict[str, Any] = {"request_id": request_id, "parts": {}}
         for path in status["parts"]:
             service = path.split("/")[2]

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from chassis.auth import ROLES, mint
+from chassis.testing.events import a_match
 from samtal_deploy import local_run
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -193,7 +194,7 @@ async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]
     """A published therapist with working hours and `count` clients matched to them, as
     catalog and matching would announce it: (therapist token, [(client token, course)])."""
     from chassis.testing.kafka import publish
-    from contracts.events import TherapistMatched, TherapistProfilePublished
+    from contracts.events import TherapistProfilePublished
 
     therapist = uuid.uuid4()
     clients = [uuid.uuid4() for _ in range(count)]
@@ -216,22 +217,7 @@ async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]
     await publish(
         running.kafka_bootstrap,
         running.topic_prefix,
-        *[
-            TherapistMatched(
-                match_id=uuid.uuid4(),
-                intake_id=uuid.uuid4(),
-                client_id=client,
-                therapist_id=therapist,
-                method="IPT",
-                age_group="adults",
-                problem_areas=["grief"],
-                severity_band="moderate",
-                mode="video",
-                score=80,
-                requires_approval=False,
-            )
-            for client in clients
-        ],
+        *[a_match(client, therapist) for client in clients],
     )
     therapist_token = mint(running.private_key, therapist, "therapist")
     by_therapist = {"authorization": f"Bearer {therapist_token}"}

@@ -47,9 +47,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from chassis import db, observability
-from chassis.consumer import EventConsumers, dead_letter_publisher, observe_lag
+from chassis.consumer import EventConsumers, dead_letter_publisher, observe_lag, provide
 from chassis.errors import DomainError
-from chassis.http import ValidationProblem
+from chassis.http import ValidationProblem, status_of
 from chassis.infra import kafka_answers
 from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
@@ -264,7 +264,7 @@ def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return ProblemResponse(exc.body(), status_code=exc.status)
+        return ProblemResponse(exc.body(), status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -312,11 +312,10 @@ def _install_http_basics(app: FastAPI, runtime: Runtime) -> None:
 
 
 async def _broker_answers(broker: KafkaBroker) -> bool:
-    producer = broker.config.producer
-    client = getattr(getattr(producer, "_producer", None), "client", None)
-    if client is None:
-        return await broker.ping(timeout=2)
-    return bool(await client.fetch_all_metadata())
+    """A metadata round trip on the broker's own admin client (the embedded broker does
+    not answer DescribeCluster, which `broker.ping` asks)."""
+    await broker.config.admin_client.list_topics()
+    return True
 
 
 def build(definition: ServiceDefinition, settings: ServiceSettings, process: Process) -> Any:
@@ -334,6 +333,8 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
         runtime.pool = await _bounded(
             "Postgres", db.create_pool(settings), settings.startup_timeout_s
         )
+        # The subscribers and handlers take it from the broker's context (FastStream's DI).
+        provide(broker, pool=runtime.pool)
         metrics_server = None
         try:
             if runtime.metrics_port is not None:
@@ -411,7 +412,7 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     # consumes nothing, describes the same service from the same declarations on a broker
     # it never starts.
     if process == "worker":
-        dead_letters = declare(definition, settings, broker)
+        provide(broker, settings=settings, dead_letters=declare(definition, settings, broker))
         specification = AsyncAPI(
             broker, title=f"Samtal {definition.name}", description=definition.description
         )
@@ -430,7 +431,7 @@ def build(definition: ServiceDefinition, settings: ServiceSettings, process: Pro
     # Subscribed after the wrap: FastStreamAPI would resolve the handlers like FastAPI
     # routes; ours take the records as FastStream decodes them.
     if process == "worker" and definition.consumers is not None:
-        definition.consumers.subscribe(broker, settings, lambda: _pool(runtime), dead_letters)
+        definition.consumers.subscribe(broker, settings)
     return asgi
 
 
@@ -464,18 +465,14 @@ def describe(definition: ServiceDefinition, settings: ServiceSettings) -> AsyncA
     """The service's AsyncAPI document for a process that does not consume (the api):
     the same declarations as the worker's, on a broker that is never started."""
     paper = KafkaBroker(settings.kafka_bootstrap)
-    dead_letters = declare(definition, settings, paper)
+    declare(definition, settings, paper)
     if definition.consumers is not None:
-        definition.consumers.subscribe(paper, settings, _no_pool, dead_letters)
+        definition.consumers.subscribe(paper, settings)
     return AsyncAPI(
         paper,
         title=f"Samtal {definition.name}",
         description=definition.description,
     )
-
-
-def _no_pool() -> asyncpg.Pool:
-    raise RuntimeError("this broker only describes the service")
 
 
 def _pool(runtime: Runtime) -> asyncpg.Pool:

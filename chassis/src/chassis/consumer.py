@@ -9,10 +9,23 @@ FastStream batch subscriber on the worker's broker:
     async def open_course(event: Envelope[TherapistMatched], conn: asyncpg.Connection) -> None:
         ...
 
+A handler is typed by the envelope it takes, and runs on the batch's connection. What
+else it needs it declares as FastStream `Context()` parameters, resolved from the
+broker's context once a batch (`provide` puts the worker's settings, pool and dead-letter
+publisher there):
+
+    async def match(
+        event: Envelope[IntakeSubmitted],
+        conn: asyncpg.Connection,
+        settings: Annotated[Settings, Context()],
+    ) -> None: ...
+
 What FastStream does: the consumer group and its Kafka consumer, fetching up to
 `consumer_batch_size` records at once, committing offsets only after the subscriber
 returned (`AckPolicy.NACK_ON_ERROR`: on an error the batch comes again), the AsyncAPI
-document from these very subscribers, and `TestKafkaBroker` for tests.
+document from these very subscribers, the context the subscriber's and the handlers'
+dependencies come from (`Context()`, `Depends`), and `TestKafkaBroker` for fast tests
+of the handlers (`chassis.testing.handlers`).
 
 What the chassis adds — the extension point is `BatchApplier`, the subscriber's
 handler: a batch is applied in ONE transaction with its inbox rows. Records run in
@@ -28,15 +41,16 @@ batch comes again and the inbox skips what was applied.
 
 import asyncio
 import contextlib
+import inspect
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Concatenate, ParamSpec, Protocol, TypeVar, get_type_hints
 
 import asyncpg
 import structlog
-from faststream import AckPolicy
+from faststream import AckPolicy, Context, ContextRepo
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.message import KafkaMessage
 from prometheus_client import Counter, Gauge
@@ -61,7 +75,17 @@ DEAD_LETTERS = Counter(
 )
 BATCHES = Counter("samtal_consumer_batches_total", "Batches applied", ["service", "group"])
 
-Handler = Callable[[Envelope[Any], asyncpg.Connection], Awaitable[None]]
+E = TypeVar("E", bound=EventPayload)
+P = ParamSpec("P")
+# A handler: the record's envelope, the batch's connection, and its `Context()` parameters.
+Handler = Callable[..., Awaitable[None]]
+# What `Context()` gives: the marker a handler's dependency is annotated with.
+_CONTEXT_MARKER = type(Context())
+
+# The names under which `provide` puts the worker's dependencies in the broker's context.
+SETTINGS_KEY = "settings"
+POOL_KEY = "pool"
+DEAD_LETTERS_KEY = "dead_letters"
 
 
 class PermanentError(Exception):
@@ -80,6 +104,8 @@ class HandlerSpec:
     func: Handler
     # The Kafka consumer group; handlers sharing one are fed by one multi-topic consumer.
     group: str
+    # The handler's parameters beyond (event, conn) and their keys in the broker's context.
+    dependencies: tuple[tuple[str, str], ...] = ()
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -124,14 +150,21 @@ class EventConsumers:
     def __init__(self, service: str) -> None:
         self.service = service
         self.handlers: list[HandlerSpec] = []
-        # The running worker's settings, for handlers that need configuration.
-        self.settings: ServiceSettings | None = None
 
     def handler(
-        self, model: type[EventPayload], *, name: str, group: str | None = None
-    ) -> Callable[[Handler], Handler]:
-        def register(func: Handler) -> Handler:
-            self.handlers.append(HandlerSpec(model, name, func, group or name))
+        self, model: type[E], *, name: str, group: str | None = None
+    ) -> Callable[
+        [Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]]],
+        Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]],
+    ]:
+        """Registers `func(event: Envelope[model], conn, **dependencies)` under the inbox
+        name `name`, in consumer group `group` (default: a group of its own)."""
+
+        def register(
+            func: Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]],
+        ) -> Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]]:
+            needs = context_dependencies(func)
+            self.handlers.append(HandlerSpec(model, name, func, group or name, needs))
             return func
 
         return register
@@ -142,33 +175,16 @@ class EventConsumers:
             grouped.setdefault(spec.group, []).append(spec)
         return grouped
 
-    def router(
-        self,
-        settings: ServiceSettings,
-        pool: Callable[[], asyncpg.Pool],
-        dead_letters: DeadLetterSink | None = None,
-    ) -> KafkaRouter:
-        """The service's FastStream router: one batch subscriber per consumer group."""
-        router = KafkaRouter()
-        self.subscribe(router, settings, pool, dead_letters)
-        return router
-
-    def subscribe(
-        self,
-        broker: Any,
-        settings: ServiceSettings,
-        pool: Callable[[], asyncpg.Pool],
-        dead_letters: DeadLetterSink | None = None,
-    ) -> None:
-        """One batch subscriber per consumer group, over the topics of its handlers, on a
-        KafkaBroker or KafkaRouter (anything with FastStream's `subscriber`)."""
-        self.settings = settings
+    def subscribe(self, broker: KafkaBroker, settings: ServiceSettings) -> None:
+        """One batch subscriber per consumer group, over the topics of its handlers. The
+        settings shape the subscriptions; the pool and the dead-letter publisher come from
+        the broker's context when a batch arrives (`provide`)."""
         member = instance_name(settings)
         for group, specs in self.groups().items():
             routes: dict[str, list[HandlerSpec]] = {}
             for spec in specs:
                 routes.setdefault(settings.topic(REGISTRY.topic(spec.model)), []).append(spec)
-            applier = BatchApplier(self.service, group, routes, settings, pool, dead_letters)
+            applier = BatchApplier(self.service, group, routes, settings, broker.context)
             broker.subscriber(
                 *routes,
                 group_id=settings.group(group),
@@ -185,6 +201,41 @@ class EventConsumers:
                 title=f"{settings.service}.{group}",
                 description=" ".join(f"{s.name}: {(s.func.__doc__ or '').strip()}" for s in specs),
             )(applier.endpoint())
+
+
+def context_dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str], ...]:
+    """A handler's parameters after (event, conn), each with its key in the broker's
+    context: every one must be annotated `Annotated[T, Context()]` (FastStream's marker;
+    `Context("key")` names another key than the parameter's)."""
+    hints = get_type_hints(func, include_extras=True)
+    found = []
+    for parameter in list(inspect.signature(func).parameters)[2:]:
+        markers = getattr(hints.get(parameter), "__metadata__", ())
+        marker = next((m for m in markers if isinstance(m, _CONTEXT_MARKER)), None)
+        if marker is None:
+            raise TypeError(
+                f"{func.__qualname__}: `{parameter}` must be `Annotated[..., Context()]`"
+            )
+        found.append((parameter, f"{marker.prefix}{marker.name or parameter}"))
+    return tuple(found)
+
+
+def provide(
+    broker: KafkaBroker,
+    *,
+    settings: ServiceSettings | None = None,
+    pool: asyncpg.Pool | None = None,
+    dead_letters: DeadLetterSink | None = None,
+) -> None:
+    """Put the worker's dependencies in the broker's context, where the subscribers and
+    the handlers' `Context()` parameters find them."""
+    for name, value in (
+        (SETTINGS_KEY, settings),
+        (POOL_KEY, pool),
+        (DEAD_LETTERS_KEY, dead_letters),
+    ):
+        if value is not None:
+            broker.context.set_global(name, value)
 
 
 def _records_of(message: KafkaMessage) -> list[Any]:
@@ -234,6 +285,25 @@ class _Unit:
 
 
 @dataclass
+class Batch:
+    """What one batch is applied with, from the broker's context."""
+
+    pool: asyncpg.Pool
+    dead_letters: DeadLetterSink | None
+    context: ContextRepo
+    # Each handler's resolved dependencies, once a batch (the context does not change
+    # while a batch is applied; resolving per record would cost more than some handlers).
+    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def dependencies(self, spec: HandlerSpec) -> dict[str, Any]:
+        found = self.resolved.get(spec.name)
+        if found is None:
+            found = {name: self.context.resolve(key) for name, key in spec.dependencies}
+            self.resolved[spec.name] = found
+        return found
+
+
+@dataclass
 class _Pass:
     applied: list[_Unit] = field(default_factory=list)
     duplicates: list[_Unit] = field(default_factory=list)
@@ -250,15 +320,16 @@ class BatchApplier:
         group: str,
         routes: dict[str, list[HandlerSpec]],
         settings: ServiceSettings,
-        pool: Callable[[], asyncpg.Pool],
-        dead_letters: DeadLetterSink | None,
+        context: ContextRepo,
     ) -> None:
         self.service = service
         self.group = group
         self.routes = routes
         self.settings = settings
-        self.pool = pool
-        self.dead_letters = dead_letters
+        # The broker's context: the pool and dead-letter publisher are looked up in it per
+        # batch (not in the endpoint's signature: under FastStreamAPI the worker's
+        # subscribers are resolved the FastAPI way, elsewhere the FastStream way).
+        self.context = context
 
     def endpoint(self) -> Callable[..., Awaitable[None]]:
         """The FastStream handler; its body annotation is what AsyncAPI shows per record."""
@@ -268,7 +339,8 @@ class BatchApplier:
         async def apply(records: Any) -> None:
             # Plain FastStream passes what the decoder made; under FastStreamAPI (the
             # worker's ASGI app) handlers resolve like FastAPI routes and get the message.
-            await self.apply(records if isinstance(records, list) else _records_of(records))
+            batch = records if isinstance(records, list) else _records_of(records)
+            await self.apply(batch, self.batch())
 
         apply.__annotations__ = {"records": body, "return": None}
         apply.__name__ = f"apply_{self.group.replace('-', '_')}"
@@ -279,11 +351,20 @@ class BatchApplier:
         )
         return apply
 
+    def batch(self) -> Batch:
+        """What the next batch is applied with, from the broker's context."""
+        pool = self.context.get(POOL_KEY)
+        if pool is None:
+            raise RuntimeError(
+                "no database pool in the broker's context (chassis.consumer.provide)"
+            )
+        return Batch(pool, self.context.get(DEAD_LETTERS_KEY), self.context)
+
     def _count(self, unit: _Unit | HandlerSpec, outcome: str) -> None:
         spec = unit.spec if isinstance(unit, _Unit) else unit
         EVENTS_HANDLED.labels(self.service, spec.name, outcome).inc()
 
-    async def apply(self, records: Sequence[Any]) -> None:
+    async def apply(self, records: Sequence[Any], batch: Batch) -> None:
         units: list[_Unit] = []
         rejected: list[tuple[Any, str, str, int]] = []
         for record in records:
@@ -294,19 +375,19 @@ class BatchApplier:
                     rejected.append((record, spec.name, f"invalid: {exc}", 1))
                     continue
                 units.append(_Unit(record, spec, envelope))
-        await self._dead_letter(rejected)
+        await self._dead_letter(batch, rejected)
         # Partitions are independent (order is per partition): a few lanes, each its own
         # connection and transaction, apply them side by side.
         lanes: dict[int, list[_Unit]] = {}
         width = self.settings.consumer_lanes
         for unit in units:
             lanes.setdefault(hash(unit.partition) % width, []).append(unit)
-        await asyncio.gather(*(self._apply_lane(lane) for lane in lanes.values()))
+        await asyncio.gather(*(self._apply_lane(batch, lane) for lane in lanes.values()))
 
-    async def _apply_lane(self, units: list[_Unit]) -> None:
+    async def _apply_lane(self, batch: Batch, units: list[_Unit]) -> None:
         optimistic = True
         while units:
-            done = await self._pass(units, careful=not optimistic)
+            done = await self._pass(batch, units, careful=not optimistic)
             if done is None:  # the optimistic pass failed somewhere: again, record by record
                 optimistic = False
                 continue
@@ -315,7 +396,7 @@ class BatchApplier:
                 self._count(unit, "handled")
             for unit in done.duplicates:
                 self._count(unit, "duplicate")
-            await self._dead_letter(done.dead)
+            await self._dead_letter(batch, done.dead)
             units = done.deferred
             if units:
                 attempt = max(u.attempts for u in units)
@@ -327,13 +408,13 @@ class BatchApplier:
                 log.warning("records failed; retrying", count=len(units), delay=delay)
                 await asyncio.sleep(delay)
 
-    async def _pass(self, units: list[_Unit], *, careful: bool) -> _Pass | None:
+    async def _pass(self, batch: Batch, units: list[_Unit], *, careful: bool) -> _Pass | None:
         """Apply what can be applied in one transaction. Optimistic (the inbox rows of the
         whole batch in one statement, no savepoints): None when anything failed, and
         nothing was written. Careful: each record under a savepoint with its inbox row."""
         outcome = _Pass()
         blocked: set[tuple[str, int]] = set()
-        async with self.pool().acquire() as conn:
+        async with batch.pool.acquire() as conn:
             try:
                 async with conn.transaction():
                     fresh = None if careful else await self._claim_all(conn, units)
@@ -341,7 +422,7 @@ class BatchApplier:
                         if unit.partition in blocked:
                             outcome.deferred.append(unit)
                             continue
-                        error = await self._run(conn, unit, outcome, fresh)
+                        error = await self._run(batch, conn, unit, outcome, fresh)
                         if error is None:
                             continue
                         if not careful:
@@ -366,6 +447,7 @@ class BatchApplier:
 
     async def _run(
         self,
+        batch: Batch,
         conn: asyncpg.Connection,
         unit: _Unit,
         outcome: _Pass,
@@ -390,13 +472,13 @@ class BatchApplier:
                             envelope.event_type,
                         )
                         if first:
-                            await unit.spec.func(envelope, conn)
+                            await self._call(batch, unit, conn)
                 else:
                     key = (unit.spec.name, envelope.event_id)
                     first = key in fresh
                     fresh.discard(key)  # the same event twice in a batch: once
                     if first:
-                        await unit.spec.func(envelope, conn)
+                        await self._call(batch, unit, conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -404,6 +486,13 @@ class BatchApplier:
             log.info("event handled" if first else "duplicate event ignored")
         (outcome.applied if first else outcome.duplicates).append(unit)
         return None
+
+    @staticmethod
+    async def _call(batch: Batch, unit: _Unit, conn: asyncpg.Connection) -> None:
+        if unit.spec.dependencies:
+            await unit.spec.func(unit.envelope, conn, **batch.dependencies(unit.spec))
+        else:
+            await unit.spec.func(unit.envelope, conn)
 
     def _settle_failure(
         self, unit: _Unit, error: BaseException, outcome: _Pass, blocked: set[tuple[str, int]]
@@ -431,7 +520,7 @@ class BatchApplier:
                 error=str(error),
             )
 
-    async def _dead_letter(self, letters: list[tuple[Any, str, str, int]]) -> None:
+    async def _dead_letter(self, batch: Batch, letters: list[tuple[Any, str, str, int]]) -> None:
         for record, consumer, error, attempts in letters:
             headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
             headers.update(
@@ -444,9 +533,9 @@ class BatchApplier:
                     "x-original-offset": str(record.offset),
                 }
             )
-            if self.dead_letters is None:
-                raise RuntimeError("no dead-letter publisher: the worker declares one")
-            await self.dead_letters.publish(record.value or b"", key=record.key, headers=headers)
+            if batch.dead_letters is None:
+                raise RuntimeError("no dead-letter publisher: the worker provides one")
+            await batch.dead_letters.publish(record.value or b"", key=record.key, headers=headers)
             DEAD_LETTERS.labels(self.service, consumer).inc()
             EVENTS_HANDLED.labels(self.service, consumer, "dead_lettered").inc()
             log.error("event dead-lettered", consumer=consumer, error=error, attempts=attempts)

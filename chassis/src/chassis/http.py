@@ -13,6 +13,27 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
+from chassis.errors import Conflict, DomainError, Invalid, NotAllowed, NotFound, Unavailable
+
+# The one place a domain refusal becomes an HTTP status. The first matching kind wins:
+# NotFound first, so a refusal that must not reveal what exists (a NotAllowed that is
+# also a NotFound) answers 404.
+STATUSES: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (NotAllowed, 403),
+    (Conflict, 409),
+    (Invalid, 422),
+    (Unavailable, 503),
+)
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status of a domain refusal, by its kind; 422 for the bare base."""
+    for kind, status in STATUSES:
+        if isinstance(error, kind):
+            return status
+    return 422
+
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
@@ -63,6 +84,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     410: "Gone",
     422: "The request does not fit: the first wrong field is named",
+    503: "Something the answer needs is unavailable now: try again shortly",
 }
 
 

@@ -35,13 +35,17 @@ def _count(status: str) -> int:
 
 
 async def purge_chassis_tables(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
-    """The inbox's dedup rows and audit entries past their retention."""
+    """The inbox's dedup rows, audit entries and remembered erasures past their retention."""
     return {
         "inbox": _count(
             await conn.execute("DELETE FROM inbox WHERE processed_at < $1", now - INBOX_RETENTION)
         ),
         "audit_log": _count(
             await conn.execute("DELETE FROM audit_log WHERE at < $1", now - CLINICAL_RETENTION)
+        ),
+        # An erasure is remembered only against events still in flight: as long as the inbox.
+        "erasures": _count(
+            await conn.execute("DELETE FROM erasures WHERE erased_at < $1", now - INBOX_RETENTION)
         ),
     }
 

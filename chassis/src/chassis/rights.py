@@ -47,6 +47,11 @@ async def _service_of(conn: asyncpg.Connection) -> str:
     raise RuntimeError(f"rights: no answer event for service {row['app']!r}")
 
 
+def counted(n: int, one: str, many: str) -> str:
+    """`1 omdöme`, `2 omdömen`: a count in a summary's words."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def export_document(
     service: str,
     subject_id: uuid.UUID,
@@ -97,8 +102,33 @@ async def record_erasure(
     erased: Sequence[str],
     kept: Sequence[str],
 ) -> None:
-    """Audit this service's erasure and say what it erased and what it keeps."""
+    """Remember the erasure (`erased_since`), audit it and say what was erased and kept."""
+    await remember_erasure(conn, requested.subject_id)
     await _answer(conn, await _service_of(conn), requested, erased=erased, kept=kept)
+
+
+async def remember_erasure(conn: asyncpg.Connection, subject_id: uuid.UUID) -> None:
+    """Remember the erasure, and drop the person's export parts made before it: a copy of
+    what was just erased must not wait here for its 30 days."""
+    await conn.execute("DELETE FROM export_parts WHERE subject_id = $1", subject_id)
+    await conn.execute(
+        "INSERT INTO erasures (subject_id, erased_at) VALUES ($1, now())"
+        " ON CONFLICT (subject_id) DO UPDATE SET erased_at = EXCLUDED.erased_at",
+        subject_id,
+    )
+
+
+async def erased_since(
+    conn: asyncpg.Connection, subject_id: uuid.UUID, occurred_at: datetime
+) -> bool:
+    """Whether the person's data was erased here after `occurred_at`: an event from before
+    the erasure, arriving only now, must not bring back what the erasure took."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM erasures WHERE subject_id = $1 AND erased_at >= $2)",
+        subject_id,
+        occurred_at,
+    )
+    return found
 
 
 async def _answer(

@@ -7,6 +7,7 @@ payloads with an error that names the field.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar, cast
@@ -104,7 +105,10 @@ def first_error(error: ValidationError, prefix: str = "") -> ContractError:
     return ContractError(prefix + field, first["msg"])
 
 
+@functools.cache
 def envelope_of(model: type[P]) -> type[Envelope[P]]:
     """The envelope class of one payload model, parameterised at run time (what
-    `Envelope[model]` means when `model` is a variable)."""
+    `Envelope[model]` means when `model` is a variable). Kept here: pydantic caches
+    parameterised classes only weakly, so without a reference the garbage collector drops
+    them and every `wrap` builds the class again (most of the cost of writing an event)."""
     return cast("type[Envelope[P]]", Envelope.__class_getitem__(model))

@@ -7,6 +7,9 @@ PHQ-9s (booking's demo clock moves the weeks along); the course completes with
 its outcome; the client writes a verified review; the messages each person got.
 Journey 2: a client whose intake shows thoughts of self-harm gets the crisis
 answer at once; the on-call clinician's urgent alert and triage.
+Journey 3: the first client's rights: their one access log across the services, an
+export downloaded as one JSON document with its summary, and an erasure (what was
+erased at once, what is kept as the clinical record).
 
 Each step prints what was asked, what came back and the events it caused.
 `run_journeys` is also what the end-to-end tests run, through the real gateway.
@@ -29,6 +32,7 @@ import httpx
 
 from chassis.auth import Role, mint
 from chassis.testing.kafka import TopicProbe
+from chassis.testing.waiting import until
 from contracts import REGISTRY
 
 
@@ -48,6 +52,8 @@ class Journey:
     probe: TopicProbe = field(init=False)
     _seen: int = 0
     events: list[Any] = field(default_factory=list)
+    # What journey 3 showed: the access log, the export document, the erasure's answers.
+    rights: dict[str, Any] = field(default_factory=dict)
 
     def token(self, role: Role, person: uuid.UUID) -> dict[str, str]:
         return {"authorization": f"Bearer {mint(self.private_key, person, role)}"}
@@ -73,14 +79,7 @@ class Journey:
     async def until(
         self, what: str, check: Callable[[], Awaitable[Any]], timeout: float = 60
     ) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = await check()
-            if found:
-                return found
-            if asyncio.get_running_loop().time() > deadline:
-                raise JourneyFailed(f"timed out waiting for {what}")
-            await asyncio.sleep(0.3)
+        return await until(what, check, timeout=timeout, every=0.3, failure=JourneyFailed)
 
     async def show_events(self, pause: float = 1.0) -> list[Any]:
         """The events caused since the last look, in arrival order."""
@@ -394,6 +393,78 @@ async def journey_two(j: Journey) -> dict[str, Any]:
     return {"intake_id": answer["intake_id"], "client_id": str(client_id)}
 
 
+async def _request_done(j: Journey, who: dict[str, str], request_id: str) -> Any:
+    status = await j.call(
+        "GET", f"/api/notifications/me/rights-requests/{request_id}", who, show=False
+    )
+    return status if status["status"] == "done" else None
+
+
+async def _notice(j: Journey, who: dict[str, str], kind: str) -> Any:
+    inbox = await j.call("GET", "/api/notifications/inbox", who, show=False)
+    return next((m for m in inbox["messages"] if m["kind"] == kind), None)
+
+
+async def journey_three(j: Journey, client_id: str) -> dict[str, Any]:
+    say = j.say
+    client = j.token("client", uuid.UUID(client_id))
+
+    say("\n12. The first client's access log: who read or changed their data, everywhere")
+    log = await j.call("GET", "/api/notifications/me/access-log", client, params={"limit": 100})
+    for e in log["entries"]:
+        flag = f" EMERGENCY ({e['reason_code']})" if e["emergency"] else ""
+        say(
+            f"    {e['at'][:19]} {e['service']:<13} {e['actor_role']:<9} "
+            f"{e['action']:<8} {e['resource']}{flag}"
+        )
+
+    say("\n13. The client asks for an export and downloads it as one JSON document")
+    asked = await j.call(
+        "POST",
+        "/api/notifications/me/rights-requests",
+        client,
+        json={"kind": "export"},
+        expect=(200, 202),
+    )
+    status = await j.until(
+        "the export", functools.partial(_request_done, j, client, asked["request_id"])
+    )
+    notice = await j.until(
+        "the export notice", functools.partial(_notice, j, client, "rights_export_ready")
+    )
+    say(f"    inbox: {notice['subject']}")
+    document = await j.call("GET", status["document"], client)
+    for line in document["summary"]["sv"]:
+        say(f"    sv: {line}")
+    for line in document["summary"]["en"]:
+        say(f"    en: {line}")
+    for service, part in document["parts"].items():
+        held = {k: len(v) if isinstance(v, list) else 1 for k, v in part["data"].items() if v}
+        say(f"    parts.{service}.data: {held}")
+
+    say("\n14. The client asks for erasure: what goes at once, what is kept and why")
+    asked = await j.call(
+        "POST",
+        "/api/notifications/me/rights-requests",
+        client,
+        json={"kind": "erasure"},
+        expect=(200, 202),
+    )
+    erased = await j.until(
+        "the erasure", functools.partial(_request_done, j, client, asked["request_id"])
+    )
+    for service, answer in sorted(erased["answers"].items()):
+        say(f"    {service}: erased {answer.get('erased', [])}, kept {answer.get('kept', [])}")
+    notice = await j.until(
+        "the erasure notice", functools.partial(_notice, j, client, "rights_erasure_done")
+    )
+    say(f"    inbox: {notice['subject']}")
+    for line in notice["body"].strip().splitlines():
+        say(f"      | {line}")
+    j.rights = {"access_log": log, "export": document, "erasure": erased, "notice": notice}
+    return j.rights
+
+
 async def run_journeys(
     gateway_url: str,
     private_key: str,
@@ -415,7 +486,8 @@ async def run_journeys(
         journey._seen = len(probe.envelopes())  # what happened before the journey
         first = await journey_one(journey)
         second = await journey_two(journey)
-    say("\nBoth journeys completed.")
+        await journey_three(journey, first["client_id"])
+    say("\nThe journeys completed.")
     return first, second, journey
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import yaml
+from faststream import ContextRepo
 from faststream.kafka import KafkaBroker
 
 from contracts.registry import REGISTRY
@@ -63,6 +64,7 @@ class _RecordingBroker:
 
     def __init__(self) -> None:
         self.subscriptions: list[tuple[str, str]] = []
+        self.context = ContextRepo()
 
     def subscriber(self, *topics: str, group_id: str, **_: Any) -> Any:
         self.subscriptions += [(topic, group_id) for topic in topics]
@@ -78,7 +80,7 @@ def consumers_of(service: str) -> list[Consumer]:
     settings = declared.settings_class(topic_prefix="", kafka_group_prefix="")
     broker = _RecordingBroker()
     # duck-typed: the consumers only call `subscriber(...)` while subscribing
-    declared.consumers.subscribe(cast(KafkaBroker, broker), settings, lambda: None)
+    declared.consumers.subscribe(cast(KafkaBroker, broker), settings)
     prefix = f"{service}."
     out = []
     for topic, group in broker.subscriptions:
@@ -256,6 +258,8 @@ def compose() -> dict[str, Any]:
             smtp_host="mail",
             smtp_port="1025",
             on_call_clinicians=LOCAL_ON_CALL,
+            # a person's export as one document: the other parts fetched through the gateway
+            export_parts_url=f"http://gateway:{GATEWAY_PORT}/api/{{service}}",
         )
         env[f"SAMTAL_{svc.upper()}_DB_PASSWORD"] = f"{svc}-local"
         build = {
@@ -313,6 +317,8 @@ def compose() -> dict[str, Any]:
 # ---------------------------------------------------------------- kubernetes
 
 LABEL = "app.kubernetes.io"
+
+
 def _meta(name: str, component: str, svc: str | None = None) -> dict[str, Any]:
     labels = {f"{LABEL}/name": name, f"{LABEL}/component": component, f"{LABEL}/part-of": "samtal"}
     if svc:

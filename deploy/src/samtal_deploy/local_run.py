@@ -317,6 +317,8 @@ def start_platform(
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
             "ON_CALL_CLINICIANS": json.dumps([ON_CALL_CLINICIAN]),
+            # A person's export as one document: the other parts come through the gateway.
+            "EXPORT_PARTS_URL": f"http://127.0.0.1:{gateway_port}/api/{{service}}",
         },
     }
     try:

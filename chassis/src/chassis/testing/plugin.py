@@ -119,12 +119,32 @@ def settings_for(
     database_dsn: str, kafka_server: KafkaServer, topic_prefix: str, jwt_keys: tuple[str, str]
 ) -> Callable[..., ServiceSettings]:
     """Build a service's settings pointed at the test infrastructure and this test's topics."""
+    return _settings_maker(
+        database_dsn, kafka_server.bootstrap, not kafka_server.embedded, topic_prefix, jwt_keys
+    )
 
+
+@pytest.fixture
+def offline_settings_for(
+    database_dsn: str, topic_prefix: str, jwt_keys: tuple[str, str]
+) -> Callable[..., ServiceSettings]:
+    """Like `settings_for`, for tests whose broker is in memory (`TestKafkaBroker`): no
+    broker is started, and the bootstrap address is never dialled."""
+    return _settings_maker(database_dsn, "127.0.0.1:9", False, topic_prefix, jwt_keys)
+
+
+def _settings_maker(
+    database_dsn: str,
+    bootstrap: str,
+    idempotence: bool,
+    topic_prefix: str,
+    jwt_keys: tuple[str, str],
+) -> Callable[..., ServiceSettings]:
     def make(settings_class: type[S], **overrides: Any) -> S:
         values: dict[str, Any] = dict(
             database_url=database_dsn,
-            kafka_bootstrap=kafka_server.bootstrap,
-            kafka_idempotence=not kafka_server.embedded,
+            kafka_bootstrap=bootstrap,
+            kafka_idempotence=idempotence,
             kafka_fetch_max_wait_ms=10,
             topic_prefix=topic_prefix,
             jwt_public_keys=[jwt_keys[1]],
@@ -154,6 +174,20 @@ def migrated(
 ) -> Callable[..., Awaitable[ServiceSettings]]:
     """`await migrated(definition)`: the service's role, schema and migrations, once per session;
     returns its settings for this test."""
+    return _migrator(settings_for, database_dsn)
+
+
+@pytest.fixture
+def migrated_offline(
+    offline_settings_for: Callable[..., ServiceSettings], database_dsn: str
+) -> Callable[..., Awaitable[ServiceSettings]]:
+    """`migrated`, for tests with the broker in memory (no broker is started)."""
+    return _migrator(offline_settings_for, database_dsn)
+
+
+def _migrator(
+    settings_for: Callable[..., ServiceSettings], database_dsn: str
+) -> Callable[..., Awaitable[ServiceSettings]]:
     from chassis import db
 
     async def run(definition: ServiceDefinition, **overrides: Any) -> ServiceSettings:

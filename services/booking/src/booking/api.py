@@ -1,4 +1,5 @@
-"""HTTP routes of booking: translate requests to `service` calls and answers back."""
+"""HTTP routes of booking: translate requests to `service` calls, and the records they
+return into the response models of `responses.py`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from booking import service, store
+from booking import service
 from booking.domain.availability import MAX_BUFFER_MINUTES
 from booking.domain.series import MAX_SERIES_LENGTH
 from booking.responses import (
@@ -49,8 +50,7 @@ async def clock(request: Request) -> datetime:
     real = datetime.now(UTC)
     if not cast(Settings, runtime_of(request).settings).demo_clock:
         return real
-    async with pool_of(request).acquire() as conn:
-        return real + timedelta(seconds=await store.clock_offset_s(conn))
+    return real + timedelta(seconds=await service.clock_offset_s(pool_of(request)))
 
 
 Now = Annotated[datetime, Depends(clock)]
@@ -130,8 +130,10 @@ class AttendanceIn(_In):
 )
 async def put_availability(
     therapist_id: uuid.UUID, body: AvailabilityIn, request: Request, who: CalendarOwner, at: Now
-) -> dict[str, Any]:
-    return await service.set_availability(pool_of(request), who, therapist_id, body.document(), at)
+) -> Availability:
+    document = body.document()
+    set_ = await service.set_availability(pool_of(request), who, therapist_id, document, at)
+    return Availability.model_validate(set_)
 
 
 @router.get(
@@ -142,8 +144,10 @@ async def put_availability(
 )
 async def get_availability(
     therapist_id: uuid.UUID, request: Request, who: CalendarOwner
-) -> dict[str, Any]:
-    return await service.get_availability(pool_of(request), who, therapist_id)
+) -> Availability:
+    return Availability.model_validate(
+        await service.get_availability(pool_of(request), who, therapist_id)
+    )
 
 
 @router.get(
@@ -160,10 +164,11 @@ async def get_slots(
     minutes: Annotated[int | None, Query(ge=15, le=120)] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
-) -> dict[str, Any]:
-    return await service.free_slots_for(
+) -> Slots:
+    free = await service.free_slots_for(
         pool_of(request), who, therapist_id, at, minutes=minutes, since=since, limit=limit
     )
+    return Slots.model_validate(free)
 
 
 # --------------------------------------------------------------------------- courses
@@ -175,8 +180,8 @@ async def get_slots(
     responses=problems(*SIGNED_IN),
     tags=["courses"],
 )
-async def list_courses(request: Request, who: Party) -> list[dict[str, Any]]:
-    return await service.list_courses(pool_of(request), who)
+async def list_courses(request: Request, who: Party) -> list[CourseOut]:
+    return [CourseOut.model_validate(c) for c in await service.list_courses(pool_of(request), who)]
 
 
 @router.get(
@@ -185,8 +190,8 @@ async def list_courses(request: Request, who: Party) -> list[dict[str, Any]]:
     responses=problems(*SIGNED_IN, 404, 422),
     tags=["courses"],
 )
-async def get_course(course_id: uuid.UUID, request: Request, who: Party) -> dict[str, Any]:
-    return await service.read_course(pool_of(request), who, course_id)
+async def get_course(course_id: uuid.UUID, request: Request, who: Party) -> CourseDetail:
+    return CourseDetail.model_validate(await service.read_course(pool_of(request), who, course_id))
 
 
 @router.patch(
@@ -197,10 +202,11 @@ async def get_course(course_id: uuid.UUID, request: Request, who: Party) -> dict
 )
 async def change_plan(
     course_id: uuid.UUID, body: PlanIn, request: Request, who: Therapist, at: Now
-) -> dict[str, Any]:
-    return await service.change_plan(
+) -> CourseOut:
+    changed = await service.change_plan(
         pool_of(request), who, course_id, body.planned_sessions, body.session_minutes, at
     )
+    return CourseOut.model_validate(changed)
 
 
 @router.post(
@@ -211,8 +217,9 @@ async def change_plan(
 )
 async def end_course(
     course_id: uuid.UUID, body: EndIn, request: Request, who: Party, at: Now
-) -> dict[str, Any]:
-    return await service.end_course(pool_of(request), who, course_id, body.reason, at)
+) -> CourseOut:
+    ended = await service.end_course(pool_of(request), who, course_id, body.reason, at)
+    return CourseOut.model_validate(ended)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -227,10 +234,11 @@ async def end_course(
 )
 async def book_session(
     course_id: uuid.UUID, body: SessionIn, request: Request, who: Party, at: Now
-) -> dict[str, Any]:
-    return await service.book_session(
+) -> SessionOut:
+    booked = await service.book_session(
         pool_of(request), who, course_id, body.starts_at, body.idempotency_key, at
     )
+    return SessionOut.model_validate(booked)
 
 
 @router.post(
@@ -242,8 +250,8 @@ async def book_session(
 )
 async def book_series(
     course_id: uuid.UUID, body: SeriesIn, request: Request, who: Party, at: Now
-) -> dict[str, Any]:
-    return await service.book_series(
+) -> Series:
+    booked = await service.book_series(
         pool_of(request),
         who,
         course_id,
@@ -253,6 +261,7 @@ async def book_series(
         body.idempotency_key,
         at,
     )
+    return Series.model_validate(booked)
 
 
 @router.post(
@@ -261,8 +270,8 @@ async def book_series(
     responses=problems(*SIGNED_IN, 404, 409, 422),
     tags=["sessions"],
 )
-async def cancel(session_id: uuid.UUID, request: Request, who: Party, at: Now) -> dict[str, Any]:
-    return await service.cancel(pool_of(request), who, session_id, at)
+async def cancel(session_id: uuid.UUID, request: Request, who: Party, at: Now) -> SessionOut:
+    return SessionOut.model_validate(await service.cancel(pool_of(request), who, session_id, at))
 
 
 @router.post(
@@ -273,8 +282,9 @@ async def cancel(session_id: uuid.UUID, request: Request, who: Party, at: Now) -
 )
 async def reschedule(
     session_id: uuid.UUID, body: RescheduleIn, request: Request, who: Party, at: Now
-) -> dict[str, Any]:
-    return await service.reschedule(pool_of(request), who, session_id, body.starts_at, at)
+) -> SessionOut:
+    moved = await service.reschedule(pool_of(request), who, session_id, body.starts_at, at)
+    return SessionOut.model_validate(moved)
 
 
 @router.post(
@@ -285,10 +295,11 @@ async def reschedule(
 )
 async def attendance(
     session_id: uuid.UUID, body: AttendanceIn, request: Request, who: Therapist, at: Now
-) -> dict[str, Any]:
-    return await service.record_attendance(
+) -> SessionWithPhq9:
+    held = await service.record_attendance(
         pool_of(request), who, session_id, body.attendance, body.phq9_total, at
     )
+    return SessionWithPhq9.model_validate(held)
 
 
 # --------------------------------------------------------------------------- demo clock
@@ -307,13 +318,12 @@ class ClockIn(_In):
 )
 async def advance_clock(
     body: ClockIn, request: Request, who: Annotated[Principal, Depends(require("admin"))]
-) -> dict[str, Any]:
+) -> DemoClock:
     """Moves booking's clock forward so a demo can hold a 12-week course in a minute.
 
     Exists only with SAMTAL_BOOKING_DEMO_CLOCK=true (`make run` sets it); never in production.
     """
     if not cast(Settings, runtime_of(request).settings).demo_clock:
         raise NotFound("Not found")
-    async with pool_of(request).acquire() as conn:
-        offset = await store.advance_clock(conn, body.advance_hours * 3600)
-    return {"now": datetime.now(UTC) + timedelta(seconds=offset), "offset_hours": offset / 3600}
+    offset = await service.advance_clock(pool_of(request), body.advance_hours * 3600)
+    return DemoClock(now=datetime.now(UTC) + timedelta(seconds=offset), offset_hours=offset / 3600)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
@@ -37,34 +36,38 @@ def _rules_are_final() -> Iterator[None]:
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=INBOUND)
-async def profile_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def profile_published(
+    event: Envelope[TherapistProfilePublished], conn: asyncpg.Connection
+) -> None:
     """Keeps the therapist's time zone, modes and practice address (higher version wins)."""
     with _rules_are_final():
         await service.apply_profile(conn, event.payload, datetime.now(UTC))
 
 
 @consumers.handler(TherapistProfileWithdrawn, name="therapist-withdrawals", group=INBOUND)
-async def profile_withdrawn(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def profile_withdrawn(
+    event: Envelope[TherapistProfileWithdrawn], conn: asyncpg.Connection
+) -> None:
     """Closes a withdrawn therapist for new bookings (higher version wins)."""
     with _rules_are_final():
         await service.apply_withdrawal(conn, event.payload, datetime.now(UTC))
 
 
 @consumers.handler(TherapistMatched, name="course-opener", group=INBOUND)
-async def therapist_matched(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def therapist_matched(event: Envelope[TherapistMatched], conn: asyncpg.Connection) -> None:
     """Opens the course of a match (or keeps it until a clinician approves it)."""
     with _rules_are_final():
         await service.on_match(conn, event.payload, datetime.now(UTC))
 
 
 @consumers.handler(MatchApproved, name="approved-course-opener", group=INBOUND)
-async def match_approved(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def match_approved(event: Envelope[MatchApproved], conn: asyncpg.Connection) -> None:
     """Opens the course of a match a clinician approved."""
     with _rules_are_final():
         await service.on_approval(conn, event.payload, datetime.now(UTC))
 
 
 @consumers.handler(RightsRequested, name="rights-requests", group=INBOUND)
-async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def rights_requested(event: Envelope[RightsRequested], conn: asyncpg.Connection) -> None:
     """Exports the person's courses and sessions, or erases what need not be kept (GDPR)."""
     await service.handle_rights_request(conn, event.payload)

@@ -1,11 +1,13 @@
-"""Booking's HTTP answers: one response model per route, as the OpenAPI document shows them
-(`service.py` builds the values, `api.py` answers with these models)."""
+"""Booking's HTTP answers: one response model per route, as the OpenAPI document shows them.
+
+The use cases return typed records (`service/records.py`); `api.py` maps each into its
+route's model here (`Model.model_validate(record)`), which also chooses what it shows."""
 
 from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from booking.domain.course import CourseStatus, SessionStatus
 from chassis.http import Timestamp
@@ -20,12 +22,17 @@ from contracts.vocabulary import (
 )
 
 
-class DayOff(BaseModel):
+class _Out(BaseModel):
+    # Read from the use cases' records (dataclasses) by attribute.
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DayOff(_Out):
     date: str
     hours: list[str]
 
 
-class Availability(BaseModel):
+class Availability(_Out):
     therapist_id: uuid.UUID
     time_zone: str
     weekly: dict[str, list[str]]
@@ -35,19 +42,19 @@ class Availability(BaseModel):
     horizon_days: int
 
 
-class SlotOut(BaseModel):
+class SlotOut(_Out):
     starts_at: Timestamp
     ends_at: Timestamp
 
 
-class Slots(BaseModel):
+class Slots(_Out):
     therapist_id: uuid.UUID
     time_zone: str
     minutes: int
     slots: list[SlotOut]
 
 
-class SessionOut(BaseModel):
+class SessionOut(_Out):
     session_id: uuid.UUID
     course_id: uuid.UUID
     client_id: uuid.UUID
@@ -74,7 +81,7 @@ class SessionWithPhq9(SessionOut):
     phq9_total: int | None = None
 
 
-class CourseOut(BaseModel):
+class CourseOut(_Out):
     course_id: uuid.UUID
     match_id: uuid.UUID
     client_id: uuid.UUID
@@ -99,11 +106,11 @@ class CourseDetail(CourseOut):
     sessions: list[SessionWithPhq9]
 
 
-class Series(BaseModel):
+class Series(_Out):
     series_id: uuid.UUID
     sessions: list[SessionOut]
 
 
-class DemoClock(BaseModel):
+class DemoClock(_Out):
     now: Timestamp
     offset_hours: float

@@ -901,13 +901,7 @@ async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[
 
 
 async def erase_requests(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
-    """Drop what need not be kept: the answers remembered for retried booking requests, and
-    proposed matches that never opened a course."""
-    await conn.execute(
-        "DELETE FROM matches WHERE details->>'client_id' = $1 AND approved_at IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.match_id = matches.match_id)",
-        str(client_id),
-    )
+    """Drop what need not be kept: the answers remembered for retried booking requests."""
     status = await conn.execute("DELETE FROM idempotency_keys WHERE actor_id = $1", client_id)
     return int(status.split()[-1])
 
@@ -922,4 +916,10 @@ async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
     )
     await conn.execute(f"DELETE FROM sessions WHERE client_id IN ({expired})", before)
     status = await conn.execute(f"DELETE FROM courses WHERE client_id IN ({expired})", before)
+    # Matches without a course (never approved, rejected, or their course purged above).
+    await conn.execute(
+        "DELETE FROM matches m WHERE m.received_at < $1"
+        " AND NOT EXISTS (SELECT 1 FROM courses c WHERE c.match_id = m.match_id)",
+        before,
+    )
     return int(status.split()[-1])

@@ -29,7 +29,7 @@ async def past_series(pool, kit, therapist, hour: int) -> tuple[uuid.UUID, uuid.
         idempotency_key=f"past-{client}",
         now=LONG_AGO,
     )
-    return client, course, [s["session_id"] for s in booked["sessions"]]
+    return client, course, [s.session_id for s in booked.sessions]
 
 
 async def test_a_completed_course_reports_its_outcome(

@@ -72,3 +72,27 @@ async def test_booking_keeps_a_course_ten_years_after_its_last_session(migrated)
             )
     finally:
         await pool.close()
+
+
+async def test_a_match_that_never_opened_a_course_goes_ten_years_after_it_came(migrated) -> None:
+    settings = await migrated(BOOKING)
+    pool: asyncpg.Pool = await db.create_pool(settings)
+    now = datetime.now(UTC)
+    old, recent = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with pool.acquire() as conn:
+            for match_id, received in ((old, now - ELEVEN_YEARS), (recent, now)):
+                await conn.execute(
+                    "INSERT INTO matches (match_id, details, requires_approval, received_at)"
+                    " VALUES ($1, $2, true, $3)",
+                    match_id,
+                    {"client_id": str(uuid.uuid4())},
+                    received,
+                )
+        await retention.run_round(pool, settings.db_schema, booking_service.purge_expired)
+        left = await pool.fetch(
+            "SELECT match_id FROM matches WHERE match_id = ANY($1::uuid[])", [old, recent]
+        )
+        assert [r["match_id"] for r in left] == [recent]
+    finally:
+        await pool.close()

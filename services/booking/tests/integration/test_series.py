@@ -38,13 +38,13 @@ async def test_a_weekly_series_keeps_local_time_across_the_spring_switch(pool, k
         idempotency_key="dst-series-1",
         now=BEFORE_SPRING,
     )
-    starts = [datetime.fromisoformat(s["starts_at"]) for s in answer["sessions"]]
+    starts = [s.starts_at for s in answer.sessions]
     assert [s.hour for s in starts] == [16, 16, 15, 15]  # UTC moves with the clocks
     assert {(s.astimezone(STOCKHOLM).hour, s.astimezone(STOCKHOLM).weekday()) for s in starts} == {
         (17, 1)
     }
-    assert [s["number"] for s in answer["sessions"]] == [1, 2, 3, 4]
-    assert {s["series_id"] for s in answer["sessions"]} == {answer["series_id"]}
+    assert [s.number for s in answer.sessions] == [1, 2, 3, 4]
+    assert {s.series_id for s in answer.sessions} == {answer.series_id}
     stored = await sessions_of(pool, course)
     assert [row["starts_at"] for row in stored] == starts
     again = await service.book_series(

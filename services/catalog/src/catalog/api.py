@@ -1,4 +1,4 @@
-"""The catalog's HTTP routes: thin translators between requests and `service`/`store`.
+"""The catalog's HTTP routes: thin translators between requests and `service`.
 
 Public (no login): methods, areas, browse/search and a published profile's detail.
 Admin: create, edit, publish and withdraw profiles; hide reviews.
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from catalog import service, store
+from catalog import service
 from catalog.domain.profile import ProfileSelfEdit, TherapistProfile
 from catalog.domain.reference import areas_view, methods_view
 from catalog.domain.reviews import ReviewInput
@@ -28,8 +28,7 @@ from catalog.responses import (
     PostedReview,
     PublicProfile,
 )
-from catalog.service import WithdrawalReason, not_found
-from catalog.store import StoredTherapist
+from catalog.service import StoredTherapist, WithdrawalReason
 from chassis.app import pool_of
 from chassis.auth import Principal, require
 from chassis.http import SIGNED_IN, problems
@@ -191,10 +190,7 @@ async def search_therapists(request: Request) -> SearchPage:
 async def my_profile(request: Request, who: Therapist) -> dict[str, Any]:
     """The signed-in therapist's own profile, in any status."""
     async with pool_of(request).acquire() as conn:
-        found = await store.get_therapist(conn, who.subject)
-    if found is None:
-        raise not_found(who.subject)
-    return own_view(found)
+        return own_view(await service.stored(conn, who.subject))
 
 
 @router.patch(
@@ -220,12 +216,8 @@ async def edit_my_profile(
 async def therapist_detail(request: Request, therapist_id: uuid.UUID) -> dict[str, Any]:
     """A published profile with credentials and its visible reviews."""
     async with pool_of(request).acquire() as conn:
-        found = await store.get_published(conn, therapist_id)
-        if found is None:
-            raise not_found(therapist_id)
-        histogram = await store.rating_histogram(conn, therapist_id)
-        latest = await store.latest_reviews(conn, therapist_id, LATEST_REVIEWS)
-    return public_view(found, histogram, latest)
+        detail = await service.published_detail(conn, therapist_id, LATEST_REVIEWS)
+    return public_view(detail.therapist, detail.histogram, detail.latest)
 
 
 # ------------------------------------------------------------------------------- admin
@@ -254,10 +246,7 @@ async def create_therapist(request: Request, body: NewTherapist, who: Admin) -> 
 async def stored_profile(request: Request, therapist_id: uuid.UUID, who: Admin) -> dict[str, Any]:
     """The stored profile in any status."""
     async with pool_of(request).acquire() as conn:
-        found = await store.get_therapist(conn, therapist_id)
-    if found is None:
-        raise not_found(therapist_id)
-    return own_view(found)
+        return own_view(await service.stored(conn, therapist_id))
 
 
 @router.put(

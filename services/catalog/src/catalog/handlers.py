@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 
-from catalog import service, store
-from catalog.domain.reviews import review_right_from
+from catalog import service
 from chassis.consumer import EventConsumers
 from contracts import Envelope
 from contracts.events import CourseCompleted, RightsRequested
@@ -16,14 +13,12 @@ consumers = EventConsumers("catalog")
 
 
 @consumers.handler(CourseCompleted, name="review-rights")
-async def grant_review_right(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def grant_review_right(event: Envelope[CourseCompleted], conn: asyncpg.Connection) -> None:
     """Records that the client of a completed course may review its therapist, once."""
-    completed: CourseCompleted = event.payload
-    # The inbox drops a redelivered event; the course key also absorbs a re-emitted one.
-    await store.record_review_right(conn, review_right_from(completed), completed.completed_at)
+    await service.grant_review_right(conn, event.payload, event.occurred_at)
 
 
 @consumers.handler(RightsRequested, name="rights-requests")
-async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def rights_requested(event: Envelope[RightsRequested], conn: asyncpg.Connection) -> None:
     """Exports the person's reviews, or erases them (GDPR)."""
     await service.handle_rights_request(conn, event.payload)

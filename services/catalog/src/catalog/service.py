@@ -25,14 +25,15 @@ from catalog.domain.reviews import (
     RatingSummary,
     check_review,
     rating_summary,
+    review_right_from,
     to_review_published_event,
 )
 from catalog.domain.search import SearchQuery
 from catalog.domain.search_index import SearchIndex, listed
-from catalog.store import StoredTherapist
+from catalog.store import StoredTherapist as StoredTherapist  # the api shows it
 from chassis import audit, outbox, rights
 from chassis.errors import Conflict, NotFound
-from contracts.events import RightsRequested, TherapistProfileWithdrawn
+from contracts.events import CourseCompleted, RightsRequested, TherapistProfileWithdrawn
 
 # TherapistProfileWithdrawn.reason, named for request bodies (a unit test keeps them equal).
 WithdrawalReason = Literal["withdrawn_by_admin", "left_platform", "licence_revoked", "other"]
@@ -71,6 +72,36 @@ async def _announce(conn: asyncpg.Connection, therapist: StoredTherapist) -> Sto
 
 
 # ----------------------------------------------------------------------------- profiles
+
+
+async def stored(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> StoredTherapist:
+    """The stored profile in any status (for admins and the therapist themself)."""
+    found = await store.get_therapist(conn, therapist_id)
+    if found is None:
+        raise not_found(therapist_id)
+    return found
+
+
+@dataclass(frozen=True)
+class PublishedDetail:
+    """A published profile with its rating histogram and newest visible reviews."""
+
+    therapist: StoredTherapist
+    histogram: dict[int, int]
+    latest: list[dict[str, Any]]
+
+
+async def published_detail(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, latest: int
+) -> PublishedDetail:
+    found = await store.get_published(conn, therapist_id)
+    if found is None:
+        raise not_found(therapist_id)
+    return PublishedDetail(
+        found,
+        await store.rating_histogram(conn, therapist_id),
+        await store.latest_reviews(conn, therapist_id, latest),
+    )
 
 
 async def create(
@@ -321,6 +352,17 @@ async def _recount(
 ERASED = ["reviews", "review_text", "review_rights"]
 
 
+async def grant_review_right(
+    conn: asyncpg.Connection, completed: CourseCompleted, occurred_at: datetime
+) -> None:
+    """The client of a completed course may review its therapist, once; not when the client
+    had their reviews erased after the course was completed (the event was in flight)."""
+    if await rights.erased_since(conn, completed.client_id, occurred_at):
+        return
+    # The inbox drops a redelivered event; the course key also absorbs a re-emitted one.
+    await store.record_review_right(conn, review_right_from(completed), completed.completed_at)
+
+
 async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
     """Export this service's part, or erase the person's reviews, and answer."""
     if requested.kind == "export":
@@ -331,8 +373,8 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
             conn,
             requested,
             data,
-            [f"Katalog: {reviews} omdömen (betyg och text)"],
-            [f"Catalog: {reviews} reviews (rating and text)"],
+            [f"Katalog: {rights.counted(reviews, 'omdöme', 'omdömen')} (betyg och text)"],
+            [f"Catalog: {rights.counted(reviews, 'review', 'reviews')} (rating and text)"],
         )
         return
     for therapist_id in await store.erase_reviews(conn, requested.subject_id):

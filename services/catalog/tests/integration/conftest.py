@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from chassis.auth import Role, mint
 from chassis.settings import ServiceSettings
+from chassis.testing.waiting import until
 from contracts import REGISTRY, EventPayload
 
 Headers = dict[str, str]
@@ -57,11 +57,7 @@ def profile() -> Callable[..., dict[str, Any]]:
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+    await until("the condition", check, timeout=timeout)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from catalog.domain.profile import (
     validate_profile,
     withdraw,
 )
+from chassis.http import status_of
 
 
 def data(**changes: Any) -> dict[str, Any]:
@@ -238,7 +239,7 @@ def test_withdraw_only_a_published_profile() -> None:
             withdraw(status)  # type: ignore[arg-type]
         assert info.value.code == "not_published"
         assert status in info.value.message
-        assert info.value.status == 409
+        assert status_of(info.value) == 409
 
 
 # ------------------------------------------------------------------------ self edit
@@ -273,7 +274,7 @@ def test_self_edit_revalidates_the_whole_profile() -> None:
     fields = {e["field"] for e in info.value.errors}
     assert fields == {"practice_address"}
     assert "Practice address is required" in info.value.message
-    assert info.value.status == 422
+    assert status_of(info.value) == 422
 
     fixed = ProfileSelfEdit.model_validate(
         {"modes": ["video", "in_person"], "city": "Lund", "practice_address": "Bangatan 11, Lund"}

@@ -70,7 +70,7 @@ def test_blank_filters_mean_no_filter() -> None:
         ({"accepting_new_clients": "maybe"}, "accepting_new_clients", "Accepting new clients"),
         ({"sort": "price"}, "sort", "Sort must be one of: rating, name"),
         ({"page": 0}, "page", "Page must be a whole number from 1 to 10000"),
-            ({"page": 2**63}, "page", "Page must be a whole number from 1 to 10000"),
+        ({"page": 2**63}, "page", "Page must be a whole number from 1 to 10000"),
         ({"page": "two"}, "page", "Page must be a whole number"),
         ({"page_size": 0}, "page_size", "Page size must be a whole number from 1 to 50"),
         ({"page_size": 51}, "page_size", "Page size must be a whole number from 1 to 50"),

@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from chassis import audit
 from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
-from chassis.errors import Conflict, DomainError, NotFound
+from chassis.errors import Conflict, DomainError, NotAllowed, NotFound
 from chassis.http import SIGNED_IN, problems
 from contracts.inputs import Text
 from contracts.oncall import OnCallRoster
-from matching import service, store, views
+from matching import reads, responses, service
 from matching.domain import access
 from matching.domain.explain import Lang, explain_status, explain_waitlist
 from matching.domain.intake import Intake
@@ -108,7 +108,7 @@ async def submit_intake(
             "age_group": screening.age_group,
             "requires_approval": screening.requires_approval,
         },
-        "crisis": views.crisis() if screening.escalate else None,
+        "crisis": responses.crisis() if screening.escalate else None,
     }
 
 
@@ -120,10 +120,10 @@ async def submit_intake(
 )
 async def my_intakes(request: Request, who: Client, lang: Language = "sv") -> list[dict[str, Any]]:
     async with pool_of(request).acquire() as conn, conn.transaction():
-        rows = await store.intakes_of_client(conn, who.subject)
+        rows = await reads.clients_intakes(conn, who.subject)
         if rows:  # an empty list reads nobody's health data
             await _audit_read(conn, who, who.subject, "intake_list", None)
-    return [views.intake_summary(row, lang) for row in rows]
+    return [responses.intake_summary(row, lang) for row in rows]
 
 
 @router.get(
@@ -137,12 +137,11 @@ async def my_intake(
 ) -> dict[str, Any]:
     """The intake with its status, match (or waitlist) and why, in words."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        row = await store.get_intake(conn, intake_id)
-        if row is None or row["client_id"] != who.subject:
+        read = await reads.clients_intake(conn, who.subject, intake_id)
+        if read is None:
             raise NotFound(INTAKE_NOT_FOUND)
-        current = await store.current_match(conn, intake_id)
         await _audit_read(conn, who, who.subject, "intake", str(intake_id))
-    return views.intake(row, current, lang)
+    return responses.intake(read, lang)
 
 
 @router.post(
@@ -160,8 +159,7 @@ async def switch_therapist(
             match_id = await service.switch(conn, intake_id, who.subject)
             if match_id is None:
                 raise NotFound(INTAKE_NOT_FOUND)
-            row = await store.get_intake(conn, intake_id)
-            current = await store.current_match(conn, intake_id)
+            read = await reads.intake(conn, intake_id)
             await _audit_read(conn, who, who.subject, "intake", str(intake_id))
     except StepRefused as exc:
         raise _refused(exc) from exc
@@ -171,8 +169,8 @@ async def switch_therapist(
             code="nobody_to_switch_to",
             reasons=[{"code": c, "text": explain_waitlist(c, lang)} for c in exc.result.reasons],
         ) from exc
-    assert row is not None
-    return views.intake(row, current, lang)
+    assert read is not None
+    return responses.intake(read, lang)
 
 
 @router.get(
@@ -185,7 +183,7 @@ async def my_audit_log(request: Request, who: Client) -> list[dict[str, Any]]:
     """Who read or changed my data, and when."""
     async with pool_of(request).acquire() as conn:
         entries = await audit.for_subject(conn, who.subject)
-    return [views.audit_entry(e) for e in entries]
+    return [responses.audit_entry(e) for e in entries]
 
 
 # --------------------------------------------------------------------------- clinicians
@@ -204,10 +202,10 @@ async def clinician_queue(
 ) -> list[dict[str, Any]]:
     """Intakes awaiting triage or approval, longest waiting first; no answers or free text."""
     async with pool_of(request).acquire() as conn, conn.transaction():
-        rows = await store.clinician_queue(conn, limit)
+        rows = await reads.clinician_queue(conn, limit)
         for row in rows:
             await _audit_read(conn, who, row["client_id"], "intake_summary", str(row["intake_id"]))
-    return [views.queue_entry(row) for row in rows]
+    return [responses.queue_entry(row) for row in rows]
 
 
 def _roster(request: Request) -> OnCallRoster | None:
@@ -220,7 +218,7 @@ def _access_translated() -> Iterator[None]:
     try:
         yield
     except access.AccessRefused as exc:
-        raise DomainError(str(exc), code=exc.code, status=403) from exc
+        raise NotAllowed(str(exc), code=exc.code) from exc
     except access.ClaimedByAnother as exc:
         raise Conflict(
             str(exc),
@@ -231,7 +229,7 @@ def _access_translated() -> Iterator[None]:
 
 
 def _opened(opened: service.Opened, lang: Lang) -> dict[str, Any]:
-    view = views.clinician_intake(opened.intake, opened.current, lang)
+    view = responses.clinician_intake(reads.read_of(opened.intake, opened.current), lang)
     view["access"] = opened.standing
     view["claimed_by"] = str(opened.claim.clinician_id) if opened.claim else None
     return view
@@ -410,15 +408,15 @@ async def reject_match(match_id: uuid.UUID, request: Request, who: Clinician) ->
                 )
                 if intake_id is None:
                     raise NotFound(MATCH_NOT_FOUND)
-                intake = await store.get_intake(conn, intake_id)
-                proposed = await store.current_match(conn, intake_id)
+                read = await reads.intake(conn, intake_id)
     except StepRefused as exc:
         raise _refused(exc) from exc
-    assert intake is not None
+    assert read is not None
+    proposed = read.current
     return {
         "match_id": str(match_id),
         "status": "rejected",
-        "intake_status": intake["status"],
+        "intake_status": read.row["status"],
         "next_match_id": str(proposed["match_id"]) if proposed else None,
         "next_therapist_id": str(proposed["therapist_id"]) if proposed else None,
     }

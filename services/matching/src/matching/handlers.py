@@ -10,9 +10,10 @@ replicas, the index of each must still see every change.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import asyncpg
+from faststream import Context
 
 from chassis.consumer import EventConsumers
 from contracts import Envelope
@@ -28,6 +29,7 @@ from contracts.events import (
     TherapistProfileWithdrawn,
 )
 from matching import service, store
+from matching.settings import Settings
 
 consumers = EventConsumers("matching")
 # The matcher has a group of its own; the read model's handlers share one (a queue of
@@ -36,35 +38,41 @@ READ_MODEL = "read-model"
 
 
 @consumers.handler(IntakeSubmitted, name="matcher")
-async def match_submitted(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def match_submitted(
+    event: Envelope[IntakeSubmitted],
+    conn: asyncpg.Connection,
+    settings: Annotated[Settings, Context()],
+) -> None:
     """Matches a submitted intake, or waitlists it; skips intakes held for a clinician."""
-    submitted: IntakeSubmitted = event.payload
-    assert consumers.settings is not None, "set when the worker subscribed"
-    index = await service.worker_index(consumers.settings)
-    await service.match_intake(conn, submitted.intake_id, candidates=index)
+    index = await service.worker_index(settings)
+    await service.match_intake(conn, event.payload.intake_id, candidates=index)
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)
-async def profile_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def profile_published(
+    event: Envelope[TherapistProfilePublished], conn: asyncpg.Connection
+) -> None:
     """Keeps the newest profile revision; a new or changed therapist may take waitlisted clients."""
-    profile: TherapistProfilePublished = event.payload
+    profile = event.payload
     if await store.apply_profile(conn, profile):
         await store.wake_waitlist(conn)
     await store.therapist_changed(conn, profile.therapist_id)
 
 
 @consumers.handler(TherapistProfileWithdrawn, name="therapist-withdrawals", group=READ_MODEL)
-async def profile_withdrawn(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def profile_withdrawn(
+    event: Envelope[TherapistProfileWithdrawn], conn: asyncpg.Connection
+) -> None:
     """A withdrawn therapist is no longer offered (unless a newer revision is there)."""
-    withdrawal: TherapistProfileWithdrawn = event.payload
+    withdrawal = event.payload
     if await store.apply_withdrawal(conn, withdrawal):
         await store.therapist_changed(conn, withdrawal.therapist_id)
 
 
 @consumers.handler(ReviewPublished, name="therapist-ratings", group=READ_MODEL)
-async def review_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def review_published(event: Envelope[ReviewPublished], conn: asyncpg.Connection) -> None:
     """Keeps the therapist's rating for scoring."""
-    review: ReviewPublished = event.payload
+    review = event.payload
     if await store.apply_rating(
         conn, review.therapist_id, review.rating_average, review.rating_count
     ):
@@ -72,18 +80,20 @@ async def review_published(event: Envelope[Any], conn: asyncpg.Connection) -> No
 
 
 @consumers.handler(TherapistAvailabilityPublished, name="therapist-availability", group=READ_MODEL)
-async def availability_published(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def availability_published(
+    event: Envelope[TherapistAvailabilityPublished], conn: asyncpg.Connection
+) -> None:
     """Keeps booking's newest free slots and load; changed availability may open a place."""
-    summary: TherapistAvailabilityPublished = event.payload
+    summary = event.payload
     if await store.apply_availability(conn, summary):
         await store.wake_waitlist(conn)
         await store.therapist_changed(conn, summary.therapist_id)
 
 
 @consumers.handler(CourseStarted, name="course-starts", group=READ_MODEL)
-async def course_started(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def course_started(event: Envelope[CourseStarted], conn: asyncpg.Connection) -> None:
     """A course adds to its therapist's load."""
-    started: CourseStarted = event.payload
+    started = event.payload
     await store.course_started(
         conn,
         course_id=started.course_id,
@@ -95,9 +105,9 @@ async def course_started(event: Envelope[Any], conn: asyncpg.Connection) -> None
 
 
 @consumers.handler(CourseCompleted, name="course-completions", group=READ_MODEL)
-async def course_completed(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def course_completed(event: Envelope[CourseCompleted], conn: asyncpg.Connection) -> None:
     """A completed course frees a place: waitlisted clients are retried."""
-    done: CourseCompleted = event.payload
+    done = event.payload
     await store.course_finished(
         conn, course_id=done.course_id, therapist_id=done.therapist_id, at=event.occurred_at
     )
@@ -106,9 +116,9 @@ async def course_completed(event: Envelope[Any], conn: asyncpg.Connection) -> No
 
 
 @consumers.handler(CourseEnded, name="course-ends", group=READ_MODEL)
-async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def course_ended(event: Envelope[CourseEnded], conn: asyncpg.Connection) -> None:
     """A course ended early frees a place: waitlisted clients are retried."""
-    ended: CourseEnded = event.payload
+    ended = event.payload
     await store.course_finished(
         conn, course_id=ended.course_id, therapist_id=ended.therapist_id, at=event.occurred_at
     )
@@ -116,7 +126,9 @@ async def course_ended(event: Envelope[Any], conn: asyncpg.Connection) -> None:
     await store.therapist_changed(conn, ended.therapist_id)
 
 
-@consumers.handler(RightsRequested, name="rights-requests")
-async def rights_requested(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+# Rare, and never urgent to the second: they share the read model's group (one consumer
+# less polling the broker in every worker).
+@consumers.handler(RightsRequested, name="rights-requests", group=READ_MODEL)
+async def rights_requested(event: Envelope[RightsRequested], conn: asyncpg.Connection) -> None:
     """Exports the person's intakes and matches, or erases their free text (GDPR)."""
     await service.handle_rights_request(conn, event.payload)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import time
 import uuid
@@ -50,9 +51,11 @@ AWAITING_TRIAGE_OLDEST = Gauge(
 WAITLISTED = Gauge("samtal_intakes_waitlisted", "Intakes waiting on the waitlist")
 CLAIM_WAIT = Histogram(
     "samtal_matching_claim_wait_seconds",
-    "Time a matching decision waited for its therapist's row (another decision held it)",
+    "Time a claim waited for its therapist's row while another decision held it (claims"
+    " that found the row free wait for nothing and are not observed)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+CLAIMS = Counter("samtal_matching_claims", "Claims of a therapist's place by a decision")
 CLAIMS_REFUSED = Counter(
     "samtal_matching_claims_refused",
     "Claims that found the therapist changed since the candidates were read",
@@ -87,25 +90,7 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
     screening = screen_intake(intake)
     intake_id = uuid.uuid4()
     status = lifecycle.status_on_submit(screening)
-    await store.insert_intake(
-        conn,
-        intake_id=intake_id,
-        client_id=client_id,
-        intake=intake,
-        screening=screening,
-        status=status,
-    )
-    await audit.record(
-        conn,
-        actor_id=str(client_id),
-        actor_role="client",
-        subject_id=client_id,
-        action="create",
-        resource="intake",
-        resource_id=str(intake_id),
-    )
-    await outbox.add(
-        conn,
+    events: list[IntakeSubmitted | IntakeEscalated] = [
         IntakeSubmitted(
             intake_id=intake_id,
             client_id=client_id,
@@ -117,13 +102,30 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
             requires_approval=screening.requires_approval,
             preferred_mode=intake.preferred_mode,
             direct_therapist_id=intake.direct_therapist_id,
-        ),
-    )
-    if screening.escalate:
-        await outbox.add(
-            conn,
-            IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band),
         )
+    ]
+    if screening.escalate:
+        events.append(
+            IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band)
+        )
+    await store.insert_intake(
+        conn,
+        intake_id=intake_id,
+        client_id=client_id,
+        intake=intake,
+        screening=screening,
+        status=status,
+        events=events,
+    )
+    await audit.record(
+        conn,
+        actor_id=str(client_id),
+        actor_role="client",
+        subject_id=client_id,
+        action="create",
+        resource="intake",
+        resource_id=str(intake_id),
+    )
     return Submitted(intake_id, screening, status)
 
 
@@ -215,39 +217,54 @@ async def _claim(
     seen: TherapistCandidate | None,
     therapist_id: uuid.UUID,
     candidates: Candidates,
-) -> bool:
+) -> TherapistCandidate | None:
     """Take the therapist's row for this transaction, if the therapist is still exactly what
-    the decision saw (`seen`: the same load above all). On False the candidates hold the
-    therapist as it is now, and the row is let go again (the savepoint's rollback releases
-    its lock)."""
+    the decision saw (`seen`: the same load above all); the therapist as it is now, or None
+    (then the candidates hold the therapist as it is now).
+
+    One round trip when no other decision holds the row. A refused claim keeps that row
+    until commit (the next decision usually takes the same therapist with its new load).
+    When another decision holds it, this one waits (the wait is measured: CLAIM_WAIT),
+    under a savepoint whose rollback lets the row go again if the claim is refused."""
+    CLAIMS.inc()
+    fresh = await store.claim_unless_held(conn, therapist_id)
+    if fresh is not None:
+        if fresh == seen:
+            return fresh
+        CLAIMS_REFUSED.inc()
+        candidates.refresh(therapist_id, fresh)
+        return None
     try:
         async with conn.transaction():
             started = time.perf_counter()
             offered = await store.lock_therapist(conn, therapist_id)
             CLAIM_WAIT.observe(time.perf_counter() - started)
-            fresh = None
             if offered:
                 [fresh] = await store.candidates_of(conn, [therapist_id])
             if fresh is None or fresh != seen:
                 raise _Changed(fresh)
-        return True
+        return fresh
     except _Changed as changed:
         CLAIMS_REFUSED.inc()
         candidates.refresh(therapist_id, changed.fresh)
-        return False
+        return None
 
 
 async def _decide(
-    conn: asyncpg.Connection, intake: asyncpg.Record, now: datetime, candidates: Candidates
+    conn: asyncpg.Connection,
+    intake: asyncpg.Record,
+    now: datetime,
+    candidates: Candidates,
+    excluded: set[uuid.UUID] | None = None,
 ) -> Match | Waitlist:
     """The matcher's decision, with the chosen therapist's place claimed in Postgres: a
     claim that finds the therapist changed (another decision, another replica) decides
-    again on what is true now, so the next best gets the place."""
+    again on what is true now, so the next best gets the place. `excluded`: the therapists
+    the intake is never matched with again, when the caller has read them."""
+    if excluded is None:
+        excluded = await store.excluded_therapists(conn, intake["intake_id"])
     needs = IntakeNeeds.from_intake(
-        intake["intake_id"],
-        store.intake_of(intake),
-        store.screening_of(intake),
-        await store.excluded_therapists(conn, intake["intake_id"]),
+        intake["intake_id"], store.intake_of(intake), store.screening_of(intake), excluded
     )
     tell = intake["status"] != "waitlisted"
     for _ in range(MAX_CLAIMS):
@@ -257,7 +274,12 @@ async def _decide(
         # What the decision saw, taken before anything can change it (the worker's index
         # changes as other decisions commit): the claim compares against this.
         seen = candidates.held(result.therapist_id)
-        if await _claim(conn, seen, result.therapist_id, candidates):
+        claimed = await _claim(conn, seen, result.therapist_id, candidates)
+        if claimed is not None:
+            # The place this decision takes counts at once: the next decision (in this
+            # batch, or before the committed change comes back as a notification) sees it.
+            taken = dataclasses.replace(claimed, active_courses=claimed.active_courses + 1)
+            candidates.refresh(result.therapist_id, taken)
             return result
     raise RuntimeError(f"no claim held in {MAX_CLAIMS} tries; the consumer retries")
 
@@ -270,17 +292,6 @@ async def _record_match(
 ) -> uuid.UUID:
     match_id = uuid.uuid4()
     requires_approval = intake["requires_approval"]
-    await store.insert_match(
-        conn,
-        match_id=match_id,
-        intake_id=intake["intake_id"],
-        client_id=intake["client_id"],
-        result=result,
-        requires_approval=requires_approval,
-        status=lifecycle.match_status_on_match(requires_approval),
-        previous_therapist_id=previous_therapist_id,
-    )
-    await store.therapist_changed(conn, result.therapist_id)
     matched = TherapistMatched(
         match_id=match_id,
         intake_id=intake["intake_id"],
@@ -298,10 +309,16 @@ async def _record_match(
         requires_approval=requires_approval,
         previous_therapist_id=previous_therapist_id,
     )
-    await store.set_status(
+    await store.record_match(
         conn,
-        intake["intake_id"],
-        lifecycle.status_on_match(requires_approval),
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        result=result,
+        requires_approval=requires_approval,
+        status=lifecycle.match_status_on_match(requires_approval),
+        previous_therapist_id=previous_therapist_id,
+        intake_status=lifecycle.status_on_match(requires_approval),
         events=[matched],
     )
     return match_id
@@ -332,11 +349,13 @@ async def match_intake(
 
     The intake's row is locked first, then (only) the chosen therapist's: decisions on
     different intakes and therapists run side by side on any number of replicas."""
-    intake = await store.get_intake(conn, intake_id, for_update=True)
+    intake = await store.intake_to_match(conn, intake_id)
     if intake is None or intake["status"] not in from_states:
         return None
     now = now or _now()
-    result = await _decide(conn, intake, now, candidates or ReadModelCandidates())
+    result = await _decide(
+        conn, intake, now, candidates or ReadModelCandidates(), set(intake["excluded"])
+    )
     if isinstance(result, Match):
         await _record_match(conn, intake, result)
     else:
@@ -606,18 +625,19 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
     if requested.kind == "export":
         data = await store.personal_data(conn, requested.subject_id)
         data["access_log"] = await audit.for_subject(conn, requested.subject_id)
-        counts = (len(data["intakes"]), len(data["matches"]))
+        intakes, matches = len(data["intakes"]), len(data["matches"])
+        count = rights.counted
         await rights.store_export(
             conn,
             requested,
             data,
             [
-                f"Matchning: {counts[0]} förfrågningar (svar, fritext, screening), {counts[1]} "
-                "matchningar, vilka som läst dem"
+                f"Matchning: {count(intakes, 'förfrågan', 'förfrågningar')} (svar, fritext,"
+                f" screening), {count(matches, 'matchning', 'matchningar')}, vilka som läst dem"
             ],
             [
-                f"Matching: {counts[0]} intakes (answers, free text, screening), {counts[1]} "
-                "matches, who read them"
+                f"Matching: {count(intakes, 'intake', 'intakes')} (answers, free text,"
+                f" screening), {count(matches, 'match', 'matches')}, who read them"
             ],
         )
     else:
@@ -698,36 +718,29 @@ async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = Non
 
 
 async def waitlist_retrier(runtime: Runtime) -> None:
-    """Worker task: a pass whenever a handler says capacity may have opened (a committed
-    NOTIFY), and every `waitlist_retry_s` as a safety net."""
+    """Worker task: a pass whenever a handler says capacity may have opened, and every
+    `waitlist_retry_s` as a safety net.
+
+    The wake-up comes from the index keeper (keep_candidate_index), which hears the
+    committed NOTIFY on the same connection as the therapist changes committed with it,
+    and passes it on only once the index holds them: a pass never decides on an index
+    that has not yet seen the therapist who opened the place."""
     pool = runtime.pool
     assert pool is not None
     every: float = getattr(runtime.settings, "waitlist_retry_s", 30.0)
-    wake = asyncio.Event()
-    wake.set()  # a first pass at start: wake-ups may have come while no worker ran
-    channel = store.waitlist_channel(runtime.settings.db_schema)
-
-    def on_notify(*_: object) -> None:
-        wake.set()
-
+    keeping = _keeping(runtime.settings)
+    keeping.waitlist_wake.set()  # a first pass at start: wake-ups may have come meanwhile
     while True:
         try:
-            async with pool.acquire() as listener:
-                await listener.add_listener(channel, on_notify)
-                try:
-                    while True:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wake.wait(), every)
-                        wake.clear()
-                        await retry_waitlist(pool, await worker_index(runtime.settings))
-                finally:
-                    with contextlib.suppress(Exception):
-                        await listener.remove_listener(channel, on_notify)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keeping.waitlist_wake.wait(), every)
+            keeping.waitlist_wake.clear()
+            await retry_waitlist(pool, await worker_index(runtime.settings))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the database went away: wait, then listen again
-            log.warning("waitlist retrier failed; restarting", error=str(exc))
-            wake.set()
+        except Exception as exc:  # the database went away: wait, then try again
+            log.warning("waitlist retry failed; retrying", error=str(exc))
+            keeping.waitlist_wake.set()
             await asyncio.sleep(1.0)
 
 
@@ -738,6 +751,8 @@ async def waitlist_retrier(runtime: Runtime) -> None:
 class _IndexKeeping:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     index: CandidateIndex = field(default_factory=CandidateIndex)
+    # Set by the keeper once the index holds what was committed before a waitlist wake-up.
+    waitlist_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # One per database and schema a worker in this process serves (tests run several workers
@@ -781,17 +796,27 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     assert pool is not None
     keeping = _keeping(runtime.settings)
     channel = store.therapists_channel(runtime.settings.db_schema)
+    waitlist = store.waitlist_channel(runtime.settings.db_schema)
     changed: set[uuid.UUID] = set()
     poke = asyncio.Event()
+    waitlist_woken = False
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         changed.add(uuid.UUID(payload))
+        poke.set()
+
+    def on_waitlist(*_: object) -> None:
+        # Heard on this connection after the therapist changes committed before it (or
+        # with it): passed on to the retrier once they are in the index.
+        nonlocal waitlist_woken
+        waitlist_woken = True
         poke.set()
 
     while True:
         try:
             async with pool.acquire() as conn:
                 await conn.add_listener(channel, on_notify)
+                await conn.add_listener(waitlist, on_waitlist)
                 try:
                     started = time.perf_counter()
                     changed.clear()
@@ -802,6 +827,7 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                     gc.collect()
                     gc.freeze()
                     keeping.ready.set()
+                    keeping.waitlist_wake.set()  # wake-ups may have been lost meanwhile
                     INDEX_THERAPISTS.set(len(keeping.index))
                     log.info(
                         "candidate index built",
@@ -813,16 +839,23 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                         poke.clear()
                         ids = list(changed)
                         changed.clear()
-                        fresh = {c.therapist_id: c for c in await store.candidates_of(conn, ids)}
-                        for therapist_id in ids:
-                            if therapist_id in fresh:
-                                keeping.index.put(fresh[therapist_id])
-                            else:
-                                keeping.index.drop(therapist_id)
-                        INDEX_THERAPISTS.set(len(keeping.index))
+                        wake, waitlist_woken = waitlist_woken, False
+                        if ids:
+                            fresh = {
+                                c.therapist_id: c for c in await store.candidates_of(conn, ids)
+                            }
+                            for therapist_id in ids:
+                                if therapist_id in fresh:
+                                    keeping.index.put(fresh[therapist_id])
+                                else:
+                                    keeping.index.drop(therapist_id)
+                            INDEX_THERAPISTS.set(len(keeping.index))
+                        if wake:
+                            keeping.waitlist_wake.set()
                 finally:
                     with contextlib.suppress(Exception):
                         await conn.remove_listener(channel, on_notify)
+                        await conn.remove_listener(waitlist, on_waitlist)
         except asyncio.CancelledError:
             keeping.ready.clear()
             raise

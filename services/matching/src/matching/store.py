@@ -37,13 +37,25 @@ from matching.domain.screening import Screening
 
 
 async def lock_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> bool:
-    """Hold the therapist's row until commit; False: not offered. Decisions giving a place
-    with the same therapist queue here; decisions on different therapists never wait."""
+    """Hold the therapist's row until commit, waiting for a decision that holds it; False:
+    not offered. Decisions on different therapists never wait."""
     locked = await conn.fetchval(
         "SELECT true FROM therapists WHERE therapist_id = $1 AND NOT withdrawn FOR UPDATE",
         therapist_id,
     )
     return bool(locked)
+
+
+async def claim_unless_held(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID
+) -> TherapistCandidate | None:
+    """The therapist's row locked until commit and the therapist as it is now, in one round
+    trip; None when another decision holds the row (or the therapist is not offered): then
+    `lock_therapist` waits for it. Never waits itself."""
+    row = await conn.fetchrow(
+        _CANDIDATES + " AND t.therapist_id = $1 FOR UPDATE OF t SKIP LOCKED", therapist_id
+    )
+    return None if row is None else _candidate(row)
 
 
 def therapists_channel(schema: str) -> str:
@@ -68,6 +80,17 @@ async def wake_waitlist(conn: asyncpg.Connection) -> None:
 # --------------------------------------------------------------------------- intakes
 
 
+_INSERT_INTAKE = """
+INSERT INTO intakes (
+    intake_id, client_id, age, languages, preferred_mode, city, problem_areas, phq9,
+    free_text, time_windows, direct_therapist_id, consent_to_treatment,
+    consent_to_health_data, phq9_total, severity_band, risk_level, requires_approval,
+    method, age_group, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        $18, $19, $20)
+"""
+
+
 async def insert_intake(
     conn: asyncpg.Connection,
     *,
@@ -76,17 +99,12 @@ async def insert_intake(
     intake: Intake,
     screening: Screening,
     status: IntakeStatus,
+    events: Sequence[EventPayload] = (),
 ) -> None:
-    await conn.execute(
-        """
-        INSERT INTO intakes (
-            intake_id, client_id, age, languages, preferred_mode, city, problem_areas, phq9,
-            free_text, time_windows, direct_therapist_id, consent_to_treatment,
-            consent_to_health_data, phq9_total, severity_band, risk_level, requires_approval,
-            method, age_group, status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20)
-        """,
+    """The intake, and the events announcing it in the same statement (one round trip)."""
+    await outbox.write(
+        conn,
+        _INSERT_INTAKE,
         intake_id,
         client_id,
         intake.age,
@@ -107,6 +125,7 @@ async def insert_intake(
         screening.method,
         screening.age_group,
         status,
+        events=events,
     )
 
 
@@ -115,6 +134,21 @@ async def get_intake(
 ) -> asyncpg.Record | None:
     lock = " FOR UPDATE" if for_update else ""
     return await conn.fetchrow(f"SELECT * FROM intakes WHERE intake_id = $1{lock}", intake_id)
+
+
+async def intake_to_match(conn: asyncpg.Connection, intake_id: uuid.UUID) -> asyncpg.Record | None:
+    """The intake, locked until commit, with the therapists it is never matched with again
+    (`excluded`: rejected, or switched away from) — one round trip."""
+    return await conn.fetchrow(
+        """
+        SELECT i.*, array(SELECT DISTINCT m.therapist_id FROM matches m
+                          WHERE m.intake_id = i.intake_id AND m.status = ANY($2::text[]))
+                    AS excluded
+        FROM intakes i WHERE i.intake_id = $1 FOR UPDATE OF i
+        """,
+        intake_id,
+        list(EXCLUDING_MATCH),
+    )
 
 
 def intake_of(row: asyncpg.Record) -> Intake:
@@ -264,9 +298,12 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
 # --------------------------------------------------------------------------- matches
 
 
-async def insert_match(
-    conn: asyncpg.Connection,
-    *,
+_MATCH_COLUMNS = """
+    match_id, intake_id, client_id, therapist_id, score, mode, reasons, relaxed,
+    choice_refused, alternatives, requires_approval, previous_therapist_id, status"""
+
+
+def _match_values(
     match_id: uuid.UUID,
     intake_id: uuid.UUID,
     client_id: uuid.UUID,
@@ -274,14 +311,8 @@ async def insert_match(
     requires_approval: bool,
     status: MatchStatus,
     previous_therapist_id: uuid.UUID | None,
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO matches (
-            match_id, intake_id, client_id, therapist_id, score, mode, reasons, relaxed,
-            choice_refused, alternatives, requires_approval, previous_therapist_id, status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-        """,
+) -> tuple[Any, ...]:
+    return (
         match_id,
         intake_id,
         client_id,
@@ -295,6 +326,74 @@ async def insert_match(
         requires_approval,
         previous_therapist_id,
         status,
+    )
+
+
+async def insert_match(
+    conn: asyncpg.Connection,
+    *,
+    match_id: uuid.UUID,
+    intake_id: uuid.UUID,
+    client_id: uuid.UUID,
+    result: Match,
+    requires_approval: bool,
+    status: MatchStatus,
+    previous_therapist_id: uuid.UUID | None,
+) -> None:
+    await conn.execute(
+        f"INSERT INTO matches ({_MATCH_COLUMNS})"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        *_match_values(
+            match_id,
+            intake_id,
+            client_id,
+            result,
+            requires_approval,
+            status,
+            previous_therapist_id,
+        ),
+    )
+
+
+async def record_match(
+    conn: asyncpg.Connection,
+    *,
+    match_id: uuid.UUID,
+    intake_id: uuid.UUID,
+    client_id: uuid.UUID,
+    result: Match,
+    requires_approval: bool,
+    status: MatchStatus,
+    previous_therapist_id: uuid.UUID | None,
+    intake_status: IntakeStatus,
+    events: Sequence[EventPayload],
+) -> None:
+    """The match, the intake's new status, the events announcing them and the wake-up of
+    every worker's index for the therapist (on commit) — in one statement, one round trip."""
+    insert_events = outbox.events_insert(16)
+    await conn.execute(
+        f"""
+        WITH matched AS (
+            INSERT INTO matches ({_MATCH_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)),
+        changed AS (
+            UPDATE intakes SET status = $14, status_since = now() WHERE intake_id = $2),
+        announced AS ({insert_events}),
+        told AS (SELECT pg_notify(current_schema() || '_therapists', $15))
+        SELECT count(*) FROM told
+        """,
+        *_match_values(
+            match_id,
+            intake_id,
+            client_id,
+            result,
+            requires_approval,
+            status,
+            previous_therapist_id,
+        ),
+        intake_status,
+        str(result.therapist_id),
+        *outbox.event_columns([outbox.envelope_for(e) for e in events]),
     )
 
 

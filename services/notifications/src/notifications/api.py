@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from chassis.app import pool_of
+from chassis import rights
+from chassis.app import pool_of, runtime_of
 from chassis.auth import Principal, require
 from chassis.errors import DomainError, NotFound
 from chassis.http import SIGNED_IN, problems
 from contracts.inputs import Offset, RowId
-from notifications import service
+from notifications import export_parts, service
 from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
 from notifications.domain.delivery import MessageState
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
+from notifications.settings import Settings
 
 router = APIRouter()
 
@@ -285,7 +287,9 @@ class RightsRequestOut(BaseModel):
     done_at: datetime | None
     # Which services have done their part, with what they exported, erased or keep (codes).
     answers: dict[str, dict[str, list[str]]]
-    # Export: where each service's part is fetched (through the gateway), once done.
+    # Export, once done: the whole export as one document (through the gateway)...
+    document: str | None
+    # ...and where each service's own part is fetched on its own.
     parts: list[str]
 
 
@@ -300,6 +304,9 @@ def _request_out(row: Any) -> RightsRequestOut:
         due_at=row["due_at"],
         done_at=row["done_at"],
         answers=answers,
+        document=f"/api/notifications/me/rights-requests/{row['request_id']}/export"
+        if done and row["kind"] == "export"
+        else None,
         parts=[f"/api/{s}/me/exports/{row['request_id']}" for s in SERVICES]
         if done and row["kind"] == "export"
         else [],
@@ -338,3 +345,41 @@ async def my_rights_request(
     if row is None or row["subject_id"] != who.subject:
         raise NotFound("No such request")
     return _request_out(row)
+
+
+class ExportDocument(BaseModel):
+    """A person's whole export: every service's part as JSON, and a summary in sv/en."""
+
+    format: str
+    request_id: uuid.UUID
+    subject_id: uuid.UUID
+    requested_at: datetime
+    generated_at: datetime
+    summary: rights.ExportSummary
+    parts: dict[str, rights.ExportPart]
+
+
+@router.get(
+    "/me/rights-requests/{request_id}/export",
+    response_model=ExportDocument,
+    responses=problems(*SIGNED_IN, 404, 422, 503),
+    tags=["privacy"],
+)
+async def my_export(
+    request: Request, request_id: uuid.UUID, who: Person, response: Response
+) -> dict[str, Any]:
+    """Your data export (GDPR art. 15/20) as ONE JSON document: what every part of Samtal
+    holds about you, and a summary in Swedish and English. Each part's read shows in your
+    access log. Somebody else's export, or one not done yet, answers 404."""
+    settings = cast(Settings, runtime_of(request).settings)
+    passed_on = ("authorization", "x-request-id", "x-correlation-id")
+    fetch = export_parts.fetcher(
+        settings.export_parts_url,
+        request_id,
+        {h: request.headers[h] for h in passed_on if h in request.headers},
+        settings.export_parts_timeout_s,
+    )
+    document = await service.one_export(pool_of(request), request_id, who, fetch)
+    name = f"samtal-export-{str(request_id)[:8]}.json"
+    response.headers["content-disposition"] = f'attachment; filename="{name}"'
+    return document

@@ -12,7 +12,7 @@ from chassis import retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 from contracts.events import NotificationsAccessRecorded, RightsRequested
-from notifications import api, handlers, sender, service
+from notifications import api, handlers, overdue, sender, service
 from notifications.settings import Settings
 
 __all__ = ["DEFINITION", "Settings", "cli"]
@@ -24,7 +24,7 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
-    worker_tasks=[sender.run, retention.retention_task(service.purge_expired)],
+    worker_tasks=[sender.run, retention.retention_task(service.purge_expired), overdue.watch],
     publishes=[RightsRequested, NotificationsAccessRecorded],
     description="Contacts, messages per event in the recipient's language, reminders, "
     "e-mail, SMS and the in-app inbox.",

@@ -11,12 +11,13 @@ on commit (NOTIFY), so a crisis message goes out at once.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated
 
 import asyncpg
+from faststream import Context
 
 from chassis.consumer import EventConsumers
-from contracts import REGISTRY, Envelope
+from contracts import REGISTRY, Envelope, EventPayload
 from contracts.events import ACCESS_RECORDED, RIGHTS_REQUEST_HANDLED, IntakeEscalated
 from notifications import service, store
 from notifications.domain.plan import HANDLED_EVENTS, plan
@@ -25,9 +26,12 @@ from notifications.settings import Settings
 consumers = EventConsumers("notifications")
 
 
-async def store_messages(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def store_messages(
+    event: Envelope[EventPayload],
+    conn: asyncpg.Connection,
+    settings: Annotated[Settings, Context()],
+) -> None:
     """Plans its messages to client, therapist or on-call clinician, and its reminders."""
-    settings = cast(Settings, consumers.settings)
     planned = plan(event, settings.on_call_roster)
     # An event from before a person's erasure (still in flight when it came) plans nothing
     # for them: what was erased must not come back.
@@ -53,23 +57,26 @@ for _event_type in sorted(HANDLED_EVENTS):
 
 
 # The person's one access log: every service's audit entries (ids and codes only).
-async def keep_access_entry(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def keep_access_entry(event: Envelope[EventPayload], conn: asyncpg.Connection) -> None:
     """Keeps a service's audit entry in the person's access log (GET /me/access-log)."""
     await store.record_access(conn, event.producer, event.payload)
 
 
-for _model in ACCESS_RECORDED.values():
+# One handler for every service's entries: typed by what they share (EventPayload).
+_ACCESS_MODELS: list[type[EventPayload]] = list(ACCESS_RECORDED.values())
+for _model in _ACCESS_MODELS:
     consumers.handler(_model, name=f"{_model.producer}-access-log", group="access-log")(
         keep_access_entry
     )
 
 
-async def rights_answered(event: Envelope[Any], conn: asyncpg.Connection) -> None:
+async def rights_answered(event: Envelope[EventPayload], conn: asyncpg.Connection) -> None:
     """A service did its part of an export or erasure; the last one done tells the person."""
     await service.rights_answered(conn, event)
 
 
-for _answer in RIGHTS_REQUEST_HANDLED.values():
+_ANSWER_MODELS: list[type[EventPayload]] = list(RIGHTS_REQUEST_HANDLED.values())
+for _answer in _ANSWER_MODELS:
     consumers.handler(_answer, name=f"{_answer.producer}-rights-answers", group="rights")(
         rights_answered
     )

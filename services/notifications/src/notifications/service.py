@@ -22,7 +22,9 @@ from contracts.events import RIGHTS_REQUEST_HANDLED, RightsRequested
 from notifications import store
 from notifications.domain.contacts import ContactSettings
 from notifications.domain.delivery import Delivery, InvalidTransition, resend
+from notifications.domain.export import one_document
 from notifications.domain.plan import NotificationPlan, RecipientRole, plan_rights_notice
+from notifications.export_parts import EXPIRED, FetchParts
 
 
 async def contacts_of(
@@ -135,8 +137,14 @@ async def request_rights(
             "notifications",
             person_id,
             data,
-            [f"Meddelanden: kontaktuppgifter, {messages} meddelanden, åtkomstloggen"],
-            [f"Notifications: contact details, {messages} messages, the access log"],
+            [
+                "Meddelanden: kontaktuppgifter,"
+                f" {rights.counted(messages, 'meddelande', 'meddelanden')}, åtkomstloggen"
+            ],
+            [
+                "Notifications: contact details,"
+                f" {rights.counted(messages, 'message', 'messages')}, the access log"
+            ],
         )
         await rights.save_export_part(conn, row["request_id"], person_id, document)
     else:
@@ -194,6 +202,45 @@ async def rights_answered(conn: asyncpg.Connection, event: Envelope[Any]) -> Non
         row["request_id"], row["subject_id"], row["requester_role"], row["kind"], answers
     )
     await store.save_plan(conn, event, NotificationPlan(messages=[notice]))
+
+
+async def one_export(
+    pool: asyncpg.Pool, request_id: uuid.UUID, who: Principal, fetch_parts: FetchParts
+) -> dict[str, Any]:
+    """The person's finished export as one document: the other services' parts (fetched
+    with the person's own token: each service checks and audits the read) with this one's,
+    and a summary of the whole in sv/en. Somebody else's, or one not done, is not found."""
+    async with pool.acquire() as conn:
+        row = await store.rights_request(conn, request_id)
+    if (
+        row is None
+        or row["subject_id"] != who.subject
+        or row["kind"] != "export"
+        or row["status"] != "done"
+    ):
+        raise NotFound("No such export (yet): it is ready when the inbox says so")
+    # No connection held while other services answer.
+    parts = await fetch_parts(sorted(ANSWERING))
+    async with pool.acquire() as conn, conn.transaction():
+        own = await rights.export_part(conn, request_id, who.subject)
+        if own is None:
+            raise NotFound(EXPIRED, code="export_expired")
+        await audit.record(
+            conn,
+            actor_id=who.id,
+            actor_role=who.role,
+            subject_id=who.subject,
+            action="read",
+            resource="export",
+            resource_id=str(request_id),
+        )
+    return one_document(
+        request_id,
+        who.subject,
+        row["requested_at"],
+        datetime.now(UTC),
+        {**parts, "notifications": own},
+    )
 
 
 async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:

@@ -67,6 +67,14 @@ class Settings(ServiceSettings):
     retry_urgent_base_s: float = Field(default=URGENT_BASE_DELAY.total_seconds(), ge=0)
     retry_urgent_max_s: float = Field(default=URGENT_MAX_DELAY.total_seconds(), ge=0)
 
+    # Where the other services' parts of a person's export are fetched when the person
+    # fetches it as one document (`{service}` is replaced by each service's name): through
+    # the gateway by default, with the person's own token (notifications.export_parts).
+    export_parts_url: str = Field(
+        default="http://127.0.0.1:8080/api/{service}", pattern=r"^https?://.*\{service\}"
+    )
+    export_parts_timeout_s: float = Field(default=15, gt=0)
+
     @model_validator(mode="after")
     def _roster_is_valid(self) -> Settings:
         self.on_call_roster  # noqa: B018 - a bad roster fails at start, not at a crisis

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from chassis.testing.waiting import until
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -185,16 +187,7 @@ async def _eventually(
     condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
 ) -> None:
     """Wait until condition() is true (it may be a coroutine function)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(0.05)
+    await until(what, condition, timeout=timeout, every=0.05)
 
 
 @pytest.fixture

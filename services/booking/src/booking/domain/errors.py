@@ -1,26 +1,23 @@
-"""Domain errors: a short machine code for clients and a human message an HTTP layer can show.
+"""Booking's domain errors: a short machine code for clients and a human message to show.
 
-Two families, so the HTTP layer maps by class, not by code:
-`InvalidInput` (the request can never be right: 422) and `Conflict` (a valid request the
-current state refuses: 409).
+Each is one of the chassis's kinds, which `chassis.http.status_of` maps to HTTP statuses
+for every service: `InvalidInput` is an `Invalid` (the request can never be right: 422),
+`Conflict` a chassis `Conflict` (a valid request the current state refuses: 409).
 """
 
 from __future__ import annotations
 
+from chassis import errors as kinds
 
-class DomainError(ValueError):
+
+class DomainError(kinds.DomainError):
     """Base of every booking rule violation."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.code!r}, {self.message!r})"
+        super().__init__(message, code=code)
 
 
-class InvalidInput(DomainError):
+class InvalidInput(DomainError, kinds.Invalid):
     """The input breaks a rule whatever the state is (HTTP 422)."""
 
 
@@ -39,7 +36,7 @@ class Phq9Required(InvalidInput):
         super().__init__("phq9_required", message)
 
 
-class Conflict(DomainError):
+class Conflict(DomainError, kinds.Conflict):
     """A valid request that the current state refuses (HTTP 409)."""
 
 

@@ -2,7 +2,8 @@
 
 Split by use case: `availability` (hours, free slots, the summaries for matching),
 `courses` (open, replan, end, complete), `sessions` (book one or a series), `changes`
-(cancel, reschedule, attendance); `common` holds what they share.
+(cancel, reschedule, attendance), `clock` (the demo clock); `common` holds what they
+share, `records` what they return (typed values, which `api.py` maps to its answers).
 
 No therapist-wide lock: the database decides who gets a time. A booking reads what it
 decides on in one round trip, checks the rules, and books in one statement that claims the
@@ -31,6 +32,7 @@ from booking.service.availability import (
     summary_publisher,
 )
 from booking.service.changes import cancel, record_attendance, reschedule
+from booking.service.clock import advance_clock, clock_offset_s
 from booking.service.courses import (
     change_plan,
     end_course,
@@ -44,12 +46,14 @@ from booking.service.rights import handle_rights_request, purge_expired
 from booking.service.sessions import book_series, book_session
 
 __all__ = [
+    "advance_clock",
     "apply_profile",
     "apply_withdrawal",
     "book_series",
     "book_session",
     "cancel",
     "change_plan",
+    "clock_offset_s",
     "end_course",
     "free_slots_for",
     "get_availability",

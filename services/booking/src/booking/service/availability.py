@@ -29,9 +29,8 @@ from booking.service.common import (
     SUMMARY_SESSION_MINUTES,
     log,
     not_found,
-    slot_json,
-    translated,
 )
+from booking.service.records import AvailabilityRecord, FreeSlots
 from booking.settings import Settings
 from chassis.app import Runtime
 from chassis.auth import Principal
@@ -95,18 +94,6 @@ def rules_from(row: asyncpg.Record | dict[str, Any], time_zone: str) -> Availabi
     )
 
 
-def availability_json(therapist_id: uuid.UUID, time_zone: str, row: Any) -> dict[str, Any]:
-    return {
-        "therapist_id": str(therapist_id),
-        "time_zone": time_zone,
-        "weekly": row["weekly"],
-        "exceptions": row["exceptions"],
-        "buffer_minutes": row["buffer_minutes"],
-        "min_notice_hours": row["min_notice_hours"],
-        "horizon_days": row["horizon_days"],
-    }
-
-
 def own_calendar(who: Principal, therapist_id: uuid.UUID) -> None:
     if who.role == "therapist" and who.subject != therapist_id:
         raise not_found("therapist")
@@ -118,18 +105,17 @@ async def set_availability(
     therapist_id: uuid.UUID,
     document: dict[str, Any],
     now: datetime,
-) -> dict[str, Any]:
+) -> AvailabilityRecord:
     """A therapist sets their own hours (an admin anybody's); the summary follows."""
     own_calendar(who, therapist_id)
     async with pool.acquire() as conn, conn.transaction():
         await store.ensure_therapist(conn, therapist_id)
         therapist = await store.get_therapist(conn, therapist_id)
         assert therapist is not None
-        with translated():
-            rules_from(document, therapist["time_zone"])  # validate before storing
+        rules_from(document, therapist["time_zone"])  # validate before storing
         row = await store.put_availability(conn, therapist_id, **document)
         await store.request_summary(conn, therapist_id)
-    return availability_json(therapist_id, therapist["time_zone"], row)
+    return AvailabilityRecord.of(therapist_id, therapist["time_zone"], row)
 
 
 DEFAULT_AVAILABILITY: dict[str, Any] = {
@@ -143,14 +129,14 @@ DEFAULT_AVAILABILITY: dict[str, Any] = {
 
 async def get_availability(
     pool: asyncpg.Pool, who: Principal, therapist_id: uuid.UUID
-) -> dict[str, Any]:
+) -> AvailabilityRecord:
     own_calendar(who, therapist_id)
     async with pool.acquire() as conn:
         therapist = await store.get_therapist(conn, therapist_id)
     if therapist is None:
-        return availability_json(therapist_id, DEFAULT_TIME_ZONE, DEFAULT_AVAILABILITY)
+        return AvailabilityRecord.of(therapist_id, DEFAULT_TIME_ZONE, DEFAULT_AVAILABILITY)
     found = therapist["availability"] or DEFAULT_AVAILABILITY
-    return availability_json(therapist_id, therapist["time_zone"], found)
+    return AvailabilityRecord.of(therapist_id, therapist["time_zone"], found)
 
 
 def open_rules(therapist: Any) -> AvailabilityRules | None:
@@ -186,8 +172,7 @@ def _stored_rules(therapist: Any) -> AvailabilityRules:
     key = json.dumps([therapist["time_zone"], *(stored[name] for name in _RULE_FIELDS)])
     found = _RULES.get(key)
     if found is None:
-        with translated():
-            found = rules_from(stored, therapist["time_zone"])
+        found = rules_from(stored, therapist["time_zone"])
         if len(_RULES) >= _RULES_KEPT:
             _RULES.clear()
         _RULES[key] = found
@@ -221,7 +206,7 @@ async def free_slots_for(
     minutes: int | None = None,
     since: datetime | None = None,
     limit: int = 200,
-) -> dict[str, Any]:
+) -> FreeSlots:
     """Free slots of a therapist, for the therapist and for clients with a course with them:
     the precomputed day tables (domain `FreeTime`) minus the busy times, two round trips."""
     client = who.subject if who.role == "client" else None
@@ -239,15 +224,9 @@ async def free_slots_for(
         if rules is not None:
             # A client cannot be in two sessions at once either.
             therapist_busy, client_busy = await calendars(conn, rules, now, therapist_id, client)
-            with translated():
-                free = FreeTime(rules, minutes, therapist_busy + client_busy, now)
-                slots = free.first(limit, since)
-    return {
-        "therapist_id": str(therapist_id),
-        "time_zone": view["time_zone"] or DEFAULT_TIME_ZONE,
-        "minutes": minutes,
-        "slots": [slot_json(s) for s in slots],
-    }
+            free = FreeTime(rules, minutes, therapist_busy + client_busy, now)
+            slots = free.first(limit, since)
+    return FreeSlots(therapist_id, view["time_zone"] or DEFAULT_TIME_ZONE, minutes, slots)
 
 
 async def publish_summaries(

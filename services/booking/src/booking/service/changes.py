@@ -23,10 +23,9 @@ from booking.service.common import (
     not_found,
     reread_course,
     reread_session,
-    session_json,
-    translated,
 )
 from booking.service.courses import complete, record_cancellation
+from booking.service.records import SessionRecord
 from booking.service.sessions import check_slot, refuse, taken_refusal
 from chassis import audit, outbox
 from chassis.auth import Principal
@@ -57,26 +56,25 @@ async def _locked_course(
 
 async def cancel(
     pool: asyncpg.Pool, who: Principal, session_id: uuid.UUID, now: datetime
-) -> dict[str, Any]:
+) -> SessionRecord:
     """Cancel under the policy the session was booked with; late by the client counts."""
     async with pool.acquire() as conn, conn.transaction():
         _, row, before, course = await _locked_course(conn, who, session_id)
-        with translated():
-            verdict = judge_change(
-                policy_in_force(before["policy_version"]), before["starts_at"], now, who.role
-            )
-            course = rules_of_course.cancel_session(course, session_id, verdict)
+        verdict = judge_change(
+            policy_in_force(before["policy_version"]), before["starts_at"], now, who.role
+        )
+        course = rules_of_course.cancel_session(course, session_id, verdict)
         status = course.session(session_id).status
         await record_cancellation(conn, before, status, who.role, verdict, now)
         if course.status == "completed":  # the one booked session left was the last obstacle
             await complete(conn, row, course, now)
         await store.request_summary(conn, row["therapist_id"])
-        return session_json(await reread_session(conn, session_id))
+        return SessionRecord.of(await reread_session(conn, session_id))
 
 
 async def reschedule(
     pool: asyncpg.Pool, who: Principal, session_id: uuid.UUID, starts_at: datetime, now: datetime
-) -> dict[str, Any]:
+) -> SessionRecord:
     """Move a session to a free slot; a late move by the client counts as a used session."""
     async with pool.acquire() as conn:
         course_id = (await _session_for(conn, who, session_id))["course_id"]
@@ -85,14 +83,13 @@ async def reschedule(
             therapist, row, before, course = await _locked_course(conn, who, session_id)
             rules = rules_of(therapist)
             minutes = int((before["ends_at"] - before["starts_at"]).total_seconds() // 60)
-            with translated():
-                verdict = judge_change(
-                    policy_in_force(before["policy_version"]), before["starts_at"], now, who.role
-                )
-                left_behind_id = uuid.uuid4()
-                course, moved = rules_of_course.reschedule_session(
-                    course, session_id, starts_at, verdict, left_behind_id
-                )
+            verdict = judge_change(
+                policy_in_force(before["policy_version"]), before["starts_at"], now, who.role
+            )
+            left_behind_id = uuid.uuid4()
+            course, moved = rules_of_course.reschedule_session(
+                course, session_id, starts_at, verdict, left_behind_id
+            )
             busy = await calendars(
                 conn, rules, now, row["therapist_id"], row["client_id"], session_id
             )
@@ -167,7 +164,7 @@ async def reschedule(
                 ),
             )
             await store.request_summary(conn, row["therapist_id"])
-            return session_json(after)
+            return SessionRecord.of(after)
     except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError) as exc:
         async with pool.acquire() as conn:
             row = await reread_course(conn, course_id)
@@ -183,14 +180,11 @@ async def record_attendance(
     attendance: Attendance,
     phq9_total: int | None,
     now: datetime,
-) -> dict[str, Any]:
+) -> SessionRecord:
     """The therapist records a held session (with a PHQ-9 where due) or a no-show."""
     async with pool.acquire() as conn, conn.transaction():
         _, row, _, course = await _locked_course(conn, who, session_id)
-        with translated():
-            course = rules_of_course.record_attendance(
-                course, session_id, attendance, now, phq9_total
-            )
+        course = rules_of_course.record_attendance(course, session_id, attendance, now, phq9_total)
         after = await store.record_attendance(
             conn, session_id, status=attendance, phq9_total=phq9_total, at=now
         )
@@ -220,4 +214,4 @@ async def record_attendance(
         if course.status == "completed":
             await complete(conn, row, course, now)
             await store.request_summary(conn, row["therapist_id"])
-        return session_json(after, with_phq9=True)
+        return SessionRecord.of(after)

@@ -1,24 +1,22 @@
-"""Shared by booking's use cases: constants, how domain errors become answers, and the
-stored course and session as the domain and the answers see them."""
+"""Shared by booking's use cases: constants, the refusals they share, and the stored
+course as the domain sees it."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
 import structlog
 
 from booking import store
-from booking.domain import errors
 from booking.domain.availability import (
     Slot,
 )
 from booking.domain.course import Course, CourseSession
 from chassis.auth import Principal
-from chassis.errors import Conflict, DomainError, NotFound
+from chassis.errors import Conflict, NotFound
 
 log = structlog.get_logger("booking.service")
 
@@ -35,18 +33,8 @@ Attendance = Literal["attended", "no_show"]
 # --------------------------------------------------------------------------- errors
 
 
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Domain rule violations become answers a frontend can show: 422 or 409."""
-    try:
-        yield
-    except errors.InvalidInput as exc:
-        raise DomainError(exc.message, code=exc.code, status=422) from exc
-    except errors.Conflict as exc:
-        raise Conflict(exc.message, code=exc.code) from exc
-
-
 def slot_json(slot: Slot) -> dict[str, str]:
+    """A free time as a refusal's details offer it (`alternatives`)."""
     return {"starts_at": slot.starts_at.isoformat(), "ends_at": slot.ends_at.isoformat()}
 
 
@@ -81,56 +69,6 @@ def course_of(row: Any, sessions: Sequence[Any]) -> Course:
             for s in sessions
         ),
     )
-
-
-def session_json(row: Any, with_phq9: bool = False) -> dict[str, Any]:
-    found = {
-        "session_id": str(row["session_id"]),
-        "course_id": str(row["course_id"]),
-        "client_id": str(row["client_id"]),
-        "therapist_id": str(row["therapist_id"]),
-        "number": row["number"],
-        "phase": row["phase"],
-        "status": row["status"],
-        "starts_at": row["starts_at"].isoformat(),
-        "ends_at": row["ends_at"].isoformat(),
-        "time_zone": row["time_zone"],
-        "mode": row["mode"],
-        "meeting_url": row["meeting_url"],
-        "practice_address": row["practice_address"],
-        "booked_by": row["booked_by"],
-        "series_id": str(row["series_id"]) if row["series_id"] else None,
-        "policy_version": row["policy_version"],
-        "late": row["late"],
-        "counts_as_used": row["counts_as_used"],
-    }
-    if with_phq9:
-        found["phq9_total"] = row["phq9_total"]
-    return found
-
-
-def course_json(row: Any, sessions: Sequence[Any] | None = None) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "course_id": str(row["course_id"]),
-        "match_id": str(row["match_id"]),
-        "client_id": str(row["client_id"]),
-        "therapist_id": str(row["therapist_id"]),
-        "method": row["method"],
-        "planned_sessions": row["planned_sessions"],
-        "session_minutes": row["session_minutes"],
-        "problem_areas": list(row["problem_areas"]),
-        "mode": row["mode"],
-        "status": row["status"],
-        "end_reason": row["end_reason"],
-        "started_at": row["started_at"].isoformat(),
-        "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
-    }
-    if sessions is not None:  # the detail view: health data, read under audit
-        found["start_severity_band"] = row["start_severity_band"]
-        found["final_severity_band"] = row["final_severity_band"]
-        found["outcome"] = row["outcome"]
-        found["sessions"] = [session_json(s, with_phq9=True) for s in sessions]
-    return found
 
 
 def is_party(who: Principal, row: Any) -> bool:

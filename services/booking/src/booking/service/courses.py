@@ -16,7 +16,8 @@ from booking.domain.policy import (
     judge_ending,
     policy_in_force,
 )
-from booking.service.common import course_for, course_json, course_of, reread_course, translated
+from booking.service.common import course_for, course_of, reread_course
+from booking.service.records import CourseRecord
 from chassis import audit, outbox
 from chassis.auth import Principal
 from contracts.events import (
@@ -31,13 +32,13 @@ from contracts.events import (
 from contracts.vocabulary import Actor
 
 
-async def list_courses(pool: asyncpg.Pool, who: Principal) -> list[dict[str, Any]]:
+async def list_courses(pool: asyncpg.Pool, who: Principal) -> list[CourseRecord]:
     async with pool.acquire() as conn:
         rows = await store.courses_of(conn, who.subject, who.role)
-    return [course_json(row) for row in rows]
+    return [CourseRecord.of(row) for row in rows]
 
 
-async def read_course(pool: asyncpg.Pool, who: Principal, course_id: uuid.UUID) -> dict[str, Any]:
+async def read_course(pool: asyncpg.Pool, who: Principal, course_id: uuid.UUID) -> CourseRecord:
     async with pool.acquire() as conn, conn.transaction():
         row = await course_for(conn, who, course_id)
         sessions = await store.sessions_of_course(conn, course_id)
@@ -50,7 +51,7 @@ async def read_course(pool: asyncpg.Pool, who: Principal, course_id: uuid.UUID) 
             resource="course",
             resource_id=str(course_id),
         )
-    return course_json(row, sessions)
+    return CourseRecord.of(row, sessions)
 
 
 async def on_match(conn: asyncpg.Connection, matched: TherapistMatched, now: datetime) -> None:
@@ -79,8 +80,7 @@ async def open_course(
         involved.add(matched.previous_therapist_id)
     for therapist_id in sorted(involved):
         await store.ensure_therapist(conn, therapist_id)
-    with translated():
-        plan = rules_of_course.new_course(matched.method)
+    plan = rules_of_course.new_course(matched.method)
     row = await store.insert_course(
         conn,
         course_id=uuid.uuid4(),
@@ -127,33 +127,32 @@ async def change_plan(
     planned_sessions: int | None,
     session_minutes: int | None,
     now: datetime,
-) -> dict[str, Any]:
+) -> CourseRecord:
     """The therapist adjusts the number of sessions or their length within the method."""
     async with pool.acquire() as conn, conn.transaction():
         await course_for(conn, who, course_id)
         row = await store.lock_course(conn, course_id)
         course = course_of(row, await store.sessions_of_course(conn, course_id))
-        with translated():
-            changed = rules_of_course.replan(course, planned_sessions, session_minutes)
+        changed = rules_of_course.replan(course, planned_sessions, session_minutes)
         await store.update_plan(conn, course_id, changed.planned_sessions, changed.session_minutes)
         await store.set_phases(conn, {s.session_id: s.phase for s in changed.sessions})
         if changed.status == "completed":
             await complete(conn, row, changed, now)
             await store.request_summary(conn, row["therapist_id"])
         row = await reread_course(conn, course_id)
-    return course_json(row)
+    return CourseRecord.of(row)
 
 
 async def end_course(
     pool: asyncpg.Pool, who: Principal, course_id: uuid.UUID, reason: EndReason, now: datetime
-) -> dict[str, Any]:
+) -> CourseRecord:
     async with pool.acquire() as conn, conn.transaction():
         await course_for(conn, who, course_id)
         row = await store.lock_course(conn, course_id)
         await _end(conn, row, reason, who.role, now)
         await store.request_summary(conn, row["therapist_id"])
         row = await reread_course(conn, course_id)
-    return course_json(row)
+    return CourseRecord.of(row)
 
 
 async def record_cancellation(
@@ -198,8 +197,7 @@ async def _end(
     caller holds the course's lock (`store.lock_course`)."""
     sessions = await store.sessions_of_course(conn, row["course_id"])
     course = course_of(row, sessions)
-    with translated():
-        ended = rules_of_course.end_early(course, reason, by)
+    ended = rules_of_course.end_early(course, reason, by)
     for before, session in zip(sessions, ended.sessions, strict=True):
         if before["status"] == session.status:
             continue

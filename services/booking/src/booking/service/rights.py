@@ -12,8 +12,10 @@ from chassis import audit, retention, rights
 from contracts.events import RightsRequested
 
 # What an erasure drops here, and the clinical record it keeps for the retention period.
-ERASED = ["booking_request_replies", "unopened_match_proposals"]
-KEPT = ["courses", "sessions", "attendance", "phq9_totals", "audit_log"]
+# Matches stay: they are matching's (kept there as the clinical record), and a proposal
+# waiting for a clinician must still open its course when the approval comes.
+ERASED = ["booking_request_replies"]
+KEPT = ["courses", "sessions", "attendance", "phq9_totals", "matches", "audit_log"]
 
 
 async def handle_rights_request(conn: asyncpg.Connection, requested: RightsRequested) -> None:
@@ -26,8 +28,14 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
             conn,
             requested,
             data,
-            [f"Bokning: {courses} behandlingar, {sessions} sessioner med närvaro och PHQ-9"],
-            [f"Booking: {courses} courses, {sessions} sessions with attendance and PHQ-9"],
+            [
+                f"Bokning: {rights.counted(courses, 'behandling', 'behandlingar')},"
+                f" {rights.counted(sessions, 'session', 'sessioner')} med närvaro och PHQ-9"
+            ],
+            [
+                f"Booking: {rights.counted(courses, 'course', 'courses')},"
+                f" {rights.counted(sessions, 'session', 'sessions')} with attendance and PHQ-9"
+            ],
         )
     else:
         await store.erase_requests(conn, requested.subject_id)
@@ -35,7 +43,8 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
 
 
 async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
-    """The retention job's part here: clinical records ten years after the last entry."""
+    """The retention job's part here: clinical records ten years after the last entry, and
+    matches that never opened a course ten years after they came."""
     return {
         "courses": await store.purge_expired(conn, now - retention.CLINICAL_RETENTION),
         "export_parts": await rights.purge_export_parts(conn, now),

@@ -33,9 +33,14 @@ from booking.service.common import (
     course_of,
     is_party,
     not_found,
-    session_json,
     taken,
-    translated,
+)
+from booking.service.records import (
+    SeriesRecord,
+    SessionRecord,
+    kept,
+    series_kept,
+    session_kept,
 )
 from chassis.auth import Principal
 from chassis.errors import Conflict
@@ -255,7 +260,7 @@ async def book_session(
     starts_at: datetime,
     idempotency_key: str,
     now: datetime,
-) -> dict[str, Any]:
+) -> SessionRecord:
     """Book one session of a course at `starts_at` (the client or the therapist books).
 
     One round trip reads everything the decision needs (course, sessions, rules, an earlier
@@ -268,7 +273,7 @@ async def book_session(
             view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
             earlier = _earlier(_answer_of(view), request_hash)
             if earlier is not None:  # a retry of a booking already made
-                return earlier
+                return session_kept(earlier)
             rules = rules_of(view)
             minutes = view["session_minutes"]
             therapist_near, client_near = store.nearby_of(view)
@@ -278,16 +283,15 @@ async def book_session(
                 nearby = therapist_near + client_near
                 raise await refuse(conn, exc, rules, view, now, starts_at, nearby) from exc
             course = course_of(view, store.view_sessions(view))
-            with translated():
-                course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
+            course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
             booked = _new_session(view, rules, session, minutes, who.role, None)
-            answer = session_json(booked)
+            answer = SessionRecord.of(booked)
             try:
                 await store.book(
                     conn,
                     course=view,
                     sessions=[booked],
-                    answer=(who.subject, idempotency_key, request_hash, answer),
+                    answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     events=[_booked_event(booked)],
                 )
                 return answer
@@ -304,7 +308,7 @@ async def book_session(
                 earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
                 if earlier is None:  # pragma: no cover - the key's row exists by now
                     raise _course_changed() from exc
-                return earlier  # the same request, booked by a twin meanwhile
+                return session_kept(earlier)  # the same request, booked by a twin meanwhile
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 continue  # the course changed under the booking: decide again
     raise _course_changed()
@@ -319,7 +323,7 @@ async def book_series(
     every_weeks: int,
     idempotency_key: str,
     now: datetime,
-) -> dict[str, Any]:
+) -> SeriesRecord:
     """Book `count` sessions `every_weeks` apart at the same local time: all or nothing, in
     one statement that claims every session's time."""
     request_hash = _fingerprint(
@@ -334,15 +338,14 @@ async def book_series(
             view = await _booking_view(conn, who, course_id, idempotency_key, first_starts_at)
             earlier = _earlier(_answer_of(view), request_hash)
             if earlier is not None:
-                return earlier
+                return series_kept(earlier)
             rules = rules_of(view)
             course = course_of(view, store.view_sessions(view))
-            with translated():
-                starts = weekly_series(first_starts_at, count, every_weeks, rules.time_zone)
-                planned: list[CourseSession] = []
-                for start in starts:
-                    course, session = rules_of_course.book_session(course, uuid.uuid4(), start)
-                    planned.append(session)
+            starts = weekly_series(first_starts_at, count, every_weeks, rules.time_zone)
+            planned: list[CourseSession] = []
+            for start in starts:
+                course, session = rules_of_course.book_session(course, uuid.uuid4(), start)
+                planned.append(session)
             minutes = course.session_minutes
             therapist_busy, client_busy = await calendars(
                 conn, rules, now, view["therapist_id"], view["client_id"]
@@ -374,13 +377,13 @@ async def book_series(
                 _new_session(view, rules, session, minutes, who.role, series_id)
                 for session in planned
             ]
-            answer = {"series_id": str(series_id), "sessions": [session_json(b) for b in booked]}
+            answer = SeriesRecord(series_id, [SessionRecord.of(b) for b in booked])
             try:
                 await store.book(
                     conn,
                     course=view,
                     sessions=booked,
-                    answer=(who.subject, idempotency_key, request_hash, answer),
+                    answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     events=[_booked_event(b) for b in booked],
                 )
                 return answer
@@ -395,7 +398,7 @@ async def book_series(
                 earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
                 if earlier is None:  # pragma: no cover
                     raise _course_changed() from exc
-                return earlier
+                return series_kept(earlier)
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 continue
     raise _course_changed()

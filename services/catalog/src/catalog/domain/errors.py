@@ -1,7 +1,7 @@
 """Domain errors of catalog: a stable machine code plus a plain message.
 
-They extend `chassis.errors.DomainError` (code, message, HTTP status hint, `body()`), so the
-service's error handler turns them into responses without a mapping table; the message is
+Each is one of the chassis's four kinds (`Invalid`, `NotAllowed`, `NotFound`, `Conflict`),
+which `chassis.http.status_of` maps to HTTP statuses for every service; the message is
 written for a person and may be shown as is. `field` (when set) names the input at fault.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from chassis.errors import Conflict, Invalid, NotAllowed, NotFound
 from chassis.errors import DomainError as _ChassisDomainError
 
 
 class DomainError(_ChassisDomainError):
-    """A catalog rule refused the request."""
+    """A catalog rule refused the request (each subclass is also one of the four kinds)."""
 
-    status = 422
     code = "domain_error"
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
@@ -26,18 +26,14 @@ class DomainError(_ChassisDomainError):
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.extra}
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
-
-class ProfileInvalid(DomainError):
+class ProfileInvalid(DomainError, Invalid):
     """A profile (after an edit) breaks one or more profile rules.
 
     `errors` holds one entry per broken rule: `{"field", "code", "message"}`; it is also in
     the response body.
     """
 
-    status = 422
     code = "profile_invalid"
 
     def __init__(self, errors: list[dict[str, str]]):
@@ -49,47 +45,41 @@ class ProfileInvalid(DomainError):
         self.extra["errors"] = errors
 
 
-class ProfileIncomplete(DomainError):
+class ProfileIncomplete(DomainError, Invalid):
     """The profile is valid but lacks something needed before publishing."""
 
-    status = 422
     code = "profile_incomplete"
 
 
-class InvalidTransition(DomainError):
+class InvalidTransition(DomainError, Conflict):
     """The profile's status does not allow this change."""
 
-    status = 409
     code = "invalid_transition"
 
 
-class ReviewNotAllowed(DomainError):
+class ReviewNotAllowed(DomainError, NotAllowed):
     """The person may not review this course (no completed course, not theirs, ...)."""
 
-    status = 403
     code = "review_not_allowed"
 
 
-class NoReviewRight(ReviewNotAllowed):
+class NoReviewRight(ReviewNotAllowed, NotFound):
     """No completed course of this client has that id.
 
     Answered 404 alike whether the course is unknown, not completed or somebody else's: the
     answer must not tell a client that another person's course exists (docs/domain.md, Privacy).
     """
 
-    status = 404
     code = "no_review_right"
 
 
-class ReviewConflict(DomainError):
+class ReviewConflict(DomainError, Conflict):
     """The course has already been reviewed."""
 
-    status = 409
     code = "already_reviewed"
 
 
-class ReviewInvalid(DomainError):
+class ReviewInvalid(DomainError, Invalid):
     """Rating or text out of bounds."""
 
-    status = 422
     code = "review_invalid"

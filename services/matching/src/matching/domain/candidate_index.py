@@ -16,15 +16,17 @@ The caller keeps it current with `put` (a therapist added or changed) and `drop`
 from __future__ import annotations
 
 import dataclasses
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from contracts.events import WaitlistReason
+from contracts.vocabulary import Profession
 from matching.domain.matcher import (
     HARD_FILTERS,
     MAX_ALTERNATIVES,
@@ -67,6 +69,7 @@ NO_SLOT = np.iinfo(np.int64).max
 # fourth best may still rank above it once rounded (half a step each way, plus float noise).
 RESCORE_MARGIN = 10.0 ** (-SCORE_DECIMALS) + 1e-6
 FIRST_ROWS = 1024
+FIRST_SLOTS = 32 * FIRST_ROWS
 
 
 def _micros(moment: datetime) -> int:
@@ -95,29 +98,25 @@ def _tags(c: TherapistCandidate) -> set[tuple[str, str]]:
     return tags
 
 
-@dataclasses.dataclass
-class _Slots:
-    """One therapist's free slots: instants, and the client's local weekday and time."""
-
-    at: Ints
-    weekday: npt.NDArray[np.int8]
-    time_of_day: Ints
-
-    @classmethod
-    def of(cls, slots: Sequence[datetime]) -> _Slots:
-        ordered = sorted(slots)
-        local = [_weekday_and_time(s) for s in ordered]
-        return cls(
-            np.fromiter((_micros(s) for s in ordered), np.int64, len(ordered)),
-            np.fromiter((w for w, _ in local), np.int8, len(ordered)),
-            np.fromiter((_micros_of_day(t) for _, t in local), np.int64, len(ordered)),
-        )
-
-    def same(self, other: _Slots) -> bool:
-        return np.array_equal(self.at, other.at)
+DAY = 24 * 60 * 60 * 1_000_000  # microseconds
 
 
-_NO_SLOTS = _Slots.of(())
+def _slot_columns(slots: Sequence[datetime]) -> tuple[Ints, Ints]:
+    """One therapist's free slots, in order: the instants, and each as the client's local
+    time of the week (weekday and wall-clock time, in microseconds from Monday 00:00)."""
+    ordered = sorted(slots)
+    local = [_weekday_and_time(s) for s in ordered]
+    return (
+        np.fromiter((_micros(s) for s in ordered), np.int64, len(ordered)),
+        np.fromiter((w * DAY + _micros_of_day(t) for w, t in local), np.int64, len(ordered)),
+    )
+
+
+def _shared_tuple(values: Iterable[str], shared: dict[tuple[str, ...], tuple[str, ...]]) -> Any:
+    """The tuple, as one object shared by every therapist holding the same values (names
+    read from the database arrive as new strings each row: thousands of copies of 'sv')."""
+    key = tuple(sys.intern(v) for v in values)
+    return shared.setdefault(key, key)
 
 
 class CandidateIndex:
@@ -128,9 +127,18 @@ class CandidateIndex:
         self._size = FIRST_ROWS
         self._row_of: dict[uuid.UUID, int] = {}
         self._free: list[int] = []
-        # Per row: the candidate without its slots (they live in _slots), or None (free).
+        # Per row: the candidate without its slots, or None (free).
         self._held: list[TherapistCandidate | None] = []
-        self._slots: list[_Slots] = []
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Every row's slots, end to end in two columns (no objects per row): a row's run
+        # starts at slot_start and is slot_count long; a changed row's new run is appended
+        # and the old one left as garbage until `_compact`.
+        self._slot_at = np.zeros(FIRST_SLOTS, np.int64)
+        self._slot_week = np.zeros(FIRST_SLOTS, np.int64)
+        self._slots_used = 0
+        self._slots_garbage = 0
+        self.slot_start = np.zeros(self._size, np.int64)
+        self.slot_count = np.zeros(self._size, np.int64)
         self.live = np.zeros(self._size, np.bool_)
         self.accepting = np.zeros(self._size, np.bool_)
         self.licensed = np.zeros(self._size, np.bool_)
@@ -141,7 +149,6 @@ class CandidateIndex:
         self.rating_part = np.zeros(self._size, np.float64)
         self.first_slot = np.full(self._size, NO_SLOT, np.int64)  # each row's earliest
         self._tag_columns: dict[tuple[str, str], Bools] = {}
-        self._flat: tuple[Ints, npt.NDArray[np.int8], Ints, Ints, Ints] | None = None
         for candidate in candidates:
             self.put(candidate)
 
@@ -168,18 +175,20 @@ class CandidateIndex:
             self._column(tag)[row] = True
         self._held[row] = dataclasses.replace(
             candidate,
-            methods=tuple(candidate.methods),
-            focus_areas=tuple(candidate.focus_areas),
-            languages=tuple(candidate.languages),
-            modes=tuple(candidate.modes),
-            age_groups=tuple(candidate.age_groups),
+            profession=cast(Profession, sys.intern(candidate.profession)),
+            methods=_shared_tuple(candidate.methods, self._shared),
+            focus_areas=_shared_tuple(candidate.focus_areas, self._shared),
+            languages=_shared_tuple(candidate.languages, self._shared),
+            modes=_shared_tuple(candidate.modes, self._shared),
+            city=None if candidate.city is None else sys.intern(candidate.city),
+            age_groups=_shared_tuple(candidate.age_groups, self._shared),
             free_slots=(),
+            time_zone=sys.intern(candidate.time_zone),
         )
-        slots = _Slots.of(candidate.free_slots)
-        if not slots.same(self._slots[row]):
-            self._slots[row] = slots
-            self._flat = None
-        self.first_slot[row] = slots.at[0] if len(slots.at) else NO_SLOT
+        at, week = _slot_columns(candidate.free_slots)
+        if not np.array_equal(at, self._slot_run(row)):
+            self._put_slots(row, at, week)
+        self.first_slot[row] = at[0] if len(at) else NO_SLOT
         self.live[row] = True
         self.accepting[row] = candidate.accepting_new_clients
         self.licensed[row] = is_licensed(candidate)
@@ -200,9 +209,8 @@ class CandidateIndex:
         for tag in _tags(held):
             self._tag_columns[tag][row] = False
         self._held[row] = None
-        if len(self._slots[row].at):
-            self._flat = None
-        self._slots[row] = _NO_SLOTS
+        self._slots_garbage += int(self.slot_count[row])
+        self.slot_count[row] = 0
         self.live[row] = False
         self._free.append(row)
 
@@ -217,8 +225,40 @@ class CandidateIndex:
     def _candidate(self, row: int) -> TherapistCandidate:
         held = self._held[row]
         assert held is not None
-        slots = tuple(EPOCH + int(at) * MICROS for at in self._slots[row].at)
+        slots = tuple(EPOCH + int(at) * MICROS for at in self._slot_run(row))
         return dataclasses.replace(held, free_slots=slots)
+
+    def _slot_run(self, row: int) -> Ints:
+        start = int(self.slot_start[row])
+        return self._slot_at[start : start + int(self.slot_count[row])]
+
+    def _put_slots(self, row: int, at: Ints, week: Ints) -> None:
+        """The row's slots from now on: appended after every run (the old run is garbage)."""
+        self._slots_garbage += int(self.slot_count[row])
+        self.slot_count[row] = 0
+        if self._slots_garbage > max(FIRST_SLOTS, self._slots_used // 2):
+            self._compact()
+        needed = self._slots_used + len(at)
+        if needed > len(self._slot_at):
+            size = max(needed, 2 * len(self._slot_at))
+            self._slot_at = _grown(self._slot_at[: self._slots_used], size)
+            self._slot_week = _grown(self._slot_week[: self._slots_used], size)
+        start = self._slots_used
+        self._slot_at[start:needed] = at
+        self._slot_week[start:needed] = week
+        self.slot_start[row] = start
+        self.slot_count[row] = len(at)
+        self._slots_used = needed
+
+    def _compact(self) -> None:
+        """Every live run moved together, in row order; the garbage gone."""
+        counts = self.slot_count[: self._rows]
+        taken = _runs(self.slot_start[: self._rows], counts)
+        self._slot_at = _grown(self._slot_at[taken], max(FIRST_SLOTS, 2 * len(taken)))
+        self._slot_week = _grown(self._slot_week[taken], len(self._slot_at))
+        self.slot_start[: self._rows] = np.cumsum(counts) - counts
+        self._slots_used = len(taken)
+        self._slots_garbage = 0
 
     def _new_row(self) -> int:
         if self._free:
@@ -227,7 +267,6 @@ class CandidateIndex:
             self._grow()
         self._rows += 1
         self._held.append(None)
-        self._slots.append(_NO_SLOTS)
         return self._rows - 1
 
     def _grow(self) -> None:
@@ -242,6 +281,8 @@ class CandidateIndex:
             "active",
             "rating_part",
             "first_slot",
+            "slot_start",
+            "slot_count",
         ):
             setattr(self, name, _grown(getattr(self, name), self._size))
         for tag, column in self._tag_columns.items():
@@ -385,27 +426,23 @@ class CandidateIndex:
     def _slot_part(self, rows: Ints, needs: IntakeNeeds, now: datetime) -> Floats:
         """Each row's first-slot part, as `first_slot` and the score compute it: the earliest
         future slot inside the windows, else the earliest future slot at a fifth."""
-        at, weekday, time_of_day, row_start, row_length = self._flat_slots()
-        known = rows < len(row_length)  # rows added since without slots
-        lengths = np.where(known, row_length[np.where(known, rows, 0)], 0)
-        starts = row_start[np.where(known, rows, 0)]
+        lengths = self.slot_count[rows]
         total = int(lengths.sum())
         part = np.zeros(len(rows), np.float64)
         if total == 0:
             return part
         # The rows' slots, one run after another.
         runs = np.cumsum(lengths) - lengths
-        taken = np.repeat(starts - runs, lengths) + np.arange(total)
-        at, weekday, time_of_day = at[taken], weekday[taken], time_of_day[taken]
+        taken = _runs(self.slot_start[rows], lengths)
+        at, week = self._slot_at[taken], self._slot_week[taken]
         now_us = _micros(now)
         future = at >= now_us
         if needs.time_windows:
             inside = np.zeros(total, np.bool_)
             for w in needs.time_windows:
-                inside |= (
-                    (weekday == w.weekday)
-                    & (time_of_day >= _micros_of_day(w.start))
-                    & (time_of_day < _micros_of_day(w.end))
+                day = w.weekday * DAY
+                inside |= (week >= day + _micros_of_day(w.start)) & (
+                    week < day + _micros_of_day(w.end)
                 )
             inside &= future
         else:
@@ -423,22 +460,12 @@ class CandidateIndex:
         part = np.where(has_slot, np.where(found_inside, soon, soon * OUTSIDE_WINDOW_SHARE), 0.0)
         return part
 
-    def _flat_slots(self) -> tuple[Ints, npt.NDArray[np.int8], Ints, Ints, Ints]:
-        """Every row's slots end to end, with each row's start and length (rebuilt only
-        after slots changed)."""
-        if self._flat is None:
-            runs = self._slots[: self._rows]
-            lengths = np.fromiter((len(s.at) for s in runs), np.int64, len(runs))
-            starts = np.cumsum(lengths) - lengths
-            filled = [runs[r] for r in np.flatnonzero(lengths)] or [_NO_SLOTS]
-            self._flat = (
-                np.concatenate([s.at for s in filled]),
-                np.concatenate([s.weekday for s in filled]),
-                np.concatenate([s.time_of_day for s in filled]),
-                starts,
-                lengths,
-            )
-        return self._flat
+
+def _runs(starts: Ints, lengths: Ints) -> Ints:
+    """The positions of these runs' slots, one run after another."""
+    offsets = np.cumsum(lengths) - lengths
+    result: Ints = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+    return result
 
 
 def _grown(column: npt.NDArray[Any], size: int) -> npt.NDArray[Any]:

@@ -97,7 +97,7 @@ WAITLIST_REASON_OF: dict[HardFilter, WaitlistReason] = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TherapistCandidate:
     """One row of matching's therapist read model (profile + availability events)."""
 

@@ -1,0 +1,77 @@
+"""Matching's read-model handlers on FastStream's in-memory broker (the database is real)."""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+
+from chassis import db
+from chassis.testing.handlers import handlers_of
+from contracts import Envelope
+from contracts.events import ReviewPublished, TherapistProfilePublished, TherapistProfileWithdrawn
+from matching import store
+from matching.app import DEFINITION
+from matching.domain.matcher import IntakeNeeds
+from matching.handlers import consumers
+
+
+async def test_profiles_ratings_and_withdrawals_keep_the_read_model(migrated_offline) -> None:
+    settings = await migrated_offline(DEFINITION)
+    pool = await db.create_pool(settings)
+    language = "".join(random.choices(string.ascii_lowercase, k=2))
+    therapist = uuid.uuid4()
+    profile = TherapistProfilePublished(
+        therapist_id=therapist,
+        profession="psychologist",
+        licensed=True,
+        methods=["IPT"],
+        focus_areas=["grief"],
+        languages=[language],
+        modes=["video"],
+        age_groups=["adults"],
+        capacity=5,
+        accepting_new_clients=True,
+        version=2,
+    )
+    needs = IntakeNeeds(
+        intake_id=uuid.uuid4(),
+        method="IPT",
+        age_group="adults",
+        problem_areas=["grief"],
+        languages=[language],
+        preferred_mode="video",
+        city=None,
+    )
+
+    async def candidates() -> list[tuple[uuid.UUID, float | None, int]]:
+        async with pool.acquire() as conn:
+            found = await store.likely_candidates(conn, needs)
+        # Only this test's therapist: the session's other tests share the read model.
+        mine = [c for c in found if c.therapist_id == therapist]
+        return [(c.therapist_id, c.rating_average, c.rating_count) for c in mine]
+
+    try:
+        async with handlers_of(consumers, settings, pool) as worker:
+            await worker.deliver(Envelope.wrap(profile))
+            assert await candidates() == [(therapist, None, 0)]
+            rating = ReviewPublished(
+                review_id=uuid.uuid4(),
+                therapist_id=therapist,
+                course_id=uuid.uuid4(),
+                rating=5,
+                rating_average=4.5,
+                rating_count=2,
+            )
+            await worker.deliver(Envelope.wrap(rating))
+            assert await candidates() == [(therapist, 4.5, 2)]
+            # An older withdrawal than the profile it would withdraw changes nothing.
+            old = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=1)
+            await worker.deliver(Envelope.wrap(old))
+            assert await candidates() == [(therapist, 4.5, 2)]
+            new = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=3)
+            await worker.deliver(Envelope.wrap(new))
+            assert await candidates() == []
+        assert worker.dead_letters == []
+    finally:
+        await pool.close()

@@ -40,7 +40,8 @@ from chassis import db
 from chassis.auth import Principal
 from chassis.errors import Conflict
 from chassis.infra import provide_postgres
-from contracts.events import TherapistMatched, TherapistProfilePublished
+from chassis.testing.events import a_match
+from contracts.events import TherapistProfilePublished
 
 CLIENTS = 32
 COURSES_PER_CLIENT = 2  # 64 courses of 12 sessions: more than the therapist's free hours
@@ -100,19 +101,7 @@ async def set_up(pool: asyncpg.Pool, now: datetime) -> tuple[uuid.UUID, list[lis
         client = uuid.uuid4()
         courses = []
         for _ in range(COURSES_PER_CLIENT):
-            match = TherapistMatched(
-                match_id=uuid.uuid4(),
-                intake_id=uuid.uuid4(),
-                client_id=client,
-                therapist_id=therapist,
-                method="IPT",
-                age_group="adults",
-                problem_areas=["grief"],
-                severity_band="moderate",
-                mode="video",
-                score=50,
-                requires_approval=False,
-            )
+            match = a_match(client, therapist, score=50)
             async with pool.acquire() as conn, conn.transaction():
                 courses.append(await service.open_course(conn, match, now))
         clients.append([client, courses])

@@ -35,6 +35,7 @@ import httpx
 
 from chassis import db
 from chassis.infra import free_port, port_open, provide_postgres
+from chassis.testing.events import a_submitted_intake
 from contracts import Envelope
 from contracts.events import IntakeEscalated, IntakeSubmitted
 from notifications import store
@@ -46,17 +47,7 @@ from notifications.sender import Sender
 
 
 def receipt(client: uuid.UUID) -> IntakeSubmitted:
-    return IntakeSubmitted(
-        intake_id=uuid.uuid4(),
-        client_id=client,
-        age_group="adults",
-        method="KBT",
-        problem_areas=["stress"],
-        severity_band="mild",
-        risk_level="standard",
-        requires_approval=False,
-        preferred_mode="video",
-    )
+    return a_submitted_intake(client, preferred_mode="video")
 
 
 async def handle(pool: asyncpg.Pool, envelope: Envelope[Any], settings: Settings) -> None:

@@ -21,9 +21,10 @@ from booking.app import DEFINITION as BOOKING
 from catalog.app import DEFINITION as CATALOG
 from chassis.app import ServiceDefinition, build
 from chassis.auth import Role, mint
+from chassis.testing.events import a_match
 from chassis.testing.kafka import publish
 from chassis.testing.waiting import until
-from contracts.events import CourseCompleted, TherapistMatched
+from contracts.events import CourseCompleted
 from matching.app import DEFINITION as MATCHING
 from notifications.app import DEFINITION as NOTIFICATIONS
 
@@ -131,19 +132,7 @@ class Platform:
             "matching", "GET", f"/clinician/intakes/{intake_id}", self.who("clinician", clinician)
         )
         # Matching's match, as matching publishes it once a clinician approved it.
-        match = TherapistMatched(
-            match_id=uuid.uuid4(),
-            intake_id=intake_id,
-            client_id=client,
-            therapist_id=therapist,
-            method="IPT",
-            age_group="adults",
-            problem_areas=["grief"],
-            severity_band="severe",
-            mode="video",
-            score=80,
-            requires_approval=False,
-        )
+        match = a_match(client, therapist, intake_id=intake_id, severity_band="severe")
         await self.publish(match)
         as_therapist = self.who("therapist", therapist)
 

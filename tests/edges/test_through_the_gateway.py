@@ -12,6 +12,7 @@ Envoy gateway), attacked through the gateway.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ import httpx
 import pytest
 
 from chassis.auth import ROLES, mint
+from chassis.testing.events import a_match
 from samtal_deploy import local_run
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -193,7 +195,7 @@ async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]
     """A published therapist with working hours and `count` clients matched to them, as
     catalog and matching would announce it: (therapist token, [(client token, course)])."""
     from chassis.testing.kafka import publish
-    from contracts.events import TherapistMatched, TherapistProfilePublished
+    from contracts.events import TherapistProfilePublished
 
     therapist = uuid.uuid4()
     clients = [uuid.uuid4() for _ in range(count)]
@@ -216,22 +218,7 @@ async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]
     await publish(
         running.kafka_bootstrap,
         running.topic_prefix,
-        *[
-            TherapistMatched(
-                match_id=uuid.uuid4(),
-                intake_id=uuid.uuid4(),
-                client_id=client,
-                therapist_id=therapist,
-                method="IPT",
-                age_group="adults",
-                problem_areas=["grief"],
-                severity_band="moderate",
-                mode="video",
-                score=80,
-                requires_approval=False,
-            )
-            for client in clients
-        ],
+        *[a_match(client, therapist) for client in clients],
     )
     therapist_token = mint(running.private_key, therapist, "therapist")
     by_therapist = {"authorization": f"Bearer {therapist_token}"}
@@ -264,10 +251,12 @@ async def _writer(
     load: Load, token: str, course_id: str, slots: list[str], booked: dict[str, str]
 ) -> None:
     """Books sessions, each with an Idempotency-Key (header for the gateway, body for
-    booking): a booking retried by the gateway is answered from the first, never twice."""
+    booking): a booking retried by the gateway is answered from the first, never twice.
+    Goes round its slots until told to stop, so writes keep coming however fast booking
+    answers (once a course is full every further attempt is a 409: still a write)."""
     auth = {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=load.gateway_url, timeout=30) as http:
-        for starts_at in slots:
+        for starts_at in itertools.cycle(slots):
             if load.stop.is_set():
                 return
             key = f"edges-{uuid.uuid4().hex}"

@@ -10,8 +10,9 @@ FastStream batch subscriber on the worker's broker:
         ...
 
 A handler is typed by the envelope it takes, and runs on the batch's connection. What
-else it needs it declares the FastStream way, resolved from the broker's context
-(`provide` puts the worker's settings, pool and dead-letter publisher there):
+else it needs it declares as FastStream `Context()` parameters, resolved from the
+broker's context once a batch (`provide` puts the worker's settings, pool and dead-letter
+publisher there):
 
     async def match(
         event: Envelope[IntakeSubmitted],
@@ -45,11 +46,11 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypeVar, cast
+from typing import Annotated, Any, Concatenate, ParamSpec, Protocol, TypeVar, get_type_hints
 
 import asyncpg
 import structlog
-from faststream import AckPolicy, ContextRepo, apply_types
+from faststream import AckPolicy, Context, ContextRepo
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.message import KafkaMessage
 from prometheus_client import Counter, Gauge
@@ -75,9 +76,11 @@ DEAD_LETTERS = Counter(
 BATCHES = Counter("samtal_consumer_batches_total", "Batches applied", ["service", "group"])
 
 E = TypeVar("E", bound=EventPayload)
-# What the batch applier calls: the record's envelope and the batch's connection; a
-# handler that declares more (FastStream `Context()`/`Depends`) is wrapped to resolve it.
+P = ParamSpec("P")
+# A handler: the record's envelope, the batch's connection, and its `Context()` parameters.
 Handler = Callable[..., Awaitable[None]]
+# What `Context()` gives: the marker a handler's dependency is annotated with.
+_CONTEXT_MARKER = type(Context())
 
 # The names under which `provide` puts the worker's dependencies in the broker's context.
 SETTINGS_KEY = "settings"
@@ -101,9 +104,8 @@ class HandlerSpec:
     func: Handler
     # The Kafka consumer group; handlers sharing one are fed by one multi-topic consumer.
     group: str
-    # Whether the handler declares dependencies beyond (event, conn): then it is called
-    # with the broker's context to resolve them from (FastStream's `apply_types`).
-    resolves: bool = False
+    # The handler's parameters beyond (event, conn) and their keys in the broker's context.
+    dependencies: tuple[tuple[str, str], ...] = ()
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -151,14 +153,18 @@ class EventConsumers:
 
     def handler(
         self, model: type[E], *, name: str, group: str | None = None
-    ) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
+    ) -> Callable[
+        [Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]]],
+        Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]],
+    ]:
         """Registers `func(event: Envelope[model], conn, **dependencies)` under the inbox
         name `name`, in consumer group `group` (default: a group of its own)."""
 
-        def register(func: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-            extra = len(inspect.signature(func).parameters) > 2
-            call = cast(Handler, apply_types(func, cast=False)) if extra else func
-            self.handlers.append(HandlerSpec(model, name, call, group or name, resolves=extra))
+        def register(
+            func: Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]],
+        ) -> Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]]:
+            needs = context_dependencies(func)
+            self.handlers.append(HandlerSpec(model, name, func, group or name, needs))
             return func
 
         return register
@@ -195,6 +201,23 @@ class EventConsumers:
                 title=f"{settings.service}.{group}",
                 description=" ".join(f"{s.name}: {(s.func.__doc__ or '').strip()}" for s in specs),
             )(applier.endpoint())
+
+
+def context_dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str], ...]:
+    """A handler's parameters after (event, conn), each with its key in the broker's
+    context: every one must be annotated `Annotated[T, Context()]` (FastStream's marker;
+    `Context("key")` names another key than the parameter's)."""
+    hints = get_type_hints(func, include_extras=True)
+    found = []
+    for parameter in list(inspect.signature(func).parameters)[2:]:
+        markers = getattr(hints.get(parameter), "__metadata__", ())
+        marker = next((m for m in markers if isinstance(m, _CONTEXT_MARKER)), None)
+        if marker is None:
+            raise TypeError(
+                f"{func.__qualname__}: `{parameter}` must be `Annotated[..., Context()]`"
+            )
+        found.append((parameter, f"{marker.prefix}{marker.name or parameter}"))
+    return tuple(found)
 
 
 def provide(
@@ -261,13 +284,23 @@ class _Unit:
         return (self.record.topic, self.record.partition)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Batch:
     """What one batch is applied with, from the broker's context."""
 
     pool: asyncpg.Pool
     dead_letters: DeadLetterSink | None
     context: ContextRepo
+    # Each handler's resolved dependencies, once a batch (the context does not change
+    # while a batch is applied; resolving per record would cost more than some handlers).
+    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def dependencies(self, spec: HandlerSpec) -> dict[str, Any]:
+        found = self.resolved.get(spec.name)
+        if found is None:
+            found = {name: self.context.resolve(key) for name, key in spec.dependencies}
+            self.resolved[spec.name] = found
+        return found
 
 
 @dataclass
@@ -456,8 +489,8 @@ class BatchApplier:
 
     @staticmethod
     async def _call(batch: Batch, unit: _Unit, conn: asyncpg.Connection) -> None:
-        if unit.spec.resolves:
-            await unit.spec.func(unit.envelope, conn, context__=batch.context)
+        if unit.spec.dependencies:
+            await unit.spec.func(unit.envelope, conn, **batch.dependencies(unit.spec))
         else:
             await unit.spec.func(unit.envelope, conn)
 

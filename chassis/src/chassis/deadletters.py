@@ -55,8 +55,8 @@ async def list_dead_letters(settings: ServiceSettings, limit: int = 1000) -> lis
     )
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(topic) or set()
+        await consumer.topics()  # a fresh metadata round trip: the partitions as they are now
+        partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
             return []

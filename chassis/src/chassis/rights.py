@@ -108,6 +108,9 @@ async def record_erasure(
 
 
 async def remember_erasure(conn: asyncpg.Connection, subject_id: uuid.UUID) -> None:
+    """Remember the erasure, and drop the person's export parts made before it: a copy of
+    what was just erased must not wait here for its 30 days."""
+    await conn.execute("DELETE FROM export_parts WHERE subject_id = $1", subject_id)
     await conn.execute(
         "INSERT INTO erasures (subject_id, erased_at) VALUES ($1, now())"
         " ON CONFLICT (subject_id) DO UPDATE SET erased_at = EXCLUDED.erased_at",

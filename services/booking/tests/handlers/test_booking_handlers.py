@@ -8,28 +8,17 @@ from booking import store
 from booking.app import DEFINITION
 from booking.handlers import consumers
 from chassis import db
+from chassis.testing.events import a_match
 from chassis.testing.handlers import handlers_of
 from contracts import Envelope
-from contracts.events import MatchApproved, TherapistMatched
+from contracts.events import MatchApproved
 
 
 async def test_a_match_awaiting_approval_opens_its_course_once_approved(migrated_offline) -> None:
     settings = await migrated_offline(DEFINITION)
     pool = await db.create_pool(settings)
     client, therapist = uuid.uuid4(), uuid.uuid4()
-    matched = TherapistMatched(
-        match_id=uuid.uuid4(),
-        intake_id=uuid.uuid4(),
-        client_id=client,
-        therapist_id=therapist,
-        method="IPT",
-        age_group="adults",
-        problem_areas=["grief"],
-        severity_band="severe",
-        mode="video",
-        score=0.8,
-        requires_approval=True,
-    )
+    matched = a_match(client, therapist, severity_band="severe", requires_approval=True)
     approved = MatchApproved(
         match_id=matched.match_id,
         intake_id=matched.intake_id,

@@ -15,10 +15,11 @@ from booking import service
 from booking.app import DEFINITION, Settings
 from chassis import db
 from chassis.auth import Principal, Role, mint
+from chassis.testing.events import a_match
 from chassis.testing.kafka import TopicProbe
 from chassis.testing.waiting import until
 from contracts import REGISTRY
-from contracts.events import TherapistMatched, TherapistProfilePublished
+from contracts.events import TherapistProfilePublished
 
 Headers = dict[str, str]
 EVERY_DAY = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -88,22 +89,7 @@ def profile(therapist_id: uuid.UUID, **changes: Any) -> TherapistProfilePublishe
     return TherapistProfilePublished(**fields)
 
 
-def match(client_id: uuid.UUID, therapist_id: uuid.UUID, **changes: Any) -> TherapistMatched:
-    fields: dict[str, Any] = dict(
-        match_id=uuid.uuid4(),
-        intake_id=uuid.uuid4(),
-        client_id=client_id,
-        therapist_id=therapist_id,
-        method="IPT",
-        age_group="adults",
-        problem_areas=["grief"],
-        severity_band="moderate",
-        mode="video",
-        score=80,
-        requires_approval=False,
-    )
-    fields.update(changes)
-    return TherapistMatched(**fields)
+match = a_match
 
 
 def hours(text: str = "08:00-20:00", **settings: Any) -> dict[str, Any]:

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from catalog import store
 from catalog.app import DEFINITION
 from catalog.handlers import consumers
 from chassis import db
+from chassis.testing.events import a_completed_course
 from chassis.testing.handlers import handlers_of
 from contracts import Envelope
 from contracts.events import CourseCompleted
 
 
 def completed(course: uuid.UUID) -> CourseCompleted:
-    return CourseCompleted(
-        course_id=course,
-        client_id=uuid.uuid4(),
-        therapist_id=uuid.uuid4(),
-        method="IPT",
-        sessions_held=12,
-        start_severity_band="moderate",
-        final_severity_band="minimal",
-        outcome="remission",
-        completed_at=datetime.now(UTC),
-    )
+    return a_completed_course(course, uuid.uuid4(), uuid.uuid4())
 
 
 async def test_a_completed_course_gives_its_client_one_review_right(migrated_offline) -> None:

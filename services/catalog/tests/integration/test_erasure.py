@@ -11,28 +11,16 @@ from datetime import UTC, datetime, timedelta
 from catalog.app import DEFINITION
 from chassis import db
 from chassis.app import build
+from chassis.testing.events import a_completed_course
 from chassis.testing.kafka import TopicProbe, publish
 from contracts import Envelope
 from contracts.events import (
     CatalogRightsRequestHandled,
-    CourseCompleted,
     RightsRequested,
     TherapistProfilePublished,
 )
 
-
-def completed(course: uuid.UUID, client: uuid.UUID, therapist: uuid.UUID) -> CourseCompleted:
-    return CourseCompleted(
-        course_id=course,
-        client_id=client,
-        therapist_id=therapist,
-        method="IPT",
-        sessions_held=12,
-        start_severity_band="moderate",
-        final_severity_band="minimal",
-        outcome="remission",
-        completed_at=datetime.now(UTC),
-    )
+completed = a_completed_course
 
 
 async def test_erasure_takes_reviews_and_an_event_in_flight_brings_nothing_back(

@@ -4,32 +4,21 @@ and what matching hears about it."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from catalog.app import DEFINITION
 from chassis import audit, db
 from chassis.app import build
+from chassis.testing.events import a_completed_course
 from chassis.testing.kafka import TopicProbe, publish
 from contracts import Envelope
-from contracts.events import CourseCompleted, ReviewPublished, TherapistProfilePublished
+from contracts.events import ReviewPublished, TherapistProfilePublished
 
 DUPLICATE_HANDLED = (
     'samtal_events_handled_total{consumer="review-rights",outcome="duplicate",service="catalog"}'
 )
 
 
-def completed(course: uuid.UUID, client: uuid.UUID, therapist: uuid.UUID) -> CourseCompleted:
-    return CourseCompleted(
-        course_id=course,
-        client_id=client,
-        therapist_id=therapist,
-        method="IPT",
-        sessions_held=12,
-        start_severity_band="moderate",
-        final_severity_band="minimal",
-        outcome="remission",
-        completed_at=datetime.now(UTC),
-    )
+completed = a_completed_course
 
 
 async def test_a_client_reviews_their_own_completed_course_once(

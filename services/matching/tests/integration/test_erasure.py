@@ -42,6 +42,13 @@ async def test_erasure_empties_the_free_text_and_keeps_the_screening(matching_se
             await probe.wait_for(lambda p: len(answered(p, erasure)) == 1, timeout=30)
             answer = answered(probe, erasure)[0]
 
+        # The export made before the erasure held the free text: it is gone with it.
+        gone = await m.http.get(url, headers=m.headers(client))
+        assert gone.status_code == 404
+        assert (
+            await m.pool.fetchval("SELECT count(*) FROM export_parts WHERE subject_id = $1", client)
+            == 0
+        )
         assert set(answer.erased) == {"intake_free_text", "intake_city", "intake_time_windows"}
         assert {"intake_screening", "matches", "triage", "audit_log"} <= set(answer.kept)
         row = await m.pool.fetchrow(

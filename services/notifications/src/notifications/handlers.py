@@ -62,7 +62,9 @@ async def keep_access_entry(event: Envelope[EventPayload], conn: asyncpg.Connect
     await store.record_access(conn, event.producer, event.payload)
 
 
-for _model in ACCESS_RECORDED.values():
+# One handler for every service's entries: typed by what they share (EventPayload).
+_ACCESS_MODELS: list[type[EventPayload]] = list(ACCESS_RECORDED.values())
+for _model in _ACCESS_MODELS:
     consumers.handler(_model, name=f"{_model.producer}-access-log", group="access-log")(
         keep_access_entry
     )
@@ -73,7 +75,8 @@ async def rights_answered(event: Envelope[EventPayload], conn: asyncpg.Connectio
     await service.rights_answered(conn, event)
 
 
-for _answer in RIGHTS_REQUEST_HANDLED.values():
+_ANSWER_MODELS: list[type[EventPayload]] = list(RIGHTS_REQUEST_HANDLED.values())
+for _answer in _ANSWER_MODELS:
     consumers.handler(_answer, name=f"{_answer.producer}-rights-answers", group="rights")(
         rights_answered
     )

@@ -644,6 +644,8 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, at: datet
     """Erase contacts, channel choices and every message to the person, and remember the
     erasure so that events from before it (still in flight) plan nothing for them."""
     await conn.execute("DELETE FROM contacts WHERE person_id = $1", person_id)
+    # An export made before holds copies of what goes now.
+    await conn.execute("DELETE FROM export_parts WHERE subject_id = $1", person_id)
     # Their messages locked first: a sender delivering one now commits its deliveries
     # before this goes on (the deletes below then see them), and no sender takes one after.
     await conn.execute("SELECT id FROM messages WHERE recipient_id = $1 FOR UPDATE", person_id)

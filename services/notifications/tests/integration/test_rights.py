@@ -77,6 +77,11 @@ async def test_erasure_at_once_and_events_in_flight_plan_nothing_for_the_person(
 
             await eventually(planned)
 
+            # An export made before the erasure: notifications' part is there at once.
+            export = await http.post("/me/rights-requests", headers=me, json={"kind": "export"})
+            part = f"/me/exports/{export.json()['request_id']}"
+            assert (await http.get(part, headers=me)).status_code == 200
+
             first = await http.post("/me/rights-requests", headers=me, json={"kind": "erasure"})
             again = await http.post("/me/rights-requests", headers=me, json={"kind": "erasure"})
             assert first.status_code == 202 and again.status_code == 200
@@ -93,6 +98,8 @@ async def test_erasure_at_once_and_events_in_flight_plan_nothing_for_the_person(
             contacts = (await http.get("/contacts/me", headers=me)).json()
             assert contacts["saved"] is False and contacts["email"] is None
             assert await messages_to(client) == 0
+            # The export's copy of the contacts and messages went with them.
+            assert (await http.get(part, headers=me)).status_code == 404
 
             # Still in flight: an event from before the erasure (redelivered, or late) plans
             # nothing for the person; the therapist still hears of it. One from after does.

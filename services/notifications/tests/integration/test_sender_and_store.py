@@ -13,10 +13,10 @@ import httpx
 from prometheus_client import REGISTRY
 
 from chassis import db
+from chassis.testing.events import a_submitted_intake
 from contracts import Envelope
 from contracts.events import (
     IntakeEscalated,
-    IntakeSubmitted,
     SessionBooked,
     SessionCancelled,
     SessionRescheduled,
@@ -219,18 +219,7 @@ async def test_crisis_goes_ahead_of_the_queue_and_contacts_count_at_send_time(
     await pool.close()
 
 
-def receipt(client: uuid.UUID) -> IntakeSubmitted:
-    return IntakeSubmitted(
-        intake_id=uuid.uuid4(),
-        client_id=client,
-        age_group="adults",
-        method="KBT",
-        problem_areas=["stress"],
-        severity_band="mild",
-        risk_level="standard",
-        requires_approval=False,
-        preferred_mode="either",
-    )
+receipt = a_submitted_intake
 
 
 def arrived(mail_server: Any, addresses: set[str]) -> list[str]:

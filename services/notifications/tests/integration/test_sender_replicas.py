@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 
 from chassis import db
+from chassis.testing.events import a_submitted_intake
 from contracts import Envelope
-from contracts.events import IntakeEscalated, IntakeSubmitted
+from contracts.events import IntakeEscalated
 from notifications import store
 from notifications.app import DEFINITION, Settings
 from notifications.channels import EmailChannel, SmsChannel
@@ -31,18 +32,7 @@ async def handle(pool: Any, envelope: Envelope[Any], settings: Settings) -> int:
         return await store.save_plan(conn, envelope, plan(envelope, settings.on_call_roster))
 
 
-def submitted(client: uuid.UUID) -> IntakeSubmitted:
-    return IntakeSubmitted(
-        intake_id=uuid.uuid4(),
-        client_id=client,
-        age_group="adults",
-        method="KBT",
-        problem_areas=["stress"],
-        severity_band="mild",
-        risk_level="standard",
-        requires_approval=False,
-        preferred_mode="either",
-    )
+submitted = a_submitted_intake
 
 
 async def people(pool: Any, tag: str, n: int) -> dict[uuid.UUID, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any
+from typing import Any, get_args
 
 from catalog.domain.profile import TherapistProfile
 from contracts.vocabulary import FocusArea
@@ -39,16 +39,7 @@ CITIES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("Luleå", ("Storgatan", "Smedjegatan"), "97"),
 )
 OTHER_LANGUAGES = ("en", "ar", "fa", "so", "pl", "es", "ti", "de", "fi", "bs", "ku", "tr", "ru")
-FOCUS: tuple[FocusArea, ...] = (
-    "grief",
-    "role_transition",
-    "interpersonal_dispute",
-    "interpersonal_deficits",
-    "depression",
-    "anxiety",
-    "stress",
-    "relationships",
-)
+FOCUS: tuple[FocusArea, ...] = get_args(FocusArea)
 METHOD_SETS: tuple[tuple[str, ...], ...] = (
     ("IPT",),
     ("IPT",),

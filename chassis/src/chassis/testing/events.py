@@ -1,0 +1,65 @@
+"""Events as the tests, the benchmarks and the demo make them: valid, with what does not
+matter to the case filled in (`**changes` sets what does)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.events import CourseCompleted, IntakeSubmitted, TherapistMatched
+
+
+def a_submitted_intake(client_id: uuid.UUID, **changes: Any) -> IntakeSubmitted:
+    """Matching's submitted intake: an adult, mild, CBT for stress, any meeting mode."""
+    fields: dict[str, Any] = dict(
+        intake_id=uuid.uuid4(),
+        client_id=client_id,
+        age_group="adults",
+        method="KBT",
+        problem_areas=["stress"],
+        severity_band="mild",
+        risk_level="standard",
+        requires_approval=False,
+        preferred_mode="either",
+    )
+    fields.update(changes)
+    return IntakeSubmitted(**fields)
+
+
+def a_match(client_id: uuid.UUID, therapist_id: uuid.UUID, **changes: Any) -> TherapistMatched:
+    """Matching's match of a client with a therapist: IPT for grief, by video, no approval."""
+    fields: dict[str, Any] = dict(
+        match_id=uuid.uuid4(),
+        intake_id=uuid.uuid4(),
+        client_id=client_id,
+        therapist_id=therapist_id,
+        method="IPT",
+        age_group="adults",
+        problem_areas=["grief"],
+        severity_band="moderate",
+        mode="video",
+        score=80,
+        requires_approval=False,
+    )
+    fields.update(changes)
+    return TherapistMatched(**fields)
+
+
+def a_completed_course(
+    course_id: uuid.UUID, client_id: uuid.UUID, therapist_id: uuid.UUID, **changes: Any
+) -> CourseCompleted:
+    """Booking's completed course: twelve IPT sessions, moderate to minimal (remission)."""
+    fields: dict[str, Any] = dict(
+        course_id=course_id,
+        client_id=client_id,
+        therapist_id=therapist_id,
+        method="IPT",
+        sessions_held=12,
+        start_severity_band="moderate",
+        final_severity_band="minimal",
+        outcome="remission",
+        completed_at=datetime.now(UTC),
+    )
+    fields.update(changes)
+    return CourseCompleted(**fields)

@@ -12,6 +12,7 @@ Envoy gateway), attacked through the gateway.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -250,10 +251,12 @@ async def _writer(
     load: Load, token: str, course_id: str, slots: list[str], booked: dict[str, str]
 ) -> None:
     """Books sessions, each with an Idempotency-Key (header for the gateway, body for
-    booking): a booking retried by the gateway is answered from the first, never twice."""
+    booking): a booking retried by the gateway is answered from the first, never twice.
+    Goes round its slots until told to stop, so writes keep coming however fast booking
+    answers (once a course is full every further attempt is a 409: still a write)."""
     auth = {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=load.gateway_url, timeout=30) as http:
-        for starts_at in slots:
+        for starts_at in itertools.cycle(slots):
             if load.stop.is_set():
                 return
             key = f"edges-{uuid.uuid4().hex}"

@@ -180,12 +180,17 @@ async def write(
 
 # --------------------------------------------------------------------------- relaying
 
-# Claim the next batch on the leader's lock connection, fenced by the epoch. No row back:
-# fenced out. One row of NULLs: nothing to do (and, with $4, the relay now sleeps).
+# Claim the next batch on the leader's lock connection, fenced by the epoch, and mark the
+# batches the broker acknowledged since the last claim as sent (whatever the fence says:
+# they were published). No row back: fenced out. One row of NULLs: nothing to do (and,
+# with $4, the relay now sleeps). The rows marked here are still unsent in the statement's
+# snapshot, hence `<> ALL($6)` in the batch.
 _CLAIM = """
-WITH batch AS (
+WITH marked AS (
+    UPDATE outbox SET sent_at = now() WHERE id = ANY($6::bigint[]) AND sent_at IS NULL
+), batch AS (
     SELECT id, topic, key, value, headers FROM outbox
-    WHERE sent_at IS NULL AND id <> ALL($3::bigint[])
+    WHERE sent_at IS NULL AND id <> ALL($3::bigint[]) AND id <> ALL($6::bigint[])
     ORDER BY id LIMIT $2
 ), fence AS (
     UPDATE outbox_relay SET
@@ -262,6 +267,9 @@ class OutboxRelay:
         self.is_leader = False
         self.epoch: int | None = None
         self._lag_observed_at = 0.0
+        # Ids the broker acknowledged, marked sent by the next claim (or, when the lock
+        # connection failed, on a fresh one).
+        self._acked: list[int] = []
         self._last_cleanup = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         # Test seam: runs after a batch is published and before it is marked sent.
@@ -323,6 +331,11 @@ class OutboxRelay:
             await conn.add_listener(channel(self.schema), self._on_notify)
             row = await conn.fetchrow(_TAKE_LEAD, self.name)
             self.epoch = int(row["epoch"])
+            # The relay's own bookkeeping (claims, marks) commits without waiting for the WAL
+            # flush, so it does not queue behind the writers' commits. A Postgres crash may
+            # forget the last claims and marks: those rows are published again, and
+            # consumers' inboxes make that once. The epoch above was committed durably.
+            await conn.execute("SET synchronous_commit = off")
             self.is_leader = True
             OUTBOX_TAKEOVERS.labels(self.settings.service).inc()
             log.info("outbox relay leads", epoch=self.epoch)
@@ -383,6 +396,7 @@ class OutboxRelay:
                 in_flight = [i for b in pending for i in b.ids]
                 idle = not pending
                 self._wake.clear()
+                acked, self._acked = self._acked, []
                 try:
                     rows = await conn.fetch(
                         _CLAIM,
@@ -391,11 +405,16 @@ class OutboxRelay:
                         in_flight,
                         idle,
                         ranges(in_flight),
+                        acked,
                     )
                 except asyncio.CancelledError:
+                    self._acked[:0] = acked
                     raise
                 except Exception as exc:  # whatever failed, the lock is not provably ours
+                    self._acked[:0] = acked
                     raise LeadLost(f"lock connection failed: {exc!r}") from exc
+                if acked:
+                    OUTBOX_PUBLISHED.labels(self.settings.service).inc(len(acked))
                 if not rows:
                     raise LeadLost("fenced: another relay took the epoch")
                 batch_rows = [r for r in rows if r["id"] is not None]
@@ -412,6 +431,9 @@ class OutboxRelay:
                     await self._wait_for_work()
         finally:
             await self._settle_all(pending)
+            acked, self._acked = self._acked, []
+            if acked:
+                await self._mark_sent(acked)
 
     async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> _Batch:
         if self.declared is not None:
@@ -434,7 +456,8 @@ class OutboxRelay:
         return batch
 
     async def _settle(self, batch: _Batch) -> None:
-        """Wait for the broker's acknowledgements, then mark what was published as sent.
+        """Wait for the broker's acknowledgements; what was published is marked sent by the
+        next claim, or when the relay stops leading.
 
         The producer gives up on a record after the publish timeout, so every future ends;
         records acknowledged even late are marked (retrying on fresh connections if ours
@@ -448,8 +471,7 @@ class OutboxRelay:
             ]
             if self.after_publish:
                 await self.after_publish(published)
-            if published:
-                await self._mark_sent(published)
+            self._acked.extend(published)  # marked by the next claim
             if len(published) < len(batch.ids):
                 raise PublishFailed(f"{len(batch.ids) - len(published)} records not acknowledged")
         finally:

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 
 from booking.domain.availability import Busy
-from chassis import observability
-from contracts import REGISTRY, Envelope, EventPayload
+from chassis import outbox
+from contracts import EventPayload
 
 LIVE = ("booked", "attended", "no_show")  # statuses that occupy time (the constraints' WHERE)
 # The same, as SQL the planner can match to the exclusion constraints' partial indexes.
@@ -550,14 +550,6 @@ _SESSION_COLUMNS = (
     ("series_id", "uuid"),
     ("policy_version", "text"),
 )
-_OUTBOX_COLUMNS = (
-    ("event_id", "uuid"),
-    ("event_type", "text"),
-    ("topic", "text"),
-    ("key", "text"),
-    ("value", "bytea"),
-    ("headers", "jsonb"),
-)
 
 
 def _unnest(columns: Sequence[tuple[str, str]], first: int) -> tuple[str, str]:
@@ -567,11 +559,16 @@ def _unnest(columns: Sequence[tuple[str, str]], first: int) -> tuple[str, str]:
 
 
 _SESSION_ARRAYS, _SESSION_NAMES = _unnest(_SESSION_COLUMNS, 11)
-_OUTBOX_ARRAYS, _OUTBOX_NAMES = _unnest(_OUTBOX_COLUMNS, 11 + len(_SESSION_COLUMNS))
+# The events go in as chassis.outbox writes them (six arrays from this parameter on).
+_EVENTS_FROM = 11 + len(_SESSION_COLUMNS)
 _BOOK = f"""
-WITH course AS MATERIALIZED (
-    SELECT c.course_id FROM courses c
-    WHERE c.course_id = $1 AND c.status = 'active' AND c.planned_sessions = $2
+WITH free AS MATERIALIZED (
+    -- A cell claimed by a committed booking refuses at once: nothing locked or written.
+    SELECT NOT EXISTS (SELECT FROM claimed_cells
+                       WHERE therapist_id = $4 AND cell = ANY($5::timestamptz[])) AS free
+), course AS MATERIALIZED (
+    SELECT c.course_id FROM free, courses c
+    WHERE free.free AND c.course_id = $1 AND c.status = 'active' AND c.planned_sessions = $2
       AND c.session_minutes = $3
       AND EXISTS (SELECT 1 FROM therapists t WHERE t.therapist_id = c.therapist_id
                   AND t.published)
@@ -584,8 +581,9 @@ WITH course AS MATERIALIZED (
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), verdict AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM course) AS open,
+    SELECT free.free, EXISTS (SELECT 1 FROM course) AS open,
            (SELECT count(*) FROM claimed) = cardinality($5::timestamptz[]) AS won
+    FROM free
 ), booked AS (
     INSERT INTO sessions ({_SESSION_NAMES}, client_span, therapist_span)
     SELECT {_SESSION_NAMES}, tstzrange(starts_at, ends_at),
@@ -598,16 +596,15 @@ WITH course AS MATERIALIZED (
     SELECT $7, $8, $9, $10 FROM verdict WHERE verdict.open AND verdict.won
     RETURNING 1
 ), published AS (
-    INSERT INTO outbox ({_OUTBOX_NAMES})
-    SELECT {_OUTBOX_NAMES} FROM verdict, unnest({_OUTBOX_ARRAYS}) AS e({_OUTBOX_NAMES})
-    WHERE verdict.open AND verdict.won
-    RETURNING 1
+    {outbox.events_insert(_EVENTS_FROM)}
+    WHERE EXISTS (SELECT FROM verdict WHERE verdict.open AND verdict.won)
 ), requested AS (
     INSERT INTO summary_requests (therapist_id)
     SELECT $4 FROM verdict WHERE verdict.open AND verdict.won
     RETURNING 1
 )
-SELECT CASE WHEN NOT open THEN refuse_booking('changed')
+SELECT CASE WHEN NOT free THEN false
+            WHEN NOT open THEN refuse_booking('changed')
             WHEN NOT won THEN refuse_booking('taken')
             ELSE true END
 FROM verdict
@@ -621,22 +618,22 @@ async def book(
     sessions: Sequence[dict[str, Any]],
     answer: tuple[uuid.UUID, str, str, dict[str, Any]],
     events: Sequence[EventPayload],
-) -> None:
+) -> bool:
     """Book sessions of one course in ONE statement, without a transaction of the caller's:
     claim their cells (ascending, first claim wins), insert the sessions, the idempotency
-    answer (actor, key, request hash, response), the events and a summary request. Raises
-    ExclusionViolationError when the time was taken (cells, or the exclusion constraints),
-    SerializationError when the course closed or changed its plan (or the therapist stopped
-    taking bookings) since it was read, UniqueViolationError for a key or a place in the plan
-    taken meanwhile; nothing is written then."""
+    answer (actor, key, request hash, response), the events and a summary request. False,
+    with nothing locked or written, when a committed booking holds one of the cells already.
+    Raises ExclusionViolationError when the time was taken meanwhile (cells, or the exclusion
+    constraints), SerializationError when the course closed or changed its plan (or the
+    therapist stopped taking bookings) since it was read, UniqueViolationError for a key or a
+    place in the plan taken meanwhile; nothing is written then."""
     claims = sorted(
         (cell, s["session_id"])
         for s in sessions
         for cell in cells_of(s["starts_at"], s["ends_at"], s["buffer_minutes"])
     )
     actor_id, key, request_hash, response = answer
-    rows = [outbox_row(event) for event in events]
-    await conn.execute(
+    booked: bool = await conn.fetchval(
         _BOOK,
         course["course_id"],
         course["planned_sessions"],
@@ -649,8 +646,9 @@ async def book(
         request_hash,
         response,
         *([s[name] for s in sessions] for name, _ in _SESSION_COLUMNS),
-        *([row[n] for row in rows] for n in range(len(_OUTBOX_COLUMNS))),
+        *outbox.event_columns([outbox.envelope_for(event) for event in events]),
     )
+    return booked
 
 
 async def claim(
@@ -760,34 +758,11 @@ async def slot_view(
 
 # --------------------------------------------------------------------------- outbox
 
-# Written the way chassis.outbox.add writes them, so a booking's events can go in the same
-# statement as the booking. NOTIFY (a database-wide lock at commit) is left to the relay's poll
-# and to the other writers' throttled NOTIFY.
-
-
-def outbox_row(payload: EventPayload) -> tuple[uuid.UUID, str, str, str, bytes, dict[str, str]]:
-    """One outbox row of an event, with the correlation of the current request or event."""
-    context = observability.current_ids()
-    envelope = Envelope.wrap(
-        payload,
-        correlation_id=context.get("correlation_id"),
-        causation_id=context.get("event_id") or context.get("request_id"),
-    )
-    headers = {
-        "event_type": envelope.event_type,
-        "correlation_id": envelope.correlation_id,
-        **observability.trace_headers(),
-    }
-    topic = REGISTRY.spec(envelope.event_type).topic
-    return envelope.event_id, envelope.event_type, topic, envelope.key, envelope.to_bytes(), headers
-
 
 async def add_events(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
-    """Many events in the caller's transaction, in one round trip."""
-    await conn.executemany(
-        f"INSERT INTO outbox ({_OUTBOX_NAMES}) VALUES ($1, $2, $3, $4, $5, $6)",
-        [outbox_row(event) for event in events],
-    )
+    """Many events in the caller's transaction, in one statement (as chassis.outbox adds
+    them, with the correlation of the current request or event)."""
+    await outbox.add_envelope(conn, *(outbox.envelope_for(event) for event in events))
 
 
 # --------------------------------------------------------------------------- summaries

@@ -125,3 +125,50 @@ async def test_the_database_refuses_overlap_even_without_the_lock(pool, kit) -> 
     await insert(other_course, other_client, therapist, start + timedelta(minutes=50), "cancelled")
     await insert(other_course, other_client, therapist, start + timedelta(minutes=60))
     assert len(await live_sessions(pool, therapist)) == 2
+
+
+async def test_a_time_a_committed_booking_holds_is_refused_without_writing(pool, kit) -> None:
+    """What the read before a booking did not see yet: the statement that books finds the
+    cells claimed and refuses at once, writing nothing (no session, answer, event, request)."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    start = (now + timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+
+    async def book(course_id: uuid.UUID, client: uuid.UUID, key: str) -> bool:
+        async with pool.acquire() as conn:
+            view = await store.booking_view(conn, course_id, client, key, start)
+            session = {
+                "session_id": uuid.uuid4(),
+                "course_id": course_id,
+                "client_id": client,
+                "therapist_id": therapist,
+                "number": 1,
+                "phase": "initial",
+                "starts_at": start,
+                "ends_at": start + timedelta(minutes=45),
+                "buffer_minutes": 15,
+                "time_zone": "Europe/Stockholm",
+                "mode": "video",
+                "meeting_url": "https://meet.samtal.example/x",
+                "practice_address": None,
+                "booked_by": "client",
+                "series_id": None,
+                "policy_version": "2026-01",
+            }
+            return await store.book(
+                conn, course=view, sessions=[session], answer=(client, key, "h", {}), events=[]
+            )
+
+    counts = (
+        "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM idempotency_keys),"
+        " (SELECT count(*) FROM outbox), (SELECT count(*) FROM summary_requests),"
+        " (SELECT count(*) FROM claimed_cells)"
+    )
+    assert await book(course, first, "first") is True
+    before = await pool.fetchrow(counts)
+    assert await book(other_course, second, "second") is False
+    assert await pool.fetchrow(counts) == before
+    assert [s["course_id"] for s in await live_sessions(pool, therapist)] == [course]

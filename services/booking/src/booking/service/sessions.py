@@ -236,6 +236,12 @@ def _booked_event(booked: dict[str, Any]) -> SessionBooked:
 BOOKING_ROUNDS = 4
 
 
+def _series_taken() -> Conflict:
+    return Conflict(
+        "Some of those times were just taken, so none was booked.", code="series_unavailable"
+    )
+
+
 def _course_changed() -> Conflict:
     return Conflict("The course changed while booking; please try again.", code="course_changed")
 
@@ -286,21 +292,21 @@ async def book_session(
             course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
             booked = _new_session(view, rules, session, minutes, who.role, None)
             answer = SessionRecord.of(booked)
+            # Refused below, the time was taken since the read: busy now, whoever took it.
+            nearby = [*therapist_near, *client_near, (booked["starts_at"], booked["ends_at"])]
             try:
-                await store.book(
+                if await store.book(
                     conn,
                     course=view,
                     sessions=[booked],
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     events=[_booked_event(booked)],
-                )
-                return answer
+                ):
+                    return answer
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
                     _client_busy() if exc.constraint_name == "client_free" else taken_refusal()
                 )
-                # Taken since the read: that time is busy now, whoever took it.
-                nearby = [*therapist_near, *client_near, (booked["starts_at"], booked["ends_at"])]
                 raise await refuse(conn, refused, rules, view, now, starts_at, nearby) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
@@ -311,6 +317,7 @@ async def book_session(
                 return session_kept(earlier)  # the same request, booked by a twin meanwhile
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 continue  # the course changed under the booking: decide again
+            raise await refuse(conn, taken_refusal(), rules, view, now, starts_at, nearby)
     raise _course_changed()
 
 
@@ -379,19 +386,16 @@ async def book_series(
             ]
             answer = SeriesRecord(series_id, [SessionRecord.of(b) for b in booked])
             try:
-                await store.book(
+                if await store.book(
                     conn,
                     course=view,
                     sessions=booked,
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     events=[_booked_event(b) for b in booked],
-                )
-                return answer
+                ):
+                    return answer
             except asyncpg.ExclusionViolationError as exc:
-                raise Conflict(
-                    "Some of those times were just taken, so none was booked.",
-                    code="series_unavailable",
-                ) from exc
+                raise _series_taken() from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
                     continue
@@ -401,4 +405,5 @@ async def book_series(
                 return series_kept(earlier)
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
                 continue
+            raise _series_taken()
     raise _course_changed()

@@ -45,7 +45,10 @@ async def match_submitted(
 ) -> None:
     """Matches a submitted intake, or waitlists it; skips intakes held for a clinician."""
     index = await service.worker_index(settings)
-    await service.match_intake(conn, event.payload.intake_id, candidates=index)
+    # The batch's transaction may hold other therapists already: never wait on one.
+    await service.match_intake(
+        conn, event.payload.intake_id, candidates=index, wait_for_held=False
+    )
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)

@@ -56,6 +56,10 @@ CLAIM_WAIT = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 CLAIMS = Counter("samtal_matching_claims", "Claims of a therapist's place by a decision")
+CLAIMS_HELD = Counter(
+    "samtal_matching_claims_held",
+    "Claims that found the therapist's row held by another decision and passed it over",
+)
 CLAIMS_REFUSED = Counter(
     "samtal_matching_claims_refused",
     "Claims that found the therapist changed since the candidates were read",
@@ -212,20 +216,30 @@ class _Changed(Exception):
         self.fresh = fresh
 
 
+class _Held:
+    """A claim that found the therapist's row held by another decision and did not wait."""
+
+
+HELD = _Held()
+
+
 async def _claim(
     conn: asyncpg.Connection,
     seen: TherapistCandidate | None,
     therapist_id: uuid.UUID,
     candidates: Candidates,
-) -> TherapistCandidate | None:
+    *,
+    wait: bool,
+) -> TherapistCandidate | _Held | None:
     """Take the therapist's row for this transaction, if the therapist is still exactly what
     the decision saw (`seen`: the same load above all); the therapist as it is now, or None
     (then the candidates hold the therapist as it is now).
 
     One round trip when no other decision holds the row. A refused claim keeps that row
     until commit (the next decision usually takes the same therapist with its new load).
-    When another decision holds it, this one waits (the wait is measured: CLAIM_WAIT),
-    under a savepoint whose rollback lets the row go again if the claim is refused."""
+    When another decision holds it: HELD unless `wait`; else this one waits (the wait is
+    measured: CLAIM_WAIT), under a savepoint whose rollback lets the row go again if the
+    claim is refused."""
     CLAIMS.inc()
     fresh = await store.claim_unless_held(conn, therapist_id)
     if fresh is not None:
@@ -234,6 +248,9 @@ async def _claim(
         CLAIMS_REFUSED.inc()
         candidates.refresh(therapist_id, fresh)
         return None
+    if not wait:
+        CLAIMS_HELD.inc()
+        return HELD
     try:
         async with conn.transaction():
             started = time.perf_counter()
@@ -256,25 +273,46 @@ async def _decide(
     now: datetime,
     candidates: Candidates,
     excluded: set[uuid.UUID] | None = None,
+    *,
+    wait_for_held: bool = True,
 ) -> Match | Waitlist:
     """The matcher's decision, with the chosen therapist's place claimed in Postgres: a
     claim that finds the therapist changed (another decision, another replica) decides
     again on what is true now, so the next best gets the place. `excluded`: the therapists
-    the intake is never matched with again, when the caller has read them."""
+    the intake is never matched with again, when the caller has read them.
+
+    Without `wait_for_held` (a batch's transaction, which may hold other therapists'
+    rows already: waiting could close a cycle, a deadlock) a therapist whose row another
+    decision holds is passed over for the next best; only the client's own choice, or
+    nobody else fitting, is waited for."""
     if excluded is None:
         excluded = await store.excluded_therapists(conn, intake["intake_id"])
     needs = IntakeNeeds.from_intake(
         intake["intake_id"], store.intake_of(intake), store.screening_of(intake), excluded
     )
     tell = intake["status"] != "waitlisted"
+    passed_over: set[uuid.UUID] = set()
+    deciding = needs
     for _ in range(MAX_CLAIMS):
-        result = await candidates.decide(conn, needs, now, tell=tell)
+        result = await candidates.decide(conn, deciding, now, tell=tell)
         if isinstance(result, Waitlist):
-            return result
+            if not passed_over:
+                return result
+            # Nobody else fits: wait for the therapists passed over after all.
+            passed_over.clear()
+            deciding, wait_for_held = needs, True
+            continue
         # What the decision saw, taken before anything can change it (the worker's index
         # changes as other decisions commit): the claim compares against this.
         seen = candidates.held(result.therapist_id)
-        claimed = await _claim(conn, seen, result.therapist_id, candidates)
+        wait = wait_for_held or result.therapist_id == needs.direct_therapist_id
+        claimed = await _claim(conn, seen, result.therapist_id, candidates, wait=wait)
+        if isinstance(claimed, _Held):
+            passed_over.add(result.therapist_id)
+            deciding = dataclasses.replace(
+                needs, excluded_therapist_ids=needs.excluded_therapist_ids | passed_over
+            )
+            continue
         if claimed is not None:
             # The place this decision takes counts at once: the next decision (in this
             # batch, or before the committed change comes back as a notification) sees it.
@@ -344,6 +382,7 @@ async def match_intake(
     from_states: frozenset[IntakeStatus] = lifecycle.MATCHABLE,
     now: datetime | None = None,
     candidates: Candidates | None = None,
+    wait_for_held: bool = True,
 ) -> Match | Waitlist | None:
     """Match an intake that is in one of `from_states`; None (nothing done) otherwise.
 
@@ -354,7 +393,12 @@ async def match_intake(
         return None
     now = now or _now()
     result = await _decide(
-        conn, intake, now, candidates or ReadModelCandidates(), set(intake["excluded"])
+        conn,
+        intake,
+        now,
+        candidates or ReadModelCandidates(),
+        set(intake["excluded"]),
+        wait_for_held=wait_for_held,
     )
     if isinstance(result, Match):
         await _record_match(conn, intake, result)

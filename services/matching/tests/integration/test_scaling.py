@@ -216,3 +216,44 @@ async def test_a_worker_restarted_under_load_rebuilds_its_index_first_and_loses_
         assert all(matched_to.get(i) == first.therapist_id for i in intake_ids)
         # Decided from an index rebuilt at start: it knew the therapist added while down.
         assert all(matched_to.get(i) == newcomer.therapist_id for i in newcomers_intakes)
+
+
+async def test_a_batch_decision_passes_over_a_held_therapist_but_waits_for_a_chosen_one(
+    matching_service,
+) -> None:
+    async with matching_service(worker=False) as m:
+        best, next_best = m.therapist(), m.therapist(focus_areas=["anxiety"])
+        async with m.pool.acquire() as conn:  # no worker here: straight into the read model
+            for profile in (best, next_best):
+                await store.apply_profile(conn, profile)
+        passed, chosen = await asyncio.gather(
+            m.submitted(uuid.uuid4()),
+            m.submitted(uuid.uuid4(), direct_therapist_id=str(best.therapist_id)),
+        )
+
+        async def decide(intake_id: uuid.UUID) -> Any:
+            async with m.pool.acquire() as conn, conn.transaction():
+                return await service.match_intake(conn, intake_id, wait_for_held=False)
+
+        # Another decision holds the best therapist's row until it commits.
+        other = await m.pool.acquire()
+        held = other.transaction()
+        await held.start()
+        try:
+            await other.execute(
+                "SELECT 1 FROM therapists WHERE therapist_id = $1 FOR UPDATE", best.therapist_id
+            )
+            # A batch's decision does not wait (it may hold other rows): the next best.
+            assert (await decide(passed)).therapist_id == next_best.therapist_id
+            # The client's own choice is waited for.
+            deciding = asyncio.create_task(decide(chosen))
+            await m.eventually(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                expect=1,
+            )
+            assert not deciding.done()
+        finally:
+            await held.rollback()
+            await m.pool.release(other)
+        assert (await deciding).therapist_id == best.therapist_id

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from booking import store
+from booking import service, store
 from booking.app import DEFINITION
 from chassis.app import build
+from chassis.auth import Principal
+from chassis.errors import Conflict
 
 
 async def live_sessions(pool: asyncpg.Pool, therapist_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -172,3 +174,27 @@ async def test_a_time_a_committed_booking_holds_is_refused_without_writing(pool,
     assert await book(other_course, second, "second") is False
     assert await pool.fetchrow(counts) == before
     assert [s["course_id"] for s in await live_sessions(pool, therapist)] == [course]
+
+
+async def test_a_refusal_offers_the_nearest_free_times_even_days_away(pool, kit) -> None:
+    """One hour of work a day: the nearest free times lie on other days, beyond the busy times
+    read with the booking, and the refusal still offers the nearest three."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now, kit.hours("09:00-10:00"))
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    listed = await service.free_slots_for(pool, Principal(second, "client"), therapist, now)
+    wanted = listed.slots[len(listed.slots) // 2].starts_at
+    await service.book_session(pool, Principal(first, "client"), course, wanted, "a", now)
+    free = await service.free_slots_for(
+        pool, Principal(second, "client"), therapist, now, limit=2000
+    )
+    nearest = sorted(sorted(free.slots, key=lambda s: (abs(s.starts_at - wanted), s.starts_at))[:3])
+    with pytest.raises(Conflict) as refused:
+        await service.book_session(
+            pool, Principal(second, "client"), other_course, wanted, "b", now
+        )
+    offered = [datetime.fromisoformat(s["starts_at"]) for s in refused.value.extra["alternatives"]]
+    assert offered == [slot.starts_at for slot in nearest]
+    assert max(abs(at - wanted) for at in offered) > timedelta(hours=23)

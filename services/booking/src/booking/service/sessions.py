@@ -19,6 +19,7 @@ from booking.domain.availability import (
     AvailabilityRules,
     Busy,
     FreeTime,
+    Slot,
     check_bookable,
 )
 from booking.domain.course import CourseSession
@@ -123,6 +124,31 @@ def _refusal(
     return taken(exc.code, exc.message, offered)
 
 
+def _covered(
+    rules: AvailabilityRules,
+    minutes: int,
+    busy: Sequence[Busy],
+    now: datetime,
+    starts_at: datetime,
+    reach: timedelta,
+) -> list[Slot] | None:
+    """The alternatives to offer from the busy times within `reach` of `starts_at`, when
+    they all lie well inside what those busy times cover (else None: look further)."""
+    offered = FreeTime(rules, minutes, busy, now).nearest(starts_at, ALTERNATIVES_OFFERED)
+    margin = timedelta(minutes=minutes + rules.buffer_minutes)
+    low, high = starts_at - reach + margin, starts_at + reach - margin
+    if len(offered) == ALTERNATIVES_OFFERED and all(
+        low <= slot.starts_at <= high for slot in offered
+    ):
+        return offered
+    return None
+
+
+# How far around the refused time a refusal reads both calendars when the busy times read
+# with the booking do not hold three alternatives (a full day): before reading them whole.
+REFUSAL_REACH = timedelta(days=7)
+
+
 async def refuse(
     conn: asyncpg.Connection,
     exc: errors.SlotUnavailable,
@@ -134,16 +160,24 @@ async def refuse(
 ) -> Conflict:
     """The 409 for a refused booking, with alternatives from both calendars as they are now:
     from the busy times `nearby` the request (`store.booking_view`) when the alternatives lie
-    well inside what they cover, else from a read of both calendars."""
+    well inside what they cover, else from both calendars a week either side, else from
+    both calendars whole."""
     minutes = row["session_minutes"]
     if nearby is not None:
-        offered = FreeTime(rules, minutes, nearby, now).nearest(starts_at, ALTERNATIVES_OFFERED)
-        margin = timedelta(minutes=minutes + rules.buffer_minutes)
-        covered = (starts_at - store.NEARBY + margin, starts_at + store.NEARBY - margin)
-        if len(offered) == ALTERNATIVES_OFFERED and all(
-            covered[0] <= slot.starts_at <= covered[1] for slot in offered
-        ):
+        offered = _covered(rules, minutes, nearby, now, starts_at, store.NEARBY)
+        if offered is not None:
             return taken(exc.code, exc.message, offered)
+    therapist_busy, client_busy = await store.busy_of(
+        conn,
+        since=starts_at - REFUSAL_REACH,
+        until=starts_at + REFUSAL_REACH,
+        therapist_id=row["therapist_id"],
+        client_id=row["client_id"],
+    )
+    busy = therapist_busy + client_busy
+    offered = _covered(rules, minutes, busy, now, starts_at, REFUSAL_REACH)
+    if offered is not None:
+        return taken(exc.code, exc.message, offered)
     therapist_busy, client_busy = await calendars(
         conn, rules, now, row["therapist_id"], row["client_id"]
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -146,6 +147,19 @@ async def add_envelope(conn: asyncpg.Connection, *envelopes: Envelope[Any]) -> N
         await conn.execute(_INSERT, *event_columns(envelopes))
 
 
+@functools.lru_cache(maxsize=256)
+def _write_statement(change: str, only_if_changed: bool) -> str:
+    """The one statement of `write` (composed once per change: writes are a hot path)."""
+    if only_if_changed and not _RETURNING.search(change):
+        raise ValueError("only_if_changed needs a RETURNING clause in the change")
+    first = max((int(n) for n in _PARAMETER.findall(change)), default=0) + 1
+    insert = events_insert(first)
+    if only_if_changed:
+        insert += " WHERE EXISTS (SELECT FROM change)"
+    result = "SELECT * FROM change" if _RETURNING.search(change) else "SELECT WHERE false"
+    return f"WITH change AS ({change}), written AS ({insert}) {result}"
+
+
 async def write(
     conn: asyncpg.Connection,
     change: str,
@@ -170,14 +184,7 @@ async def write(
     `only_if_changed` the events are written only when the change returned a row, so it
     needs a RETURNING clause.
     """
-    if only_if_changed and not _RETURNING.search(change):
-        raise ValueError("only_if_changed needs a RETURNING clause in the change")
-    first = max((int(n) for n in _PARAMETER.findall(change)), default=0) + 1
-    insert = events_insert(first)
-    if only_if_changed:
-        insert += " WHERE EXISTS (SELECT FROM change)"
-    result = "SELECT * FROM change" if _RETURNING.search(change) else "SELECT WHERE false"
-    sql = f"WITH change AS ({change}), written AS ({insert}) {result}"
+    sql = _write_statement(change, only_if_changed)
     rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *event_columns(_wrapped(events)))
     return rows
 

@@ -385,12 +385,13 @@ async def index_built(worker: Process, therapists: int, timeout: float = 120) ->
 async def claim_figures(workers: list[Process]) -> dict[str, float]:
     """What the workers say of their claims: how many, how many found the row held by
     another decision and waited (and how long in all), how many were refused."""
-    figures = {"claims": 0.0, "waits": 0.0, "waited": 0.0, "refused": 0.0}
+    figures = {"claims": 0.0, "waits": 0.0, "waited": 0.0, "refused": 0.0, "passed_over": 0.0}
     names = {
         "samtal_matching_claims_total": "claims",
         "samtal_matching_claim_wait_seconds_count": "waits",
         "samtal_matching_claim_wait_seconds_sum": "waited",
         "samtal_matching_claims_refused_total": "refused",
+        "samtal_matching_claims_held_total": "passed_over",
     }
     for worker in workers:
         text = await worker.metrics()
@@ -846,7 +847,8 @@ async def main() -> None:
                             say(
                                 f"    {r['claims']:.0f} claims, {r['waits']:.0f} found the "
                                 f"therapist's row held and waited {r['waited'] * 1000:.1f} ms in "
-                                f"all, {r['refused']:.0f} refused; Postgres saw backends waiting "
+                                f"all, {r['refused']:.0f} refused, {r['passed_over']:.0f} passed a"
+                                f" held therapist over; Postgres saw backends waiting "
                                 f"on locks for {r['lock_wait_s'] * 1000:.0f} ms in all "
                                 f"({locks.samples} samples, {locks.by_event or 'none'})"
                             )
@@ -874,8 +876,8 @@ async def main() -> None:
         else:
             best = found.best_effort
             print(
-                f"  {catalog:,} therapists: no offered rate down to {MIN_RATE:.0f}/s kept p99"
-                f" within "
+                f"  {catalog:,} therapists: no offered rate (down to {MIN_RATE:.0f}/s, at most"
+                f" {SUSTAIN_TRIES} runs of 30 s) kept p99 within "
                 f"{E2E_P99_LIMIT:.0f}x RTT; backlog held up to {found.drains_per_s:.0f}/s"
                 + (f" (30 s at {best.rate:.0f}/s: p99 {best.p99 / rtt:.1f}x RTT)" if best else "")
                 + f"; burst {found.burst_per_s:.0f}/s"

@@ -1,0 +1,227 @@
+"""SQL of a therapist's hours: the therapist's row (from catalog's profile events), the
+weekly availability, what listing free slots reads, and the free-slot summaries for matching
+(requests filed in a change's transaction, taken and published by the worker)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from booking.domain.availability import Busy
+from booking.store.common import LIVE_SQL
+
+# --------------------------------------------------------------------------- therapists
+
+_THERAPIST = (
+    "SELECT t.*, (SELECT to_jsonb(a) FROM availability a"
+    "  WHERE a.therapist_id = t.therapist_id) AS availability"
+    " FROM therapists t WHERE t.therapist_id = $1"
+)
+
+
+async def ensure_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> None:
+    """A row for the therapist (a course or an availability can come before the catalog's
+    profile)."""
+    await conn.execute(
+        "INSERT INTO therapists (therapist_id) VALUES ($1) ON CONFLICT DO NOTHING", therapist_id
+    )
+
+
+async def get_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> asyncpg.Record | None:
+    """The therapist's row with its `availability` (a dict, or None), without a lock."""
+    return await conn.fetchrow(_THERAPIST, therapist_id)
+
+
+async def apply_profile(
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    *,
+    time_zone: str,
+    modes: Sequence[str],
+    city: str | None,
+    practice_address: str | None,
+    version: int,
+) -> bool:
+    """Store a published profile unless a newer version is already known. True if applied."""
+    applied = await conn.fetchval(
+        "INSERT INTO therapists AS t"
+        " (therapist_id, time_zone, modes, city, practice_address, published, version)"
+        " VALUES ($1, $2, $3, $4, $5, true, $6)"
+        " ON CONFLICT (therapist_id) DO UPDATE SET time_zone = EXCLUDED.time_zone,"
+        "  modes = EXCLUDED.modes, city = EXCLUDED.city,"
+        "  practice_address = EXCLUDED.practice_address, published = true,"
+        "  version = EXCLUDED.version, updated_at = now()"
+        " WHERE t.version < EXCLUDED.version"
+        " RETURNING true",
+        therapist_id,
+        time_zone,
+        list(modes),
+        city,
+        practice_address,
+        version,
+    )
+    return bool(applied)
+
+
+async def apply_withdrawal(conn: asyncpg.Connection, therapist_id: uuid.UUID, version: int) -> bool:
+    """Close the therapist for booking unless a newer profile is already known."""
+    applied = await conn.fetchval(
+        "INSERT INTO therapists AS t (therapist_id, published, version) VALUES ($1, false, $2)"
+        " ON CONFLICT (therapist_id) DO UPDATE SET published = false,"
+        "  version = EXCLUDED.version, updated_at = now()"
+        " WHERE t.version < EXCLUDED.version"
+        " RETURNING true",
+        therapist_id,
+        version,
+    )
+    return bool(applied)
+
+
+# --------------------------------------------------------------------------- availability
+
+
+async def put_availability(
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    *,
+    weekly: dict[str, list[str]],
+    exceptions: list[dict[str, Any]],
+    buffer_minutes: int,
+    min_notice_hours: int,
+    horizon_days: int,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO availability AS a"
+        " (therapist_id, weekly, exceptions, buffer_minutes, min_notice_hours, horizon_days)"
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (therapist_id) DO UPDATE SET weekly = EXCLUDED.weekly,"
+        "  exceptions = EXCLUDED.exceptions, buffer_minutes = EXCLUDED.buffer_minutes,"
+        "  min_notice_hours = EXCLUDED.min_notice_hours, horizon_days = EXCLUDED.horizon_days,"
+        "  updated_at = now()"
+        " RETURNING *",
+        therapist_id,
+        weekly,
+        exceptions,
+        buffer_minutes,
+        min_notice_hours,
+        horizon_days,
+    )
+    assert row is not None
+    return row
+
+
+async def slot_view(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, client_id: uuid.UUID | None
+) -> asyncpg.Record:
+    """For listing free slots, in one round trip: the therapist's row with `availability`
+    (columns NULL when unknown), whether the client has a course with them (`has_course`), and
+    the length of the client's latest course with them (`course_minutes`)."""
+    row = await conn.fetchrow(
+        "SELECT t.time_zone, t.published,"
+        " (SELECT to_jsonb(a) FROM availability a WHERE a.therapist_id = $1) AS availability,"
+        " EXISTS (SELECT 1 FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1)"
+        "  AS has_course,"
+        " (SELECT c.session_minutes FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1"
+        "  ORDER BY c.status = 'active' DESC, c.started_at DESC LIMIT 1) AS course_minutes"
+        " FROM (SELECT 1) AS one LEFT JOIN therapists t ON t.therapist_id = $1",
+        therapist_id,
+        client_id,
+    )
+    assert row is not None
+    return row
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+async def request_summary(conn: asyncpg.Connection, *therapist_ids: uuid.UUID) -> None:
+    """Ask for the therapists' free-slot summaries to be published again (after commit, by
+    the worker's publisher: nothing is computed here)."""
+    await conn.execute(
+        "INSERT INTO summary_requests (therapist_id) SELECT unnest($1::uuid[])",
+        list(therapist_ids),
+    )
+
+
+# Advisory lock class of "publishing this therapist's summary" (the second key is the hash
+# of the therapist id): one replica at a time per therapist, the others skip it.
+_SUMMARY_LOCK = 0x5AB1
+
+
+async def take_due_summaries(
+    conn: asyncpg.Connection, window_s: float, batch: int
+) -> list[uuid.UUID]:
+    """In the caller's transaction: up to `batch` therapists whose oldest summary request is
+    `window_s` old, that no other replica is publishing; their requests are deleted (visible
+    ones only: a request that commits later stays for the next pass). Rolled back (a worker
+    that dies), the requests are there again."""
+    rows = await conn.fetch(
+        "WITH due AS MATERIALIZED ("
+        "  SELECT therapist_id FROM summary_requests GROUP BY therapist_id"
+        "  HAVING min(requested_at) <= now() - make_interval(secs => $1)"
+        "  ORDER BY min(requested_at) LIMIT $2 * 4"
+        "), mine AS MATERIALIZED ("
+        "  SELECT therapist_id FROM due"
+        "  WHERE pg_try_advisory_xact_lock($3, hashtext(therapist_id::text)) LIMIT $2"
+        ") DELETE FROM summary_requests r USING mine WHERE r.therapist_id = mine.therapist_id"
+        " RETURNING r.therapist_id",
+        window_s,
+        batch,
+        _SUMMARY_LOCK,
+    )
+    return sorted({row["therapist_id"] for row in rows})
+
+
+async def summary_therapists(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """Each therapist's row with `availability` (a dict or None) and `active_courses`."""
+    return list(
+        await conn.fetch(
+            "SELECT t.*, (SELECT to_jsonb(a) FROM availability a"
+            "  WHERE a.therapist_id = t.therapist_id) AS availability,"
+            " (SELECT count(*) FROM courses c WHERE c.therapist_id = t.therapist_id"
+            "  AND c.status = 'active') AS active_courses"
+            " FROM therapists t WHERE t.therapist_id = ANY($1::uuid[])",
+            list(therapist_ids),
+        )
+    )
+
+
+async def busy_of_many(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID], since: datetime, until: datetime
+) -> dict[uuid.UUID, list[Busy]]:
+    """(start, end) of the therapists' live sessions touching [since, until), in one query."""
+    rows = await conn.fetch(
+        "SELECT therapist_id, starts_at, ends_at FROM sessions"
+        " WHERE therapist_id = ANY($1::uuid[]) AND therapist_span && tstzrange($2, $3)"
+        f" AND {LIVE_SQL} ORDER BY therapist_id, starts_at",
+        list(therapist_ids),
+        since,
+        until,
+    )
+    busy: dict[uuid.UUID, list[Busy]] = {therapist_id: [] for therapist_id in therapist_ids}
+    for row in rows:
+        busy[row["therapist_id"]].append((row["starts_at"], row["ends_at"]))
+    return busy
+
+
+async def queue_refresh(conn: asyncpg.Connection, every_s: float) -> int:
+    """If the periodic refresh is due (and this replica is the one to move the schedule on),
+    request every bookable therapist's summary; the number requested, or 0."""
+    status = await conn.execute(
+        "WITH turn AS ("
+        "  INSERT INTO summary_schedule AS s (next_at)"
+        "  VALUES (now() + make_interval(secs => $1))"
+        "  ON CONFLICT (only_row) DO UPDATE SET next_at = EXCLUDED.next_at"
+        "  WHERE s.next_at <= now() RETURNING 1"
+        ") INSERT INTO summary_requests (therapist_id, requested_at)"
+        " SELECT t.therapist_id, '-infinity' FROM turn, therapists t"
+        " JOIN availability a USING (therapist_id) WHERE t.published",
+        every_s,
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,233 @@
+"""SQL of booking a time: a session claims its time as five-minute cells in the statement
+that books it (first claim wins, `book`), without any therapist-wide lock; and the one
+round-trip view a booking decides on (`booking_view`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from booking.domain.availability import Busy
+from booking.store.common import LIVE_SQL
+from chassis import outbox
+from contracts import EventPayload
+
+CELL = timedelta(minutes=5)
+NEARBY = timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def cells_of(starts_at: datetime, ends_at: datetime, buffer_minutes: int) -> list[datetime]:
+    """The five-minute cells wholly inside the therapist's time of a session, [start, end +
+    buffer): two sessions whose times overlap by at least a cell claim a cell in common, and
+    two that do not overlap never do (the exclusion constraint sees the rest)."""
+    first = -((_EPOCH - starts_at) // CELL)  # ceil
+    last = (ends_at + timedelta(minutes=buffer_minutes) - _EPOCH) // CELL  # floor
+    return [_EPOCH + CELL * n for n in range(first, last)]
+
+
+_SESSION_COLUMNS = (
+    ("session_id", "uuid"),
+    ("course_id", "uuid"),
+    ("client_id", "uuid"),
+    ("therapist_id", "uuid"),
+    ("number", "integer"),
+    ("phase", "text"),
+    ("starts_at", "timestamptz"),
+    ("ends_at", "timestamptz"),
+    ("buffer_minutes", "integer"),
+    ("time_zone", "text"),
+    ("mode", "text"),
+    ("meeting_url", "text"),
+    ("practice_address", "text"),
+    ("booked_by", "text"),
+    ("series_id", "uuid"),
+    ("policy_version", "text"),
+)
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> tuple[str, str]:
+    """(`unnest($first::t[], ...) AS alias(columns)` arguments, column names)."""
+    arrays = ", ".join(f"${first + n}::{kind}[]" for n, (_, kind) in enumerate(columns))
+    return arrays, ", ".join(name for name, _ in columns)
+
+
+_SESSION_ARRAYS, _SESSION_NAMES = _unnest(_SESSION_COLUMNS, 11)
+# The events go in as chassis.outbox writes them (six arrays from this parameter on).
+_EVENTS_FROM = 11 + len(_SESSION_COLUMNS)
+_BOOK = f"""
+WITH free AS MATERIALIZED (
+    -- A cell claimed by a committed booking refuses at once: nothing locked or written.
+    SELECT NOT EXISTS (SELECT FROM claimed_cells
+                       WHERE therapist_id = $4 AND cell = ANY($5::timestamptz[])) AS free
+), course AS MATERIALIZED (
+    SELECT c.course_id FROM free, courses c
+    WHERE free.free AND c.course_id = $1 AND c.status = 'active' AND c.planned_sessions = $2
+      AND c.session_minutes = $3
+      AND EXISTS (SELECT 1 FROM therapists t WHERE t.therapist_id = c.therapist_id
+                  AND t.published)
+    FOR SHARE OF c
+), claimed AS (
+    INSERT INTO claimed_cells (therapist_id, cell, session_id)
+    SELECT $4, claim.cell, claim.session_id
+    FROM course, unnest($5::timestamptz[], $6::uuid[]) AS claim(cell, session_id)
+    ORDER BY claim.cell
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), verdict AS MATERIALIZED (
+    SELECT free.free, EXISTS (SELECT 1 FROM course) AS open,
+           (SELECT count(*) FROM claimed) = cardinality($5::timestamptz[]) AS won
+    FROM free
+), booked AS (
+    INSERT INTO sessions ({_SESSION_NAMES}, client_span, therapist_span)
+    SELECT {_SESSION_NAMES}, tstzrange(starts_at, ends_at),
+           tstzrange(starts_at, ends_at + make_interval(mins => buffer_minutes))
+    FROM verdict, unnest({_SESSION_ARRAYS}) AS s({_SESSION_NAMES})
+    WHERE verdict.open AND verdict.won
+    RETURNING 1
+), answered AS (
+    INSERT INTO idempotency_keys (actor_id, key, request_hash, response)
+    SELECT $7, $8, $9, $10 FROM verdict WHERE verdict.open AND verdict.won
+    RETURNING 1
+), published AS (
+    {outbox.events_insert(_EVENTS_FROM)}
+    WHERE EXISTS (SELECT FROM verdict WHERE verdict.open AND verdict.won)
+), requested AS (
+    INSERT INTO summary_requests (therapist_id)
+    SELECT $4 FROM verdict WHERE verdict.open AND verdict.won
+    RETURNING 1
+)
+SELECT CASE WHEN NOT free THEN false
+            WHEN NOT open THEN refuse_booking('changed')
+            WHEN NOT won THEN refuse_booking('taken')
+            ELSE true END
+FROM verdict
+"""
+
+
+async def book(
+    conn: asyncpg.Connection,
+    *,
+    course: asyncpg.Record | dict[str, Any],
+    sessions: Sequence[dict[str, Any]],
+    answer: tuple[uuid.UUID, str, str, dict[str, Any]],
+    events: Sequence[EventPayload],
+) -> bool:
+    """Book sessions of one course in ONE statement, without a transaction of the caller's:
+    claim their cells (ascending, first claim wins), insert the sessions, the idempotency
+    answer (actor, key, request hash, response), the events and a summary request. False,
+    with nothing locked or written, when a committed booking holds one of the cells already.
+    Raises ExclusionViolationError when the time was taken meanwhile (cells, or the exclusion
+    constraints), SerializationError when the course closed or changed its plan (or the
+    therapist stopped taking bookings) since it was read, UniqueViolationError for a key or a
+    place in the plan taken meanwhile; nothing is written then."""
+    claims = sorted(
+        (cell, s["session_id"])
+        for s in sessions
+        for cell in cells_of(s["starts_at"], s["ends_at"], s["buffer_minutes"])
+    )
+    actor_id, key, request_hash, response = answer
+    booked: bool = await conn.fetchval(
+        _BOOK,
+        course["course_id"],
+        course["planned_sessions"],
+        course["session_minutes"],
+        course["therapist_id"],
+        [cell for cell, _ in claims],
+        [session_id for _, session_id in claims],
+        actor_id,
+        key,
+        request_hash,
+        response,
+        *([s[name] for s in sessions] for name, _ in _SESSION_COLUMNS),
+        *outbox.event_columns([outbox.envelope_for(event) for event in events]),
+    )
+    return booked
+
+
+async def claim(
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, session_id: uuid.UUID, cells: list[datetime]
+) -> bool:
+    """Claim a session's cells in the caller's transaction; False if any was taken (the caller
+    rolls back what was claimed)."""
+    claimed = await conn.fetchval(
+        "WITH claimed AS (INSERT INTO claimed_cells (therapist_id, cell, session_id)"
+        " SELECT $1, cell, $2 FROM unnest($3::timestamptz[]) AS cell ORDER BY cell"
+        " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM claimed",
+        therapist_id,
+        session_id,
+        sorted(cells),
+    )
+    return bool(claimed == len(cells))
+
+
+async def release(conn: asyncpg.Connection, session_ids: Sequence[uuid.UUID]) -> None:
+    """Give the time of sessions that no longer occupy it back."""
+    await conn.execute(
+        "DELETE FROM claimed_cells WHERE session_id = ANY($1::uuid[])", list(session_ids)
+    )
+
+
+async def forget_past_cells(conn: asyncpg.Connection, before: datetime) -> int:
+    """Cells of time long past: no booking can reach them any more."""
+    status = await conn.execute("DELETE FROM claimed_cells WHERE cell < $1", before)
+    return int(status.split()[-1])
+
+
+async def booking_view(
+    conn: asyncpg.Connection,
+    course_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    key: str,
+    starts_at: datetime,
+) -> asyncpg.Record | None:
+    """Everything a booking decides on, in one round trip: the course's columns; its
+    therapist's `time_zone`, `published`, `practice_address` and `availability` (a dict or
+    None); the course's `sessions` (`view_sessions`); the answer already given to (actor,
+    key) as `earlier_hash` and `earlier_response` (NULL when none); and `nearby`: both
+    calendars' busy times within NEARBY of `starts_at` (`nearby_of`)."""
+    return await conn.fetchrow(
+        "SELECT c.*, t.time_zone, t.published, t.practice_address,"
+        " to_jsonb(a) AS availability,"
+        " array(SELECT row(s.session_id, s.number, s.phase, s.starts_at, s.status, s.phq9_total)"
+        "  FROM sessions s WHERE s.course_id = c.course_id ORDER BY s.starts_at, s.number)"
+        "  AS sessions,"
+        " k.request_hash AS earlier_hash, k.response AS earlier_response,"
+        # Both calendars within NEARBY of the requested start, to check it and to offer the
+        # alternatives of a refusal without another round trip. (No branches on the
+        # parameters: one generic plan serves every booking, without planning each one.)
+        " array(SELECT row(s.starts_at, s.ends_at, s.therapist_id = c.therapist_id,"
+        "  s.client_id = c.client_id) FROM sessions s"
+        "  WHERE ((s.therapist_id = c.therapist_id AND s.therapist_span && p.near"
+        f"   AND s.{LIVE_SQL})"
+        "  OR (s.client_id = c.client_id AND s.client_span && p.near"
+        f"   AND s.{LIVE_SQL})) ORDER BY s.starts_at) AS nearby"
+        " FROM (SELECT tstzrange($4::timestamptz - $5::interval, $4::timestamptz + $5::interval)"
+        "  AS near) p,"
+        " courses c JOIN therapists t USING (therapist_id)"
+        " LEFT JOIN availability a USING (therapist_id)"
+        " LEFT JOIN idempotency_keys k ON k.actor_id = $2 AND k.key = $3"
+        " WHERE c.course_id = $1",
+        course_id,
+        actor_id,
+        key,
+        starts_at,
+        NEARBY,
+    )
+
+
+def nearby_of(view: asyncpg.Record) -> tuple[list[Busy], list[Busy]]:
+    """The therapist's and the client's busy times near the start of a `booking_view`."""
+    therapist = [(start, end) for start, end, theirs, _ in view["nearby"] if theirs]
+    client = [(start, end) for start, end, _, clients in view["nearby"] if clients]
+    return therapist, client
+
+
+def view_sessions(view: asyncpg.Record) -> list[dict[str, Any]]:
+    """The course's sessions of a `booking_view`, as rows."""
+    names = ("session_id", "number", "phase", "starts_at", "status", "phq9_total")
+    return [dict(zip(names, session, strict=True)) for session in view["sessions"]]

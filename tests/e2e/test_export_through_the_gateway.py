@@ -36,6 +36,7 @@ def running(postgres_server, kafka_server, tmp_path_factory) -> Iterator[Any]:
         topic_prefix=f"export{uuid.uuid4().hex[:6]}.",
         rate_limit_per_s=100_000,
         progress=lambda line: print(f"[platform] {line}"),
+        drop_on_stop=True,
     )
     try:
         yield platform

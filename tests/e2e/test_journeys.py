@@ -30,6 +30,7 @@ def platform(postgres_server, kafka_server, tmp_path_factory) -> Iterator:
         base_port=base,
         topic_prefix=f"e2e{uuid.uuid4().hex[:6]}.",
         progress=lambda line: print(f"[platform] {line}"),
+        drop_on_stop=True,
     )
     try:
         yield running

@@ -50,6 +50,7 @@ def running(postgres_server, kafka_server, tmp_path_factory) -> Iterator[Any]:
         rate_limit_per_s=100_000,
         replicas={"matching": 2, "booking": 2},
         progress=lambda line: print(f"[platform] {line}"),
+        drop_on_stop=True,
     )
     try:
         yield platform

@@ -159,6 +159,14 @@ def _keys(run_dir: Path) -> tuple[str, str]:
     return private.read_text(), public.read_text()
 
 
+async def _drop_database(server: PostgresServer, name: str) -> None:
+    conn = await asyncpg.connect(server.admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 async def _ensure_database(server: PostgresServer, name: str, *, fresh: bool) -> tuple[str, str]:
     """The database's DSN and what happened to it: created, emptied or reused."""
     conn = await asyncpg.connect(server.admin_dsn)
@@ -273,7 +281,9 @@ def start_platform(
     ready_timeout_s: float = 120,
     replicas: int | Mapping[str, int] = 1,
     fresh: bool = False,
+    drop_on_stop: bool = False,
 ) -> Platform:
+    """Start every process of the platform; `drop_on_stop` (tests) drops the database on stop."""
     counts_of = replicas if isinstance(replicas, Mapping) else dict.fromkeys(SERVICES, replicas)
     api_replicas = {s: int(counts_of.get(s, 1)) for s in SERVICES}
     if not all(1 <= n <= MAX_REPLICAS for n in api_replicas.values()):
@@ -307,6 +317,9 @@ def start_platform(
         private_key=private_key,
         mail_dir=mail_dir,
     )
+    if drop_on_stop:
+        # first in, so popped last: after every process that used the database has stopped
+        platform._stops.append(lambda: run_blocking(_drop_database(postgres, database)))
     platform._stops.append(stop_smtp)
     extra = {
         # The demo holds a 12-week course in a minute by moving booking's clock forward.

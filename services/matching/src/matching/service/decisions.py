@@ -1,0 +1,317 @@
+"""Matching an intake: the matcher's decision over the candidates, with the chosen
+therapist's place claimed in Postgres, recorded as a match or a waitlisting."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+from prometheus_client import Counter, Histogram
+
+from contracts.events import (
+    IntakeWaitlisted,
+    TherapistMatched,
+)
+from matching import store
+from matching.domain import lifecycle
+from matching.domain.candidate_index import CandidateIndex
+from matching.domain.lifecycle import IntakeStatus
+from matching.domain.matcher import IntakeNeeds, Match, TherapistCandidate, Waitlist, match
+from matching.service.common import _now
+
+CLAIM_WAIT = Histogram(
+    "samtal_matching_claim_wait_seconds",
+    "Time a claim waited for its therapist's row while another decision held it (claims"
+    " that found the row free wait for nothing and are not observed)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+CLAIMS = Counter("samtal_matching_claims", "Claims of a therapist's place by a decision")
+CLAIMS_HELD = Counter(
+    "samtal_matching_claims_held",
+    "Claims that found the therapist's row held by another decision and passed it over",
+)
+CLAIMS_REFUSED = Counter(
+    "samtal_matching_claims_refused",
+    "Claims that found the therapist changed since the candidates were read",
+)
+
+
+# A refused claim reads the therapist again and decides again; this many in a row means
+# the read model changes faster than we decide: give up and let the consumer retry.
+MAX_CLAIMS = 25
+
+
+class Candidates(Protocol):
+    """Where a decision gets its therapists: the read model in Postgres, or the worker's index."""
+
+    async def decide(
+        self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
+    ) -> Match | Waitlist:
+        """`match()` over the therapists; `tell`: waitlist reasons that tell the client."""
+        ...
+
+    def held(self, therapist_id: uuid.UUID) -> TherapistCandidate | None:
+        """What the decision was based on for this therapist."""
+        ...
+
+    def refresh(self, therapist_id: uuid.UUID, fresh: TherapistCandidate | None) -> None:
+        """The therapist as it is now (None: no longer offered)."""
+        ...
+
+
+@dataclass
+class ReadModelCandidates:
+    """Read per decision from Postgres (the api's clinician and switch steps)."""
+
+    pool: dict[uuid.UUID, TherapistCandidate] | None = None
+    everyone: bool = False
+
+    async def decide(
+        self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
+    ) -> Match | Waitlist:
+        if self.pool is None:
+            self.pool = {c.therapist_id: c for c in await store.likely_candidates(conn, needs)}
+        result = match(needs, self.pool.values(), now)
+        if isinstance(result, Waitlist) and tell and not self.everyone:
+            # Nobody fits: look at everyone to tell the client what stopped the nearest ones.
+            # A failed retry keeps the reasons it had: it tells nobody, and reading every
+            # therapist for each waiting intake on each retry would cost the most when
+            # the waitlist is longest.
+            self.pool = {c.therapist_id: c for c in await store.all_candidates(conn)}
+            self.everyone = True
+            result = match(needs, self.pool.values(), now)
+        return result
+
+    def held(self, therapist_id: uuid.UUID) -> TherapistCandidate | None:
+        return None if self.pool is None else self.pool.get(therapist_id)
+
+    def refresh(self, therapist_id: uuid.UUID, fresh: TherapistCandidate | None) -> None:
+        assert self.pool is not None
+        if fresh is None:
+            self.pool.pop(therapist_id, None)
+        else:
+            self.pool[therapist_id] = fresh
+
+
+@dataclass
+class IndexedCandidates:
+    """The worker's in-memory candidate index (matching.domain.candidate_index)."""
+
+    index: CandidateIndex
+
+    async def decide(
+        self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
+    ) -> Match | Waitlist:
+        return self.index.decide(needs, now)
+
+    def held(self, therapist_id: uuid.UUID) -> TherapistCandidate | None:
+        return self.index.held(therapist_id)
+
+    def refresh(self, therapist_id: uuid.UUID, fresh: TherapistCandidate | None) -> None:
+        # What the claim read under the row's lock is committed state: true for every decision.
+        if fresh is None:
+            self.index.drop(therapist_id)
+        else:
+            self.index.put(fresh)
+
+
+class _Changed(Exception):
+    def __init__(self, fresh: TherapistCandidate | None) -> None:
+        super().__init__("the therapist changed since the candidates were read")
+        self.fresh = fresh
+
+
+class _Held:
+    """A claim that found the therapist's row held by another decision and did not wait."""
+
+
+HELD = _Held()
+
+
+async def _claim(
+    conn: asyncpg.Connection,
+    seen: TherapistCandidate | None,
+    therapist_id: uuid.UUID,
+    candidates: Candidates,
+    *,
+    wait: bool,
+) -> TherapistCandidate | _Held | None:
+    """Take the therapist's row for this transaction, if the therapist is still exactly what
+    the decision saw (`seen`: the same load above all); the therapist as it is now, or None
+    (then the candidates hold the therapist as it is now).
+
+    One round trip when no other decision holds the row. A refused claim keeps that row
+    until commit (the next decision usually takes the same therapist with its new load).
+    When another decision holds it: HELD unless `wait`; else this one waits (the wait is
+    measured: CLAIM_WAIT), under a savepoint whose rollback lets the row go again if the
+    claim is refused."""
+    CLAIMS.inc()
+    fresh = await store.claim_unless_held(conn, therapist_id)
+    if fresh is not None:
+        if fresh == seen:
+            return fresh
+        CLAIMS_REFUSED.inc()
+        candidates.refresh(therapist_id, fresh)
+        return None
+    if not wait:
+        CLAIMS_HELD.inc()
+        return HELD
+    try:
+        async with conn.transaction():
+            started = time.perf_counter()
+            offered = await store.lock_therapist(conn, therapist_id)
+            CLAIM_WAIT.observe(time.perf_counter() - started)
+            if offered:
+                [fresh] = await store.candidates_of(conn, [therapist_id])
+            if fresh is None or fresh != seen:
+                raise _Changed(fresh)
+        return fresh
+    except _Changed as changed:
+        CLAIMS_REFUSED.inc()
+        candidates.refresh(therapist_id, changed.fresh)
+        return None
+
+
+async def _decide(
+    conn: asyncpg.Connection,
+    intake: asyncpg.Record,
+    now: datetime,
+    candidates: Candidates,
+    excluded: set[uuid.UUID] | None = None,
+    *,
+    wait_for_held: bool = True,
+) -> Match | Waitlist:
+    """The matcher's decision, with the chosen therapist's place claimed in Postgres: a
+    claim that finds the therapist changed (another decision, another replica) decides
+    again on what is true now, so the next best gets the place. `excluded`: the therapists
+    the intake is never matched with again, when the caller has read them.
+
+    Without `wait_for_held` (a batch's transaction, which may hold other therapists'
+    rows already: waiting could close a cycle, a deadlock) a therapist whose row another
+    decision holds is passed over for the next best; only the client's own choice, or
+    nobody else fitting, is waited for."""
+    if excluded is None:
+        excluded = await store.excluded_therapists(conn, intake["intake_id"])
+    needs = IntakeNeeds.from_intake(
+        intake["intake_id"], store.intake_of(intake), store.screening_of(intake), excluded
+    )
+    tell = intake["status"] != "waitlisted"
+    passed_over: set[uuid.UUID] = set()
+    deciding = needs
+    for _ in range(MAX_CLAIMS):
+        result = await candidates.decide(conn, deciding, now, tell=tell)
+        if isinstance(result, Waitlist):
+            if not passed_over:
+                return result
+            # Nobody else fits: wait for the therapists passed over after all.
+            passed_over.clear()
+            deciding, wait_for_held = needs, True
+            continue
+        # What the decision saw, taken before anything can change it (the worker's index
+        # changes as other decisions commit): the claim compares against this.
+        seen = candidates.held(result.therapist_id)
+        wait = wait_for_held or result.therapist_id == needs.direct_therapist_id
+        claimed = await _claim(conn, seen, result.therapist_id, candidates, wait=wait)
+        if isinstance(claimed, _Held):
+            passed_over.add(result.therapist_id)
+            deciding = dataclasses.replace(
+                needs, excluded_therapist_ids=needs.excluded_therapist_ids | passed_over
+            )
+            continue
+        if claimed is not None:
+            # The place this decision takes counts at once: the next decision (in this
+            # batch, or before the committed change comes back as a notification) sees it.
+            taken = dataclasses.replace(claimed, active_courses=claimed.active_courses + 1)
+            candidates.refresh(result.therapist_id, taken)
+            return result
+    raise RuntimeError(f"no claim held in {MAX_CLAIMS} tries; the consumer retries")
+
+
+async def _record_match(
+    conn: asyncpg.Connection,
+    intake: asyncpg.Record,
+    result: Match,
+    previous_therapist_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    match_id = uuid.uuid4()
+    requires_approval = intake["requires_approval"]
+    matched = TherapistMatched(
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        therapist_id=result.therapist_id,
+        method=intake["method"],
+        age_group=intake["age_group"],
+        problem_areas=intake["problem_areas"],
+        severity_band=intake["severity_band"],
+        mode=result.mode,
+        score=result.score,
+        reasons=result.reasons,
+        relaxed=result.relaxed,
+        alternatives=result.alternatives,
+        requires_approval=requires_approval,
+        previous_therapist_id=previous_therapist_id,
+    )
+    await store.record_match(
+        conn,
+        match_id=match_id,
+        intake_id=intake["intake_id"],
+        client_id=intake["client_id"],
+        result=result,
+        requires_approval=requires_approval,
+        status=lifecycle.match_status_on_match(requires_approval),
+        previous_therapist_id=previous_therapist_id,
+        intake_status=lifecycle.status_on_match(requires_approval),
+        events=[matched],
+    )
+    return match_id
+
+
+async def _record_waitlist(
+    conn: asyncpg.Connection, intake: asyncpg.Record, result: Waitlist, now: datetime
+) -> None:
+    if intake["status"] == "waitlisted":  # a failed retry keeps its place and its reasons
+        return
+    waitlisted = IntakeWaitlisted(
+        intake_id=intake["intake_id"], client_id=intake["client_id"], reasons=result.reasons
+    )
+    await store.set_waitlisted(
+        conn, intake["intake_id"], result.reasons, now=now, events=[waitlisted]
+    )
+
+
+async def match_intake(
+    conn: asyncpg.Connection,
+    intake_id: uuid.UUID,
+    *,
+    from_states: frozenset[IntakeStatus] = lifecycle.MATCHABLE,
+    now: datetime | None = None,
+    candidates: Candidates | None = None,
+    wait_for_held: bool = True,
+) -> Match | Waitlist | None:
+    """Match an intake that is in one of `from_states`; None (nothing done) otherwise.
+
+    The intake's row is locked first, then (only) the chosen therapist's: decisions on
+    different intakes and therapists run side by side on any number of replicas."""
+    intake = await store.intake_to_match(conn, intake_id)
+    if intake is None or intake["status"] not in from_states:
+        return None
+    now = now or _now()
+    result = await _decide(
+        conn,
+        intake,
+        now,
+        candidates or ReadModelCandidates(),
+        set(intake["excluded"]),
+        wait_for_held=wait_for_held,
+    )
+    if isinstance(result, Match):
+        await _record_match(conn, intake, result)
+    else:
+        await _record_waitlist(conn, intake, result, now)
+    return result

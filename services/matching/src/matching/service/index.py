@@ -1,0 +1,143 @@
+"""The worker's candidate index: built from the read model, kept fresh by the
+notifications of committed therapist changes; one per database and schema in a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+from prometheus_client import Gauge
+
+from chassis.app import Runtime
+from chassis.settings import ServiceSettings
+from matching import store
+from matching.domain.candidate_index import CandidateIndex
+from matching.service.common import log
+from matching.service.decisions import IndexedCandidates
+
+INDEX_THERAPISTS = Gauge(
+    "samtal_matching_index_therapists", "Therapists in this worker's candidate index"
+)
+
+
+@dataclass
+class _IndexKeeping:
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    index: CandidateIndex = field(default_factory=CandidateIndex)
+    # Set by the keeper once the index holds what was committed before a waitlist wake-up.
+    waitlist_wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+# One per database and schema a worker in this process serves (tests run several workers
+# in one process; they share the read model, so they may share its index).
+_INDEXES: dict[tuple[str, str], _IndexKeeping] = {}
+
+
+def _keeping(settings: ServiceSettings) -> _IndexKeeping:
+    return _INDEXES.setdefault((settings.database_url, settings.db_schema), _IndexKeeping())
+
+
+async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
+    """The worker's candidate index, once built: decisions wait for the (re)build, so a
+    (re)started worker never decides on a partial index."""
+    keeping = _keeping(settings)
+    await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
+    return IndexedCandidates(keeping.index)
+
+
+INDEX_PAGE = 1000
+
+
+async def _built_index(conn: asyncpg.Connection) -> CandidateIndex:
+    """The index from the read model, a page at a time (what changes meanwhile is named
+    by a notification the keeper reads again after)."""
+    index = CandidateIndex()
+    after: uuid.UUID | None = None
+    while page := await store.candidates_after(conn, after, INDEX_PAGE):
+        for candidate in page:
+            index.put(candidate)
+        after = page[-1].therapist_id
+    return index
+
+
+async def keep_candidate_index(runtime: Runtime) -> None:
+    """Worker task: builds the candidate index from the read model, then reads again every
+    therapist a committed NOTIFY names (store.therapist_changed). It listens before it
+    reads, so no change falls between; a lost connection (notifications may be lost
+    with it) builds the index anew."""
+    pool = runtime.pool
+    assert pool is not None
+    keeping = _keeping(runtime.settings)
+    channel = store.therapists_channel(runtime.settings.db_schema)
+    waitlist = store.waitlist_channel(runtime.settings.db_schema)
+    changed: set[uuid.UUID] = set()
+    poke = asyncio.Event()
+    waitlist_woken = False
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        changed.add(uuid.UUID(payload))
+        poke.set()
+
+    def on_waitlist(*_: object) -> None:
+        # Heard on this connection after the therapist changes committed before it (or
+        # with it): passed on to the retrier once they are in the index.
+        nonlocal waitlist_woken
+        waitlist_woken = True
+        poke.set()
+
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await conn.add_listener(channel, on_notify)
+                await conn.add_listener(waitlist, on_waitlist)
+                try:
+                    started = time.perf_counter()
+                    changed.clear()
+                    gc.unfreeze()  # a rebuild: the old index may go
+                    keeping.index = await _built_index(conn)
+                    # Tens of thousands of long-lived objects: out of the collector's way,
+                    # so its passes (and the pauses they add to decisions) stay short.
+                    gc.collect()
+                    gc.freeze()
+                    keeping.ready.set()
+                    keeping.waitlist_wake.set()  # wake-ups may have been lost meanwhile
+                    INDEX_THERAPISTS.set(len(keeping.index))
+                    log.info(
+                        "candidate index built",
+                        therapists=len(keeping.index),
+                        ms=round((time.perf_counter() - started) * 1000),
+                    )
+                    while True:
+                        await poke.wait()
+                        poke.clear()
+                        ids = list(changed)
+                        changed.clear()
+                        wake, waitlist_woken = waitlist_woken, False
+                        if ids:
+                            fresh = {
+                                c.therapist_id: c for c in await store.candidates_of(conn, ids)
+                            }
+                            for therapist_id in ids:
+                                if therapist_id in fresh:
+                                    keeping.index.put(fresh[therapist_id])
+                                else:
+                                    keeping.index.drop(therapist_id)
+                            INDEX_THERAPISTS.set(len(keeping.index))
+                        if wake:
+                            keeping.waitlist_wake.set()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.remove_listener(channel, on_notify)
+                        await conn.remove_listener(waitlist, on_waitlist)
+        except asyncio.CancelledError:
+            keeping.ready.clear()
+            raise
+        except Exception as exc:  # the database went away: build anew once it is back
+            keeping.ready.clear()
+            log.warning("candidate index lost its feed; building it anew", error=str(exc))
+            await asyncio.sleep(1.0)

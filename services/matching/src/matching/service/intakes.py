@@ -1,0 +1,73 @@
+"""Submitting an intake: screened and stored, IntakeSubmitted (and IntakeEscalated) with it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from chassis import audit
+from contracts.events import (
+    IntakeEscalated,
+    IntakeSubmitted,
+)
+from matching import store
+from matching.domain import lifecycle
+from matching.domain.intake import Intake
+from matching.domain.lifecycle import IntakeStatus
+from matching.domain.screening import Screening, screen_intake
+
+
+@dataclass(frozen=True)
+class Submitted:
+    intake_id: uuid.UUID
+    screening: Screening
+    status: IntakeStatus
+
+
+async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake) -> Submitted:
+    """Screen and store an intake; the matcher picks it up from IntakeSubmitted.
+
+    Raises ScreeningRefused (under 12) before anything is stored.
+    """
+    screening = screen_intake(intake)
+    intake_id = uuid.uuid4()
+    status = lifecycle.status_on_submit(screening)
+    events: list[IntakeSubmitted | IntakeEscalated] = [
+        IntakeSubmitted(
+            intake_id=intake_id,
+            client_id=client_id,
+            age_group=screening.age_group,
+            method=screening.method,
+            problem_areas=list(intake.problem_areas),
+            severity_band=screening.band,
+            risk_level=screening.risk_level,
+            requires_approval=screening.requires_approval,
+            preferred_mode=intake.preferred_mode,
+            direct_therapist_id=intake.direct_therapist_id,
+        )
+    ]
+    if screening.escalate:
+        events.append(
+            IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band)
+        )
+    await store.insert_intake(
+        conn,
+        intake_id=intake_id,
+        client_id=client_id,
+        intake=intake,
+        screening=screening,
+        status=status,
+        events=events,
+    )
+    await audit.record(
+        conn,
+        actor_id=str(client_id),
+        actor_role="client",
+        subject_id=client_id,
+        action="create",
+        resource="intake",
+        resource_id=str(intake_id),
+    )
+    return Submitted(intake_id, screening, status)

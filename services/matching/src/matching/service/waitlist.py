@@ -1,0 +1,62 @@
+"""The waitlist: retried first come, first served when capacity may have opened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+
+from chassis.app import Runtime
+from matching import store
+from matching.domain import lifecycle
+from matching.domain.matcher import Match
+from matching.domain.waitlist import WaitingIntake, waitlist_order
+from matching.service.common import log
+from matching.service.decisions import Candidates, match_intake
+from matching.service.index import _keeping, worker_index
+
+
+async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = None) -> int:
+    """One pass over the waitlist, first come first served, each intake in its own
+    transaction. Returns how many were matched."""
+    async with pool.acquire() as conn:
+        rows = await store.waitlisted(conn)
+    order = waitlist_order(WaitingIntake(r["intake_id"], r["waitlisted_at"]) for r in rows)
+    matched = 0
+    for waiting in order:
+        async with pool.acquire() as conn, conn.transaction():
+            result = await match_intake(
+                conn, waiting.intake_id, from_states=lifecycle.RETRYABLE, candidates=candidates
+            )
+        matched += isinstance(result, Match)
+    if matched:
+        log.info("waitlist retried", waiting=len(order), matched=matched)
+    return matched
+
+
+async def waitlist_retrier(runtime: Runtime) -> None:
+    """Worker task: a pass whenever a handler says capacity may have opened, and every
+    `waitlist_retry_s` as a safety net.
+
+    The wake-up comes from the index keeper (keep_candidate_index), which hears the
+    committed NOTIFY on the same connection as the therapist changes committed with it,
+    and passes it on only once the index holds them: a pass never decides on an index
+    that has not yet seen the therapist who opened the place."""
+    pool = runtime.pool
+    assert pool is not None
+    every: float = getattr(runtime.settings, "waitlist_retry_s", 30.0)
+    keeping = _keeping(runtime.settings)
+    keeping.waitlist_wake.set()  # a first pass at start: wake-ups may have come meanwhile
+    while True:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keeping.waitlist_wake.wait(), every)
+            keeping.waitlist_wake.clear()
+            await retry_waitlist(pool, await worker_index(runtime.settings))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database went away: wait, then try again
+            log.warning("waitlist retry failed; retrying", error=str(exc))
+            keeping.waitlist_wake.set()
+            await asyncio.sleep(1.0)

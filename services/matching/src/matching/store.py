@@ -329,32 +329,6 @@ def _match_values(
     )
 
 
-async def insert_match(
-    conn: asyncpg.Connection,
-    *,
-    match_id: uuid.UUID,
-    intake_id: uuid.UUID,
-    client_id: uuid.UUID,
-    result: Match,
-    requires_approval: bool,
-    status: MatchStatus,
-    previous_therapist_id: uuid.UUID | None,
-) -> None:
-    await conn.execute(
-        f"INSERT INTO matches ({_MATCH_COLUMNS})"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        *_match_values(
-            match_id,
-            intake_id,
-            client_id,
-            result,
-            requires_approval,
-            status,
-            previous_therapist_id,
-        ),
-    )
-
-
 async def record_match(
     conn: asyncpg.Connection,
     *,

@@ -89,7 +89,7 @@ async def test_load_follows_booking_and_counts_matches_not_yet_opened(matching_s
                 status="matched",
             )
             match_id = uuid.uuid4()
-            await store.insert_match(
+            await store.record_match(
                 conn,
                 match_id=match_id,
                 intake_id=intake_id,
@@ -105,6 +105,8 @@ async def test_load_follows_booking_and_counts_matches_not_yet_opened(matching_s
                 requires_approval=False,
                 status="active",
                 previous_therapist_id=None,
+                intake_status="matched",
+                events=[],
             )
             assert await load() == 4
             # ... until the course opens: then the course is what counts, once.

@@ -25,23 +25,14 @@ from samtal_deploy import local_run
 
 @pytest.fixture(scope="module")
 def running(postgres_server, kafka_server, tmp_path_factory) -> Iterator[Any]:
-    base = local_run.free_block()
-    platform = local_run.start_platform(
+    with local_run.throwaway_platform(
         tmp_path_factory.mktemp("export-run"),
         postgres=postgres_server,
         kafka=kafka_server,
-        database=f"samtal_export_{uuid.uuid4().hex[:8]}",
-        gateway_port=base,
-        base_port=base,
-        topic_prefix=f"export{uuid.uuid4().hex[:6]}.",
+        name="export",
         rate_limit_per_s=100_000,
-        progress=lambda line: print(f"[platform] {line}"),
-        drop_on_stop=True,
-    )
-    try:
+    ) as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
 def _mails_to(mail_dir: Any, address: str) -> list[email.message.EmailMessage]:

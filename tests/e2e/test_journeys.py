@@ -6,7 +6,6 @@ session's Postgres database and the test broker, with a topic prefix of their ow
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,22 +19,10 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 @pytest.fixture(scope="module")
 def platform(postgres_server, kafka_server, tmp_path_factory) -> Iterator:
-    base = local_run.free_block()
-    running = local_run.start_platform(
-        tmp_path_factory.mktemp("run"),
-        postgres=postgres_server,
-        kafka=kafka_server,
-        database=f"samtal_e2e_{uuid.uuid4().hex[:8]}",
-        gateway_port=base,
-        base_port=base,
-        topic_prefix=f"e2e{uuid.uuid4().hex[:6]}.",
-        progress=lambda line: print(f"[platform] {line}"),
-        drop_on_stop=True,
-    )
-    try:
+    with local_run.throwaway_platform(
+        tmp_path_factory.mktemp("run"), postgres=postgres_server, kafka=kafka_server, name="e2e"
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.timeout(600)

@@ -38,24 +38,15 @@ EXAMPLES = 4
 
 @pytest.fixture(scope="module")
 def running(postgres_server, kafka_server, tmp_path_factory) -> Iterator[Any]:
-    base = local_run.free_block()
-    platform = local_run.start_platform(
+    with local_run.throwaway_platform(
         tmp_path_factory.mktemp("edges-run"),
         postgres=postgres_server,
         kafka=kafka_server,
-        database=f"samtal_edges_{uuid.uuid4().hex[:8]}",
-        gateway_port=base,
-        base_port=base,
-        topic_prefix=f"edges{uuid.uuid4().hex[:6]}.",
+        name="edges",
         rate_limit_per_s=100_000,
         replicas={"matching": 2, "booking": 2},
-        progress=lambda line: print(f"[platform] {line}"),
-        drop_on_stop=True,
-    )
-    try:
+    ) as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
 # ------------------------------------------------------------------------------ fuzzing

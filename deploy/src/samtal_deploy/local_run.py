@@ -18,6 +18,7 @@ It says what it reuses: the database (and how much is in it), the key pair in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,7 +27,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +269,37 @@ def _start_mail_catcher(mail_dir: Path) -> tuple[int, Callable[[], None]]:
     return port, controller.stop
 
 
+@contextlib.contextmanager
+def throwaway_platform(
+    run_dir: Path,
+    *,
+    postgres: PostgresServer,
+    kafka: KafkaServer,
+    name: str,
+    **options: Any,
+) -> Iterator[Platform]:
+    """A whole platform for a test module: free ports, its own database and topics (named
+    after `name`), stopped and its database dropped when the block ends."""
+    base = free_block()
+    database = f"samtal_{name}_{uuid.uuid4().hex[:8]}"
+    platform = start_platform(
+        run_dir,
+        postgres=postgres,
+        kafka=kafka,
+        database=database,
+        gateway_port=base,
+        base_port=base,
+        topic_prefix=f"{name}{uuid.uuid4().hex[:6]}.",
+        progress=lambda line: print(f"[platform] {line}"),
+        **options,
+    )
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        run_blocking(_drop_database(postgres, database))
+
+
 def start_platform(
     run_dir: Path,
     *,
@@ -281,9 +314,7 @@ def start_platform(
     ready_timeout_s: float = 120,
     replicas: int | Mapping[str, int] = 1,
     fresh: bool = False,
-    drop_on_stop: bool = False,
 ) -> Platform:
-    """Start every process of the platform; `drop_on_stop` (tests) drops the database on stop."""
     counts_of = replicas if isinstance(replicas, Mapping) else dict.fromkeys(SERVICES, replicas)
     api_replicas = {s: int(counts_of.get(s, 1)) for s in SERVICES}
     if not all(1 <= n <= MAX_REPLICAS for n in api_replicas.values()):
@@ -317,9 +348,6 @@ def start_platform(
         private_key=private_key,
         mail_dir=mail_dir,
     )
-    if drop_on_stop:
-        # first in, so popped last: after every process that used the database has stopped
-        platform._stops.append(lambda: run_blocking(_drop_database(postgres, database)))
     platform._stops.append(stop_smtp)
     extra = {
         # The demo holds a 12-week course in a minute by moving booking's clock forward.

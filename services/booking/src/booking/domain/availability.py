@@ -127,6 +127,10 @@ class AvailabilityRules:
     _tables: dict[tuple[date, int, int], _DayTable] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
+    # What `check_bookable` found of starts against the hours (they depend on nothing else).
+    _hours_checked: dict[tuple[datetime, int, int], tuple[str, str] | None] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         weekly: dict[int, tuple[Hours, ...]] = {}
@@ -459,6 +463,31 @@ def check_bookable(
         raise SlotUnavailable(
             "beyond_horizon", f"Sessions are booked at most {rules.horizon.days} days ahead."
         )
+    # Against the hours, a start is judged once per rules (bookings try the same starts).
+    key = (starts_at, session_minutes, step_minutes)
+    checked = rules._hours_checked
+    if key not in checked:
+        if len(checked) >= _HOURS_CHECKED_PER_RULES:
+            checked.clear()
+        checked[key] = _off_hours(rules, session_minutes, starts_at, step_minutes)
+    off_hours = checked[key]
+    if off_hours is not None:
+        raise SlotUnavailable(*off_hours)
+    ends_at = starts_at + timedelta(minutes=session_minutes)
+    if busy and _Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(
+        starts_at, ends_at
+    ):
+        raise SlotUnavailable("taken", "That time is taken or too close to another session.")
+
+
+_HOURS_CHECKED_PER_RULES = 4096
+
+
+def _off_hours(
+    rules: AvailabilityRules, session_minutes: int, starts_at: datetime, step_minutes: int
+) -> tuple[str, str] | None:
+    """Why `starts_at` is no start within the working hours, (code, message); None if it
+    is one."""
     ends_at = starts_at + timedelta(minutes=session_minutes)
     day = local_date(starts_at, rules.zone)
     # Neighbouring days too: a joined interval may begin the day before.
@@ -468,13 +497,13 @@ def check_bookable(
         if start <= starts_at and ends_at <= end
     ]
     if not inside:
-        raise SlotUnavailable("outside_hours", "The therapist does not work at that time.")
+        return ("outside_hours", "The therapist does not work at that time.")
     if (starts_at - inside[0]) % timedelta(minutes=step_minutes):
-        raise SlotUnavailable(
-            "off_grid", f"Sessions start on the {step_minutes}-minute marks of the working hours."
+        return (
+            "off_grid",
+            f"Sessions start on the {step_minutes}-minute marks of the working hours.",
         )
-    if _Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(starts_at, ends_at):
-        raise SlotUnavailable("taken", "That time is taken or too close to another session.")
+    return None
 
 
 def is_bookable(

@@ -22,11 +22,12 @@ from booking.domain.availability import (
     Slot,
     check_bookable,
 )
-from booking.domain.course import CourseSession
+from booking.domain.course import Course, CourseSession
 from booking.domain.policy import (
     CURRENT_POLICY,
 )
 from booking.domain.series import weekly_series
+from booking.service import contexts
 from booking.service.availability import calendars, rules_of
 from booking.service.common import (
     ALTERNATIVES_OFFERED,
@@ -303,56 +304,117 @@ async def book_session(
 ) -> SessionRecord:
     """Book one session of a course at `starts_at` (the client or the therapist books).
 
-    One round trip reads everything the decision needs (course, sessions, rules, an earlier
-    answer to the key, whether either calendar is taken there); the rules are checked in
-    memory; one statement books (`store.book`). Only a refusal reads the calendars, for
-    the alternatives it offers."""
+    ONE round trip when this replica knows the course (`contexts`): the rules are checked in
+    memory and one statement (`store.book_one`) checks that what they were checked on still
+    holds, claims the time and books, or refuses with the busy times near it (the
+    alternatives are computed here). Otherwise, or when the statement finds the course or
+    the therapist changed, one read first (`store.booking_view`: everything the decision
+    needs, an earlier answer to the key, both calendars near the time)."""
     request_hash = _fingerprint(op="session", course=course_id, starts_at=starts_at.isoformat())
     async with pool.acquire() as conn:
+        context = contexts.cached(course_id)
         for _ in range(BOOKING_ROUNDS):
-            view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
-            earlier = _earlier(_answer_of(view), request_hash)
-            if earlier is not None:  # a retry of a booking already made
-                return session_kept(earlier)
-            rules = rules_of(view)
-            minutes = view["session_minutes"]
-            therapist_near, client_near = store.nearby_of(view)
+            nearby: tuple[list[Busy], list[Busy]] | None = None
+            if context is None:
+                view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
+                earlier = _earlier(_answer_of(view), request_hash)
+                if earlier is not None:  # a retry of a booking already made
+                    return session_kept(earlier)
+                context = contexts.remember(view, store.view_sessions(view))
+                nearby = store.nearby_of(view)
+            elif not is_party(who, context.row):  # the parties of a course never change
+                raise not_found()
             try:
-                _check_free(rules, minutes, therapist_near, client_near, now, starts_at)
-            except errors.SlotUnavailable as exc:
-                nearby = therapist_near + client_near
-                raise await refuse(conn, exc, rules, view, now, starts_at, nearby) from exc
-            course = course_of(view, store.view_sessions(view))
-            course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
-            booked = _new_session(view, rules, session, minutes, who.role, None)
+                course, booked = _decide(context, who, now, starts_at, nearby)
+            except Conflict as exc:
+                if nearby is None:  # decided from memory: refuse only on what is stored
+                    context = None
+                    continue
+                if isinstance(exc, errors.SlotUnavailable):
+                    assert context.rules is not None
+                    raise await refuse(
+                        conn,
+                        exc,
+                        context.rules,
+                        context.row,
+                        now,
+                        starts_at,
+                        [*nearby[0], *nearby[1]],
+                    ) from exc
+                raise
+            rules = context.rules
+            assert rules is not None
             answer = SessionRecord.of(booked)
-            # Refused below, the time was taken since the read: busy now, whoever took it.
-            nearby = [*therapist_near, *client_near, (booked["starts_at"], booked["ends_at"])]
             try:
-                if await store.book(
+                outcome = await store.book_one(
                     conn,
-                    course=view,
-                    sessions=[booked],
+                    decided_on=context.decided_on,
+                    session=booked,
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     events=[_booked_event(booked)],
-                ):
-                    return answer
+                )
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
                     _client_busy() if exc.constraint_name == "client_free" else taken_refusal()
                 )
-                raise await refuse(conn, refused, rules, view, now, starts_at, nearby) from exc
+                near = store.nearby_in(exc)
+                if near is not None:  # taken since the statement began: busy now, by whomever
+                    near.append((booked["starts_at"], booked["ends_at"]))
+                raise await refuse(conn, refused, rules, context.row, now, starts_at, near) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
-                    continue  # a concurrent booking of this course took the place in the plan
+                    contexts.forget(course_id)  # the place in the plan was taken: read again
+                    context = None
+                    continue
                 earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
                 if earlier is None:  # pragma: no cover - the key's row exists by now
                     raise _course_changed() from exc
                 return session_kept(earlier)  # the same request, booked by a twin meanwhile
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
-                continue  # the course changed under the booking: decide again
-            raise await refuse(conn, taken_refusal(), rules, view, now, starts_at, nearby)
+                contexts.forget(course_id)
+                context = None
+                continue
+            verdict = outcome["verdict"]
+            if verdict == "booked":
+                contexts.booked(context, course, outcome["revision"])
+                return answer
+            if verdict == "earlier":
+                found = (outcome["earlier_hash"], outcome["earlier_response"])
+                earlier = _earlier(found, request_hash)
+                assert earlier is not None
+                return session_kept(earlier)
+            if verdict == "stale":
+                contexts.forget(course_id)
+                context = None
+                continue
+            refused = taken_refusal() if verdict == "taken" else _client_busy()
+            near = store.nearby_rows(outcome)
+            raise await refuse(conn, refused, rules, context.row, now, starts_at, near)
     raise _course_changed()
+
+
+def _decide(
+    context: contexts.BookingContext,
+    who: Principal,
+    now: datetime,
+    starts_at: datetime,
+    nearby: tuple[list[Busy], list[Busy]] | None,
+) -> tuple[Course, dict[str, Any]]:
+    """(the course with the session, the session's row) if the rules allow it; raises the
+    refusal (a chassis Conflict) otherwise. With `nearby` (both calendars near the start, as
+    just read) a time they show busy is refused here too."""
+    if context.closed is not None:
+        code, message = context.closed
+        raise Conflict(message, code=code)
+    rules = context.rules
+    assert rules is not None
+    minutes = context.row["session_minutes"]
+    if nearby is None:
+        check_bookable(rules, minutes, (), now, starts_at)
+    else:
+        _check_free(rules, minutes, nearby[0], nearby[1], now, starts_at)
+    course, session = rules_of_course.book_session(context.course, uuid.uuid4(), starts_at)
+    return course, _new_session(context.row, rules, session, minutes, who.role, None)
 
 
 async def book_series(

@@ -1,0 +1,90 @@
+"""What a booking of one course decides on, kept in memory by each replica between bookings.
+
+A booking needs the course (its plan and sessions), the therapist's hours and whether they
+take bookings. Reading them every time is most of a booking's cost, and they change rarely:
+so each replica keeps what it last read, with the revisions the rows had then. The statement
+that books (`store.book_one`) checks those revisions and answers 'stale' when any moved (a
+change on this or another replica); the booking then reads again and decides again. A
+refusal decided from memory alone (outside the hours, course full, ...) is never given: the
+booking reads again and decides on what the database holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from booking.domain.availability import AvailabilityRules
+from booking.domain.course import Course
+from booking.service.availability import rules_of
+from booking.service.common import course_of
+from chassis.errors import Conflict
+
+
+@dataclass(frozen=True, slots=True)
+class BookingContext:
+    """A course as a booking decides on it. `row`: the course's and its therapist's columns a
+    booking uses (`course_id`, `client_id`, `therapist_id`, `mode`, `session_minutes`,
+    `practice_address`); `rules`: the therapist's rules, or None with `closed` saying why
+    they take no bookings; `decided_on`: (course id, course revision, therapist id,
+    therapist revision, availability revision)."""
+
+    row: dict[str, Any]
+    course: Course
+    rules: AvailabilityRules | None
+    closed: tuple[str, str] | None
+    decided_on: tuple[uuid.UUID, int, uuid.UUID, int, int]
+
+
+_ROW = ("course_id", "client_id", "therapist_id", "mode", "session_minutes", "practice_address")
+# Bounded: a replica books for many courses; when full, it starts again from nothing.
+_KEPT = 10_000
+_CONTEXTS: dict[uuid.UUID, BookingContext] = {}
+
+
+def cached(course_id: uuid.UUID) -> BookingContext | None:
+    return _CONTEXTS.get(course_id)
+
+
+def remember(view: Any, sessions: list[dict[str, Any]]) -> BookingContext:
+    """The context of a `store.booking_view` (and its course's sessions), kept."""
+    rules: AvailabilityRules | None = None
+    closed: tuple[str, str] | None = None
+    try:
+        rules = rules_of(view)
+    except Conflict as exc:
+        closed = (exc.code, exc.message)
+    context = BookingContext(
+        row={name: view[name] for name in _ROW},
+        course=course_of(view, sessions),
+        rules=rules,
+        closed=closed,
+        decided_on=(
+            view["course_id"],
+            view["revision"],
+            view["therapist_id"],
+            view["therapist_revision"],
+            view["availability_revision"] or 0,
+        ),
+    )
+    _keep(context)
+    return context
+
+
+def booked(context: BookingContext, course: Course, revision: int) -> None:
+    """After this replica booked a session of the course: the course as it is now."""
+    ordered = tuple(sorted(course.sessions, key=lambda s: (s.starts_at, s.number)))
+    course_id, _, therapist_id, therapist_revision, availability_revision = context.decided_on
+    decided_on = (course_id, revision, therapist_id, therapist_revision, availability_revision)
+    _keep(replace(context, course=replace(course, sessions=ordered), decided_on=decided_on))
+
+
+def forget(course_id: uuid.UUID) -> None:
+    _CONTEXTS.pop(course_id, None)
+
+
+def _keep(context: BookingContext) -> None:
+    if len(_CONTEXTS) >= _KEPT:
+        _CONTEXTS.clear()
+    _CONTEXTS[context.row["course_id"]] = context

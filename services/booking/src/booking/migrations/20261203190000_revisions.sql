@@ -28,9 +28,10 @@ CREATE TRIGGER therapists_revision BEFORE UPDATE ON therapists FOR EACH ROW
 CREATE TRIGGER availability_revision BEFORE UPDATE ON availability FOR EACH ROW
     WHEN (OLD.revision = NEW.revision) EXECUTE FUNCTION next_revision();
 
--- Books one session if what the booking was decided on still holds (store.book_one, which
--- writes the event beside it): the revisions it read, no answer given to the key yet, the
--- time free. Refusals return at once, before anything is locked or written, with both
+-- Books one session if what the booking was decided on still holds (store.book_one): the
+-- revisions it read, no answer given to the key yet, the time free. Without a session
+-- (p_session_id NULL: store.check_time) it only says whether the time is free ('free'). The session's event
+-- goes into the outbox as chassis.outbox writes events (its columns). Refusals return at once, before anything is locked or written, with both
 -- calendars' busy times within p_near of the start (for the alternatives the refusal
 -- offers). The time is claimed as cells in ascending order (first claim wins); a cell
 -- claimed meanwhile by another booking raises, which rolls back every claim made, with the
@@ -38,10 +39,12 @@ CREATE TRIGGER availability_revision BEFORE UPDATE ON availability FOR EACH ROW
 CREATE FUNCTION book_one(
     p_course_id uuid, p_revision bigint, p_therapist_id uuid, p_therapist_revision bigint,
     p_availability_revision bigint, p_cells timestamptz[], p_client_id uuid, p_actor_id uuid,
-    p_key text, p_request_hash text, p_response jsonb, p_starts_at timestamptz,
+    p_key text, p_request_hash text, p_response text, p_starts_at timestamptz,
     p_ends_at timestamptz, p_session_id uuid, p_number integer, p_phase text,
     p_buffer_minutes integer, p_time_zone text, p_mode text, p_meeting_url text,
     p_practice_address text, p_booked_by text, p_policy_version text, p_near interval,
+    p_event_id uuid, p_event_type text, p_topic text, p_event_key text, p_value bytea,
+    p_headers text,
     OUT verdict text, OUT revision bigint, OUT earlier_hash text, OUT earlier_response jsonb,
     OUT nearby_starts timestamptz[], OUT nearby_ends timestamptz[]
 ) LANGUAGE plpgsql AS $$
@@ -73,6 +76,10 @@ BEGIN
                   AND s.status IN ('booked', 'attended', 'no_show')) THEN
         verdict := 'client_busy';
     END IF;
+    IF verdict IS NULL AND p_session_id IS NULL THEN  -- only asked whether the time is free
+        verdict := 'free';
+        RETURN;
+    END IF;
     IF verdict IS NULL THEN
         -- Locks the course and gives it a new revision: cached views of it are stale now.
         UPDATE courses c SET revision = nextval('revisions')
@@ -97,7 +104,9 @@ BEGIN
                 p_buffer_minutes, p_time_zone, p_mode, p_meeting_url, p_practice_address,
                 p_booked_by, p_policy_version);
             INSERT INTO idempotency_keys (actor_id, key, request_hash, response)
-            VALUES (p_actor_id, p_key, p_request_hash, p_response);
+            VALUES (p_actor_id, p_key, p_request_hash, p_response::jsonb);
+            INSERT INTO outbox (event_id, event_type, topic, key, value, headers)
+            VALUES (p_event_id, p_event_type, p_topic, p_event_key, p_value, p_headers::jsonb);
             INSERT INTO summary_requests (therapist_id) VALUES (p_therapist_id);
             verdict := 'booked';
             RETURN;
@@ -124,8 +133,8 @@ END $$;
 
 -- migrate:down
 DROP FUNCTION book_one(uuid, bigint, uuid, bigint, bigint, timestamptz[], uuid, uuid, text,
-    text, jsonb, timestamptz, timestamptz, uuid, integer, text, integer, text, text, text, text,
-    text, text, interval);
+    text, text, timestamptz, timestamptz, uuid, integer, text, integer, text, text, text, text,
+    text, text, interval, uuid, text, text, text, bytea, text);
 DROP TRIGGER availability_revision ON availability;
 DROP TRIGGER therapists_revision ON therapists;
 DROP TRIGGER courses_revision ON courses;

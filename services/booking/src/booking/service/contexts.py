@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from booking.domain.availability import AvailabilityRules
+from booking.domain.availability import AvailabilityRules, Busy
 from booking.domain.course import Course
 from booking.service.availability import rules_of
 from booking.service.common import course_of
@@ -88,3 +89,52 @@ def _keep(context: BookingContext) -> None:
     if len(_CONTEXTS) >= _KEPT:
         _CONTEXTS.clear()
     _CONTEXTS[context.row["course_id"]] = context
+
+
+# --------------------------------------------------------------------------- busy times
+
+
+# Most attempts under contention are for times just taken. The busy times near a time that
+# the last refusal came back with tell this replica which times are taken (as of then): for
+# those it only asks whether the time is free (`store.check_time`) instead of sending the
+# whole booking, and books only if the answer is 'free'. A wrong belief costs a round trip,
+# never a wrong answer: the database decides either way.
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    low: datetime
+    high: datetime
+    busy: tuple[Busy, ...]
+
+
+_SEEN: dict[uuid.UUID, _Seen] = {}
+
+
+def seen_busy(
+    therapist_id: uuid.UUID, around: datetime, reach: timedelta, busy: list[Busy]
+) -> None:
+    """The busy times within `reach` of `around`, as the database just answered."""
+    if len(_SEEN) >= _KEPT:
+        _SEEN.clear()
+    _SEEN[therapist_id] = _Seen(around - reach, around + reach, tuple(busy))
+
+
+def seen_booked(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
+    """A session this replica just booked."""
+    seen = _SEEN.get(therapist_id)
+    if seen is not None and seen.low <= starts_at and ends_at <= seen.high:
+        _SEEN[therapist_id] = replace(seen, busy=(*seen.busy, (starts_at, ends_at)))
+
+
+def seems_taken(
+    therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime, buffer: timedelta
+) -> bool:
+    """Whether the last busy times seen near this time make it taken."""
+    seen = _SEEN.get(therapist_id)
+    if seen is None or not (seen.low <= starts_at and ends_at <= seen.high):
+        return False
+    return any(start - buffer < ends_at and starts_at < end + buffer for start, end in seen.busy)
+
+
+def unseen(therapist_id: uuid.UUID) -> None:
+    """The busy times seen were wrong (a time believed taken was free)."""
+    _SEEN.pop(therapist_id, None)

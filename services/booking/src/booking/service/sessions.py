@@ -59,6 +59,15 @@ def _fingerprint(**request: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _session_fingerprint(course_id: uuid.UUID, starts_at: datetime) -> str:
+    """`_fingerprint(op="session", course=course_id, starts_at=starts_at.isoformat())`: the
+    same canonical text, written directly (it is computed for every booking)."""
+    canonical = (
+        f'{{"course": "{course_id}", "op": "session", "starts_at": "{starts_at.isoformat()}"}}'
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _earlier(found: Any, request_hash: str) -> dict[str, Any] | None:
     """The answer already given to this key (found: (request hash, response) or None); 409
     if the key was used for another request."""
@@ -310,7 +319,7 @@ async def book_session(
     alternatives are computed here). Otherwise, or when the statement finds the course or
     the therapist changed, one read first (`store.booking_view`: everything the decision
     needs, an earlier answer to the key, both calendars near the time)."""
-    request_hash = _fingerprint(op="session", course=course_id, starts_at=starts_at.isoformat())
+    request_hash = _session_fingerprint(course_id, starts_at)
     async with pool.acquire() as conn:
         context = contexts.cached(course_id)
         for _ in range(BOOKING_ROUNDS):
@@ -324,26 +333,48 @@ async def book_session(
                 nearby = store.nearby_of(view)
             elif not is_party(who, context.row):  # the parties of a course never change
                 raise not_found()
+            row = context.row
             try:
-                course, booked = _decide(context, who, now, starts_at, nearby)
+                _check_time(context, now, starts_at, nearby)
             except Conflict as exc:
                 if nearby is None:  # decided from memory: refuse only on what is stored
                     context = None
                     continue
                 if isinstance(exc, errors.SlotUnavailable):
                     assert context.rules is not None
-                    raise await refuse(
-                        conn,
-                        exc,
-                        context.rules,
-                        context.row,
-                        now,
-                        starts_at,
-                        [*nearby[0], *nearby[1]],
-                    ) from exc
+                    busy = [*nearby[0], *nearby[1]]
+                    contexts.seen_busy(row["therapist_id"], starts_at, store.NEARBY, busy)
+                    raise await refuse(conn, exc, context.rules, row, now, starts_at, busy) from exc
                 raise
             rules = context.rules
             assert rules is not None
+            ends_at = starts_at + timedelta(minutes=row["session_minutes"])
+            buffer = timedelta(minutes=rules.buffer_minutes)
+            if nearby is None and contexts.seems_taken(
+                row["therapist_id"], starts_at, ends_at, buffer
+            ):
+                # Believed taken: ask, and book only if the answer is 'free'.
+                checked = await store.check_time(
+                    conn,
+                    decided_on=context.decided_on,
+                    client_id=row["client_id"],
+                    span=(starts_at, ends_at, rules.buffer_minutes),
+                    key=(who.subject, idempotency_key),
+                )
+                if checked["verdict"] != "free":
+                    settled = await _settled(conn, checked, context, request_hash, now, starts_at)
+                    if settled is None:  # stale: read again
+                        context = None
+                        continue
+                    return settled
+                contexts.unseen(row["therapist_id"])
+            try:
+                course, booked = _plan(context, who, starts_at)
+            except Conflict:
+                if nearby is None:  # decided from memory: refuse only on what is stored
+                    context = None
+                    continue
+                raise
             answer = SessionRecord.of(booked)
             try:
                 outcome = await store.book_one(
@@ -351,7 +382,7 @@ async def book_session(
                     decided_on=context.decided_on,
                     session=booked,
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
-                    events=[_booked_event(booked)],
+                    event=_booked_event(booked),
                 )
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
@@ -360,7 +391,8 @@ async def book_session(
                 near = store.nearby_in(exc)
                 if near is not None:  # taken since the statement began: busy now, by whomever
                     near.append((booked["starts_at"], booked["ends_at"]))
-                raise await refuse(conn, refused, rules, context.row, now, starts_at, near) from exc
+                    contexts.seen_busy(row["therapist_id"], starts_at, store.NEARBY, near)
+                raise await refuse(conn, refused, rules, row, now, starts_at, near) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
                     contexts.forget(course_id)  # the place in the plan was taken: read again
@@ -374,35 +406,54 @@ async def book_session(
                 contexts.forget(course_id)
                 context = None
                 continue
-            verdict = outcome["verdict"]
-            if verdict == "booked":
+            if outcome["verdict"] == "booked":
                 contexts.booked(context, course, outcome["revision"])
+                contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
                 return answer
-            if verdict == "earlier":
-                found = (outcome["earlier_hash"], outcome["earlier_response"])
-                earlier = _earlier(found, request_hash)
-                assert earlier is not None
-                return session_kept(earlier)
-            if verdict == "stale":
-                contexts.forget(course_id)
+            settled = await _settled(conn, outcome, context, request_hash, now, starts_at)
+            if settled is None:
                 context = None
                 continue
-            refused = taken_refusal() if verdict == "taken" else _client_busy()
-            near = store.nearby_rows(outcome)
-            raise await refuse(conn, refused, rules, context.row, now, starts_at, near)
+            return settled
     raise _course_changed()
 
 
-def _decide(
+async def _settled(
+    conn: asyncpg.Connection,
+    outcome: Any,
     context: contexts.BookingContext,
-    who: Principal,
+    request_hash: str,
+    now: datetime,
+    starts_at: datetime,
+) -> SessionRecord | None:
+    """What a `store.book_one` (or `check_time`) verdict other than 'booked' and 'free'
+    answers: the earlier answer to the key, or the refusal (raised); None when the context
+    was stale (it is forgotten: read again)."""
+    verdict = outcome["verdict"]
+    if verdict == "earlier":
+        earlier = _earlier((outcome["earlier_hash"], outcome["earlier_response"]), request_hash)
+        assert earlier is not None
+        return session_kept(earlier)
+    if verdict == "stale":
+        contexts.forget(context.row["course_id"])
+        return None
+    rules = context.rules
+    assert rules is not None
+    refused = taken_refusal() if verdict == "taken" else _client_busy()
+    near = store.nearby_rows(outcome)
+    contexts.seen_busy(context.row["therapist_id"], starts_at, store.NEARBY, near)
+    raise await refuse(conn, refused, rules, context.row, now, starts_at, near)
+
+
+def _check_time(
+    context: contexts.BookingContext,
     now: datetime,
     starts_at: datetime,
     nearby: tuple[list[Busy], list[Busy]] | None,
-) -> tuple[Course, dict[str, Any]]:
-    """(the course with the session, the session's row) if the rules allow it; raises the
-    refusal (a chassis Conflict) otherwise. With `nearby` (both calendars near the start, as
-    just read) a time they show busy is refused here too."""
+) -> None:
+    """The refusal (a chassis Conflict) unless the therapist takes bookings at `starts_at`.
+    With `nearby` (both calendars near the start, as just read) a time they show busy is
+    refused here too."""
     if context.closed is not None:
         code, message = context.closed
         raise Conflict(message, code=code)
@@ -413,6 +464,15 @@ def _decide(
         check_bookable(rules, minutes, (), now, starts_at)
     else:
         _check_free(rules, minutes, nearby[0], nearby[1], now, starts_at)
+
+
+def _plan(
+    context: contexts.BookingContext, who: Principal, starts_at: datetime
+) -> tuple[Course, dict[str, Any]]:
+    """(the course with the session, the session's row), or the course's refusal."""
+    rules = context.rules
+    assert rules is not None
+    minutes = context.row["session_minutes"]
     course, session = rules_of_course.book_session(context.course, uuid.uuid4(), starts_at)
     return course, _new_session(context.row, rules, session, minutes, who.role, None)
 

@@ -4,6 +4,7 @@ round-trip view a booking decides on (`booking_view`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -24,11 +25,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def cells_of(starts_at: datetime, ends_at: datetime, buffer_minutes: int) -> list[datetime]:
     """The five-minute cells wholly inside the therapist's time of a session, [start, end +
-    buffer): two sessions whose times overlap by at least a cell claim a cell in common, and
-    two that do not overlap never do (the exclusion constraint sees the rest)."""
+    buffer), ascending: two sessions whose times overlap by at least a cell claim a cell in
+    common, and two that do not overlap never do (the exclusion constraint sees the rest)."""
+    return list(_cells(starts_at, ends_at, buffer_minutes))
+
+
+@functools.lru_cache(maxsize=4096)  # bookings try the same times over and over
+def _cells(starts_at: datetime, ends_at: datetime, buffer_minutes: int) -> tuple[datetime, ...]:
     first = -((_EPOCH - starts_at) // CELL)  # ceil
     last = (ends_at + timedelta(minutes=buffer_minutes) - _EPOCH) // CELL  # floor
-    return [_EPOCH + CELL * n for n in range(first, last)]
+    return tuple(_EPOCH + CELL * n for n in range(first, last))
 
 
 _SESSION_COLUMNS = (
@@ -255,17 +261,9 @@ _ONE_COLUMNS = (
     "policy_version",
 )
 _ONE_NEAR = 14 + len(_ONE_COLUMNS)
-# The SQL function book_one (migration 20261203190000) decides and writes all but the event,
-# which goes in beside it as chassis.outbox writes events, when it booked.
-_BOOK_ONE = f"""
-WITH verdict AS MATERIALIZED (
-    SELECT * FROM book_one({", ".join(f"${n}" for n in range(1, _ONE_NEAR + 1))})
-), published AS (
-    {outbox.events_insert(_ONE_NEAR + 1)}
-    WHERE EXISTS (SELECT FROM verdict WHERE verdict.verdict = 'booked')
-)
-SELECT * FROM verdict
-"""
+# The SQL function book_one (migration 20261203190000): NEARBY, then the event's outbox
+# columns (chassis.outbox.event_columns) follow the session's.
+_BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 7))})"
 
 
 async def book_one(
@@ -274,13 +272,13 @@ async def book_one(
     decided_on: tuple[uuid.UUID, int, uuid.UUID, int, int],
     session: dict[str, Any],
     answer: tuple[uuid.UUID, str, str, dict[str, Any]],
-    events: Sequence[EventPayload],
+    event: EventPayload,
 ) -> asyncpg.Record:
     """Book one session in ONE statement, without a transaction of the caller's, if what it
     was decided on still holds: `decided_on` is (course id, course revision, therapist id,
     therapist revision, availability revision). Claims its cells (ascending, first claim
     wins), inserts the session, the idempotency answer (actor, key, request hash,
-    response), the events and a summary request, and gives the course a new revision.
+    response), its event and a summary request, and gives the course a new revision.
 
     The row's `verdict`: 'booked' (`revision`: the course's new revision); 'earlier' (the
     key was used before: `earlier_hash`, `earlier_response`, nothing written); 'stale' (a
@@ -300,17 +298,17 @@ async def book_one(
         therapist_id,
         therapist_revision,
         availability_revision,
-        cells_of(starts_at, ends_at, session["buffer_minutes"]),
+        _cells(starts_at, ends_at, session["buffer_minutes"]),
         session["client_id"],
         actor_id,
         key,
         request_hash,
-        response,
+        json.dumps(response),  # read as JSON only when it is stored
         starts_at,
         ends_at,
         *(session[name] for name in _ONE_COLUMNS),
         NEARBY,
-        *outbox.event_columns([outbox.envelope_for(event) for event in events]),
+        *(column[0] for column in outbox.event_columns([outbox.envelope_for(event)])),
     )
     assert row is not None
     return row
@@ -332,3 +330,35 @@ def nearby_in(exc: asyncpg.PostgresError) -> list[Busy] | None:
         (datetime.fromisoformat(start).astimezone(UTC), datetime.fromisoformat(end).astimezone(UTC))
         for start, end in zip(starts, ends, strict=True)
     ]
+
+
+async def check_time(
+    conn: asyncpg.Connection,
+    *,
+    decided_on: tuple[uuid.UUID, int, uuid.UUID, int, int],
+    client_id: uuid.UUID,
+    span: tuple[datetime, datetime, int],
+    key: tuple[uuid.UUID, str],
+) -> asyncpg.Record:
+    """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
+    without booking it: its verdict is 'free' where `book_one` would book. For a time
+    believed taken: the question is smaller than the booking."""
+    starts_at, ends_at, buffer_minutes = span
+    actor_id, idempotency_key = key
+    row = await conn.fetchrow(
+        _BOOK_ONE,
+        *decided_on,
+        _cells(starts_at, ends_at, buffer_minutes),
+        client_id,
+        actor_id,
+        idempotency_key,
+        None,
+        None,
+        starts_at,
+        ends_at,
+        *(None for _ in _ONE_COLUMNS),
+        NEARBY,
+        *(None for _ in range(6)),
+    )
+    assert row is not None
+    return row

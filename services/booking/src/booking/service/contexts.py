@@ -106,35 +106,55 @@ class _Seen:
     busy: tuple[Busy, ...]
 
 
-_SEEN: dict[uuid.UUID, _Seen] = {}
+# Per therapist, the windows of time seen, newest last; a newer window replaces the ones it
+# overlaps. Bounded per therapist and in therapists.
+_WINDOWS_KEPT = 64
+_SEEN: dict[uuid.UUID, list[_Seen]] = {}
 
 
 def seen_busy(
     therapist_id: uuid.UUID, around: datetime, reach: timedelta, busy: list[Busy]
 ) -> None:
     """The busy times within `reach` of `around`, as the database just answered."""
-    if len(_SEEN) >= _KEPT:
-        _SEEN.clear()
-    _SEEN[therapist_id] = _Seen(around - reach, around + reach, tuple(busy))
+    low, high = around - reach, around + reach
+    windows = _SEEN.get(therapist_id)
+    if windows is None:
+        if len(_SEEN) >= _KEPT:
+            _SEEN.clear()
+        windows = _SEEN[therapist_id] = []
+    windows[:] = [w for w in windows if w.high <= low or high <= w.low][-(_WINDOWS_KEPT - 1) :]
+    windows.append(_Seen(low, high, tuple(busy)))
+
+
+def _window(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> int | None:
+    for index, seen in enumerate(_SEEN.get(therapist_id, ())):
+        if seen.low <= starts_at and ends_at <= seen.high:
+            return index
+    return None
 
 
 def seen_booked(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
     """A session this replica just booked."""
-    seen = _SEEN.get(therapist_id)
-    if seen is not None and seen.low <= starts_at and ends_at <= seen.high:
-        _SEEN[therapist_id] = replace(seen, busy=(*seen.busy, (starts_at, ends_at)))
+    index = _window(therapist_id, starts_at, ends_at)
+    if index is not None:
+        windows = _SEEN[therapist_id]
+        seen = windows[index]
+        windows[index] = replace(seen, busy=(*seen.busy, (starts_at, ends_at)))
 
 
 def seems_taken(
     therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime, buffer: timedelta
 ) -> bool:
-    """Whether the last busy times seen near this time make it taken."""
-    seen = _SEEN.get(therapist_id)
-    if seen is None or not (seen.low <= starts_at and ends_at <= seen.high):
+    """Whether the busy times last seen around this time make it taken."""
+    index = _window(therapist_id, starts_at, ends_at)
+    if index is None:
         return False
-    return any(start - buffer < ends_at and starts_at < end + buffer for start, end in seen.busy)
+    busy = _SEEN[therapist_id][index].busy
+    return any(start - buffer < ends_at and starts_at < end + buffer for start, end in busy)
 
 
-def unseen(therapist_id: uuid.UUID) -> None:
-    """The busy times seen were wrong (a time believed taken was free)."""
-    _SEEN.pop(therapist_id, None)
+def unseen(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
+    """The busy times seen around this time were wrong (it was believed taken, and is free)."""
+    index = _window(therapist_id, starts_at, ends_at)
+    if index is not None:
+        del _SEEN[therapist_id][index]

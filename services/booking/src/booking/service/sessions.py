@@ -367,7 +367,7 @@ async def book_session(
                         context = None
                         continue
                     return settled
-                contexts.unseen(row["therapist_id"])
+                contexts.unseen(row["therapist_id"], starts_at, ends_at)
             try:
                 course, booked = _plan(context, who, starts_at)
             except Conflict:

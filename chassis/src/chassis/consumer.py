@@ -217,15 +217,13 @@ def _poll_without_pause(subscriber: Any) -> None:
     waits out the sleep. Its poll is replaced by one that only waits in the poll (which
     returns the moment records come); an empty poll that returned early (it should not)
     still waits out the rest, so nothing spins."""
-    timeout_s = subscriber.batch_timeout_ms / 1000
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
+        timeout_ms = subscriber.batch_timeout_ms
         started = time.monotonic()
-        batches = await consumer.getmany(
-            timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
-        )
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=subscriber.max_records)
         if not batches:
-            await asyncio.sleep(max(0.0, timeout_s - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, timeout_ms / 1000 - (time.monotonic() - started)))
             return ()
         return tuple(record for records in batches.values() for record in records)
 

@@ -5,8 +5,8 @@ Envoy gateway), attacked through the gateway.
   the gateway, so a route added later is fuzzed too) and sends them with a valid token
   of each role the route admits: no answer may be a server error, every answer must
   match the schema the route declares.
-- Replicas: under a steady load of reads and of writes carrying an Idempotency-Key, one
-  of two api replicas is killed: no client sees a failure.
+- Replicas: under a steady load of reads and of bookings (each with its idempotency
+  key), one of two api replicas is killed: no client sees a failure.
 """
 
 from __future__ import annotations
@@ -263,8 +263,8 @@ async def _courses(running: Any, count: int) -> tuple[str, list[tuple[str, str]]
 async def _writer(
     load: Load, token: str, course_id: str, slots: list[str], booked: dict[str, str]
 ) -> None:
-    """Books sessions, each with an Idempotency-Key (header for the gateway, body for
-    booking): a booking retried by the gateway is answered from the first, never twice.
+    """Books sessions, each with its idempotency key: a booking retried by the gateway (or
+    asked again by the client) is answered from the first, never twice.
     Goes round its slots until told to stop, so writes keep coming however fast booking
     answers (once a course is full every further attempt is a 409: still a write)."""
     auth = {"authorization": f"Bearer {token}"}
@@ -305,6 +305,19 @@ async def _reader(load: Load, path: str, token: str) -> None:
                 load.problems.append(f"read {path} {r.status_code} {r.text[:200]}")
 
 
+async def _gateway_retries(running: Any) -> dict[str, int]:
+    """Envoy's retry counters of the killed services' clusters (what the gateway retried,
+    and what it could not because the retry budget was spent)."""
+    async with httpx.AsyncClient(base_url=running.gateway_admin_url, timeout=10) as admin:
+        r = await admin.get("/stats", params={"filter": r"^cluster\.(booking|matching)\..*retry"})
+    counters = {}
+    for line in r.text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().isdigit() and int(value):
+            counters[name.removeprefix("cluster.")] = int(value)
+    return counters
+
+
 @pytest.mark.timeout(600)
 async def test_killing_one_of_two_api_replicas_under_load_fails_no_request(running) -> None:
     assert running.api_replicas("booking") == ["booking-api", "booking-api-2"]
@@ -336,12 +349,14 @@ async def test_killing_one_of_two_api_replicas_under_load_fails_no_request(runni
     await asyncio.to_thread(running.restart, "booking-api-2")
     await asyncio.to_thread(running.restart, "matching-api-2")
     reads, writes = sum(load.reads.values()), sum(load.writes.values())
+    retries = await _gateway_retries(running)
     print(
         f"\nreplica kill: reads={reads} writes={writes} booked={len(booked)} "
         f"failures={load.reads['failed'] + load.writes['failed']} "
         f"after_kill_reads={after_kill[0] - before[0]} "
         f"after_kill_writes={after_kill[1] - before[1]} "
-        f"writes_by_status={dict(load.writes)} cut_and_asked_again={load.cut}"
+        f"writes_by_status={dict(load.writes)} cut_and_asked_again={load.cut} "
+        f"gateway_retries={retries}"
     )
     assert not load.problems, load.problems[:10]
     # only what was in flight on a killed replica can be cut: one request per client

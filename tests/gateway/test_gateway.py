@@ -241,3 +241,97 @@ def test_requests_go_to_a_live_replica_when_one_is_down(
         codes = [h.get("/api/booking/healthz").status_code for _ in range(20)]
         codes += [h.post("/api/booking/healthz", json={}).status_code for _ in range(20)]
     assert codes == [200] * 40, codes
+
+
+# A replica that takes its time over writes, so that many are in flight when it is killed.
+SLOW_REPLICA = """
+import sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Slow(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        time.sleep(1)
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+"""
+
+
+def test_writes_in_flight_on_a_killed_replica_are_all_retried_on_the_other(
+    envoy_path, gateway_config, gateway_run, token
+) -> None:
+    """Killing one of two replicas cuts off every write it was working on: half of what is
+    in flight. Each booking of a session (its body carries the key booking deduplicates
+    on) is retried on the other replica, the retry budget admitting them all at once (a
+    budget of a fifth of the active requests answered 503s here); a write booking does
+    not deduplicate is not sent twice, whatever headers it carries."""
+    import asyncio
+    import subprocess
+    import sys
+    import time
+
+    from chassis.infra import free_port
+
+    ports = [free_port(), free_port()]
+    replicas = [subprocess.Popen([sys.executable, "-c", SLOW_REPLICA, str(port)]) for port in ports]
+    try:
+        for port in ports:  # both listening before the gateway's first health check
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the replica never listened"
+                    time.sleep(0.05)
+        upstreams = {
+            svc: ("127.0.0.1", ports[0]) for svc in ("catalog", "matching", "notifications")
+        }
+        upstreams["booking"] = [("127.0.0.1", port) for port in ports]  # type: ignore[assignment]
+        config = gateway_config(upstreams=upstreams, rate_limit_per_s=100_000)
+        with gateway_run.start_gateway(config) as gw:
+
+            async def post(h: httpx.AsyncClient, path: str) -> httpx.Response:
+                key = uuid.uuid4().hex
+                return await h.post(
+                    path, json={}, headers={**bearer(token), "idempotency-key": key}
+                )
+
+            async def burst() -> tuple[list[httpx.Response], list[httpx.Response]]:
+                async with httpx.AsyncClient(base_url=gw.url, timeout=30) as h:
+                    keyed = [post(h, "/api/booking/courses/c/sessions") for _ in range(24)]
+                    # a write booking does not deduplicate: a header alone must not retry it
+                    other = [post(h, "/api/booking/sessions/s/cancel") for _ in range(8)]
+                    answers = asyncio.gather(*keyed, *other)
+                    await asyncio.sleep(0.5)  # all of them in flight (each takes 1 s)
+                    replicas[1].kill()
+                    done = await answers
+                return done[:24], done[24:]
+
+            keyed, other = asyncio.run(burst())
+            stats = httpx.get(
+                f"http://127.0.0.1:{gw.admin_port}/stats",
+                params={"filter": r"^cluster\.booking\.upstream_rq_retry"},
+            ).text
+        retried = {
+            name: int(value)
+            for name, _, value in (line.partition(": ") for line in stats.splitlines())
+        }
+        assert retried["cluster.booking.upstream_rq_retry"] > 0, "the kill cut nothing off"
+        assert [r.status_code for r in keyed] == [200] * 24, (
+            [r.text[:100] for r in keyed],
+            retried,
+        )
+        assert retried["cluster.booking.upstream_rq_retry_overflow"] == 0, retried
+        assert 503 in [r.status_code for r in other], "a write cut off mid-request was sent again"
+    finally:
+        for replica in replicas:
+            replica.kill()
+            replica.wait(10)

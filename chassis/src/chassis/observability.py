@@ -43,7 +43,10 @@ def current_ids() -> dict[str, str]:
 
 
 def trace_headers() -> dict[str, str]:
-    """W3C trace context of the current span, for Kafka headers (empty without OTel)."""
+    """W3C trace context of the current span, for Kafka headers (empty without OTel: asking
+    the propagator costs more than the rest of writing an event)."""
+    if not _tracing_configured:
+        return {}
     try:
         from opentelemetry import propagate
 

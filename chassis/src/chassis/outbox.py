@@ -85,33 +85,37 @@ def envelope_for(
     )
 
 
+def event_row(envelope: Envelope[Any], trace: dict[str, str]) -> tuple[Any, ...]:
+    """The outbox columns of one event (`event_insert`)."""
+    headers = {"event_type": envelope.event_type, "correlation_id": envelope.correlation_id}
+    return (
+        envelope.event_id,
+        envelope.event_type,
+        REGISTRY.spec(envelope.event_type).topic,
+        envelope.key,
+        envelope.to_bytes(),
+        json.dumps({**headers, **trace} if trace else headers),
+    )
+
+
 def event_columns(envelopes: Sequence[Envelope[Any]]) -> tuple[list[Any], ...]:
     """The outbox columns of some events, as one array per column (for `unnest`)."""
     trace = observability.trace_headers()
-    ids, types, topics, keys, values, headers = [], [], [], [], [], []
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for envelope in envelopes:
-        ids.append(envelope.event_id)
-        types.append(envelope.event_type)
-        topics.append(REGISTRY.spec(envelope.event_type).topic)
-        keys.append(envelope.key)
-        values.append(envelope.to_bytes())
-        headers.append(
-            json.dumps(
-                {
-                    "event_type": envelope.event_type,
-                    "correlation_id": envelope.correlation_id,
-                    **trace,
-                }
-            )
-        )
-    return ids, types, topics, keys, values, headers
+        for column, value in zip(columns, event_row(envelope, trace), strict=True):
+            column.append(value)
+    return columns
+
+
+_OUTBOX_COLUMNS = "event_id, event_type, topic, key, value, headers"
 
 
 def events_insert(first: int) -> str:
     """INSERT of the events passed as six arrays (`event_columns`) from parameter `$first`."""
     p = [f"${first + i}" for i in range(6)]
     return (
-        "INSERT INTO outbox (event_id, event_type, topic, key, value, headers)"
+        f"INSERT INTO outbox ({_OUTBOX_COLUMNS})"
         f" SELECT e.event_id, e.event_type, e.topic, e.key, e.value, e.headers::jsonb"
         f" FROM unnest({p[0]}::uuid[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
         f" {p[4]}::bytea[], {p[5]}::text[])"
@@ -119,7 +123,19 @@ def events_insert(first: int) -> str:
     )
 
 
+def event_insert(first: int) -> str:
+    """INSERT of ONE event passed as six values (`event_row`) from parameter `$first`: no
+    arrays to encode or unnest (most writes carry one event)."""
+    p = [f"${first + i}" for i in range(6)]
+    return (
+        f"INSERT INTO outbox ({_OUTBOX_COLUMNS})"
+        f" SELECT {p[0]}::uuid, {p[1]}::text, {p[2]}::text, {p[3]}::text, {p[4]}::bytea,"
+        f" {p[5]}::text::jsonb"
+    )
+
+
 _INSERT = events_insert(1)
+_INSERT_ONE = event_insert(1)
 _PARAMETER = re.compile(r"\$(\d+)")
 _RETURNING = re.compile(r"\breturning\b", re.IGNORECASE)
 
@@ -143,17 +159,19 @@ async def add(
 
 async def add_envelope(conn: asyncpg.Connection, *envelopes: Envelope[Any]) -> None:
     """Write ready-made envelopes in the caller's transaction (one statement for all)."""
-    if envelopes:
+    if len(envelopes) == 1:
+        await conn.execute(_INSERT_ONE, *event_row(envelopes[0], observability.trace_headers()))
+    elif envelopes:
         await conn.execute(_INSERT, *event_columns(envelopes))
 
 
 @functools.lru_cache(maxsize=256)
-def _write_statement(change: str, only_if_changed: bool) -> str:
+def _write_statement(change: str, only_if_changed: bool, one_event: bool) -> str:
     """The one statement of `write` (composed once per change: writes are a hot path)."""
     if only_if_changed and not _RETURNING.search(change):
         raise ValueError("only_if_changed needs a RETURNING clause in the change")
     first = max((int(n) for n in _PARAMETER.findall(change)), default=0) + 1
-    insert = events_insert(first)
+    insert = event_insert(first) if one_event else events_insert(first)
     if only_if_changed:
         insert += " WHERE EXISTS (SELECT FROM change)"
     result = "SELECT * FROM change" if _RETURNING.search(change) else "SELECT WHERE false"
@@ -184,8 +202,14 @@ async def write(
     `only_if_changed` the events are written only when the change returned a row, so it
     needs a RETURNING clause.
     """
-    sql = _write_statement(change, only_if_changed)
-    rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *event_columns(_wrapped(events)))
+    envelopes = _wrapped(events)
+    if len(envelopes) == 1:
+        sql = _write_statement(change, only_if_changed, one_event=True)
+        values = event_row(envelopes[0], observability.trace_headers())
+    else:
+        sql = _write_statement(change, only_if_changed, one_event=False)
+        values = event_columns(envelopes)
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *values)
     return rows
 
 

@@ -94,6 +94,8 @@ class Platform:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     mail_dir: Path | None = None
+    # Envoy's admin interface (loopback): its counters say what the gateway retried.
+    gateway_admin_url: str | None = None
     # How each process was started, to start it again (`restart`).
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     _stops: list[Callable[[], Any]] = field(default_factory=list, repr=False)
@@ -439,6 +441,7 @@ def start_platform(
             _wait_ready(name, platform.ports[name], process, logs / f"{name}.log", deadline)
             progress(f"{name}: ready on 127.0.0.1:{platform.ports[name]}")
 
+        admin_port = free_port()
         config = gateway_render.render(
             {
                 s: [("127.0.0.1", platform.ports[n]) for n in platform.api_replicas(s)]
@@ -447,9 +450,10 @@ def start_platform(
             gateway_render.pem_to_jwks(public_key),
             gateway_port,
             listen_host="127.0.0.1",
-            admin_port=free_port(),
+            admin_port=admin_port,
             rate_limit_per_s=rate_limit_per_s,
         )
+        platform.gateway_admin_url = f"http://127.0.0.1:{admin_port}"
         (run_dir / "envoy.json").write_text(config)
         gateway = gateway_run.start_gateway(config)
         platform._stops.append(gateway.stop)

@@ -11,10 +11,12 @@ and the Kubernetes manifests (samtal_deploy.generate); only the parameters diffe
 - each service's api may have several replicas: round robin over the healthy ones
   (active health checks on /healthz, outlier ejection of failing ones). A request is
   retried on another replica when that is safe: idempotent methods (GET, HEAD,
-  OPTIONS, PUT, DELETE) and writes carrying an `Idempotency-Key` on a connection
-  failure, a reset or a gateway error; any other write only when it never reached a
-  replica (connection refused, reset before the request was sent). A retry budget
-  bounds retries to a fifth of the requests in flight;
+  OPTIONS, PUT, DELETE) and the writes whose body must carry an idempotency key the
+  service deduplicates on (`KEYED_WRITES`: booking a session or a series) on a
+  connection failure, a reset or a gateway error; any other write only when it never
+  reached a replica (connection refused, reset before the request was sent). The retry
+  budget admits a retry for every request in flight: losing one of two replicas cuts
+  off half of them at once;
 - JWT verification at the edge (`jwt_authn`, RS256, local JWKS, issuer and
   audience; `exp` required, `exp - iat` at most the longest lifetime of any role,
   the services check each role's own). Public routes (catalog browse, health)
@@ -183,6 +185,10 @@ SAFE_RETRY = {
     "host_selection_retry_max_attempts": 5,
     "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
 }
+# Writes a service deduplicates by the idempotency key their body must carry: a retry is
+# the same request, so it is answered from the first. Only booking's are; a header alone
+# proves nothing (a service that ignores it would write twice).
+KEYED_WRITES = {"booking": r"/api/booking/courses/[^/]+/(sessions|series)"}
 # ...and any other write only when no replica ever saw it.
 UNSENT_RETRY = {**SAFE_RETRY, "retry_on": "connect-failure,refused-stream,reset-before-request"}
 IDEMPOTENT_METHODS = "GET|HEAD|OPTIONS|PUT|DELETE"
@@ -206,18 +212,32 @@ def _routes(upstreams: Iterable[str], timeout_s: float) -> list[dict[str, Any]]:
         )
         to = {"cluster": svc, "prefix_rewrite": "/", "timeout": f"{timeout_s:g}s"}
         method = {"name": ":method", "string_match": {"safe_regex": {"regex": IDEMPOTENT_METHODS}}}
-        keyed = {"name": "idempotency-key", "present_match": True}
-        routes += [
+        routes.append(
             {
                 "name": f"{svc}-idempotent",
                 "match": {"prefix": f"/api/{svc}/", "headers": [method]},
                 "route": {**to, "retry_policy": SAFE_RETRY},
-            },
-            {
-                "name": f"{svc}-keyed-write",
-                "match": {"prefix": f"/api/{svc}/", "headers": [keyed]},
-                "route": {**to, "retry_policy": SAFE_RETRY},
-            },
+            }
+        )
+        if svc in KEYED_WRITES:
+            routes.append(
+                {
+                    "name": f"{svc}-keyed-write",
+                    "match": {
+                        "safe_regex": {"regex": KEYED_WRITES[svc]},
+                        "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+                    },
+                    "route": {
+                        **{k: v for k, v in to.items() if k != "prefix_rewrite"},
+                        "regex_rewrite": {
+                            "pattern": {"regex": f"^/api/{svc}/"},
+                            "substitution": "/",
+                        },
+                        "retry_policy": SAFE_RETRY,
+                    },
+                }
+            )
+        routes += [
             {
                 "name": svc,
                 "match": {"prefix": f"/api/{svc}/"},
@@ -461,7 +481,9 @@ def _cluster(name: str, replicas: Sequence[Address], interval_s: float) -> dict[
         },
         "circuit_breakers": {
             "thresholds": [
-                {"retry_budget": {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 5}}
+                # Every request in flight may need its retry at once: killing one of two
+                # replicas cuts off half of them (a fifth answered 503s to the cut-off ones).
+                {"retry_budget": {"budget_percent": {"value": 100.0}, "min_retry_concurrency": 16}}
             ]
         },
     }

@@ -15,7 +15,7 @@ import asyncpg
 
 from booking.domain.availability import Busy
 from booking.store.common import LIVE_SQL
-from chassis import outbox
+from chassis import observability, outbox
 from contracts import EventPayload
 
 CELL = timedelta(minutes=5)
@@ -262,7 +262,7 @@ _ONE_COLUMNS = (
 )
 _ONE_NEAR = 14 + len(_ONE_COLUMNS)
 # The SQL function book_one (migration 20261203190000): NEARBY, then the event's outbox
-# columns (chassis.outbox.event_columns) follow the session's.
+# columns (chassis.outbox.event_row) follow the session's.
 _BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 7))})"
 
 
@@ -308,7 +308,7 @@ async def book_one(
         ends_at,
         *(session[name] for name in _ONE_COLUMNS),
         NEARBY,
-        *(column[0] for column in outbox.event_columns([outbox.envelope_for(event)])),
+        *outbox.event_row(outbox.envelope_for(event), observability.trace_headers()),
     )
     assert row is not None
     return row

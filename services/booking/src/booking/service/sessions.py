@@ -388,11 +388,7 @@ async def book_session(
                 refused = (
                     _client_busy() if exc.constraint_name == "client_free" else taken_refusal()
                 )
-                near = store.nearby_in(exc)
-                if near is not None:  # taken since the statement began: busy now, by whomever
-                    near.append((booked["starts_at"], booked["ends_at"]))
-                    contexts.seen_busy(row["therapist_id"], starts_at, store.NEARBY, near)
-                raise await refuse(conn, refused, rules, row, now, starts_at, near) from exc
+                raise await refuse(conn, refused, rules, row, now, starts_at) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
                     contexts.forget(course_id)  # the place in the plan was taken: read again

@@ -284,10 +284,10 @@ async def book_one(
     key was used before: `earlier_hash`, `earlier_response`, nothing written); 'stale' (a
     revision moved: nothing written); 'taken' or 'client_busy' (a committed booking holds
     the time: nothing written; `nearby_starts` and `nearby_ends`: both calendars' busy times
-    within NEARBY of the start). Raises ExclusionViolationError when the time was claimed
-    meanwhile (its `detail`, JSON [[starts], [ends]], the same busy times, when it came from
-    the claim: `nearby_in`) or by the exclusion constraints, UniqueViolationError for a key
-    or a place in the plan taken meanwhile; nothing is written then."""
+    within NEARBY of the start; also when another booking claimed the time meanwhile).
+    Raises ExclusionViolationError when the exclusion constraints refuse the session (time
+    that does not fill whole cells), UniqueViolationError for a key or a place in the plan
+    taken meanwhile; nothing is written then."""
     course_id, revision, therapist_id, therapist_revision, availability_revision = decided_on
     actor_id, key, request_hash, response = answer
     starts_at, ends_at = session["starts_at"], session["ends_at"]
@@ -317,19 +317,6 @@ async def book_one(
 def nearby_rows(row: asyncpg.Record) -> list[Busy]:
     """The busy times near the start that a `book_one` refusal came back with."""
     return list(zip(row["nearby_starts"], row["nearby_ends"], strict=True))
-
-
-def nearby_in(exc: asyncpg.PostgresError) -> list[Busy] | None:
-    """The busy times near the start carried by `book_one`'s refusal of a time claimed
-    meanwhile (None for another refusal, e.g. an exclusion constraint's)."""
-    detail = getattr(exc, "detail", None)
-    if getattr(exc, "constraint_name", None) != "claimed_cells_pkey" or not detail:
-        return None
-    starts, ends = json.loads(detail)
-    return [
-        (datetime.fromisoformat(start).astimezone(UTC), datetime.fromisoformat(end).astimezone(UTC))
-        for start, end in zip(starts, ends, strict=True)
-    ]
 
 
 async def check_time(

@@ -339,9 +339,9 @@ async def match_submitted(
     round trip, every decision taken on the worker's index (each place taken counts for
     the next), the chosen therapists claimed in one round trip and the matches recorded
     in one. Should a claim find a therapist held by another decision or changed since
-    the index saw it, the index learns what is true now and the batch is decided again
-    intake by intake (`match_intake`), as are a waitlisting and a client's own choice
-    (they may wait for a held therapist)."""
+    the index saw it, the index learns what is true now and the intakes that chose that
+    therapist are decided again one by one (`match_intake`), as are a waitlisting and a
+    client's own choice (they may wait for a held therapist)."""
     intakes = await store.intakes_to_match(conn, [e.payload.intake_id for e in submitted])
     now = _now()
     decided: list[tuple[Envelope[IntakeSubmitted], asyncpg.Record, Match, TherapistCandidate]] = []
@@ -374,31 +374,44 @@ async def match_submitted(
     if decided:
         CLAIMS.inc(len(before))
         fresh = await store.claim_all_unless_held(conn, list(before))
-        now_held = dict(fresh)
-        agreed = True
-        for _, _, result, seen in decided:
+        # A decision stands when its therapist is exactly what it saw: as claimed, plus
+        # the places this batch's earlier decisions took. One that does not (held by
+        # another decision, or changed) is decided again on its own, and so is every
+        # later one on the same therapist; the others stand.
+        now_held: dict[uuid.UUID, TherapistCandidate | None] = dict(fresh)
+        kept, again = [], set()
+        for envelope, intake, result, seen in decided:
             therapist = now_held.get(result.therapist_id)
-            if therapist != seen:
-                agreed = False
-                break
+            if therapist is None or therapist != seen:
+                now_held[result.therapist_id] = None
+                again.add(envelope.event_id)
+                continue
             now_held[result.therapist_id] = dataclasses.replace(
                 seen, active_courses=seen.active_courses + 1
             )
-        if agreed:
-            matches = []
-            for envelope, intake, result, _ in decided:
-                with event_context(envelope):
-                    matches.append(_new_match(intake, result))
-            await store.record_matches(conn, matches)
-        else:
-            for therapist_id, held in before.items():
-                if therapist_id not in fresh:
-                    CLAIMS_HELD.inc()
-                elif fresh[therapist_id] != held:
-                    CLAIMS_REFUSED.inc()
-                # What is true now where the claim read it; elsewhere what was there.
-                candidates.refresh(therapist_id, fresh.get(therapist_id, held))
-            alone = list(submitted)
+            kept.append((envelope, intake, result))
+        for therapist_id, held in before.items():
+            if therapist_id not in fresh:
+                CLAIMS_HELD.inc()
+            elif fresh[therapist_id] != held:
+                CLAIMS_REFUSED.inc()
+            if therapist_id not in fresh or now_held[therapist_id] is None:
+                # What is true now where the claim read it (with what this batch took),
+                # elsewhere what the index had.
+                places = sum(r.therapist_id == therapist_id for _, _, r in kept)
+                base = fresh.get(therapist_id, held)
+                candidates.refresh(
+                    therapist_id,
+                    dataclasses.replace(base, active_courses=base.active_courses + places),
+                )
+        matches = []
+        for envelope, intake, result in kept:
+            with event_context(envelope):
+                matches.append(_new_match(intake, result))
+        await store.record_matches(conn, matches)
+        if again:
+            again.update(e.event_id for e in alone)
+            alone = [e for e in submitted if e.event_id in again]
     for envelope in alone:
         with event_context(envelope):
             await match_intake(

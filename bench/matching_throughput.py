@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ from chassis.infra import KafkaServer, free_port, provide_kafka, provide_postgre
 from contracts import REGISTRY
 from contracts.events import (
     FreeSlot,
+    IntakeSubmitted,
     TherapistAvailabilityPublished,
     TherapistMatched,
     TherapistProfilePublished,
@@ -82,6 +84,7 @@ E2E_P99_LIMIT = 8.0  # x the broker round trip
 BACKLOG = 1000  # intakes drained by 1 and by 2 replicas
 INTAKE_PARTITIONS = 6
 BROKER_ROUND_TRIPS = 50
+FETCH_WAIT_MS = 10  # the round trip's consumer, the matcher's and the watcher's
 FILLERS = 4  # connections filling the read model
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -324,6 +327,7 @@ class Platform:
             "KAFKA_BOOTSTRAP": s.kafka_bootstrap,
             "KAFKA_IDEMPOTENCE": json.dumps(s.kafka_idempotence),
             "KAFKA_FETCH_MAX_WAIT_MS": str(s.kafka_fetch_max_wait_ms),
+            "KAFKA_GROUP_FETCH_MAX_WAIT_MS": json.dumps(s.kafka_group_fetch_max_wait_ms),
             "TOPIC_PREFIX": s.topic_prefix,
             "JWT_PUBLIC_KEYS": json.dumps([self.public_key]),
             "OUTBOX_POLL_S": str(s.outbox_poll_s),
@@ -460,14 +464,20 @@ def machine_busy() -> tuple[float, float]:
 
 
 class MatchedWatcher:
-    """Notes when each intake's TherapistMatched reaches the topic."""
+    """Notes when each intake's TherapistMatched reaches the topic, and (for the hops) when
+    the relay published it and the intake's IntakeSubmitted (the records' create times).
+    Both are keyed by the intake."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, bootstrap: str, matched_topic: str, submitted_topic: str) -> None:
+        self.topics = (matched_topic, submitted_topic)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
         )
-        self.arrived: dict[str, float] = {}
+        self.arrived: dict[str, float] = {}  # perf_counter
+        self.matched_published: dict[str, float] = {}  # wall clock
+        self.submitted_published: dict[str, float] = {}  # wall clock
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -484,11 +494,16 @@ class MatchedWatcher:
         await self.consumer.stop()
 
     async def _run(self) -> None:
+        matched_topic, _ = self.topics
         while not self.consumer.assignment():
             metadata = await self.consumer._client.fetch_all_metadata()
-            partitions = metadata.partitions_for_topic(self.topic) or ()
-            if partitions:
-                tps = [TopicPartition(self.topic, p) for p in partitions]
+            found = [metadata.partitions_for_topic(t) or () for t in self.topics]
+            if all(found):
+                tps = [
+                    TopicPartition(t, p)
+                    for t, ps in zip(self.topics, found, strict=True)
+                    for p in ps
+                ]
                 self.consumer.assign(tps)
                 await self.consumer.seek_to_beginning(*tps)
             else:
@@ -496,10 +511,17 @@ class MatchedWatcher:
         while True:
             batch = await self.consumer.getmany(timeout_ms=100)
             now = time.perf_counter()
-            for records in batch.values():
+            matched = False
+            for tp, records in batch.items():
                 for record in records:
-                    self.arrived[json.loads(record.value)["payload"]["intake_id"]] = now
-            if batch:
+                    intake_id = (record.key or b"").decode()
+                    if tp.topic == matched_topic:
+                        self.arrived[intake_id] = now
+                        self.matched_published[intake_id] = record.timestamp / 1000
+                        matched = True
+                    else:
+                        self.submitted_published[intake_id] = record.timestamp / 1000
+            if matched:
                 self._changed.set()
 
     async def wait_any(self, intake_ids: set[str], timeout: float) -> None:
@@ -524,21 +546,85 @@ class MatchedWatcher:
         return max(self.arrived[i] for i in intake_ids)
 
 
-class Submitter:
-    def __init__(self, api: Process, private_key: str, rng: random.Random) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{api.port}",
-            limits=httpx.Limits(max_connections=300, max_keepalive_connections=100),
-            timeout=httpx.Timeout(60, pool=None),
+class KeptAliveHttp:
+    """POSTs over a few kept-alive HTTP/1.1 connections, written and read by hand.
+
+    The load generator shares the machine's two cores with what it measures: httpx spent
+    5-6 ms of CPU per request here, and its pool's bookkeeping grows with the requests
+    queued in it, so once the machine was busy the generator fell behind its schedule and
+    never caught up (the api itself idle at 10-20% CPU). This costs a small fraction."""
+
+    MAX_CONNECTIONS = 64
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
         )
-        self.headers = {"authorization": f"Bearer {auth.mint(private_key, uuid.uuid4(), 'client')}"}
+        self.opened = 0
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.idle.empty() and self.opened < self.MAX_CONNECTIONS:
+            self.opened += 1
+            try:
+                return await asyncio.open_connection("127.0.0.1", self.port)
+            except BaseException:
+                self.opened -= 1
+                raise
+        return await self.idle.get()
+
+    async def post(self, path: str, body: bytes, headers: bytes) -> tuple[int, bytes]:
+        reader, writer = await self._connection()
+        try:
+            writer.write(
+                b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                b"%scontent-length: %d\r\n\r\n%s" % (path.encode(), headers, len(body), body)
+            )
+            status = int((await reader.readline()).split()[1])
+            length, keep = 0, True
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection":
+                    keep = b"close" not in value.lower()
+                elif name == b"transfer-encoding":
+                    raise RuntimeError("chunked responses are not read here")
+            answer = await reader.readexactly(length)
+        except BaseException:
+            self.opened -= 1
+            writer.close()
+            raise
+        if keep:
+            self.idle.put_nowait((reader, writer))
+        else:
+            self.opened -= 1
+            writer.close()
+        return status, answer
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _, writer = self.idle.get_nowait()
+            writer.close()
+
+
+class Submitter:
+    def __init__(
+        self, api: Process, private_key: str, rng: random.Random, settings: Settings
+    ) -> None:
+        self.settings = settings
+        self.http = KeptAliveHttp(api.port)
+        token = auth.mint(private_key, uuid.uuid4(), "client")
+        self.headers = f"authorization: Bearer {token}\r\n".encode()
         self.rng = rng
 
     async def submit(self) -> tuple[str, float]:
         started = time.perf_counter()
-        r = await self.http.post("/intakes", json=intake_body(self.rng), headers=self.headers)
-        assert r.status_code == 201, r.text
-        return str(r.json()["intake_id"]), started
+        body = json.dumps(intake_body(self.rng)).encode()
+        status, answer = await self.http.post("/intakes", body, self.headers)
+        assert status == 201, answer
+        return str(json.loads(answer)["intake_id"]), started
 
     async def offer(self, rate: float, seconds: float) -> tuple[list[tuple[str, float]], float]:
         """Intakes submitted at a constant rate (each on its own schedule, not waiting for
@@ -576,6 +662,79 @@ class Run:
     p99: float
     median: float
     drained_in: float
+    # Per hop: (median, p99, mean over the slowest 1% of intakes), seconds.
+    hops: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+
+# perf_counter -> wall clock (the hops compare the bench's times with Postgres' and the
+# relay's, all on this machine's clock).
+WALL = time.time() - time.perf_counter()
+HOPS = (
+    # due -> the api's transaction began (the IntakeSubmitted outbox row's created_at)
+    "api",
+    # -> the relay published IntakeSubmitted (the record's create time)
+    "relay",
+    # -> the matcher's batch transaction began (the TherapistMatched row's created_at):
+    # the broker, the matcher's fetch, the batch before it
+    "to_matcher",
+    # -> the relay published TherapistMatched: the decision, its commit, the relay
+    "decided",
+    # -> the bench's consumer saw it: the broker and its fetch
+    "to_watcher",
+)
+
+
+async def hops_of(
+    database_url: str,
+    schema: str,
+    watcher: MatchedWatcher,
+    submitted: list[tuple[str, float]],
+) -> dict[str, tuple[float, float, float]]:
+    """Where each intake's time went, hop by hop, from the outbox rows' created_at (the
+    writing transaction's start) and the records' create times."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            f"SELECT event_type, key, extract(epoch FROM created_at)::float8 AS at"
+            f" FROM {schema}.outbox WHERE key = ANY($1::text[])"
+            " AND event_type IN ('IntakeSubmitted', 'TherapistMatched')",
+            [i for i, _ in submitted],
+        )
+    finally:
+        await conn.close()
+    began = {(r["event_type"], r["key"]): r["at"] for r in rows}
+    per_intake = []
+    for intake_id, due in submitted:
+        times = (
+            due + WALL,
+            began.get(("IntakeSubmitted", intake_id)),
+            watcher.submitted_published.get(intake_id),
+            began.get(("TherapistMatched", intake_id)),
+            watcher.matched_published.get(intake_id),
+            watcher.arrived[intake_id] + WALL,
+        )
+        if None in times:
+            continue
+        steps = [b - a for a, b in itertools.pairwise(times)]  # type: ignore[operator]
+        per_intake.append((times[-1] - times[0], steps))  # type: ignore[operator]
+    if not per_intake:
+        return {}
+    per_intake.sort(key=lambda t: t[0])
+    slowest = per_intake[-max(1, len(per_intake) // 100) :]
+    return {
+        hop: (
+            statistics.median(steps[k] for _, steps in per_intake),
+            percentile([steps[k] for _, steps in per_intake], 0.99),
+            statistics.mean(steps[k] for _, steps in slowest),
+        )
+        for k, hop in enumerate(HOPS)
+    }
+
+
+def describe_hops(run: Run) -> str:
+    return "      hops (median / p99 / slowest 1%): " + ", ".join(
+        f"{hop} {a * 1000:.1f}/{b * 1000:.1f}/{c * 1000:.1f}" for hop, (a, b, c) in run.hops.items()
+    )
 
 
 async def offered(
@@ -590,7 +749,17 @@ async def offered(
     latencies = [watcher.arrived[i] - at for i, at in submitted]
     p99 = percentile(latencies, 0.99)
     drained_in = max(0.0, last - ended)
-    return Run(rate, seconds, drained_in <= DRAIN_S, p99, statistics.median(latencies), drained_in)
+    settings = submitter.settings
+    hops = await hops_of(settings.database_url, settings.db_schema, watcher, submitted)
+    return Run(
+        rate,
+        seconds,
+        drained_in <= DRAIN_S,
+        p99,
+        statistics.median(latencies),
+        drained_in,
+        hops,
+    )
 
 
 def within(run: Run, rtt: float) -> bool:
@@ -605,7 +774,7 @@ def describe(run: Run, rtt: float) -> str:
         f" {E2E_P99_LIMIT:.0f}x), median {ms(run.median)}, "
         f"drained {run.drained_in:.2f} s after offering ended -> "
         f"{'backlog holds' if run.holds else 'backlog grows'}"
-    )
+    ) + (f"\n{describe_hops(run)}" if run.hops else "")
 
 
 @dataclass
@@ -793,7 +962,12 @@ async def main() -> None:
                 database_url=dsn,
                 kafka_bootstrap=kafka.bootstrap,
                 kafka_idempotence=not kafka.embedded,
-                kafka_fetch_max_wait_ms=10,
+                # The matcher's fetches wait as long as the round trip's; the other groups
+                # (the read model: idle here) keep the default. Each fetch the embedded
+                # broker holds costs it and the worker CPU the decisions then lack: idle, a
+                # worker polling every group at 10 ms took 21% of a core and the broker
+                # 32%, with only the matcher at 10 ms 12% and 22%.
+                kafka_group_fetch_max_wait_ms={"matcher": FETCH_WAIT_MS},
                 topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
                 jwt_public_keys=[public_key],
                 outbox_poll_s=0.05,
@@ -802,21 +976,24 @@ async def main() -> None:
             )
             await db.bootstrap_role(dsn, settings.role, settings.db_password.get_secret_value())
             await asyncio.to_thread(db.migrate, settings, DEFINITION.migrations)
-            broker = await bench_broker_round_trip(kafka, settings.kafka_fetch_max_wait_ms)
+            broker = await bench_broker_round_trip(kafka, FETCH_WAIT_MS)
             rtt = broker["median"]
             say(
                 f"bare broker round trip (produce -> consume, fetch wait "
-                f"{settings.kafka_fetch_max_wait_ms} ms): median {ms(rtt)}, "
+                f"{FETCH_WAIT_MS} ms): median {ms(rtt)}, "
                 f"p99 {ms(broker['p99'])}"
             )
-            topic = settings.topic(REGISTRY.topic(TherapistMatched))
+            matched_topic = settings.topic(REGISTRY.topic(TherapistMatched))
+            submitted_topic = settings.topic(REGISTRY.topic(IntakeSubmitted))
             rng = random.Random(SEED + 1)
             with logs_dir() as logs:
                 platform = Platform(settings, public_key, logs)
                 try:
                     api = await platform.start("api")
-                    submitter = Submitter(api, private_key, random.Random(SEED + 2))
-                    async with MatchedWatcher(settings.kafka_bootstrap, topic) as watcher:
+                    submitter = Submitter(api, private_key, random.Random(SEED + 2), settings)
+                    async with MatchedWatcher(
+                        settings.kafka_bootstrap, matched_topic, submitted_topic
+                    ) as watcher:
                         filled = 0
                         for catalog in CATALOGS:
                             say(f"2. sustained load, {catalog:,} therapists in the read model")
@@ -852,7 +1029,7 @@ async def main() -> None:
                                 f"on locks for {r['lock_wait_s'] * 1000:.0f} ms in all "
                                 f"({locks.samples} samples, {locks.by_event or 'none'})"
                             )
-                    await submitter.http.aclose()
+                    await submitter.http.close()
                 finally:
                     platform.stop_all()
     finally:

@@ -4,9 +4,11 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaBroker
 
-from chassis import db
+from chassis import consumer, db
 from chassis.app import build
 from chassis.consumer import backoff, dead_letter_topic
 from chassis.deadletters import list_dead_letters, replay
@@ -14,7 +16,7 @@ from chassis.testing.kafka import TopicProbe, publish
 from chassis.testing.waiting import until
 from contracts import REGISTRY, Envelope
 from contracts.events import ReviewPublished
-from tests.chassis.ledger import FAILURES, LEDGER, review
+from tests.chassis.ledger import FAILURES, LEDGER, LedgerSettings, consumers, review
 
 
 async def entries_for(pool: asyncpg.Pool, *therapists: uuid.UUID) -> int:
@@ -29,6 +31,55 @@ async def eventually(check, timeout: float = 20.0) -> None:
 
 def test_backoff_is_exponential_and_bounded() -> None:
     assert [backoff(n, 0.1, 1.0) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_a_consumer_group_may_fetch_on_a_wait_of_its_own() -> None:
+    settings = LedgerSettings(
+        kafka_fetch_max_wait_ms=100, kafka_group_fetch_max_wait_ms={"ledger": 3}
+    )
+    broker = KafkaBroker(settings.kafka_bootstrap)
+    consumers.subscribe(broker, settings)
+    [subscriber] = broker.subscribers
+    assert subscriber._connection_args["fetch_max_wait_ms"] == 3
+    assert settings.fetch_max_wait_ms("another-group") == 100
+
+
+class _IdleConsumer:
+    """A consumer whose polls find nothing; `early`: the poll returns before its timeout."""
+
+    def __init__(self, clock: list[float], *, early: bool, records: list[object]) -> None:
+        self.clock, self.early, self.records = clock, early, records
+        self.polls: list[int] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int | None) -> dict[str, list[object]]:
+        self.polls.append(timeout_ms)
+        if self.records:
+            return {"topic-0": self.records}
+        if not self.early:
+            self.clock[0] += timeout_ms / 1000
+        return {}
+
+
+@pytest.mark.parametrize("early", [False, True])
+async def test_an_empty_poll_is_not_followed_by_a_pause(monkeypatch, early) -> None:
+    """FastStream's own batch poll sleeps its timeout again after an empty poll; ours only
+    waits in the poll (unless the poll came back early: then the rest, so nothing spins)."""
+    clock, slept = [0.0], []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(consumer.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(consumer.asyncio, "sleep", sleep)
+    broker = KafkaBroker("127.0.0.1:9092")
+    consumers.subscribe(broker, LedgerSettings())
+    [subscriber] = broker.subscribers
+    idle = _IdleConsumer(clock, early=early, records=[])
+    assert await subscriber.get_msg(idle) == ()
+    assert idle.polls == [consumer.IDLE_POLL_MS]
+    assert slept == ([consumer.IDLE_POLL_MS / 1000] if early else [0.0])
+    busy = _IdleConsumer(clock, early=early, records=["a", "b"])
+    assert await subscriber.get_msg(busy) == ("a", "b")
 
 
 async def test_duplicates_do_nothing_and_transient_failures_are_retried(

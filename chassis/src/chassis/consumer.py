@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import inspect
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -185,13 +186,14 @@ class EventConsumers:
             for spec in specs:
                 routes.setdefault(settings.topic(REGISTRY.topic(spec.model)), []).append(spec)
             applier = BatchApplier(self.service, group, routes, settings, broker.context)
-            broker.subscriber(
+            subscriber = broker.subscriber(
                 *routes,
                 group_id=settings.group(group),
                 batch=True,
                 max_records=settings.consumer_batch_size,
-                batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
-                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                # How long one poll waits for records: it returns the moment some come.
+                batch_timeout_ms=IDLE_POLL_MS,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms(group),
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 decoder=_records_of,
@@ -200,7 +202,32 @@ class EventConsumers:
                 group_instance_id=f"{settings.group(group)}.{member}" if member else None,
                 title=f"{settings.service}.{group}",
                 description=" ".join(f"{s.name}: {(s.func.__doc__ or '').strip()}" for s in specs),
-            )(applier.endpoint())
+            )
+            subscriber(applier.endpoint())
+            _poll_without_pause(subscriber)
+
+
+# A poll of an idle consumer group waits this long for records before it polls again.
+IDLE_POLL_MS = 100
+
+
+def _poll_without_pause(subscriber: Any) -> None:
+    """FastStream's batch subscriber sleeps `batch_timeout_ms` after an empty poll, although
+    the poll itself already waited that long for records: a record arriving meanwhile
+    waits out the sleep. Its poll is replaced by one that only waits in the poll (which
+    returns the moment records come); an empty poll that returned early (it should not)
+    still waits out the rest, so nothing spins."""
+
+    async def get_msg(consumer: Any) -> tuple[Any, ...]:
+        timeout_ms = subscriber.batch_timeout_ms
+        started = time.monotonic()
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=subscriber.max_records)
+        if not batches:
+            await asyncio.sleep(max(0.0, timeout_ms / 1000 - (time.monotonic() - started)))
+            return ()
+        return tuple(record for records in batches.values() for record in records)
+
+    subscriber.get_msg = get_msg
 
 
 def context_dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str], ...]:

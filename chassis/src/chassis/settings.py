@@ -6,7 +6,7 @@ class Settings(ServiceSettings):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +34,13 @@ class ServiceSettings(BaseSettings):
     # On for real Kafka; the embedded broker (Tansu) fails the idempotent producer.
     kafka_idempotence: bool = True
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
+    # The same per consumer group (the name a handler's `group` gives, e.g. "matcher"), for
+    # a group whose records must not wait: a broker that holds an empty fetch for its whole
+    # wait (the embedded one does, even when records come meanwhile) delays each record by
+    # up to this much. Shorter costs more fetches while idle.
+    kafka_group_fetch_max_wait_ms: dict[str, Annotated[int, Field(ge=1, le=5000)]] = Field(
+        default_factory=dict
+    )
     kafka_group_prefix: str = ""
     # A broker notices a worker that died without leaving its groups after the session
     # timeout; only then are its partitions given to others (or to it, restarted).
@@ -99,6 +106,10 @@ class ServiceSettings(BaseSettings):
     # free one. A worker serves /metrics on its own port, which is never routed either.
     metrics_host: str | None = None  # default: http_host
     metrics_port: int = Field(default=9400, ge=0, le=65535)
+
+    def fetch_max_wait_ms(self, group: str) -> int:
+        """How long a fetch of this consumer group may wait at the broker."""
+        return self.kafka_group_fetch_max_wait_ms.get(group, self.kafka_fetch_max_wait_ms)
 
     @property
     def db_schema(self) -> str:

@@ -13,6 +13,7 @@ from booking.service.records import (
     series_kept,
     session_kept,
 )
+from booking.service.sessions import _fingerprint, _session_fingerprint
 from chassis.http import status_of
 
 STARTS = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -65,3 +66,9 @@ def test_bookings_refusals_are_the_chassis_kinds() -> None:
     assert status_of(SlotUnavailable("taken", "no")) == 409
     assert status_of(CourseFull(12)) == 409
     assert CourseFull(12).body()["code"] == "course_full"
+
+
+def test_a_booking_is_fingerprinted_as_its_request_always_was() -> None:
+    course, starts_at = uuid.uuid4(), datetime(2026, 12, 7, 10, 15, tzinfo=UTC)
+    expected = _fingerprint(op="session", course=course, starts_at=starts_at.isoformat())
+    assert _session_fingerprint(course, starts_at) == expected

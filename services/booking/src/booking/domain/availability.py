@@ -127,6 +127,10 @@ class AvailabilityRules:
     _tables: dict[tuple[date, int, int], _DayTable] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
+    # What `check_bookable` found of starts against the hours (they depend on nothing else).
+    _hours_checked: dict[tuple[datetime, int, int], tuple[str, str] | None] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         weekly: dict[int, tuple[Hours, ...]] = {}
@@ -192,19 +196,22 @@ class _Blocked:
     """Busy intervals widened by the buffer on both sides, merged, for fast overlap tests."""
 
     def __init__(self, busy: Iterable[Busy], buffer: timedelta) -> None:
-        spans: list[list[datetime]] = []
-        for start, end in sorted((_utc(s, "busy start"), _utc(e, "busy end")) for s, e in busy):
+        starts: list[datetime] = []
+        ends: list[datetime] = []
+        for start, end in sorted([(_utc(s, "busy start"), _utc(e, "busy end")) for s, e in busy]):
             if end <= start:
                 raise InvalidInput(
                     "busy_end_not_after_start", "A busy interval must end after it starts."
                 )
             start, end = start - buffer, end + buffer
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], end)
+            if ends and start <= ends[-1]:
+                if end > ends[-1]:
+                    ends[-1] = end
             else:
-                spans.append([start, end])
-        self._starts = [span[0] for span in spans]
-        self._ends = [span[1] for span in spans]
+                starts.append(start)
+                ends.append(end)
+        self._starts = starts
+        self._ends = ends
 
     def free_of(self, table: _DayTable, low: int, high: int) -> list[Slot]:
         """table.slots[low:high] that overlap no span: whole runs between the spans are
@@ -390,21 +397,37 @@ class FreeTime:
         if count <= 0:
             return []
         middle = min(max(local_date(requested, self.rules.zone), self.first_day), self.last_day)
-        before: list[Slot] = []
-        day = middle
-        while day >= self.first_day and len(before) < count:
-            before[:0] = [slot for slot in self.on(day) if slot.starts_at < requested]
-            day -= timedelta(days=1)
-        after: list[Slot] = []
-        day = middle
-        while day <= self.last_day and len(after) < count:
-            after.extend(slot for slot in self.on(day) if slot.starts_at >= requested)
-            day += timedelta(days=1)
-        nearest = sorted(
-            [*before[-count:], *after[:count]],
-            key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at),
-        )
-        return sorted(nearest[:count])
+        one_day = timedelta(days=1)
+        # Nearest first on either side: before it going back, from it going forward.
+        middle_slots = self.on(middle)
+        split = bisect.bisect_left(middle_slots, requested, key=_starts_at)
+        before = middle_slots[split - 1 :: -1] if split else []
+        day = middle - one_day
+        while len(before) < count and day >= self.first_day:
+            before.extend(reversed(self.on(day)))
+            day -= one_day
+        after = middle_slots[split:]
+        day = middle + one_day
+        while len(after) < count and day <= self.last_day:
+            after.extend(self.on(day))
+            day += one_day
+        chosen: list[Slot] = []
+        early, late = 0, 0
+        while len(chosen) < count and (early < len(before) or late < len(after)):
+            if late >= len(after) or (
+                early < len(before)
+                and requested - before[early].starts_at <= after[late].starts_at - requested
+            ):
+                chosen.append(before[early])
+                early += 1
+            else:
+                chosen.append(after[late])
+                late += 1
+        return sorted(chosen)
+
+
+def _starts_at(slot: Slot) -> datetime:
+    return slot.starts_at
 
 
 def free_slots(
@@ -459,6 +482,31 @@ def check_bookable(
         raise SlotUnavailable(
             "beyond_horizon", f"Sessions are booked at most {rules.horizon.days} days ahead."
         )
+    # Against the hours, a start is judged once per rules (bookings try the same starts).
+    key = (starts_at, session_minutes, step_minutes)
+    checked = rules._hours_checked
+    if key not in checked:
+        if len(checked) >= _HOURS_CHECKED_PER_RULES:
+            checked.clear()
+        checked[key] = _off_hours(rules, session_minutes, starts_at, step_minutes)
+    off_hours = checked[key]
+    if off_hours is not None:
+        raise SlotUnavailable(*off_hours)
+    ends_at = starts_at + timedelta(minutes=session_minutes)
+    if busy and _Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(
+        starts_at, ends_at
+    ):
+        raise SlotUnavailable("taken", "That time is taken or too close to another session.")
+
+
+_HOURS_CHECKED_PER_RULES = 4096
+
+
+def _off_hours(
+    rules: AvailabilityRules, session_minutes: int, starts_at: datetime, step_minutes: int
+) -> tuple[str, str] | None:
+    """Why `starts_at` is no start within the working hours, (code, message); None if it
+    is one."""
     ends_at = starts_at + timedelta(minutes=session_minutes)
     day = local_date(starts_at, rules.zone)
     # Neighbouring days too: a joined interval may begin the day before.
@@ -468,13 +516,13 @@ def check_bookable(
         if start <= starts_at and ends_at <= end
     ]
     if not inside:
-        raise SlotUnavailable("outside_hours", "The therapist does not work at that time.")
+        return ("outside_hours", "The therapist does not work at that time.")
     if (starts_at - inside[0]) % timedelta(minutes=step_minutes):
-        raise SlotUnavailable(
-            "off_grid", f"Sessions start on the {step_minutes}-minute marks of the working hours."
+        return (
+            "off_grid",
+            f"Sessions start on the {step_minutes}-minute marks of the working hours.",
         )
-    if _Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(starts_at, ends_at):
-        raise SlotUnavailable("taken", "That time is taken or too close to another session.")
+    return None
 
 
 def is_bookable(

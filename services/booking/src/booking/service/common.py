@@ -35,7 +35,16 @@ Attendance = Literal["attended", "no_show"]
 
 def slot_json(slot: Slot) -> dict[str, str]:
     """A free time as a refusal's details offer it (`alternatives`)."""
-    return {"starts_at": slot.starts_at.isoformat(), "ends_at": slot.ends_at.isoformat()}
+    texts = _SLOT_TEXTS.get(slot)
+    if texts is None:  # refusals offer the same few times over and over: written once
+        if len(_SLOT_TEXTS) >= _SLOT_TEXTS_KEPT:
+            _SLOT_TEXTS.clear()
+        texts = _SLOT_TEXTS[slot] = (slot.starts_at.isoformat(), slot.ends_at.isoformat())
+    return {"starts_at": texts[0], "ends_at": texts[1]}
+
+
+_SLOT_TEXTS: dict[Slot, tuple[str, str]] = {}
+_SLOT_TEXTS_KEPT = 50_000
 
 
 def taken(code: str, message: str, offered: Sequence[Slot]) -> Conflict:

@@ -22,11 +22,12 @@ from booking.domain.availability import (
     Slot,
     check_bookable,
 )
-from booking.domain.course import CourseSession
+from booking.domain.course import Course, CourseSession
 from booking.domain.policy import (
     CURRENT_POLICY,
 )
 from booking.domain.series import weekly_series
+from booking.service import contexts
 from booking.service.availability import calendars, rules_of
 from booking.service.common import (
     ALTERNATIVES_OFFERED,
@@ -55,6 +56,15 @@ from contracts.vocabulary import Actor
 
 def _fingerprint(**request: Any) -> str:
     canonical = json.dumps(request, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _session_fingerprint(course_id: uuid.UUID, starts_at: datetime) -> str:
+    """`_fingerprint(op="session", course=course_id, starts_at=starts_at.isoformat())`: the
+    same canonical text, written directly (it is computed for every booking)."""
+    canonical = (
+        f'{{"course": "{course_id}", "op": "session", "starts_at": "{starts_at.isoformat()}"}}'
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -303,56 +313,168 @@ async def book_session(
 ) -> SessionRecord:
     """Book one session of a course at `starts_at` (the client or the therapist books).
 
-    One round trip reads everything the decision needs (course, sessions, rules, an earlier
-    answer to the key, whether either calendar is taken there); the rules are checked in
-    memory; one statement books (`store.book`). Only a refusal reads the calendars, for
-    the alternatives it offers."""
-    request_hash = _fingerprint(op="session", course=course_id, starts_at=starts_at.isoformat())
+    ONE round trip when this replica knows the course (`contexts`): the rules are checked in
+    memory and one statement (`store.book_one`) checks that what they were checked on still
+    holds, claims the time and books, or refuses with the busy times near it (the
+    alternatives are computed here). Otherwise, or when the statement finds the course or
+    the therapist changed, one read first (`store.booking_view`: everything the decision
+    needs, an earlier answer to the key, both calendars near the time)."""
+    request_hash = _session_fingerprint(course_id, starts_at)
     async with pool.acquire() as conn:
+        context = contexts.cached(course_id)
         for _ in range(BOOKING_ROUNDS):
-            view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
-            earlier = _earlier(_answer_of(view), request_hash)
-            if earlier is not None:  # a retry of a booking already made
-                return session_kept(earlier)
-            rules = rules_of(view)
-            minutes = view["session_minutes"]
-            therapist_near, client_near = store.nearby_of(view)
+            nearby: tuple[list[Busy], list[Busy]] | None = None
+            if context is None:
+                view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
+                earlier = _earlier(_answer_of(view), request_hash)
+                if earlier is not None:  # a retry of a booking already made
+                    return session_kept(earlier)
+                context = contexts.remember(view, store.view_sessions(view))
+                nearby = store.nearby_of(view)
+            elif not is_party(who, context.row):  # the parties of a course never change
+                raise not_found()
+            row = context.row
             try:
-                _check_free(rules, minutes, therapist_near, client_near, now, starts_at)
-            except errors.SlotUnavailable as exc:
-                nearby = therapist_near + client_near
-                raise await refuse(conn, exc, rules, view, now, starts_at, nearby) from exc
-            course = course_of(view, store.view_sessions(view))
-            course, session = rules_of_course.book_session(course, uuid.uuid4(), starts_at)
-            booked = _new_session(view, rules, session, minutes, who.role, None)
-            answer = SessionRecord.of(booked)
-            # Refused below, the time was taken since the read: busy now, whoever took it.
-            nearby = [*therapist_near, *client_near, (booked["starts_at"], booked["ends_at"])]
-            try:
-                if await store.book(
+                _check_time(context, now, starts_at, nearby)
+            except Conflict as exc:
+                if nearby is None:  # decided from memory: refuse only on what is stored
+                    context = None
+                    continue
+                if isinstance(exc, errors.SlotUnavailable):
+                    assert context.rules is not None
+                    busy = [*nearby[0], *nearby[1]]
+                    contexts.seen_busy(row["therapist_id"], starts_at, store.NEARBY, busy)
+                    raise await refuse(conn, exc, context.rules, row, now, starts_at, busy) from exc
+                raise
+            rules = context.rules
+            assert rules is not None
+            ends_at = starts_at + timedelta(minutes=row["session_minutes"])
+            buffer = timedelta(minutes=rules.buffer_minutes)
+            if nearby is None and contexts.seems_taken(
+                row["therapist_id"], starts_at, ends_at, buffer
+            ):
+                # Believed taken: ask, and book only if the answer is 'free'.
+                checked = await store.check_time(
                     conn,
-                    course=view,
-                    sessions=[booked],
+                    decided_on=context.decided_on,
+                    client_id=row["client_id"],
+                    span=(starts_at, ends_at, rules.buffer_minutes),
+                    key=(who.subject, idempotency_key),
+                )
+                if checked["verdict"] != "free":
+                    settled = await _settled(conn, checked, context, request_hash, now, starts_at)
+                    if settled is None:  # stale: read again
+                        context = None
+                        continue
+                    return settled
+                contexts.unseen(row["therapist_id"], starts_at, ends_at)
+            try:
+                course, booked = _plan(context, who, starts_at)
+            except Conflict:
+                if nearby is None:  # decided from memory: refuse only on what is stored
+                    context = None
+                    continue
+                raise
+            answer = SessionRecord.of(booked)
+            try:
+                outcome = await store.book_one(
+                    conn,
+                    decided_on=context.decided_on,
+                    session=booked,
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
-                    events=[_booked_event(booked)],
-                ):
-                    return answer
+                    event=_booked_event(booked),
+                )
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
                     _client_busy() if exc.constraint_name == "client_free" else taken_refusal()
                 )
-                raise await refuse(conn, refused, rules, view, now, starts_at, nearby) from exc
+                near = store.nearby_in(exc)
+                if near is not None:  # taken since the statement began: busy now, by whomever
+                    near.append((booked["starts_at"], booked["ends_at"]))
+                    contexts.seen_busy(row["therapist_id"], starts_at, store.NEARBY, near)
+                raise await refuse(conn, refused, rules, row, now, starts_at, near) from exc
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "idempotency_keys_pkey":
-                    continue  # a concurrent booking of this course took the place in the plan
+                    contexts.forget(course_id)  # the place in the plan was taken: read again
+                    context = None
+                    continue
                 earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
                 if earlier is None:  # pragma: no cover - the key's row exists by now
                     raise _course_changed() from exc
                 return session_kept(earlier)  # the same request, booked by a twin meanwhile
             except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
-                continue  # the course changed under the booking: decide again
-            raise await refuse(conn, taken_refusal(), rules, view, now, starts_at, nearby)
+                contexts.forget(course_id)
+                context = None
+                continue
+            if outcome["verdict"] == "booked":
+                contexts.booked(context, course, outcome["revision"])
+                contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
+                return answer
+            settled = await _settled(conn, outcome, context, request_hash, now, starts_at)
+            if settled is None:
+                context = None
+                continue
+            return settled
     raise _course_changed()
+
+
+async def _settled(
+    conn: asyncpg.Connection,
+    outcome: Any,
+    context: contexts.BookingContext,
+    request_hash: str,
+    now: datetime,
+    starts_at: datetime,
+) -> SessionRecord | None:
+    """What a `store.book_one` (or `check_time`) verdict other than 'booked' and 'free'
+    answers: the earlier answer to the key, or the refusal (raised); None when the context
+    was stale (it is forgotten: read again)."""
+    verdict = outcome["verdict"]
+    if verdict == "earlier":
+        earlier = _earlier((outcome["earlier_hash"], outcome["earlier_response"]), request_hash)
+        assert earlier is not None
+        return session_kept(earlier)
+    if verdict == "stale":
+        contexts.forget(context.row["course_id"])
+        return None
+    rules = context.rules
+    assert rules is not None
+    refused = taken_refusal() if verdict == "taken" else _client_busy()
+    near = store.nearby_rows(outcome)
+    contexts.seen_busy(context.row["therapist_id"], starts_at, store.NEARBY, near)
+    raise await refuse(conn, refused, rules, context.row, now, starts_at, near)
+
+
+def _check_time(
+    context: contexts.BookingContext,
+    now: datetime,
+    starts_at: datetime,
+    nearby: tuple[list[Busy], list[Busy]] | None,
+) -> None:
+    """The refusal (a chassis Conflict) unless the therapist takes bookings at `starts_at`.
+    With `nearby` (both calendars near the start, as just read) a time they show busy is
+    refused here too."""
+    if context.closed is not None:
+        code, message = context.closed
+        raise Conflict(message, code=code)
+    rules = context.rules
+    assert rules is not None
+    minutes = context.row["session_minutes"]
+    if nearby is None:
+        check_bookable(rules, minutes, (), now, starts_at)
+    else:
+        _check_free(rules, minutes, nearby[0], nearby[1], now, starts_at)
+
+
+def _plan(
+    context: contexts.BookingContext, who: Principal, starts_at: datetime
+) -> tuple[Course, dict[str, Any]]:
+    """(the course with the session, the session's row), or the course's refusal."""
+    rules = context.rules
+    assert rules is not None
+    minutes = context.row["session_minutes"]
+    course, session = rules_of_course.book_session(context.course, uuid.uuid4(), starts_at)
+    return course, _new_session(context.row, rules, session, minutes, who.role, None)
 
 
 async def book_series(

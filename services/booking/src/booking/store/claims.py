@@ -4,6 +4,8 @@ round-trip view a booking decides on (`booking_view`)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +15,7 @@ import asyncpg
 
 from booking.domain.availability import Busy
 from booking.store.common import LIVE_SQL
-from chassis import outbox
+from chassis import observability, outbox
 from contracts import EventPayload
 
 CELL = timedelta(minutes=5)
@@ -23,11 +25,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def cells_of(starts_at: datetime, ends_at: datetime, buffer_minutes: int) -> list[datetime]:
     """The five-minute cells wholly inside the therapist's time of a session, [start, end +
-    buffer): two sessions whose times overlap by at least a cell claim a cell in common, and
-    two that do not overlap never do (the exclusion constraint sees the rest)."""
+    buffer), ascending: two sessions whose times overlap by at least a cell claim a cell in
+    common, and two that do not overlap never do (the exclusion constraint sees the rest)."""
+    return list(_cells(starts_at, ends_at, buffer_minutes))
+
+
+@functools.lru_cache(maxsize=4096)  # bookings try the same times over and over
+def _cells(starts_at: datetime, ends_at: datetime, buffer_minutes: int) -> tuple[datetime, ...]:
     first = -((_EPOCH - starts_at) // CELL)  # ceil
     last = (ends_at + timedelta(minutes=buffer_minutes) - _EPOCH) // CELL  # floor
-    return [_EPOCH + CELL * n for n in range(first, last)]
+    return tuple(_EPOCH + CELL * n for n in range(first, last))
 
 
 _SESSION_COLUMNS = (
@@ -65,12 +72,14 @@ WITH free AS MATERIALIZED (
     SELECT NOT EXISTS (SELECT FROM claimed_cells
                        WHERE therapist_id = $4 AND cell = ANY($5::timestamptz[])) AS free
 ), course AS MATERIALIZED (
-    SELECT c.course_id FROM free, courses c
+    -- Locks the course and gives it a new revision (its sessions change: cached views of it
+    -- are stale now, see book_one).
+    UPDATE courses c SET revision = nextval('revisions') FROM free
     WHERE free.free AND c.course_id = $1 AND c.status = 'active' AND c.planned_sessions = $2
       AND c.session_minutes = $3
       AND EXISTS (SELECT 1 FROM therapists t WHERE t.therapist_id = c.therapist_id
                   AND t.published)
-    FOR SHARE OF c
+    RETURNING c.course_id
 ), claimed AS (
     INSERT INTO claimed_cells (therapist_id, cell, session_id)
     SELECT $4, claim.cell, claim.session_id
@@ -187,11 +196,13 @@ async def booking_view(
 ) -> asyncpg.Record | None:
     """Everything a booking decides on, in one round trip: the course's columns; its
     therapist's `time_zone`, `published`, `practice_address` and `availability` (a dict or
-    None); the course's `sessions` (`view_sessions`); the answer already given to (actor,
-    key) as `earlier_hash` and `earlier_response` (NULL when none); and `nearby`: both
+    None), with `therapist_revision` and `availability_revision` (NULL without hours); the
+    course's `sessions` (`view_sessions`); the answer already given to (actor, key) as
+    `earlier_hash` and `earlier_response` (NULL when none); and `nearby`: both
     calendars' busy times within NEARBY of `starts_at` (`nearby_of`)."""
     return await conn.fetchrow(
         "SELECT c.*, t.time_zone, t.published, t.practice_address,"
+        " t.revision AS therapist_revision, a.revision AS availability_revision,"
         " to_jsonb(a) AS availability,"
         " array(SELECT row(s.session_id, s.number, s.phase, s.starts_at, s.status, s.phq9_total)"
         "  FROM sessions s WHERE s.course_id = c.course_id ORDER BY s.starts_at, s.number)"
@@ -231,3 +242,123 @@ def view_sessions(view: asyncpg.Record) -> list[dict[str, Any]]:
     """The course's sessions of a `booking_view`, as rows."""
     names = ("session_id", "number", "phase", "starts_at", "status", "phq9_total")
     return [dict(zip(names, session, strict=True)) for session in view["sessions"]]
+
+
+# --------------------------------------------------------------------------- one session
+
+# The columns of a session booked by `book_one` besides those it checks by (course, client,
+# therapist, start, end): its parameters from $14 on; NEARBY and the events follow them.
+_ONE_COLUMNS = (
+    "session_id",
+    "number",
+    "phase",
+    "buffer_minutes",
+    "time_zone",
+    "mode",
+    "meeting_url",
+    "practice_address",
+    "booked_by",
+    "policy_version",
+)
+_ONE_NEAR = 14 + len(_ONE_COLUMNS)
+# The SQL function book_one (migration 20261203190000): NEARBY, then the event's outbox
+# columns (chassis.outbox.event_row) follow the session's.
+_BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 7))})"
+
+
+async def book_one(
+    conn: asyncpg.Connection,
+    *,
+    decided_on: tuple[uuid.UUID, int, uuid.UUID, int, int],
+    session: dict[str, Any],
+    answer: tuple[uuid.UUID, str, str, dict[str, Any]],
+    event: EventPayload,
+) -> asyncpg.Record:
+    """Book one session in ONE statement, without a transaction of the caller's, if what it
+    was decided on still holds: `decided_on` is (course id, course revision, therapist id,
+    therapist revision, availability revision). Claims its cells (ascending, first claim
+    wins), inserts the session, the idempotency answer (actor, key, request hash,
+    response), its event and a summary request, and gives the course a new revision.
+
+    The row's `verdict`: 'booked' (`revision`: the course's new revision); 'earlier' (the
+    key was used before: `earlier_hash`, `earlier_response`, nothing written); 'stale' (a
+    revision moved: nothing written); 'taken' or 'client_busy' (a committed booking holds
+    the time: nothing written; `nearby_starts` and `nearby_ends`: both calendars' busy times
+    within NEARBY of the start). Raises ExclusionViolationError when the time was claimed
+    meanwhile (its `detail`, JSON [[starts], [ends]], the same busy times, when it came from
+    the claim: `nearby_in`) or by the exclusion constraints, UniqueViolationError for a key
+    or a place in the plan taken meanwhile; nothing is written then."""
+    course_id, revision, therapist_id, therapist_revision, availability_revision = decided_on
+    actor_id, key, request_hash, response = answer
+    starts_at, ends_at = session["starts_at"], session["ends_at"]
+    row = await conn.fetchrow(
+        _BOOK_ONE,
+        course_id,
+        revision,
+        therapist_id,
+        therapist_revision,
+        availability_revision,
+        _cells(starts_at, ends_at, session["buffer_minutes"]),
+        session["client_id"],
+        actor_id,
+        key,
+        request_hash,
+        json.dumps(response),  # read as JSON only when it is stored
+        starts_at,
+        ends_at,
+        *(session[name] for name in _ONE_COLUMNS),
+        NEARBY,
+        *outbox.event_row(outbox.envelope_for(event), observability.trace_headers()),
+    )
+    assert row is not None
+    return row
+
+
+def nearby_rows(row: asyncpg.Record) -> list[Busy]:
+    """The busy times near the start that a `book_one` refusal came back with."""
+    return list(zip(row["nearby_starts"], row["nearby_ends"], strict=True))
+
+
+def nearby_in(exc: asyncpg.PostgresError) -> list[Busy] | None:
+    """The busy times near the start carried by `book_one`'s refusal of a time claimed
+    meanwhile (None for another refusal, e.g. an exclusion constraint's)."""
+    detail = getattr(exc, "detail", None)
+    if getattr(exc, "constraint_name", None) != "claimed_cells_pkey" or not detail:
+        return None
+    starts, ends = json.loads(detail)
+    return [
+        (datetime.fromisoformat(start).astimezone(UTC), datetime.fromisoformat(end).astimezone(UTC))
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+async def check_time(
+    conn: asyncpg.Connection,
+    *,
+    decided_on: tuple[uuid.UUID, int, uuid.UUID, int, int],
+    client_id: uuid.UUID,
+    span: tuple[datetime, datetime, int],
+    key: tuple[uuid.UUID, str],
+) -> asyncpg.Record:
+    """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
+    without booking it: its verdict is 'free' where `book_one` would book. For a time
+    believed taken: the question is smaller than the booking."""
+    starts_at, ends_at, buffer_minutes = span
+    actor_id, idempotency_key = key
+    row = await conn.fetchrow(
+        _BOOK_ONE,
+        *decided_on,
+        _cells(starts_at, ends_at, buffer_minutes),
+        client_id,
+        actor_id,
+        idempotency_key,
+        None,
+        None,
+        starts_at,
+        ends_at,
+        *(None for _ in _ONE_COLUMNS),
+        NEARBY,
+        *(None for _ in range(6)),
+    )
+    assert row is not None
+    return row

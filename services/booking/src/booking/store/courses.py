@@ -84,10 +84,15 @@ async def get_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> asyncpg.
 
 
 async def lock_course(conn: asyncpg.Connection, course_id: uuid.UUID) -> asyncpg.Record:
-    """The course, locked until the transaction ends: changes of one course (cancel, move,
-    end, replan, attendance) queue here, and a booking of it (`book`, which share-locks the
-    row) either lands before and is seen, or comes after and sees the change."""
-    row = await conn.fetchrow("SELECT * FROM courses WHERE course_id = $1 FOR UPDATE", course_id)
+    """The course, locked until the transaction ends, with a new revision: changes of one
+    course (cancel, move, end, replan, attendance) queue here, and a booking of it (`book`,
+    `book_one`, which lock the row the same way) either lands before and is seen, or comes
+    after and sees the change. The new revision tells every replica's cached view of the
+    course (`booking.service.contexts`) that it is stale."""
+    row = await conn.fetchrow(
+        "UPDATE courses SET revision = nextval('revisions') WHERE course_id = $1 RETURNING *",
+        course_id,
+    )
     assert row is not None, "a course is never deleted"
     return row
 

@@ -1,0 +1,160 @@
+"""What a booking of one course decides on, kept in memory by each replica between bookings.
+
+A booking needs the course (its plan and sessions), the therapist's hours and whether they
+take bookings. Reading them every time is most of a booking's cost, and they change rarely:
+so each replica keeps what it last read, with the revisions the rows had then. The statement
+that books (`store.book_one`) checks those revisions and answers 'stale' when any moved (a
+change on this or another replica); the booking then reads again and decides again. A
+refusal decided from memory alone (outside the hours, course full, ...) is never given: the
+booking reads again and decides on what the database holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from booking.domain.availability import AvailabilityRules, Busy
+from booking.domain.course import Course
+from booking.service.availability import rules_of
+from booking.service.common import course_of
+from chassis.errors import Conflict
+
+
+@dataclass(frozen=True, slots=True)
+class BookingContext:
+    """A course as a booking decides on it. `row`: the course's and its therapist's columns a
+    booking uses (`course_id`, `client_id`, `therapist_id`, `mode`, `session_minutes`,
+    `practice_address`); `rules`: the therapist's rules, or None with `closed` saying why
+    they take no bookings; `decided_on`: (course id, course revision, therapist id,
+    therapist revision, availability revision)."""
+
+    row: dict[str, Any]
+    course: Course
+    rules: AvailabilityRules | None
+    closed: tuple[str, str] | None
+    decided_on: tuple[uuid.UUID, int, uuid.UUID, int, int]
+
+
+_ROW = ("course_id", "client_id", "therapist_id", "mode", "session_minutes", "practice_address")
+# Bounded: a replica books for many courses; when full, it starts again from nothing.
+_KEPT = 10_000
+_CONTEXTS: dict[uuid.UUID, BookingContext] = {}
+
+
+def cached(course_id: uuid.UUID) -> BookingContext | None:
+    return _CONTEXTS.get(course_id)
+
+
+def remember(view: Any, sessions: list[dict[str, Any]]) -> BookingContext:
+    """The context of a `store.booking_view` (and its course's sessions), kept."""
+    rules: AvailabilityRules | None = None
+    closed: tuple[str, str] | None = None
+    try:
+        rules = rules_of(view)
+    except Conflict as exc:
+        closed = (exc.code, exc.message)
+    context = BookingContext(
+        row={name: view[name] for name in _ROW},
+        course=course_of(view, sessions),
+        rules=rules,
+        closed=closed,
+        decided_on=(
+            view["course_id"],
+            view["revision"],
+            view["therapist_id"],
+            view["therapist_revision"],
+            view["availability_revision"] or 0,
+        ),
+    )
+    _keep(context)
+    return context
+
+
+def booked(context: BookingContext, course: Course, revision: int) -> None:
+    """After this replica booked a session of the course: the course as it is now."""
+    ordered = tuple(sorted(course.sessions, key=lambda s: (s.starts_at, s.number)))
+    course_id, _, therapist_id, therapist_revision, availability_revision = context.decided_on
+    decided_on = (course_id, revision, therapist_id, therapist_revision, availability_revision)
+    _keep(replace(context, course=replace(course, sessions=ordered), decided_on=decided_on))
+
+
+def forget(course_id: uuid.UUID) -> None:
+    _CONTEXTS.pop(course_id, None)
+
+
+def _keep(context: BookingContext) -> None:
+    if len(_CONTEXTS) >= _KEPT:
+        _CONTEXTS.clear()
+    _CONTEXTS[context.row["course_id"]] = context
+
+
+# --------------------------------------------------------------------------- busy times
+
+
+# Most attempts under contention are for times just taken. The busy times near a time that
+# the last refusal came back with tell this replica which times are taken (as of then): for
+# those it only asks whether the time is free (`store.check_time`) instead of sending the
+# whole booking, and books only if the answer is 'free'. A wrong belief costs a round trip,
+# never a wrong answer: the database decides either way.
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    low: datetime
+    high: datetime
+    busy: tuple[Busy, ...]
+
+
+# Per therapist, the windows of time seen, newest last; a newer window replaces the ones it
+# overlaps. Bounded per therapist and in therapists.
+_WINDOWS_KEPT = 64
+_SEEN: dict[uuid.UUID, list[_Seen]] = {}
+
+
+def seen_busy(
+    therapist_id: uuid.UUID, around: datetime, reach: timedelta, busy: list[Busy]
+) -> None:
+    """The busy times within `reach` of `around`, as the database just answered."""
+    low, high = around - reach, around + reach
+    windows = _SEEN.get(therapist_id)
+    if windows is None:
+        if len(_SEEN) >= _KEPT:
+            _SEEN.clear()
+        windows = _SEEN[therapist_id] = []
+    windows[:] = [w for w in windows if w.high <= low or high <= w.low][-(_WINDOWS_KEPT - 1) :]
+    windows.append(_Seen(low, high, tuple(busy)))
+
+
+def _window(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> int | None:
+    for index, seen in enumerate(_SEEN.get(therapist_id, ())):
+        if seen.low <= starts_at and ends_at <= seen.high:
+            return index
+    return None
+
+
+def seen_booked(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
+    """A session this replica just booked."""
+    index = _window(therapist_id, starts_at, ends_at)
+    if index is not None:
+        windows = _SEEN[therapist_id]
+        seen = windows[index]
+        windows[index] = replace(seen, busy=(*seen.busy, (starts_at, ends_at)))
+
+
+def seems_taken(
+    therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime, buffer: timedelta
+) -> bool:
+    """Whether the busy times last seen around this time make it taken."""
+    index = _window(therapist_id, starts_at, ends_at)
+    if index is None:
+        return False
+    busy = _SEEN[therapist_id][index].busy
+    return any(start - buffer < ends_at and starts_at < end + buffer for start, end in busy)
+
+
+def unseen(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
+    """The busy times seen around this time were wrong (it was believed taken, and is free)."""
+    index = _window(therapist_id, starts_at, ends_at)
+    if index is not None:
+        del _SEEN[therapist_id][index]

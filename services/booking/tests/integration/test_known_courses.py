@@ -1,0 +1,86 @@
+"""A replica keeps what a booking decides on (the course, the therapist's rules, the busy
+times seen) between bookings: every change, on any replica, still decides the next booking."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from booking import service
+from booking.service import contexts
+from chassis.auth import Principal
+from chassis.errors import Conflict
+
+
+def _later(now: datetime, days: int, hour: int) -> datetime:
+    return (now + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+async def test_a_cancelled_session_gives_its_place_back_to_a_remembered_course(pool, kit) -> None:
+    now = datetime.now(UTC)
+    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    me = Principal(client, "client")
+    first = await service.book_session(pool, me, course, _later(now, 2, 9), "k1", now)
+    assert contexts.cached(course) is not None  # remembered after booking
+    await service.cancel(pool, me, first.session_id, now)  # a change made elsewhere
+    again = await service.book_session(pool, me, course, _later(now, 3, 9), "k2", now)
+    assert (first.number, again.number) == (1, 1)
+
+
+async def test_a_remembered_course_sees_another_replicas_booking(pool, kit) -> None:
+    now = datetime.now(UTC)
+    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    me = Principal(client, "client")
+    await service.book_session(pool, me, course, _later(now, 2, 9), "k1", now)
+    remembered = contexts.cached(course)
+    assert remembered is not None
+    await service.book_session(pool, me, course, _later(now, 3, 9), "k2", now)
+    contexts._CONTEXTS[course] = remembered  # as a replica that did not see the second one
+    third = await service.book_session(pool, me, course, _later(now, 4, 9), "k3", now)
+    assert third.number == 3
+
+
+async def test_new_hours_decide_the_next_booking_of_a_remembered_course(pool, kit) -> None:
+    now = datetime.now(UTC)
+    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    me = Principal(client, "client")
+    await service.book_session(pool, me, course, _later(now, 2, 9), "k1", now)
+    await service.set_availability(
+        pool, Principal(therapist, "therapist"), therapist, kit.hours("13:00-17:00"), now
+    )
+    with pytest.raises(Conflict) as refused:
+        await service.book_session(pool, me, course, _later(now, 3, 9), "k2", now)
+    assert refused.value.code == "outside_hours"
+    later = await service.book_session(pool, me, course, _later(now, 3, 13), "k3", now)
+    assert later.number == 2
+
+
+async def test_a_time_believed_taken_is_booked_once_it_is_free(pool, kit) -> None:
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    wanted = _later(now, 2, 9)
+    taken = await service.book_session(pool, Principal(first, "client"), course, wanted, "a", now)
+    with pytest.raises(Conflict) as refused:  # the refusal shows the time taken
+        await service.book_session(
+            pool, Principal(second, "client"), other_course, wanted, "b", now
+        )
+    assert refused.value.code == "taken"
+    minutes = taken.ends_at - taken.starts_at
+    assert contexts.seems_taken(therapist, wanted, wanted + minutes, timedelta(minutes=15))
+    await service.cancel(pool, Principal(first, "client"), taken.session_id, now)
+    booked = await service.book_session(
+        pool, Principal(second, "client"), other_course, wanted, "c", now
+    )
+    assert booked.starts_at == wanted
+    retried = await service.book_session(
+        pool, Principal(second, "client"), other_course, wanted, "c", now
+    )
+    assert retried == booked  # the same key answers the same, however the time was known

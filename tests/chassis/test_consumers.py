@@ -2,15 +2,17 @@
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from faststream import ContextRepo
 from faststream.kafka import KafkaBroker
 
 from chassis import consumer, db
 from chassis.app import build
-from chassis.consumer import backoff, dead_letter_topic
+from chassis.consumer import EventConsumers, backoff, dead_letter_topic
 from chassis.deadletters import list_dead_letters, replay
 from chassis.testing.kafka import TopicProbe, publish
 from chassis.testing.waiting import until
@@ -173,3 +175,57 @@ async def test_bad_messages_are_dead_lettered_and_the_consumer_moves_on(
 
 async def _one(pool, therapist) -> bool:
     return await entries_for(pool, therapist) == 1
+
+
+@dataclass
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+async def test_a_batch_handler_takes_a_batch_at_once_and_a_failed_batch_goes_one_by_one(
+    migrated,
+) -> None:
+    settings = await migrated(LEDGER, consumer_lanes=1)
+    pool = await db.create_pool(settings)
+    calls: list[list[int]] = []
+    together = EventConsumers("ledger")
+
+    @together.batch_handler(ReviewPublished, name="ledger-together")
+    async def record_all(events: list[Envelope[ReviewPublished]], conn: asyncpg.Connection) -> None:
+        calls.append([e.payload.rating for e in events])
+        if len(events) > 1 and any(e.payload.rating == 2 for e in events):
+            raise RuntimeError("a two-star review spoils a batch, not a record of its own")
+        await conn.executemany(
+            "INSERT INTO entries (event_id, therapist_id, rating, rating_count)"
+            " VALUES ($1, $2, $3, $4)",
+            [(e.event_id, e.payload.therapist_id, e.payload.rating, 1) for e in events],
+        )
+
+    topic = settings.topic(REGISTRY.topic(ReviewPublished))
+    applier = consumer.BatchApplier(
+        "ledger", "ledger-together", {topic: together.handlers}, settings, ContextRepo()
+    )
+
+    def records(*reviews: ReviewPublished) -> list[_Record]:
+        return [_Record(topic, 0, n, Envelope.wrap(r).to_bytes()) for n, r in enumerate(reviews)]
+
+    try:
+        first = [review(rating=5), review(rating=4), review(rating=3)]
+        batch = records(*first)
+        await applier.apply(batch, consumer.Batch(pool, None, ContextRepo()))
+        assert calls == [[5, 4, 3]]  # once, in the order they came
+        await applier.apply(batch, consumer.Batch(pool, None, ContextRepo()))
+        assert calls == [[5, 4, 3]]  # again: nothing fresh, no call
+        calls.clear()
+        spoilt = [review(rating=5), review(rating=2), review(rating=4)]
+        await applier.apply(records(*spoilt), consumer.Batch(pool, None, ContextRepo()))
+        assert calls == [[5, 2, 4], [5], [2], [4]]  # failed together: each alone
+        therapists = [r.therapist_id for r in first + spoilt]
+        assert await entries_for(pool, *therapists) == 6
+    finally:
+        await pool.close()

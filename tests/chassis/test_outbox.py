@@ -138,6 +138,29 @@ async def test_the_relay_publishes_in_order_per_key_and_marks_sent(
     await pool.close()
 
 
+async def test_a_lingering_relay_publishes_a_stream_in_order_and_records_the_ack(
+    migrated, kafka_bootstrap
+) -> None:
+    """Rows that keep coming while the relay lingers between claims all go, in order per
+    key, and each is marked sent at its acknowledgement: after it was written."""
+    settings = await migrated(LEDGER, outbox_linger_s=0.02)
+    pool = await db.create_pool(settings)
+    relay = OutboxRelay(settings, pool)
+    events = keyed_events(keys=3, per_key=20)
+    async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+        relay.start()
+        for event in events:  # one commit each, while the relay runs
+            await write(pool, [event])
+        await probe.wait_for(lambda p: len(mine(p, events)) >= len(events))
+        await relay.stop()
+    sequences = per_key_sequences(probe, events)
+    assert all(seq == list(range(1, 21)) for seq in sequences.values())
+    assert len(sequences) == 3
+    assert await unsent(pool) == 0
+    assert not await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at < created_at")
+    await pool.close()
+
+
 async def test_sent_rows_are_cleaned_after_the_retention(migrated) -> None:
     settings = await migrated(LEDGER, outbox_retention_hours=1)
     pool = await db.create_pool(settings)

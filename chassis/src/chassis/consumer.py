@@ -107,6 +107,8 @@ class HandlerSpec:
     group: str
     # The handler's parameters beyond (event, conn) and their keys in the broker's context.
     dependencies: tuple[tuple[str, str], ...] = ()
+    # Takes a list of envelopes (`batch_handler`): a batch's fresh records at once.
+    batched: bool = False
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -170,6 +172,28 @@ class EventConsumers:
 
         return register
 
+    def batch_handler(
+        self, model: type[E], *, name: str, group: str | None = None
+    ) -> Callable[
+        [Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]]],
+        Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]],
+    ]:
+        """Like `handler`, but `func(events: list[Envelope[model]], conn, **dependencies)`
+        takes the fresh records of a batch at once, in the order they came (one call per
+        lane, in the batch's transaction): set-based work instead of a round trip per
+        record. Should the call fail, each record is applied alone (a list of one) under
+        its own savepoint, as any handler's are. The journey ids of each event are the
+        handler's to bind (`event_context`) while it writes what that event causes."""
+
+        def register(
+            func: Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]],
+        ) -> Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]]:
+            needs = context_dependencies(func)
+            self.handlers.append(HandlerSpec(model, name, func, group or name, needs, True))
+            return func
+
+        return register
+
     def groups(self) -> dict[str, list[HandlerSpec]]:
         grouped: dict[str, list[HandlerSpec]] = {}
         for spec in self.handlers:
@@ -228,6 +252,17 @@ def _poll_without_pause(subscriber: Any) -> None:
         return tuple(record for records in batches.values() for record in records)
 
     subscriber.get_msg = get_msg
+
+
+def event_context(envelope: Envelope[Any]) -> Any:
+    """The journey ids of a consumed event bound to the logs and to the events written
+    meanwhile (their correlation and causation), as the chassis binds them per record."""
+    return bound_contextvars(
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+        event_id=str(envelope.event_id),
+        event_type=envelope.event_type,
+    )
 
 
 def context_dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str], ...]:
@@ -445,19 +480,53 @@ class BatchApplier:
             try:
                 async with conn.transaction():
                     fresh = None if careful else await self._claim_all(conn, units)
+                    # Fresh records of one batch handler, applied together (optimistic only).
+                    gathered: list[_Unit] = []
                     for unit in units:
                         if unit.partition in blocked:
                             outcome.deferred.append(unit)
                             continue
+                        if fresh is not None and unit.spec.batched:
+                            if gathered and gathered[0].spec is not unit.spec:
+                                await self._apply_together(batch, conn, gathered, outcome)
+                                gathered = []
+                            key = (unit.spec.name, unit.envelope.event_id)
+                            if key in fresh:
+                                fresh.discard(key)  # the same event twice in a batch: once
+                                gathered.append(unit)
+                            else:
+                                outcome.duplicates.append(unit)
+                            continue
+                        if gathered:
+                            await self._apply_together(batch, conn, gathered, outcome)
+                            gathered = []
                         error = await self._run(batch, conn, unit, outcome, fresh)
                         if error is None:
                             continue
                         if not careful:
                             raise _Retry()
                         self._settle_failure(unit, error, outcome, blocked)
+                    if gathered:
+                        await self._apply_together(batch, conn, gathered, outcome)
             except _Retry:
                 return None
         return outcome
+
+    async def _apply_together(
+        self, batch: Batch, conn: asyncpg.Connection, units: list[_Unit], outcome: _Pass
+    ) -> None:
+        """One call of a batch handler with these fresh records; any failure fails the
+        optimistic pass (then each record goes alone)."""
+        spec = units[0].spec
+        try:
+            with bound_contextvars(consumer=spec.name):
+                await spec.func([u.envelope for u in units], conn, **batch.dependencies(spec))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("batch handler failed; records go one by one", error=repr(exc))
+            raise _Retry() from exc
+        outcome.applied.extend(units)
 
     async def _claim_all(
         self, conn: asyncpg.Connection, units: list[_Unit]
@@ -516,10 +585,11 @@ class BatchApplier:
 
     @staticmethod
     async def _call(batch: Batch, unit: _Unit, conn: asyncpg.Connection) -> None:
+        event: Any = [unit.envelope] if unit.spec.batched else unit.envelope
         if unit.spec.dependencies:
-            await unit.spec.func(unit.envelope, conn, **batch.dependencies(unit.spec))
+            await unit.spec.func(event, conn, **batch.dependencies(unit.spec))
         else:
-            await unit.spec.func(unit.envelope, conn)
+            await unit.spec.func(event, conn)
 
     def _settle_failure(
         self, unit: _Unit, error: BaseException, outcome: _Pass, blocked: set[tuple[str, int]]

@@ -35,12 +35,13 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 
 from chassis import observability
@@ -59,7 +60,10 @@ OUTBOX_TAKEOVERS = Counter(
 )
 
 
-_PARTITIONER = DefaultPartitioner()
+@functools.lru_cache(maxsize=65536)
+def _hash_of(key: str) -> int:
+    """The default partitioner's hash of a key (pure Python murmur2: keys repeat, so cached)."""
+    return int(murmur2(key.encode())) & 0x7FFFFFFF
 
 
 def channel(schema: str) -> str:
@@ -166,16 +170,18 @@ async def add_envelope(conn: asyncpg.Connection, *envelopes: Envelope[Any]) -> N
 
 
 @functools.lru_cache(maxsize=256)
-def _write_statement(change: str, only_if_changed: bool, one_event: bool) -> str:
-    """The one statement of `write` (composed once per change: writes are a hot path)."""
+def _write_statement(change: str, only_if_changed: bool, one_event: bool) -> tuple[str, bool]:
+    """The one statement of `write` and whether it returns rows (composed once per change:
+    writes are a hot path)."""
     if only_if_changed and not _RETURNING.search(change):
         raise ValueError("only_if_changed needs a RETURNING clause in the change")
     first = max((int(n) for n in _PARAMETER.findall(change)), default=0) + 1
     insert = event_insert(first) if one_event else events_insert(first)
     if only_if_changed:
         insert += " WHERE EXISTS (SELECT FROM change)"
-    result = "SELECT * FROM change" if _RETURNING.search(change) else "SELECT WHERE false"
-    return f"WITH change AS ({change}), written AS ({insert}) {result}"
+    returns = bool(_RETURNING.search(change))
+    result = "SELECT * FROM change" if returns else "SELECT WHERE false"
+    return f"WITH change AS ({change}), written AS ({insert}) {result}", returns
 
 
 async def write(
@@ -204,11 +210,14 @@ async def write(
     """
     envelopes = _wrapped(events)
     if len(envelopes) == 1:
-        sql = _write_statement(change, only_if_changed, one_event=True)
+        sql, returns = _write_statement(change, only_if_changed, one_event=True)
         values = event_row(envelopes[0], observability.trace_headers())
     else:
-        sql = _write_statement(change, only_if_changed, one_event=False)
+        sql, returns = _write_statement(change, only_if_changed, one_event=False)
         values = event_columns(envelopes)
+    if not returns:
+        await conn.execute(sql, *args, *values)  # no rows to build
+        return []
     rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *values)
     return rows
 
@@ -216,13 +225,14 @@ async def write(
 # --------------------------------------------------------------------------- relaying
 
 # Claim the next batch on the leader's lock connection, fenced by the epoch, and mark the
-# batches the broker acknowledged since the last claim as sent (whatever the fence says:
-# they were published). No row back: fenced out. One row of NULLs: nothing to do (and,
-# with $4, the relay now sleeps). The rows marked here are still unsent in the statement's
-# snapshot, hence `<> ALL($6)` in the batch.
+# batches the broker acknowledged since the last claim as sent at $7, when the broker
+# acknowledged the last of them (whatever the fence says: they were published). No row
+# back: fenced out. One row of NULLs: nothing to do (and, with $4, the relay now sleeps).
+# The rows marked here are still unsent in the statement's snapshot, hence `<> ALL($6)` in
+# the batch.
 _CLAIM = """
 WITH marked AS (
-    UPDATE outbox SET sent_at = now() WHERE id = ANY($6::bigint[]) AND sent_at IS NULL
+    UPDATE outbox SET sent_at = $7 WHERE id = ANY($6::bigint[]) AND sent_at IS NULL
 ), batch AS (
     SELECT id, topic, key, value, headers FROM outbox
     WHERE sent_at IS NULL AND id <> ALL($3::bigint[]) AND id <> ALL($6::bigint[])
@@ -303,8 +313,9 @@ class OutboxRelay:
         self.epoch: int | None = None
         self._lag_observed_at = 0.0
         # Ids the broker acknowledged, marked sent by the next claim (or, when the lock
-        # connection failed, on a fresh one).
+        # connection failed, on a fresh one), and when the last of them was acknowledged.
         self._acked: list[int] = []
+        self._acked_at = datetime.now(UTC)
         self._last_cleanup = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         # Test seam: runs after a batch is published and before it is marked sent.
@@ -422,6 +433,7 @@ class OutboxRelay:
     async def _pump(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
         """Claim, send, settle — up to PIPELINE_DEPTH batches in flight — until stopped."""
         pending: deque[_Batch] = deque()
+        claimed_at = 0.0
         try:
             while not self._stopping.is_set():
                 while pending and pending[0].done.is_set():
@@ -441,6 +453,7 @@ class OutboxRelay:
                         idle,
                         ranges(in_flight),
                         acked,
+                        self._acked_at,
                     )
                 except asyncio.CancelledError:
                     self._acked[:0] = acked
@@ -454,6 +467,7 @@ class OutboxRelay:
                     raise LeadLost("fenced: another relay took the epoch")
                 batch_rows = [r for r in rows if r["id"] is not None]
                 if batch_rows:
+                    claimed_at = time.monotonic()
                     pending.append(await self._send(producer, batch_rows))
                 await self._housekeeping()
                 if len(batch_rows) == self.settings.outbox_batch_size and (
@@ -462,13 +476,19 @@ class OutboxRelay:
                     continue  # a backlog: claim the next batch while this one is on the wire
                 if pending:
                     await pending[0].done.wait()
+                    if batch_rows:
+                        # Rows keep coming: the next batch gathers for the rest of the linger
+                        # (each claim and produce request costs the machine far more than a
+                        # row does). After a quiet spell the first rows go at once.
+                        linger = self.settings.outbox_linger_s
+                        await self._sleep(claimed_at + linger - time.monotonic())
                 elif not batch_rows:
                     await self._wait_for_work()
         finally:
             await self._settle_all(pending)
             acked, self._acked = self._acked, []
             if acked:
-                await self._mark_sent(acked)
+                await self._mark_sent(acked, self._acked_at)
 
     async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> _Batch:
         if self.declared is not None:
@@ -481,19 +501,22 @@ class OutboxRelay:
         # order; the producer keeps batches in order per partition. Partitions are chosen
         # as the producer's default partitioner would, so keys stay where they were.
         groups: dict[tuple[str, int], list[asyncpg.Record]] = {}
+        topics: dict[str, tuple[str, list[int]]] = {}
         for row in rows:
-            topic = self.settings.topic(row["topic"])
-            partitions = list(await producer.partitions_for(topic))
-            partition = _PARTITIONER(row["key"].encode(), partitions, partitions)
+            if (known := topics.get(row["topic"])) is None:
+                topic = self.settings.topic(row["topic"])
+                known = topics[row["topic"]] = (topic, list(await producer.partitions_for(topic)))
+            topic, partitions = known
+            partition = partitions[_hash_of(row["key"]) % len(partitions)]
             groups.setdefault((topic, partition), []).append(row)
         sent: dict[int, asyncio.Future[Any]] = {}
         for (topic, partition), group in groups.items():
             builder, members = producer.create_batch(), list[int]()
             for row in group:
                 record = {
-                    "timestamp": None,
                     "key": row["key"].encode(),
                     "value": row["value"],
+                    "timestamp": None,
                     "headers": [(k, str(v).encode()) for k, v in _headers(row["headers"]).items()],
                 }
                 if builder.append(**record) is None:  # full: send it, start the next
@@ -524,21 +547,24 @@ class OutboxRelay:
                 for i, sent in zip(batch.ids, batch.sent, strict=True)
                 if sent.done() and not sent.cancelled() and sent.exception() is None
             ]
+            acked_at = datetime.now(UTC)
             if self.after_publish:
                 await self.after_publish(published)
-            self._acked.extend(published)  # marked by the next claim
+            if published:
+                self._acked.extend(published)  # marked by the next claim
+                self._acked_at = acked_at
             if len(published) < len(batch.ids):
                 raise PublishFailed(f"{len(batch.ids) - len(published)} records not acknowledged")
         finally:
             batch.done.set()
 
-    async def _mark_sent(self, ids: list[int]) -> None:
+    async def _mark_sent(self, ids: list[int], acked_at: datetime) -> None:
         deadline = time.monotonic() + self.settings.outbox_takeover_grace_s
         while True:
             try:
                 async with self.pool.acquire() as conn:
                     await conn.execute(
-                        "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids
+                        "UPDATE outbox SET sent_at = $2 WHERE id = ANY($1::bigint[])", ids, acked_at
                     )
                 break
             except asyncio.CancelledError:
@@ -593,6 +619,8 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_s)
 
     async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 

@@ -37,18 +37,15 @@ consumers = EventConsumers("matching")
 READ_MODEL = "read-model"
 
 
-@consumers.handler(IntakeSubmitted, name="matcher")
+@consumers.batch_handler(IntakeSubmitted, name="matcher")
 async def match_submitted(
-    event: Envelope[IntakeSubmitted],
+    events: list[Envelope[IntakeSubmitted]],
     conn: asyncpg.Connection,
     settings: Annotated[Settings, Context()],
 ) -> None:
-    """Matches a submitted intake, or waitlists it; skips intakes held for a clinician."""
+    """Matches submitted intakes, or waitlists them; skips intakes held for a clinician."""
     index = await service.worker_index(settings)
-    # The batch's transaction may hold other therapists already: never wait on one.
-    await service.match_intake(
-        conn, event.payload.intake_id, candidates=index, wait_for_held=False
-    )
+    await service.match_submitted(conn, events, index)
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)

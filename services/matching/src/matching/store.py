@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from chassis import outbox
-from contracts import EventPayload
+from contracts import Envelope, EventPayload
 from contracts.events import (
     MatchAlternative,
     MatchReason,
@@ -56,6 +57,19 @@ async def claim_unless_held(
         _CANDIDATES + " AND t.therapist_id = $1 FOR UPDATE OF t SKIP LOCKED", therapist_id
     )
     return None if row is None else _candidate(row)
+
+
+async def claim_all_unless_held(
+    conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, TherapistCandidate]:
+    """`claim_unless_held` for several therapists in one round trip: those returned are
+    locked until commit; those left out are held by another decision (or not offered)."""
+    rows = await conn.fetch(
+        _CANDIDATES + " AND t.therapist_id = ANY($1::uuid[])"
+        " ORDER BY t.therapist_id FOR UPDATE OF t SKIP LOCKED",
+        list(therapist_ids),
+    )
+    return {row["therapist_id"]: _candidate(row) for row in rows}
 
 
 def therapists_channel(schema: str) -> str:
@@ -149,6 +163,24 @@ async def intake_to_match(conn: asyncpg.Connection, intake_id: uuid.UUID) -> asy
         intake_id,
         list(EXCLUDING_MATCH),
     )
+
+
+async def intakes_to_match(
+    conn: asyncpg.Connection, intake_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, asyncpg.Record]:
+    """`intake_to_match` for several intakes in one round trip (locked in id order)."""
+    rows = await conn.fetch(
+        """
+        SELECT i.*, array(SELECT DISTINCT m.therapist_id FROM matches m
+                          WHERE m.intake_id = i.intake_id AND m.status = ANY($2::text[]))
+                    AS excluded
+        FROM intakes i WHERE i.intake_id = ANY($1::uuid[])
+        ORDER BY i.intake_id FOR UPDATE OF i
+        """,
+        list(intake_ids),
+        list(EXCLUDING_MATCH),
+    )
+    return {row["intake_id"]: row for row in rows}
 
 
 def intake_of(row: asyncpg.Record) -> Intake:
@@ -329,6 +361,54 @@ def _match_values(
     )
 
 
+@dataclass(frozen=True)
+class NewMatch:
+    """What `record_match` writes: the match, the intake's new status, and its events."""
+
+    match_id: uuid.UUID
+    intake_id: uuid.UUID
+    client_id: uuid.UUID
+    result: Match
+    requires_approval: bool
+    status: MatchStatus
+    previous_therapist_id: uuid.UUID | None
+    intake_status: IntakeStatus
+    events: Sequence[EventPayload | Envelope[Any]]
+
+
+def _record_match_statement() -> str:
+    insert_events = outbox.events_insert(16)
+    return f"""
+        WITH matched AS (
+            INSERT INTO matches ({_MATCH_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)),
+        changed AS (
+            UPDATE intakes SET status = $14, status_since = now() WHERE intake_id = $2),
+        announced AS ({insert_events}),
+        told AS (SELECT pg_notify(current_schema() || '_therapists', $15))
+        SELECT count(*) FROM told
+        """
+
+
+def _record_match_args(match: NewMatch) -> tuple[Any, ...]:
+    return (
+        *_match_values(
+            match.match_id,
+            match.intake_id,
+            match.client_id,
+            match.result,
+            match.requires_approval,
+            match.status,
+            match.previous_therapist_id,
+        ),
+        match.intake_status,
+        str(match.result.therapist_id),
+        *outbox.event_columns(
+            [e if isinstance(e, Envelope) else outbox.envelope_for(e) for e in match.events]
+        ),
+    )
+
+
 async def record_match(
     conn: asyncpg.Connection,
     *,
@@ -344,31 +424,30 @@ async def record_match(
 ) -> None:
     """The match, the intake's new status, the events announcing them and the wake-up of
     every worker's index for the therapist (on commit) — in one statement, one round trip."""
-    insert_events = outbox.events_insert(16)
-    await conn.execute(
-        f"""
-        WITH matched AS (
-            INSERT INTO matches ({_MATCH_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)),
-        changed AS (
-            UPDATE intakes SET status = $14, status_since = now() WHERE intake_id = $2),
-        announced AS ({insert_events}),
-        told AS (SELECT pg_notify(current_schema() || '_therapists', $15))
-        SELECT count(*) FROM told
-        """,
-        *_match_values(
-            match_id,
-            intake_id,
-            client_id,
-            result,
-            requires_approval,
-            status,
-            previous_therapist_id,
-        ),
-        intake_status,
-        str(result.therapist_id),
-        *outbox.event_columns([outbox.envelope_for(e) for e in events]),
+    await record_matches(
+        conn,
+        [
+            NewMatch(
+                match_id,
+                intake_id,
+                client_id,
+                result,
+                requires_approval,
+                status,
+                previous_therapist_id,
+                intake_status,
+                events,
+            )
+        ],
     )
+
+
+async def record_matches(conn: asyncpg.Connection, matches: Sequence[NewMatch]) -> None:
+    """`record_match` for several matches, pipelined: one round trip for all."""
+    if len(matches) == 1:
+        await conn.execute(_record_match_statement(), *_record_match_args(matches[0]))
+    elif matches:
+        await conn.executemany(_record_match_statement(), [_record_match_args(m) for m in matches])
 
 
 def match_of(row: asyncpg.Record) -> Match:

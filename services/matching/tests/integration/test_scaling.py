@@ -13,14 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chassis.app import build
+from contracts import decode
 from contracts.events import (
     FreeSlot,
+    IntakeSubmitted,
     ReviewPublished,
     TherapistAvailabilityPublished,
     TherapistProfileWithdrawn,
 )
 from matching import service, store
 from matching.app import DEFINITION
+from matching.domain.candidate_index import CandidateIndex
 from matching.domain.matcher import TherapistCandidate
 
 from .conftest import Matching
@@ -257,3 +260,65 @@ async def test_a_batch_decision_passes_over_a_held_therapist_but_waits_for_a_cho
             await held.rollback()
             await m.pool.release(other)
         assert (await deciding).therapist_id == best.therapist_id
+
+
+async def test_a_set_based_batch_keeps_what_it_claimed_and_decides_again_what_was_held(
+    matching_service,
+) -> None:
+    """The matcher's batch path: intakes choosing a free therapist are recorded together;
+    those choosing one another decision holds are decided again alone (the next best), and
+    the index ends as the read model is."""
+    async with matching_service(worker=False) as m:
+        best, next_best = m.therapist(capacity=3), m.therapist(focus_areas=["anxiety"])
+        async with m.pool.acquire() as conn:
+            for profile in (best, next_best):
+                await store.apply_profile(conn, profile)
+            index = CandidateIndex()
+            for candidate in await store.candidates_after(conn, None, 100):
+                index.put(candidate)
+        candidates = service.IndexedCandidates(index)
+        intakes = [await m.submitted(uuid.uuid4()) for _ in range(4)]
+        rows = await m.pool.fetch(
+            "SELECT key, value FROM outbox WHERE event_type = 'IntakeSubmitted'"
+            " AND key = ANY($1::text[])",
+            [str(i) for i in intakes],
+        )
+        by_key = {r["key"]: decode(r["value"], expected=IntakeSubmitted) for r in rows}
+        submitted = [by_key[str(i)] for i in intakes]
+
+        async def therapists_of(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+            found = await m.pool.fetch(
+                "SELECT intake_id, therapist_id FROM matches WHERE intake_id = ANY($1::uuid[])",
+                ids,
+            )
+            of = {r["intake_id"]: r["therapist_id"] for r in found}
+            return [of.get(i) for i in ids]
+
+        # Free: both go to the best, recorded together (the second counts the first place).
+        async with m.pool.acquire() as conn, conn.transaction():
+            await service.match_submitted(conn, submitted[:2], candidates)
+        assert await therapists_of(intakes[:2]) == [best.therapist_id] * 2
+        # Another decision holds the best therapist: the batch passes it over.
+        other = await m.pool.acquire()
+        held = other.transaction()
+        await held.start()
+        try:
+            await other.execute(
+                "SELECT 1 FROM therapists WHERE therapist_id = $1 FOR UPDATE", best.therapist_id
+            )
+            async with m.pool.acquire() as conn, conn.transaction():
+                await service.match_submitted(conn, submitted[2:], candidates)
+        finally:
+            await held.rollback()
+            await m.pool.release(other)
+        assert await therapists_of(intakes[2:]) == [next_best.therapist_id] * 2
+        async with m.pool.acquire() as conn:
+            fresh = {
+                c.therapist_id: c
+                for c in await store.candidates_of(
+                    conn, [best.therapist_id, next_best.therapist_id]
+                )
+            }
+        assert index.held(best.therapist_id) == fresh[best.therapist_id]
+        assert index.held(next_best.therapist_id) == fresh[next_best.therapist_id]
+        assert fresh[best.therapist_id].active_courses == 2

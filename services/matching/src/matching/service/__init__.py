@@ -31,6 +31,7 @@ from matching.service.decisions import (
     IndexedCandidates,
     ReadModelCandidates,
     match_intake,
+    match_submitted,
 )
 from matching.service.index import (
     INDEX_PAGE,
@@ -68,6 +69,7 @@ __all__ = [
     "handle_rights_request",
     "keep_candidate_index",
     "match_intake",
+    "match_submitted",
     "needs_clinician",
     "open_intake",
     "purge_expired",

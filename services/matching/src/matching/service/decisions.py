@@ -13,7 +13,11 @@ from typing import Protocol
 import asyncpg
 from prometheus_client import Counter, Histogram
 
+from chassis import outbox
+from chassis.consumer import event_context
+from contracts import Envelope
 from contracts.events import (
+    IntakeSubmitted,
     IntakeWaitlisted,
     TherapistMatched,
 )
@@ -232,12 +236,12 @@ async def _decide(
     raise RuntimeError(f"no claim held in {MAX_CLAIMS} tries; the consumer retries")
 
 
-async def _record_match(
-    conn: asyncpg.Connection,
+def _new_match(
     intake: asyncpg.Record,
     result: Match,
     previous_therapist_id: uuid.UUID | None = None,
-) -> uuid.UUID:
+) -> store.NewMatch:
+    """The match to record, with its TherapistMatched (its journey ids bound now)."""
     match_id = uuid.uuid4()
     requires_approval = intake["requires_approval"]
     matched = TherapistMatched(
@@ -257,8 +261,7 @@ async def _record_match(
         requires_approval=requires_approval,
         previous_therapist_id=previous_therapist_id,
     )
-    await store.record_match(
-        conn,
+    return store.NewMatch(
         match_id=match_id,
         intake_id=intake["intake_id"],
         client_id=intake["client_id"],
@@ -267,9 +270,19 @@ async def _record_match(
         status=lifecycle.match_status_on_match(requires_approval),
         previous_therapist_id=previous_therapist_id,
         intake_status=lifecycle.status_on_match(requires_approval),
-        events=[matched],
+        events=[outbox.envelope_for(matched)],
     )
-    return match_id
+
+
+async def _record_match(
+    conn: asyncpg.Connection,
+    intake: asyncpg.Record,
+    result: Match,
+    previous_therapist_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    new = _new_match(intake, result, previous_therapist_id)
+    await store.record_matches(conn, [new])
+    return new.match_id
 
 
 async def _record_waitlist(
@@ -315,3 +328,92 @@ async def match_intake(
     else:
         await _record_waitlist(conn, intake, result, now)
     return result
+
+
+async def match_submitted(
+    conn: asyncpg.Connection,
+    submitted: list[Envelope[IntakeSubmitted]],
+    candidates: IndexedCandidates,
+) -> None:
+    """The matcher over a batch of submitted intakes, set-based: the intakes read in one
+    round trip, every decision taken on the worker's index (each place taken counts for
+    the next), the chosen therapists claimed in one round trip and the matches recorded
+    in one. Should a claim find a therapist held by another decision or changed since
+    the index saw it, the index learns what is true now and the intakes that chose that
+    therapist are decided again one by one (`match_intake`), as are a waitlisting and a
+    client's own choice (they may wait for a held therapist)."""
+    intakes = await store.intakes_to_match(conn, [e.payload.intake_id for e in submitted])
+    now = _now()
+    decided: list[tuple[Envelope[IntakeSubmitted], asyncpg.Record, Match, TherapistCandidate]] = []
+    alone: list[Envelope[IntakeSubmitted]] = []
+    # Each chosen therapist as the index held it before this batch took a place.
+    before: dict[uuid.UUID, TherapistCandidate] = {}
+    for envelope in submitted:
+        intake = intakes.get(envelope.payload.intake_id)
+        if intake is None or intake["status"] not in lifecycle.MATCHABLE:
+            continue  # held for a clinician, or decided already
+        needs = IntakeNeeds.from_intake(
+            intake["intake_id"],
+            store.intake_of(intake),
+            store.screening_of(intake),
+            set(intake["excluded"]),
+        )
+        result = candidates.index.decide(needs, now)
+        seen = None if isinstance(result, Waitlist) else candidates.held(result.therapist_id)
+        if (
+            isinstance(result, Waitlist)
+            or seen is None
+            or result.therapist_id == needs.direct_therapist_id
+        ):
+            alone.append(envelope)
+            continue
+        before.setdefault(result.therapist_id, seen)
+        taken = dataclasses.replace(seen, active_courses=seen.active_courses + 1)
+        candidates.refresh(result.therapist_id, taken)
+        decided.append((envelope, intake, result, seen))
+    if decided:
+        CLAIMS.inc(len(before))
+        fresh = await store.claim_all_unless_held(conn, list(before))
+        # A decision stands when its therapist is exactly what it saw: as claimed, plus
+        # the places this batch's earlier decisions took. One that does not (held by
+        # another decision, or changed) is decided again on its own, and so is every
+        # later one on the same therapist; the others stand.
+        now_held: dict[uuid.UUID, TherapistCandidate | None] = dict(fresh)
+        kept, again = [], set()
+        for envelope, intake, result, seen in decided:
+            therapist = now_held.get(result.therapist_id)
+            if therapist is None or therapist != seen:
+                now_held[result.therapist_id] = None
+                again.add(envelope.event_id)
+                continue
+            now_held[result.therapist_id] = dataclasses.replace(
+                seen, active_courses=seen.active_courses + 1
+            )
+            kept.append((envelope, intake, result))
+        for therapist_id, held in before.items():
+            if therapist_id not in fresh:
+                CLAIMS_HELD.inc()
+            elif fresh[therapist_id] != held:
+                CLAIMS_REFUSED.inc()
+            if therapist_id not in fresh or now_held[therapist_id] is None:
+                # What is true now where the claim read it (with what this batch took),
+                # elsewhere what the index had.
+                places = sum(r.therapist_id == therapist_id for _, _, r in kept)
+                base = fresh.get(therapist_id, held)
+                candidates.refresh(
+                    therapist_id,
+                    dataclasses.replace(base, active_courses=base.active_courses + places),
+                )
+        matches = []
+        for envelope, intake, result in kept:
+            with event_context(envelope):
+                matches.append(_new_match(intake, result))
+        await store.record_matches(conn, matches)
+        if again:
+            again.update(e.event_id for e in alone)
+            alone = [e for e in submitted if e.event_id in again]
+    for envelope in alone:
+        with event_context(envelope):
+            await match_intake(
+                conn, envelope.payload.intake_id, candidates=candidates, wait_for_held=False
+            )

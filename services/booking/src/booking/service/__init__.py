@@ -5,10 +5,13 @@ Split by use case: `availability` (hours, free slots, the summaries for matching
 (cancel, reschedule, attendance), `clock` (the demo clock); `common` holds what they
 share, `records` what they return (typed values, which `api.py` maps to its answers).
 
-No therapist-wide lock: the database decides who gets a time. A booking reads what it
-decides on in one round trip, checks the rules, and books in one statement that claims the
-session's time as cells (first claim wins, `store.book`); the exclusion constraints stay as
-the safety net, and a collision either catches answers 409 like any taken slot. Changes of a
+No therapist-wide lock: the database decides who gets a time. A booking of a course this
+replica knows (`contexts`: the course, its sessions and the therapist's rules, with their
+revisions) checks the rules in memory and books in one statement that checks the revisions,
+claims the session's time as cells (first claim wins) and writes everything, or refuses with
+the busy times near the time (`store.book_one`); otherwise it reads first (one round trip).
+The exclusion constraints stay as the safety net, and a collision either catches answers 409
+like any taken slot. Changes of a
 course (cancel, move, end, replan, attendance) lock that course's row. Events go through the
 outbox with the change. The free-slot summary for matching leaves the change's transaction:
 the change only files a request, and the worker's publisher (`publish_due_summaries`) sends

@@ -243,35 +243,43 @@ def test_requests_go_to_a_live_replica_when_one_is_down(
     assert codes == [200] * 40, codes
 
 
-# A replica that takes its time over writes, so that many are in flight when it is killed.
+# A replica that notes each write it receives (path per line, in <dir>/arrived-<port>) and
+# holds it until <dir>/release exists: the test knows what is in flight where.
 SLOW_REPLICA = """
 import sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-class Slow(BaseHTTPRequestHandler):
+port, where = int(sys.argv[1]), Path(sys.argv[2])
+
+class Holding(BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        time.sleep(1)
+        with open(where / f"arrived-{port}", "a") as arrived:
+            arrived.write(self.path + "\\n")
+        deadline = time.monotonic() + 30
+        while not (where / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
 
     def log_message(self, *args):
         pass
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+ThreadingHTTPServer(("127.0.0.1", port), Holding).serve_forever()
 """
 
 
 def test_writes_in_flight_on_a_killed_replica_are_all_retried_on_the_other(
-    envoy_path, gateway_config, gateway_run, token
+    envoy_path, gateway_config, gateway_run, token, tmp_path
 ) -> None:
     """Killing one of two replicas cuts off every write it was working on: half of what is
     in flight. Each booking of a session (its body carries the key booking deduplicates
     on) is retried on the other replica, the retry budget admitting them all at once (a
     budget of a fifth of the active requests answered 503s here); a write booking does
-    not deduplicate is not sent twice, whatever headers it carries."""
+    not deduplicate is not sent twice, whatever headers it carries: it answers 503."""
     import asyncio
     import subprocess
     import sys
@@ -280,7 +288,15 @@ def test_writes_in_flight_on_a_killed_replica_are_all_retried_on_the_other(
     from chassis.infra import free_port
 
     ports = [free_port(), free_port()]
-    replicas = [subprocess.Popen([sys.executable, "-c", SLOW_REPLICA, str(port)]) for port in ports]
+    replicas = [
+        subprocess.Popen([sys.executable, "-c", SLOW_REPLICA, str(port), str(tmp_path)])
+        for port in ports
+    ]
+
+    def arrived(port: int) -> list[str]:
+        path = tmp_path / f"arrived-{port}"
+        return path.read_text().split() if path.exists() else []
+
     try:
         for port in ports:  # both listening before the gateway's first health check
             deadline = time.monotonic() + 10
@@ -291,31 +307,36 @@ def test_writes_in_flight_on_a_killed_replica_are_all_retried_on_the_other(
                 except httpx.TransportError:
                     assert time.monotonic() < deadline, "the replica never listened"
                     time.sleep(0.05)
-        upstreams = {
-            svc: ("127.0.0.1", ports[0]) for svc in ("catalog", "matching", "notifications")
-        }
+        upstreams = {s: ("127.0.0.1", ports[0]) for s in ("catalog", "matching", "notifications")}
         upstreams["booking"] = [("127.0.0.1", port) for port in ports]  # type: ignore[assignment]
         config = gateway_config(upstreams=upstreams, rate_limit_per_s=100_000)
+        keyed_path, other_path = "/courses/c/sessions", "/sessions/s/cancel"
         with gateway_run.start_gateway(config) as gw:
 
             async def post(h: httpx.AsyncClient, path: str) -> httpx.Response:
                 key = uuid.uuid4().hex
-                return await h.post(
-                    path, json={}, headers={**bearer(token), "idempotency-key": key}
-                )
+                headers = {**bearer(token), "idempotency-key": key}
+                return await h.post(f"/api/booking{path}", json={}, headers=headers)
 
-            async def burst() -> tuple[list[httpx.Response], list[httpx.Response]]:
-                async with httpx.AsyncClient(base_url=gw.url, timeout=30) as h:
-                    keyed = [post(h, "/api/booking/courses/c/sessions") for _ in range(24)]
+            async def burst() -> tuple[list[httpx.Response], list[httpx.Response], list[str]]:
+                limits = httpx.Limits(max_connections=64)
+                async with httpx.AsyncClient(base_url=gw.url, timeout=60, limits=limits) as h:
+                    keyed = [post(h, keyed_path) for _ in range(24)]
                     # a write booking does not deduplicate: a header alone must not retry it
-                    other = [post(h, "/api/booking/sessions/s/cancel") for _ in range(8)]
+                    other = [post(h, other_path) for _ in range(16)]
                     answers = asyncio.gather(*keyed, *other)
-                    await asyncio.sleep(0.5)  # all of them in flight (each takes 1 s)
+                    deadline = time.monotonic() + 20
+                    while len(arrived(ports[0]) + arrived(ports[1])) < 40:
+                        assert time.monotonic() < deadline, "the writes never all arrived"
+                        await asyncio.sleep(0.02)
+                    cut_off = arrived(ports[1])  # in flight on the replica killed now
                     replicas[1].kill()
+                    replicas[1].wait(10)
+                    (tmp_path / "release").touch()
                     done = await answers
-                return done[:24], done[24:]
+                return done[:24], done[24:], cut_off
 
-            keyed, other = asyncio.run(burst())
+            keyed, other, cut_off = asyncio.run(burst())
             stats = httpx.get(
                 f"http://127.0.0.1:{gw.admin_port}/stats",
                 params={"filter": r"^cluster\.booking\.upstream_rq_retry"},
@@ -324,13 +345,15 @@ def test_writes_in_flight_on_a_killed_replica_are_all_retried_on_the_other(
             name: int(value)
             for name, _, value in (line.partition(": ") for line in stats.splitlines())
         }
-        assert retried["cluster.booking.upstream_rq_retry"] > 0, "the kill cut nothing off"
+        cut_keyed, cut_other = cut_off.count(keyed_path), cut_off.count(other_path)
+        assert cut_keyed > 0 and cut_other > 0, cut_off
         assert [r.status_code for r in keyed] == [200] * 24, (
             [r.text[:100] for r in keyed],
             retried,
         )
         assert retried["cluster.booking.upstream_rq_retry_overflow"] == 0, retried
-        assert 503 in [r.status_code for r in other], "a write cut off mid-request was sent again"
+        answered = sorted(r.status_code for r in other)
+        assert answered == [200] * (16 - cut_other) + [503] * cut_other, (answered, cut_off)
     finally:
         for replica in replicas:
             replica.kill()

@@ -30,12 +30,14 @@ CREATE TRIGGER availability_revision BEFORE UPDATE ON availability FOR EACH ROW
 
 -- Books one session if what the booking was decided on still holds (store.book_one): the
 -- revisions it read, no answer given to the key yet, the time free. Without a session
--- (p_session_id NULL: store.check_time) it only says whether the time is free ('free'). The session's event
--- goes into the outbox as chassis.outbox writes events (its columns). Refusals return at once, before anything is locked or written, with both
--- calendars' busy times within p_near of the start (for the alternatives the refusal
--- offers). The time is claimed as cells in ascending order (first claim wins); a cell
--- claimed meanwhile by another booking raises, which rolls back every claim made, with the
--- busy times in DETAIL (JSON [[starts], [ends]]).
+-- (p_session_id NULL: store.check_time) it only says whether the time is free ('free'). The
+-- session's event goes into the outbox as chassis.outbox writes events (its columns).
+-- Refusals return at once, before anything is locked or written, with both calendars' busy
+-- times within p_near of the start (for the alternatives the refusal offers). The writes run
+-- in a block that a cell claimed meanwhile by another booking stops at the first such cell (a
+-- plain INSERT: unique_violation once that booking committed); the block's writes go back and
+-- the refusal comes back as a row like any 'taken', with the busy times near it (the winner's
+-- session among them).
 CREATE FUNCTION book_one(
     p_course_id uuid, p_revision bigint, p_therapist_id uuid, p_therapist_revision bigint,
     p_availability_revision bigint, p_cells timestamptz[], p_client_id uuid, p_actor_id uuid,
@@ -49,7 +51,7 @@ CREATE FUNCTION book_one(
     OUT nearby_starts timestamptz[], OUT nearby_ends timestamptz[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
-    claimed integer;
+    lost text;
 BEGIN
     SELECT k.request_hash, k.response INTO earlier_hash, earlier_response
     FROM idempotency_keys k WHERE k.actor_id = p_actor_id AND k.key = p_key;
@@ -81,20 +83,19 @@ BEGIN
         RETURN;
     END IF;
     IF verdict IS NULL THEN
-        -- Locks the course and gives it a new revision: cached views of it are stale now.
-        UPDATE courses c SET revision = nextval('revisions')
-        WHERE c.course_id = p_course_id AND c.revision = p_revision
-        RETURNING c.revision INTO book_one.revision;
-        IF NOT FOUND THEN  -- changed since the check: nothing written
-            verdict := 'stale';
-            RETURN;
-        END IF;
-        WITH claim AS (
+        BEGIN
+            -- Locks the course and gives it a new revision: cached views of it are stale now.
+            UPDATE courses c SET revision = nextval('revisions')
+            WHERE c.course_id = p_course_id AND c.revision = p_revision
+            RETURNING c.revision INTO book_one.revision;
+            IF NOT FOUND THEN  -- changed since the check: nothing written
+                verdict := 'stale';
+                RETURN;
+            END IF;
+            -- The first cell another booking claimed meanwhile stops here (unique_violation,
+            -- once that booking committed), and all this block wrote goes back.
             INSERT INTO claimed_cells (therapist_id, cell, session_id)
-            SELECT p_therapist_id, cell, p_session_id FROM unnest(p_cells) AS cell
-            ORDER BY cell ON CONFLICT DO NOTHING RETURNING 1
-        ) SELECT count(*) INTO claimed FROM claim;
-        IF claimed = cardinality(p_cells) THEN
+            SELECT p_therapist_id, cell, p_session_id FROM unnest(p_cells) AS cell ORDER BY cell;
             INSERT INTO sessions (session_id, course_id, client_id, therapist_id, number, phase,
                 status, starts_at, ends_at, client_span, therapist_span, buffer_minutes,
                 time_zone, mode, meeting_url, practice_address, booked_by, policy_version)
@@ -110,7 +111,14 @@ BEGIN
             INSERT INTO summary_requests (therapist_id) VALUES (p_therapist_id);
             verdict := 'booked';
             RETURN;
-        END IF;
+        EXCEPTION WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS lost = CONSTRAINT_NAME;
+            IF lost IS DISTINCT FROM 'claimed_cells_pkey' THEN
+                RAISE;  -- the key, or the place in the plan, taken meanwhile: the caller's
+            END IF;
+            verdict := 'taken';
+            revision := NULL;
+        END;
     END IF;
     -- Each calendar through its own exclusion constraint's index.
     SELECT coalesce(array_agg(busy.starts_at), '{}'), coalesce(array_agg(busy.ends_at), '{}')
@@ -124,11 +132,6 @@ BEGIN
           WHERE s.client_id = p_client_id
             AND s.client_span && tstzrange(p_starts_at - p_near, p_starts_at + p_near)
             AND s.status IN ('booked', 'attended', 'no_show')) AS busy;
-    IF verdict IS NULL THEN  -- claimed meanwhile: give back what was claimed
-        RAISE EXCEPTION 'time already claimed' USING ERRCODE = 'exclusion_violation',
-            CONSTRAINT = 'claimed_cells_pkey',
-            DETAIL = json_build_array(nearby_starts, nearby_ends)::text;
-    END IF;
 END $$;
 
 -- migrate:down

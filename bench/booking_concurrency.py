@@ -1,7 +1,7 @@
 """Booking benchmark: clients racing for one therapist's slots, free-slot listing, and a
 summary refresh pass over 10,000 therapists.
 
-Run by `make bench` (never by the tests), under `flock /work/bench.lock` on a shared machine.
+Run by `make bench` (never by the tests), one benchmark at a time on an otherwise idle machine.
 It starts its own infrastructure through chassis.infra.provide_postgres, works in a throwaway
 database, and stops within about three minutes.
 

@@ -90,9 +90,9 @@ async def test_a_pooled_connection_goes_back_without_a_reset_unless_it_kept_sess
         async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
             assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
-            assert not await conn.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-            )
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            held += " AND pid = pg_backend_pid()"
+            assert not await conn.fetchval(held)
             sent.clear()
         assert not any("RESET" in q for q in sent), sent  # the mark lasted one use
     finally:

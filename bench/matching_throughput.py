@@ -20,6 +20,11 @@ Every figure is read against the bare broker round trip measured in the same run
 The api and the workers run as processes of their own (`samtal-matching api|worker`), as
 deployed. Infrastructure: chassis.infra.provide_postgres / provide_kafka, a database of
 its own, dropped at the end. Last line: `bench matching: ...`.
+
+While working on one part: `BENCH_MATCHING_ONLY=sustained` runs only the sustained load
+(no pure matcher, no replicas; the last line then carries only what was measured), and
+`BENCH_MATCHING_CATALOGS=1000` only the catalogs named; `BENCH_MATCHING_RATES=20,50,100`
+offers each rate for SUSTAIN_S instead of the burst and probes. The default is the full run.
 """
 
 from __future__ import annotations
@@ -84,9 +89,14 @@ E2E_P99_LIMIT = 8.0  # x the broker round trip
 BACKLOG = 1000  # intakes drained by 1 and by 2 replicas
 INTAKE_PARTITIONS = 6
 BROKER_ROUND_TRIPS = 50
-FETCH_WAIT_MS = 10  # the round trip's consumer, the matcher's and the watcher's
+FETCH_WAIT_MS = 10  # the round trip's consumer and the watcher's, alike
+MATCHER_FETCH_WAIT_MS = int(os.environ.get("BENCH_MATCHING_MATCHER_WAIT_MS", "10"))
 FILLERS = 4  # connections filling the read model
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+ONLY = os.environ.get("BENCH_MATCHING_ONLY", "")  # "sustained": that part alone
+if os.environ.get("BENCH_MATCHING_CATALOGS"):
+    CATALOGS = tuple(int(c) for c in os.environ["BENCH_MATCHING_CATALOGS"].split(","))
+FIXED_RATES = [float(r) for r in os.environ.get("BENCH_MATCHING_RATES", "").split(",") if r]
 
 LANGUAGES = ("sv", "en", "ar", "fa", "so", "pl", "es", "ti", "fi", "de")
 AREAS = (
@@ -198,6 +208,9 @@ def needs_of(rng: random.Random) -> IntakeNeeds:
 
 
 # --------------------------------------------------------------------------- 1. pure matcher
+
+
+PURE_FIGURES = ("build", "median", "p99", "reference_median", "agreed")
 
 
 def bench_pure_matcher() -> dict[str, float]:
@@ -789,6 +802,30 @@ class Sustained:
     best_effort: Run | None = None
 
 
+async def fixed_rates(
+    submitter: Submitter, watcher: MatchedWatcher, rtt: float, processes: list[Process]
+) -> Sustained:
+    """Each of FIXED_RATES for SUSTAIN_S (BENCH_MATCHING_RATES), with the CPU each of our
+    processes used meanwhile."""
+    found = Sustained(burst_per_s=0.0)
+    for rate in FIXED_RATES:
+        cpu0 = [cpu_seconds(p.popen.pid) for p in processes]
+        began = time.perf_counter()
+        run = await offered(submitter, watcher, rate, SUSTAIN_S, rtt)
+        wall = time.perf_counter() - began
+        cpu = ", ".join(
+            f"{p.kind} {(cpu_seconds(p.popen.pid) - c) / wall * 100:.0f}%"
+            for p, c in zip(processes, cpu0, strict=True)
+        )
+        say(f"    fixed {describe(run, rtt)}\n      CPU: {cpu}")
+        if run.holds:
+            found.drains_per_s = max(found.drains_per_s, rate)
+        if within(run, rtt) and (found.within is None or rate > found.within.rate):
+            found.within = run
+        found.best_effort = found.best_effort or run
+    return found
+
+
 async def sustained(submitter: Submitter, watcher: MatchedWatcher, rtt: float) -> Sustained:
     """A burst says how fast intakes can go through at all; probes from there (at most the
     aim) step down until one is within the bar (backlog holds, p99 within the limit), which
@@ -946,7 +983,7 @@ def logs_dir() -> Iterator[Path]:
 async def main() -> None:
     began = time.perf_counter()
     say(f"1. pure matcher: {PURE_INTAKES} intakes x {PURE_THERAPISTS:,} therapists ...")
-    pure = bench_pure_matcher()
+    pure = bench_pure_matcher() if ONLY != "sustained" else dict.fromkeys(PURE_FIGURES, 0.0)
     say(
         f"  candidate index (built in {pure['build']:.1f} s): median {ms(pure['median'])}, "
         f"p99 {ms(pure['p99'])}"
@@ -973,7 +1010,7 @@ async def main() -> None:
                 # broker holds costs it and the worker CPU the decisions then lack: idle, a
                 # worker polling every group at 10 ms took 21% of a core and the broker
                 # 32%, with only the matcher at 10 ms 12% and 22%.
-                kafka_group_fetch_max_wait_ms={"matcher": FETCH_WAIT_MS},
+                kafka_group_fetch_max_wait_ms={"matcher": MATCHER_FETCH_WAIT_MS},
                 topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
                 jwt_public_keys=[public_key],
                 outbox_poll_s=0.05,
@@ -1012,10 +1049,15 @@ async def main() -> None:
                             # Warm up: connections, consumer groups, relay.
                             warm = {(await submitter.submit())[0] for _ in range(5)}
                             await watcher.wait(warm, timeout=120)
-                            sustained_at[catalog] = await sustained(submitter, watcher, rtt)
+                            if FIXED_RATES:
+                                sustained_at[catalog] = await fixed_rates(
+                                    submitter, watcher, rtt, [api, worker]
+                                )
+                            else:
+                                sustained_at[catalog] = await sustained(submitter, watcher, rtt)
                             await platform.stop(worker)
                         say(f"3. replicas: a backlog of {BACKLOG} intakes, {filled:,} therapists")
-                        for count in (1, 2):
+                        for count in (1, 2) if ONLY != "sustained" else ():
                             locks = LockWaits(postgres.admin_dsn, dsn.rpartition("/")[2])
                             replicas[count] = await backlog_drained(
                                 platform, submitter, watcher, count, locks
@@ -1044,6 +1086,21 @@ async def main() -> None:
 
     ten_k = sustained_at[CATALOGS[-1]]
     one_k = sustained_at[CATALOGS[0]]
+
+    def e2e(found: Sustained) -> float:
+        run = found.within or found.best_effort
+        return run.p99 / rtt if run else float("nan")
+
+    if ONLY == "sustained":
+        print(
+            f"bench matching (sustained only, catalogs {CATALOGS}): "
+            f"e2e_p99_over_rtt={e2e(ten_k):.1f} "
+            f"sustained_per_s={ten_k.within.rate if ten_k.within else 0:.0f} "
+            f"sustained_1k_per_s={one_k.within.rate if one_k.within else 0:.0f} "
+            f"backlog_holds_per_s={ten_k.drains_per_s:.0f} rtt_ms={rtt * 1000:.2f} "
+            f"load1={os.getloadavg()[0]:.2f}"
+        )
+        return
     scaling = replicas[2]["per_s"] / replicas[1]["per_s"]
     print("ratios:")
     print(f"  index p99 / bare broker round trip (median): {pure['p99'] / rtt:.2f}")
@@ -1071,10 +1128,6 @@ async def main() -> None:
         f"{replicas[2]['machine_busy']:.0f}% with 2)"
     )
     print(f"done in {time.perf_counter() - began:.1f} s")
-
-    def e2e(found: Sustained) -> float:
-        run = found.within or found.best_effort
-        return run.p99 / rtt if run else float("nan")
 
     print(
         f"bench matching: matcher_p99_over_rtt={pure['p99'] / rtt:.2f} "

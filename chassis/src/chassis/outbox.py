@@ -367,6 +367,7 @@ class OutboxRelay:
                 self.is_leader = False
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
+        conn.keep_session_state()  # the lock, the LISTEN and the SET below are the session's
         while not self._stopping.is_set():
             if await conn.fetchval("select pg_try_advisory_lock($1)", self.lock_id):
                 break

@@ -93,6 +93,7 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     while True:
         try:
             async with pool.acquire() as conn:
+                conn.keep_session_state()  # LISTENs
                 await conn.add_listener(channel, on_notify)
                 await conn.add_listener(waitlist, on_waitlist)
                 try:

@@ -810,12 +810,18 @@ async def fixed_rates(
     found = Sustained(burst_per_s=0.0)
     for rate in FIXED_RATES:
         cpu0 = [cpu_seconds(p.popen.pid) for p in processes]
+        bench0, (busy0, total0) = time.process_time(), machine_busy()
         began = time.perf_counter()
         run = await offered(submitter, watcher, rate, SUSTAIN_S, rtt)
         wall = time.perf_counter() - began
+        busy1, total1 = machine_busy()
         cpu = ", ".join(
             f"{p.kind} {(cpu_seconds(p.popen.pid) - c) / wall * 100:.0f}%"
             for p, c in zip(processes, cpu0, strict=True)
+        )
+        cpu += (
+            f", the bench {(time.process_time() - bench0) / wall * 100:.0f}%; whole machine"
+            f" {(busy1 - busy0) / max(1, total1 - total0) * 100:.0f}% of its cores"
         )
         say(f"    fixed {describe(run, rtt)}\n      CPU: {cpu}")
         if run.holds:

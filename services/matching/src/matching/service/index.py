@@ -46,7 +46,8 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     """The worker's candidate index, once built: decisions wait for the (re)build, so a
     (re)started worker never decides on a partial index."""
     keeping = _keeping(settings)
-    await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
+    if not keeping.ready.is_set():  # (wait_for makes a task even for a set event)
+        await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
     return IndexedCandidates(keeping.index)
 
 

@@ -20,6 +20,11 @@ Every figure is read against the bare broker round trip measured in the same run
 The api and the workers run as processes of their own (`samtal-matching api|worker`), as
 deployed. Infrastructure: chassis.infra.provide_postgres / provide_kafka, a database of
 its own, dropped at the end. Last line: `bench matching: ...`.
+
+While working on one part: `BENCH_MATCHING_ONLY=sustained` runs only the sustained load
+(no pure matcher, no replicas; the last line then carries only what was measured), and
+`BENCH_MATCHING_CATALOGS=1000` only the catalogs named; `BENCH_MATCHING_RATES=20,50,100`
+offers each rate for SUSTAIN_S instead of the burst and probes. The default is the full run.
 """
 
 from __future__ import annotations
@@ -84,9 +89,18 @@ E2E_P99_LIMIT = 8.0  # x the broker round trip
 BACKLOG = 1000  # intakes drained by 1 and by 2 replicas
 INTAKE_PARTITIONS = 6
 BROKER_ROUND_TRIPS = 50
-FETCH_WAIT_MS = 10  # the round trip's consumer, the matcher's and the watcher's
+FETCH_WAIT_MS = 10  # the round trip's consumer and the watcher's, alike
+# The matcher group's own fetch wait (SAMTAL_MATCHING_KAFKA_GROUP_FETCH_MAX_WAIT_MS): the
+# broker answers a fetch at the end of its wait, so this is what an intake may wait on the
+# topic. 2 ms instead of 10 took the hop's p99 from ~8.5 to ~6 ms for ~5-7% more of a core in
+# the idle-polling worker; the round trip and the watcher keep 10 ms.
+MATCHER_FETCH_WAIT_MS = int(os.environ.get("BENCH_MATCHING_MATCHER_WAIT_MS", "2"))
 FILLERS = 4  # connections filling the read model
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+ONLY = os.environ.get("BENCH_MATCHING_ONLY", "")  # "sustained": that part alone
+if os.environ.get("BENCH_MATCHING_CATALOGS"):
+    CATALOGS = tuple(int(c) for c in os.environ["BENCH_MATCHING_CATALOGS"].split(","))
+FIXED_RATES = [float(r) for r in os.environ.get("BENCH_MATCHING_RATES", "").split(",") if r]
 
 LANGUAGES = ("sv", "en", "ar", "fa", "so", "pl", "es", "ti", "fi", "de")
 AREAS = (
@@ -198,6 +212,9 @@ def needs_of(rng: random.Random) -> IntakeNeeds:
 
 
 # --------------------------------------------------------------------------- 1. pure matcher
+
+
+PURE_FIGURES = ("build", "median", "p99", "reference_median", "agreed")
 
 
 def bench_pure_matcher() -> dict[str, float]:
@@ -466,15 +483,18 @@ def machine_busy() -> tuple[float, float]:
 class MatchedWatcher:
     """Notes when each intake's TherapistMatched reaches the topic, and (for the hops) when
     the relay published it and the intake's IntakeSubmitted (the records' create times).
-    Both are keyed by the intake."""
+    Both are keyed by the intake.
+
+    The consumers run in a process of their own (`watch`), not beside the load generator:
+    sharing its event loop, a record that had arrived waited for the submitter's tasks
+    before it was noted. TherapistMatched has a consumer of its own there, configured as
+    the round trip's (one topic, the same fetch wait); IntakeSubmitted's records, read for
+    the hops only, do not share its fetches. (perf_counter is the system's monotonic clock
+    on Linux: the same in both processes.)"""
 
     def __init__(self, bootstrap: str, matched_topic: str, submitted_topic: str) -> None:
-        self.topics = (matched_topic, submitted_topic)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-        )
+        self.command = [sys.executable, __file__, "--watch", bootstrap, matched_topic]
+        self.command.append(submitted_topic)
         self.arrived: dict[str, float] = {}  # perf_counter
         self.matched_published: dict[str, float] = {}  # wall clock
         self.submitted_published: dict[str, float] = {}  # wall clock
@@ -482,8 +502,13 @@ class MatchedWatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MatchedWatcher:
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._run())
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, stdout=asyncio.subprocess.PIPE, limit=1 << 20
+        )
+        assert self.process.stdout is not None
+        if (await self.process.stdout.readline()).strip() != b"watching":
+            raise RuntimeError("the watcher did not start")
+        self._task = asyncio.create_task(self._run(self.process.stdout))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -491,38 +516,19 @@ class MatchedWatcher:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        await self.consumer.stop()
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        await self.process.wait()
 
-    async def _run(self) -> None:
-        matched_topic, _ = self.topics
-        while not self.consumer.assignment():
-            metadata = await self.consumer._client.fetch_all_metadata()
-            found = [metadata.partitions_for_topic(t) or () for t in self.topics]
-            if all(found):
-                tps = [
-                    TopicPartition(t, p)
-                    for t, ps in zip(self.topics, found, strict=True)
-                    for p in ps
-                ]
-                self.consumer.assign(tps)
-                await self.consumer.seek_to_beginning(*tps)
-            else:
-                await asyncio.sleep(0.05)
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=100)
-            now = time.perf_counter()
-            matched = False
-            for tp, records in batch.items():
-                for record in records:
-                    intake_id = (record.key or b"").decode()
-                    if tp.topic == matched_topic:
-                        self.arrived[intake_id] = now
-                        self.matched_published[intake_id] = record.timestamp / 1000
-                        matched = True
-                    else:
-                        self.submitted_published[intake_id] = record.timestamp / 1000
-            if matched:
+    async def _run(self, lines: asyncio.StreamReader) -> None:
+        while line := await lines.readline():
+            kind, intake_id, *times = line.decode().split()
+            if kind == "M":
+                self.arrived[intake_id] = float(times[0])
+                self.matched_published[intake_id] = float(times[1])
                 self._changed.set()
+            else:
+                self.submitted_published[intake_id] = float(times[0])
 
     async def wait_any(self, intake_ids: set[str], timeout: float) -> None:
         """Until the first of these intakes was matched."""
@@ -789,6 +795,36 @@ class Sustained:
     best_effort: Run | None = None
 
 
+async def fixed_rates(
+    submitter: Submitter, watcher: MatchedWatcher, rtt: float, processes: list[Process]
+) -> Sustained:
+    """Each of FIXED_RATES for SUSTAIN_S (BENCH_MATCHING_RATES), with the CPU each of our
+    processes used meanwhile."""
+    found = Sustained(burst_per_s=0.0)
+    for rate in FIXED_RATES:
+        cpu0 = [cpu_seconds(p.popen.pid) for p in processes]
+        bench0, (busy0, total0) = time.process_time(), machine_busy()
+        began = time.perf_counter()
+        run = await offered(submitter, watcher, rate, SUSTAIN_S, rtt)
+        wall = time.perf_counter() - began
+        busy1, total1 = machine_busy()
+        cpu = ", ".join(
+            f"{p.kind} {(cpu_seconds(p.popen.pid) - c) / wall * 100:.0f}%"
+            for p, c in zip(processes, cpu0, strict=True)
+        )
+        cpu += (
+            f", the bench {(time.process_time() - bench0) / wall * 100:.0f}%; whole machine"
+            f" {(busy1 - busy0) / max(1, total1 - total0) * 100:.0f}% of its cores"
+        )
+        say(f"    fixed {describe(run, rtt)}\n      CPU: {cpu}")
+        if run.holds:
+            found.drains_per_s = max(found.drains_per_s, rate)
+        if within(run, rtt) and (found.within is None or rate > found.within.rate):
+            found.within = run
+        found.best_effort = found.best_effort or run
+    return found
+
+
 async def sustained(submitter: Submitter, watcher: MatchedWatcher, rtt: float) -> Sustained:
     """A burst says how fast intakes can go through at all; probes from there (at most the
     aim) step down until one is within the bar (backlog holds, p99 within the limit), which
@@ -946,7 +982,7 @@ def logs_dir() -> Iterator[Path]:
 async def main() -> None:
     began = time.perf_counter()
     say(f"1. pure matcher: {PURE_INTAKES} intakes x {PURE_THERAPISTS:,} therapists ...")
-    pure = bench_pure_matcher()
+    pure = bench_pure_matcher() if ONLY != "sustained" else dict.fromkeys(PURE_FIGURES, 0.0)
     say(
         f"  candidate index (built in {pure['build']:.1f} s): median {ms(pure['median'])}, "
         f"p99 {ms(pure['p99'])}"
@@ -968,12 +1004,12 @@ async def main() -> None:
                 database_url=dsn,
                 kafka_bootstrap=kafka.bootstrap,
                 kafka_idempotence=not kafka.embedded,
-                # The matcher's fetches wait as long as the round trip's; the other groups
-                # (the read model: idle here) keep the default. Each fetch the embedded
-                # broker holds costs it and the worker CPU the decisions then lack: idle, a
-                # worker polling every group at 10 ms took 21% of a core and the broker
-                # 32%, with only the matcher at 10 ms 12% and 22%.
-                kafka_group_fetch_max_wait_ms={"matcher": FETCH_WAIT_MS},
+                # The matcher's fetches wait MATCHER_FETCH_WAIT_MS; the other groups (the
+                # read model: idle here) keep the default. Each fetch the embedded broker
+                # holds costs it and the worker CPU the decisions then lack: idle, a worker
+                # polling every group at 10 ms took 21% of a core and the broker 32%, with
+                # only the matcher at 10 ms 12% and 22%.
+                kafka_group_fetch_max_wait_ms={"matcher": MATCHER_FETCH_WAIT_MS},
                 topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
                 jwt_public_keys=[public_key],
                 outbox_poll_s=0.05,
@@ -986,8 +1022,8 @@ async def main() -> None:
             rtt = broker["median"]
             say(
                 f"bare broker round trip (produce -> consume, fetch wait "
-                f"{FETCH_WAIT_MS} ms): median {ms(rtt)}, "
-                f"p99 {ms(broker['p99'])}"
+                f"{FETCH_WAIT_MS} ms, as the watcher's; the matcher's "
+                f"{MATCHER_FETCH_WAIT_MS} ms): median {ms(rtt)}, p99 {ms(broker['p99'])}"
             )
             matched_topic = settings.topic(REGISTRY.topic(TherapistMatched))
             submitted_topic = settings.topic(REGISTRY.topic(IntakeSubmitted))
@@ -1012,10 +1048,15 @@ async def main() -> None:
                             # Warm up: connections, consumer groups, relay.
                             warm = {(await submitter.submit())[0] for _ in range(5)}
                             await watcher.wait(warm, timeout=120)
-                            sustained_at[catalog] = await sustained(submitter, watcher, rtt)
+                            if FIXED_RATES:
+                                sustained_at[catalog] = await fixed_rates(
+                                    submitter, watcher, rtt, [api, worker]
+                                )
+                            else:
+                                sustained_at[catalog] = await sustained(submitter, watcher, rtt)
                             await platform.stop(worker)
                         say(f"3. replicas: a backlog of {BACKLOG} intakes, {filled:,} therapists")
-                        for count in (1, 2):
+                        for count in (1, 2) if ONLY != "sustained" else ():
                             locks = LockWaits(postgres.admin_dsn, dsn.rpartition("/")[2])
                             replicas[count] = await backlog_drained(
                                 platform, submitter, watcher, count, locks
@@ -1044,6 +1085,21 @@ async def main() -> None:
 
     ten_k = sustained_at[CATALOGS[-1]]
     one_k = sustained_at[CATALOGS[0]]
+
+    def e2e(found: Sustained) -> float:
+        run = found.within or found.best_effort
+        return run.p99 / rtt if run else float("nan")
+
+    if ONLY == "sustained":
+        print(
+            f"bench matching (sustained only, catalogs {CATALOGS}): "
+            f"e2e_p99_over_rtt={e2e(ten_k):.1f} "
+            f"sustained_per_s={ten_k.within.rate if ten_k.within else 0:.0f} "
+            f"sustained_1k_per_s={one_k.within.rate if one_k.within else 0:.0f} "
+            f"backlog_holds_per_s={ten_k.drains_per_s:.0f} rtt_ms={rtt * 1000:.2f} "
+            f"load1={os.getloadavg()[0]:.2f}"
+        )
+        return
     scaling = replicas[2]["per_s"] / replicas[1]["per_s"]
     print("ratios:")
     print(f"  index p99 / bare broker round trip (median): {pure['p99'] / rtt:.2f}")
@@ -1072,10 +1128,6 @@ async def main() -> None:
     )
     print(f"done in {time.perf_counter() - began:.1f} s")
 
-    def e2e(found: Sustained) -> float:
-        run = found.within or found.best_effort
-        return run.p99 / rtt if run else float("nan")
-
     print(
         f"bench matching: matcher_p99_over_rtt={pure['p99'] / rtt:.2f} "
         f"e2e_p99_over_rtt={e2e(ten_k):.1f} "
@@ -1090,6 +1142,51 @@ async def main() -> None:
     )
 
 
+async def watch(bootstrap: str, matched_topic: str, submitted_topic: str) -> None:
+    """The watcher's process: a consumer per topic from the beginning; a line per record on
+    stdout (`M intake arrived published` or `S intake published`)."""
+    consumers = {
+        topic: AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS
+        )
+        for topic in (matched_topic, submitted_topic)
+    }
+    for consumer in consumers.values():
+        await consumer.start()
+    out = sys.stdout
+    out.write("watching\n")
+    out.flush()
+
+    async def follow(topic: str, consumer: AIOKafkaConsumer) -> None:
+        while not consumer.assignment():  # the topic is made by its first record
+            metadata = await consumer._client.fetch_all_metadata()
+            found = metadata.partitions_for_topic(topic) or ()
+            if found:
+                tps = [TopicPartition(topic, p) for p in found]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+            else:
+                await asyncio.sleep(0.05)
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    intake_id = (record.key or b"").decode()
+                    if topic == matched_topic:
+                        out.write(f"M {intake_id} {now!r} {record.timestamp / 1000!r}\n")
+                    else:
+                        out.write(f"S {intake_id} {record.timestamp / 1000!r}\n")
+            if batch:
+                out.flush()
+
+    await asyncio.gather(*(follow(t, c) for t, c in consumers.items()))
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--watch"]:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(watch(*sys.argv[2:5]))
+    else:
+        asyncio.run(main())

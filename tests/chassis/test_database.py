@@ -64,3 +64,36 @@ async def test_a_pool_gives_up_loudly_when_postgres_is_away(settings_for) -> Non
     )
     with pytest.raises((OSError, TimeoutError)):
         await db.create_pool(settings)
+
+
+async def test_a_pooled_connection_goes_back_without_a_reset_unless_it_kept_session_state(
+    migrated,
+) -> None:
+    settings = await migrated(LEDGER, db_pool_min=1, db_pool_max=1)
+    pool = await db.create_pool(settings)
+    sent: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: sent.append(record.query))
+            async with conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = 1234")
+        assert not any("RESET" in q or "UNLISTEN" in q for q in sent), sent
+
+        async with pool.acquire() as conn:
+            conn.keep_session_state()
+            await conn.execute("SET synchronous_commit = off")
+            await conn.execute("LISTEN ledger_test_wake")
+            await conn.execute("SELECT pg_advisory_lock(4242)")
+        assert any("RESET ALL" in q for q in sent), sent
+
+        # the same (only) connection: nothing of the session was kept
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            held += " AND pid = pg_backend_pid()"
+            assert not await conn.fetchval(held)
+            sent.clear()
+        assert not any("RESET" in q for q in sent), sent  # the mark lasted one use
+    finally:
+        await pool.close()

@@ -161,6 +161,46 @@ async def test_a_lingering_relay_publishes_a_stream_in_order_and_records_the_ack
     await pool.close()
 
 
+async def test_a_row_committed_just_after_the_relay_fell_asleep_goes_without_a_wake_up(
+    migrated, kafka_bootstrap
+) -> None:
+    """A writer whose INSERT read the `sleeping` flag while the relay was busy, and which
+    commits only after the relay's next claim found nothing and set the flag, sends no
+    NOTIFY: the relay's second look after falling asleep publishes its row, long before
+    the poll (an hour here)."""
+    settings = await migrated(LEDGER, outbox_poll_s=3600)
+    pool = await db.create_pool(settings)
+    relay = OutboxRelay(settings, pool)
+    relay.SECOND_LOOK_S = 1.0  # room for the test to commit between the claim and the look
+    first, late = review(), review()
+    writer = await pool.acquire()
+    late_written = writer.transaction()
+    started = asyncio.Event()
+
+    async def while_busy(_ids: object) -> None:
+        # The relay is busy with `first`: the late writer's INSERT finds the flag unset.
+        if not started.is_set():
+            started.set()
+            await late_written.start()
+            await outbox.add(writer, late)
+
+    relay.after_publish = while_busy
+    try:
+        async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+            await write(pool, [first])
+            relay.start()
+            await probe.wait_for(lambda p: len(mine(p, [first])) == 1)
+            # The relay's next claim does not see the late row and puts the relay to sleep.
+            while not await pool.fetchval("SELECT sleeping FROM outbox_relay"):
+                await asyncio.sleep(0.01)
+            await late_written.commit()  # no NOTIFY: the flag was read unset
+            await probe.wait_for(lambda p: len(mine(p, [late])) == 1, timeout=30)
+    finally:
+        await relay.stop()
+        await pool.release(writer)
+        await pool.close()
+
+
 async def test_sent_rows_are_cleaned_after_the_retention(migrated) -> None:
     settings = await migrated(LEDGER, outbox_retention_hours=1)
     pool = await db.create_pool(settings)

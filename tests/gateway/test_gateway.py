@@ -337,14 +337,7 @@ def test_writes_in_flight_on_a_killed_replica_are_all_retried_on_the_other(
                 return done[:24], done[24:], cut_off
 
             keyed, other, cut_off = asyncio.run(burst())
-            stats = httpx.get(
-                f"http://127.0.0.1:{gw.admin_port}/stats",
-                params={"filter": r"^cluster\.booking\.upstream_rq_retry"},
-            ).text
-        retried = {
-            name: int(value)
-            for name, _, value in (line.partition(": ") for line in stats.splitlines())
-        }
+            retried = gw.counters(r"^cluster\.booking\.upstream_rq_retry")
         cut_keyed, cut_other = cut_off.count(keyed_path), cut_off.count(other_path)
         assert cut_keyed > 0 and cut_other > 0, cut_off
         assert [r.status_code for r in keyed] == [200] * 24, (

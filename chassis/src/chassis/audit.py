@@ -11,14 +11,58 @@ the reason text stays in this service.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from chassis import outbox
+from contracts import EventPayload
 from contracts.events import ACCESS_RECORDED
 
 EMERGENCY_ACCESS = "emergency_access"
+
+_ENTRY_COLUMNS = (
+    "actor_id, actor_role, subject_id, action, resource, resource_id, reason_code, reason,"
+    " emergency, at"
+)
+
+
+def entry_insert(first: int) -> str:
+    """INSERT of one entry passed as the ten values of `entry` from parameter `$first`,
+    for a statement of the caller's (the entry in the same round trip as what it audits)."""
+    values = ", ".join(f"${first + i}" for i in range(10))
+    return f"INSERT INTO audit_log ({_ENTRY_COLUMNS}) VALUES ({values})"
+
+
+def entry(
+    service: str,
+    *,
+    actor_id: str,
+    actor_role: str,
+    subject_id: uuid.UUID,
+    action: str,
+    resource: str,
+    resource_id: str | None = None,
+) -> tuple[tuple[Any, ...], EventPayload]:
+    """The values of `entry_insert` and the service's access event, as `record` writes
+    them, for an entry written in one statement with the change it audits; the caller
+    writes the event with that change. The entry's time is taken here."""
+    at = datetime.now(UTC)
+    values = (actor_id, actor_role, subject_id, action, resource, resource_id, None, None, False)
+    recorded = ACCESS_RECORDED[service](
+        entry_id=uuid.uuid4(),
+        subject_id=subject_id,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        action=action,
+        resource=resource,
+        resource_id=resource_id,
+        reason_code=None,
+        emergency=False,
+        at=at,
+    )
+    return (*values, at), recorded
 
 
 async def record(

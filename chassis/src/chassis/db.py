@@ -40,6 +40,30 @@ def service_dsn(settings: ServiceSettings) -> str:
     )
 
 
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset round trip.
+
+    asyncpg resets every connection it takes back (unlock all advisory locks, close
+    cursors, UNLISTEN, RESET ALL): one more round trip per request, although our code
+    keeps its locks and settings inside transactions (`pg_advisory_xact_lock`, `SET
+    LOCAL`), which the pool's rollback of an open transaction already ends. Code that
+    does keep state on the session (a LISTEN, a session advisory lock, a `SET`) says so
+    with `keep_session_state()`, and that connection is reset as before when released.
+    """
+
+    _keeps_session_state = False
+
+    def keep_session_state(self) -> None:
+        self._keeps_session_state = True
+
+    def get_reset_query(self) -> str:
+        return str(super().get_reset_query()) if self._keeps_session_state else ""
+
+    async def reset(self, *, timeout: float | None = None) -> None:
+        await super().reset(timeout=timeout)
+        self._keeps_session_state = False
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -53,6 +77,7 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             init=_init_connection,
+            connection_class=Connection,
             server_settings={
                 "search_path": settings.db_schema,
                 "application_name": settings.service,

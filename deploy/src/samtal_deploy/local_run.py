@@ -94,8 +94,8 @@ class Platform:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     mail_dir: Path | None = None
-    # Envoy's admin interface (loopback): its counters say what the gateway retried.
-    gateway_admin_url: str | None = None
+    # The running Envoy: its counters say what the gateway retried.
+    gateway: gateway_run.Gateway | None = None
     # How each process was started, to start it again (`restart`).
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     _stops: list[Callable[[], Any]] = field(default_factory=list, repr=False)
@@ -453,10 +453,9 @@ def start_platform(
             admin_port=admin_port,
             rate_limit_per_s=rate_limit_per_s,
         )
-        platform.gateway_admin_url = f"http://127.0.0.1:{admin_port}"
         (run_dir / "envoy.json").write_text(config)
-        gateway = gateway_run.start_gateway(config)
-        platform._stops.append(gateway.stop)
+        platform.gateway = gateway_run.start_gateway(config)
+        platform._stops.append(platform.gateway.stop)
         progress(f"gateway: Envoy on {platform.gateway_url}")
         (run_dir / "state.json").write_text(json.dumps(platform.state(), indent=2))
         return platform

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,20 @@ class Gateway:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def counters(self, pattern: str) -> dict[str, int]:
+        """Envoy's counters whose names match this regular expression, from its admin
+        interface (loopback), e.g. `^cluster\\.booking\\..*retry` for what it retried."""
+        query = urllib.parse.urlencode({"filter": pattern})
+        url = f"http://127.0.0.1:{self.admin_port}/stats?{query}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        counters = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().isdigit():  # histograms and text readouts are not counters
+                counters[name] = int(value)
+        return counters
 
     def stop(self) -> None:
         if self.process.poll() is None:

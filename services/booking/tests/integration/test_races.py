@@ -198,3 +198,73 @@ async def test_a_refusal_offers_the_nearest_free_times_even_days_away(pool, kit)
     offered = [datetime.fromisoformat(s["starts_at"]) for s in refused.value.extra["alternatives"]]
     assert offered == [slot.starts_at for slot in nearest]
     assert max(abs(at - wanted) for at in offered) > timedelta(hours=23)
+
+
+def _nearest(free: list[datetime], wanted: datetime) -> list[datetime]:
+    return sorted(sorted(free, key=lambda at: (abs(at - wanted), at))[:3])
+
+
+async def test_a_refusal_offers_what_is_free_now_however_far_the_last_one_looked(pool, kit) -> None:
+    """The alternatives of one refusal lie days away, so the next refusal of that therapist
+    reads that far with its statement: it still offers the nearest times free now (not the
+    ones offered before, one of which was booked since)."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now, kit.hours("09:00-10:00"))
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    listed = await service.free_slots_for(pool, Principal(second, "client"), therapist, now)
+    wanted = listed.slots[len(listed.slots) // 2].starts_at
+    await service.book_session(pool, Principal(first, "client"), course, wanted, "a", now)
+    offered: list[list[datetime]] = []
+    for key in ("b", "c"):
+        with pytest.raises(Conflict) as refused:
+            await service.book_session(
+                pool, Principal(second, "client"), other_course, wanted, key, now
+            )
+        alternatives = refused.value.extra["alternatives"]
+        offered.append([datetime.fromisoformat(s["starts_at"]) for s in alternatives])
+        free = await service.free_slots_for(
+            pool, Principal(second, "client"), therapist, now, limit=2000
+        )
+        assert offered[-1] == _nearest([s.starts_at for s in free.slots], wanted)
+        if key == "b":  # the nearest alternative is booked before the next refusal
+            await service.book_session(
+                pool, Principal(first, "client"), course, offered[0][0], "d", now
+            )
+    assert offered[0][0] not in offered[1]
+
+
+async def test_a_refusal_in_a_calendar_almost_full_offers_the_few_times_left(pool, kit) -> None:
+    """Fewer than three free times in the whole calendar: each refusal offers those left as
+    they are at the time of that refusal (the second reads the whole calendar with its
+    statement, as the first needed)."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now, kit.hours("09:00-10:00", horizon_days=6))
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    listed = await service.free_slots_for(pool, Principal(first, "client"), therapist, now)
+    days = sorted({slot.starts_at.date(): slot.starts_at for slot in listed.slots}.values())
+    assert len(days) >= 4
+    for n, day in enumerate(days[:-1]):  # every day but the last taken: two times left
+        await service.book_session(pool, Principal(first, "client"), course, day, f"a{n}", now)
+    left: list[int] = []
+    for key in ("b", "c"):
+        with pytest.raises(Conflict) as refused:
+            await service.book_session(
+                pool, Principal(second, "client"), other_course, days[0], key, now
+            )
+        offered = [
+            datetime.fromisoformat(s["starts_at"]) for s in refused.value.extra["alternatives"]
+        ]
+        free = await service.free_slots_for(
+            pool, Principal(second, "client"), therapist, now, limit=2000
+        )
+        assert offered == _nearest([s.starts_at for s in free.slots], days[0])
+        left.append(len(offered))
+        if key == "b":  # one taken before the next refusal (the other with it)
+            await service.book_session(
+                pool, Principal(first, "client"), course, offered[0], f"e{key}", now
+            )
+    assert left == [2, 0]

@@ -87,7 +87,7 @@ async def submit_intake(
 ) -> dict[str, Any]:
     """Submit an intake. A high-risk answer gets the crisis text at once, in sv and en."""
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
+        async with pool_of(request).acquire() as conn:  # one statement, atomic alone
             submitted = await service.submit(conn, who.subject, body)
     except ScreeningRefused as exc:
         raise DomainError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from chassis import outbox
+from chassis import audit, outbox
 from contracts import Envelope, EventPayload
 from contracts.events import (
     MatchAlternative,
@@ -104,6 +104,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
         $18, $19, $20)
 """
 
+# The intake, its audit entry and their events: one statement, atomic on its own.
+_SUBMISSION = (
+    f"WITH intake AS ({_INSERT_INTAKE}), entry AS ({audit.entry_insert(21)}),"
+    f" written AS ({outbox.events_insert(31)}) SELECT WHERE false"
+)
+
 
 async def insert_intake(
     conn: asyncpg.Connection,
@@ -114,11 +120,12 @@ async def insert_intake(
     screening: Screening,
     status: IntakeStatus,
     events: Sequence[EventPayload] = (),
+    audit_entry: tuple[tuple[Any, ...], EventPayload] | None = None,
 ) -> None:
-    """The intake, and the events announcing it in the same statement (one round trip)."""
-    await outbox.write(
-        conn,
-        _INSERT_INTAKE,
+    """The intake, and the events announcing it in the same statement (one round trip);
+    with `audit_entry` (chassis.audit.entry) the audit entry and its event too, so a
+    submission commits on its own in that one round trip."""
+    values = (
         intake_id,
         client_id,
         intake.age,
@@ -139,8 +146,13 @@ async def insert_intake(
         screening.method,
         screening.age_group,
         status,
-        events=events,
     )
+    if audit_entry is None:
+        await outbox.write(conn, _INSERT_INTAKE, *values, events=events)
+        return
+    entry, recorded = audit_entry
+    envelopes = [outbox.envelope_for(e) for e in (*events, recorded)]
+    await conn.execute(_SUBMISSION, *values, *entry, *outbox.event_columns(envelopes))
 
 
 async def get_intake(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime
 
 SELF_HARM = [1, 1, 1, 1, 1, 1, 1, 1, 2]
 FREE_TEXT = "Jag har haft tankar på att inte vilja leva."
@@ -150,3 +152,38 @@ async def test_own_data_audit_and_the_clinician_view(matching_service) -> None:
         readers = {e["actor_id"] for e in audit.json()}
         assert readers == {str(client), str(on_call)}
         assert (await m.http.get("/me/audit", headers=m.headers(stranger))).json() == []
+
+
+async def test_a_submission_writes_intake_audit_entry_and_events_together(matching_service) -> None:
+    """One statement: the intake, its audit entry, IntakeSubmitted (and IntakeEscalated for a
+    high-risk answer) and the access event with the entry's time."""
+    async with matching_service(worker=False) as m:
+        client = uuid.uuid4()
+        r = await m.submit(client, phq9=SELF_HARM, free_text=FREE_TEXT)
+        assert r.status_code == 201, r.text
+        intake_id = r.json()["intake_id"]
+        assert await stored(m, client) == 1
+        entry = await m.pool.fetchrow(
+            "SELECT actor_id, actor_role, action, resource, resource_id, at FROM audit_log"
+            " WHERE subject_id = $1",
+            client,
+        )
+        assert (entry["actor_id"], entry["actor_role"], entry["action"], entry["resource"]) == (
+            str(client),
+            "client",
+            "create",
+            "intake",
+        )
+        assert entry["resource_id"] == intake_id
+        rows = await m.pool.fetch(
+            "SELECT event_type, key, value FROM outbox WHERE key = ANY($1::text[]) ORDER BY id",
+            [intake_id, str(client)],
+        )
+        assert [row["event_type"] for row in rows] == [
+            "IntakeSubmitted",
+            "IntakeEscalated",
+            "MatchingAccessRecorded",
+        ]
+        access = json.loads(rows[-1]["value"])["payload"]
+        assert access["resource_id"] == intake_id
+        assert datetime.fromisoformat(access["at"]) == entry["at"]

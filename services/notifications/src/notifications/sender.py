@@ -145,6 +145,7 @@ class Sender:
         while True:
             try:
                 async with self.pool.acquire() as listener:
+                    listener.keep_session_state()  # LISTENs
                     await listener.add_listener(channel, self._on_notify)
                     try:
                         while True:

@@ -153,6 +153,25 @@ def seems_taken(
     return any(start - buffer < ends_at and starts_at < end + buffer for start, end in busy)
 
 
+# Per therapist, how far around a refused time its last refusal had to read the busy times
+# to hold the alternatives (0: near it, 1: a week, 2: the whole calendar): the next booking
+# reads that far with its statement, so a refusal costs one round trip.
+_REACHED: dict[uuid.UUID, int] = {}
+
+
+def refusal_reach(therapist_id: uuid.UUID) -> int:
+    return _REACHED.get(therapist_id, 0)
+
+
+def reached(therapist_id: uuid.UUID, reach: int) -> None:
+    if reach == 0:
+        _REACHED.pop(therapist_id, None)
+        return
+    if len(_REACHED) >= _KEPT:
+        _REACHED.clear()
+    _REACHED[therapist_id] = reach
+
+
 def unseen(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> None:
     """The busy times seen around this time were wrong (it was believed taken, and is free)."""
     index = _window(therapist_id, starts_at, ends_at)

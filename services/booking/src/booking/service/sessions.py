@@ -143,10 +143,14 @@ def _covered(
     reach: timedelta,
 ) -> list[Slot] | None:
     """The alternatives to offer from the busy times within `reach` of `starts_at`, when
-    they all lie well inside what those busy times cover (else None: look further)."""
-    offered = FreeTime(rules, minutes, busy, now).nearest(starts_at, ALTERNATIVES_OFFERED)
+    they all lie well inside what those busy times cover, or those busy times cover every
+    bookable time (else None: look further)."""
+    free = FreeTime(rules, minutes, busy, now)
+    offered = free.nearest(starts_at, ALTERNATIVES_OFFERED)
     margin = timedelta(minutes=minutes + rules.buffer_minutes)
     low, high = starts_at - reach + margin, starts_at + reach - margin
+    if low <= free.earliest and free.latest <= high:  # the whole calendar: nothing further
+        return offered
     if len(offered) == ALTERNATIVES_OFFERED and all(
         low <= slot.starts_at <= high for slot in offered
     ):
@@ -154,9 +158,42 @@ def _covered(
     return None
 
 
-# How far around the refused time a refusal reads both calendars when the busy times read
-# with the booking do not hold three alternatives (a full day): before reading them whole.
+# How far around the refused time a refusal reads both calendars: the busy times near it
+# (store.NEARBY, read with the booking), then a week either side, then every bookable time.
 REFUSAL_REACH = timedelta(days=7)
+
+
+def _whole_reach(rules: AvailabilityRules, now: datetime, starts_at: datetime) -> timedelta:
+    """A reach around `starts_at` that covers every time bookable now, with a day to spare."""
+    spare = timedelta(days=2)
+    return max(abs(starts_at - now), abs(now + rules.horizon - starts_at)) + spare
+
+
+def refusal_reach(
+    rules: AvailabilityRules, therapist_id: uuid.UUID, now: datetime, starts_at: datetime
+) -> timedelta:
+    """How far around `starts_at` to read the busy times with a booking that may be refused:
+    as far as the last refusal of this therapist needed (a calendar nearly full needs it
+    whole), so that one round trip holds the alternatives."""
+    needed = contexts.refusal_reach(therapist_id)
+    if needed == 0:
+        return store.NEARBY
+    if needed == 1:
+        return REFUSAL_REACH
+    return _whole_reach(rules, now, starts_at)
+
+
+def _reach_needed(
+    rules: AvailabilityRules, minutes: int, starts_at: datetime, offered: Sequence[Slot]
+) -> int:
+    """Which reach (0: near, 1: a week, 2: whole) would have held these alternatives."""
+    if len(offered) < ALTERNATIVES_OFFERED:
+        return 2
+    margin = timedelta(minutes=minutes + rules.buffer_minutes)
+    furthest = max(abs(slot.starts_at - starts_at) for slot in offered) + margin
+    if furthest <= store.NEARBY:
+        return 0
+    return 1 if furthest <= REFUSAL_REACH else 2
 
 
 async def refuse(
@@ -167,32 +204,34 @@ async def refuse(
     now: datetime,
     starts_at: datetime,
     nearby: Sequence[Busy] | None = None,
+    reach: timedelta = store.NEARBY,
 ) -> Conflict:
     """The 409 for a refused booking, with alternatives from both calendars as they are now:
-    from the busy times `nearby` the request (`store.booking_view`) when the alternatives lie
-    well inside what they cover, else from both calendars a week either side, else from
-    both calendars whole."""
+    from the busy times `nearby` the request, within `reach` of it, read with the booking,
+    when the alternatives lie well inside what they cover, else from both calendars a week
+    either side, else from both calendars whole. Remembers how far it had to look
+    (`refusal_reach`)."""
     minutes = row["session_minutes"]
+    offered = None
     if nearby is not None:
-        offered = _covered(rules, minutes, nearby, now, starts_at, store.NEARBY)
+        offered = _covered(rules, minutes, nearby, now, starts_at, reach)
+    for wider in (REFUSAL_REACH, _whole_reach(rules, now, starts_at)):
         if offered is not None:
-            return taken(exc.code, exc.message, offered)
-    therapist_busy, client_busy = await store.busy_of(
-        conn,
-        since=starts_at - REFUSAL_REACH,
-        until=starts_at + REFUSAL_REACH,
-        therapist_id=row["therapist_id"],
-        client_id=row["client_id"],
-    )
-    busy = therapist_busy + client_busy
-    offered = _covered(rules, minutes, busy, now, starts_at, REFUSAL_REACH)
-    if offered is not None:
-        return taken(exc.code, exc.message, offered)
-    therapist_busy, client_busy = await calendars(
-        conn, rules, now, row["therapist_id"], row["client_id"]
-    )
-    busy = therapist_busy + client_busy
-    return _refusal(exc, rules, row["session_minutes"], busy, now, starts_at)
+            break
+        if nearby is not None and wider <= reach:
+            continue
+        therapist_busy, client_busy = await store.busy_of(
+            conn,
+            since=starts_at - wider,
+            until=starts_at + wider,
+            therapist_id=row["therapist_id"],
+            client_id=row["client_id"],
+        )
+        offered = _covered(rules, minutes, therapist_busy + client_busy, now, starts_at, wider)
+    assert offered is not None  # the whole calendar covers every bookable time
+    needed = _reach_needed(rules, minutes, starts_at, offered)
+    contexts.reached(row["therapist_id"], needed)
+    return taken(exc.code, exc.message, offered)
 
 
 def check_slot(
@@ -350,6 +389,7 @@ async def book_session(
             assert rules is not None
             ends_at = starts_at + timedelta(minutes=row["session_minutes"])
             buffer = timedelta(minutes=rules.buffer_minutes)
+            reach = refusal_reach(rules, row["therapist_id"], now, starts_at)
             if nearby is None and contexts.seems_taken(
                 row["therapist_id"], starts_at, ends_at, buffer
             ):
@@ -360,9 +400,12 @@ async def book_session(
                     client_id=row["client_id"],
                     span=(starts_at, ends_at, rules.buffer_minutes),
                     key=(who.subject, idempotency_key),
+                    near=reach,
                 )
                 if checked["verdict"] != "free":
-                    settled = await _settled(conn, checked, context, request_hash, now, starts_at)
+                    settled = await _settled(
+                        conn, checked, context, request_hash, now, (starts_at, reach)
+                    )
                     if settled is None:  # stale: read again
                         context = None
                         continue
@@ -383,6 +426,7 @@ async def book_session(
                     session=booked,
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     event=_booked_event(booked),
+                    near=reach,
                 )
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
@@ -406,7 +450,7 @@ async def book_session(
                 contexts.booked(context, course, outcome["revision"])
                 contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
                 return answer
-            settled = await _settled(conn, outcome, context, request_hash, now, starts_at)
+            settled = await _settled(conn, outcome, context, request_hash, now, (starts_at, reach))
             if settled is None:
                 context = None
                 continue
@@ -420,11 +464,12 @@ async def _settled(
     context: contexts.BookingContext,
     request_hash: str,
     now: datetime,
-    starts_at: datetime,
+    asked: tuple[datetime, timedelta],
 ) -> SessionRecord | None:
     """What a `store.book_one` (or `check_time`) verdict other than 'booked' and 'free'
-    answers: the earlier answer to the key, or the refusal (raised); None when the context
-    was stale (it is forgotten: read again)."""
+    answers for `asked` (the start, and how far around it the busy times were read): the
+    earlier answer to the key, or the refusal (raised); None when the context was stale (it
+    is forgotten: read again)."""
     verdict = outcome["verdict"]
     if verdict == "earlier":
         earlier = _earlier((outcome["earlier_hash"], outcome["earlier_response"]), request_hash)
@@ -436,9 +481,10 @@ async def _settled(
     rules = context.rules
     assert rules is not None
     refused = taken_refusal() if verdict == "taken" else _client_busy()
+    starts_at, reach = asked
     near = store.nearby_rows(outcome)
-    contexts.seen_busy(context.row["therapist_id"], starts_at, store.NEARBY, near)
-    raise await refuse(conn, refused, rules, context.row, now, starts_at, near)
+    contexts.seen_busy(context.row["therapist_id"], starts_at, reach, near)
+    raise await refuse(conn, refused, rules, context.row, now, starts_at, near, reach)
 
 
 def _check_time(

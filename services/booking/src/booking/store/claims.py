@@ -273,6 +273,7 @@ async def book_one(
     session: dict[str, Any],
     answer: tuple[uuid.UUID, str, str, dict[str, Any]],
     event: EventPayload,
+    near: timedelta = NEARBY,
 ) -> asyncpg.Record:
     """Book one session in ONE statement, without a transaction of the caller's, if what it
     was decided on still holds: `decided_on` is (course id, course revision, therapist id,
@@ -284,7 +285,7 @@ async def book_one(
     key was used before: `earlier_hash`, `earlier_response`, nothing written); 'stale' (a
     revision moved: nothing written); 'taken' or 'client_busy' (a committed booking holds
     the time: nothing written; `nearby_starts` and `nearby_ends`: both calendars' busy times
-    within NEARBY of the start; also when another booking claimed the time meanwhile).
+    within `near` of the start; also when another booking claimed the time meanwhile).
     Raises ExclusionViolationError when the exclusion constraints refuse the session (time
     that does not fill whole cells), UniqueViolationError for a key or a place in the plan
     taken meanwhile; nothing is written then."""
@@ -307,7 +308,7 @@ async def book_one(
         starts_at,
         ends_at,
         *(session[name] for name in _ONE_COLUMNS),
-        NEARBY,
+        near,
         *outbox.event_row(outbox.envelope_for(event), observability.trace_headers()),
     )
     assert row is not None
@@ -326,6 +327,7 @@ async def check_time(
     client_id: uuid.UUID,
     span: tuple[datetime, datetime, int],
     key: tuple[uuid.UUID, str],
+    near: timedelta = NEARBY,
 ) -> asyncpg.Record:
     """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
     without booking it: its verdict is 'free' where `book_one` would book. For a time
@@ -344,7 +346,7 @@ async def check_time(
         starts_at,
         ends_at,
         *(None for _ in _ONE_COLUMNS),
-        NEARBY,
+        near,
         *(None for _ in range(6)),
     )
     assert row is not None

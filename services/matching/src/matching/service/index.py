@@ -46,7 +46,8 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     """The worker's candidate index, once built: decisions wait for the (re)build, so a
     (re)started worker never decides on a partial index."""
     keeping = _keeping(settings)
-    await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
+    if not keeping.ready.is_set():  # (wait_for makes a task even for a set event)
+        await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
     return IndexedCandidates(keeping.index)
 
 
@@ -93,6 +94,7 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     while True:
         try:
             async with pool.acquire() as conn:
+                conn.keep_session_state()  # LISTENs
                 await conn.add_listener(channel, on_notify)
                 await conn.add_listener(waitlist, on_waitlist)
                 try:

@@ -11,6 +11,7 @@ from chassis import audit
 from contracts.events import (
     IntakeEscalated,
     IntakeSubmitted,
+    MatchingAccessRecorded,
 )
 from matching import store
 from matching.domain import lifecycle
@@ -29,7 +30,8 @@ class Submitted:
 async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake) -> Submitted:
     """Screen and store an intake; the matcher picks it up from IntakeSubmitted.
 
-    Raises ScreeningRefused (under 12) before anything is stored.
+    Raises ScreeningRefused (under 12) before anything is stored. One statement: outside a
+    transaction it commits on its own.
     """
     screening = screen_intake(intake)
     intake_id = uuid.uuid4()
@@ -52,6 +54,7 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
         events.append(
             IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band)
         )
+    # One round trip: the intake, its audit entry and the events, committed together.
     await store.insert_intake(
         conn,
         intake_id=intake_id,
@@ -60,14 +63,14 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
         screening=screening,
         status=status,
         events=events,
-    )
-    await audit.record(
-        conn,
-        actor_id=str(client_id),
-        actor_role="client",
-        subject_id=client_id,
-        action="create",
-        resource="intake",
-        resource_id=str(intake_id),
+        audit_entry=audit.entry(
+            MatchingAccessRecorded.producer,
+            actor_id=str(client_id),
+            actor_role="client",
+            subject_id=client_id,
+            action="create",
+            resource="intake",
+            resource_id=str(intake_id),
+        ),
     )
     return Submitted(intake_id, screening, status)

@@ -483,66 +483,52 @@ def machine_busy() -> tuple[float, float]:
 class MatchedWatcher:
     """Notes when each intake's TherapistMatched reaches the topic, and (for the hops) when
     the relay published it and the intake's IntakeSubmitted (the records' create times).
-    Both are keyed by the intake. TherapistMatched is read by a consumer of its own,
-    configured as the round trip's (one topic, the same fetch wait): IntakeSubmitted's
-    records, read for the hops only, do not share its fetches."""
+    Both are keyed by the intake.
+
+    The consumers run in a process of their own (`watch`), not beside the load generator:
+    sharing its event loop, a record that had arrived waited for the submitter's tasks
+    before it was noted. TherapistMatched has a consumer of its own there, configured as
+    the round trip's (one topic, the same fetch wait); IntakeSubmitted's records, read for
+    the hops only, do not share its fetches. (perf_counter is the system's monotonic clock
+    on Linux: the same in both processes.)"""
 
     def __init__(self, bootstrap: str, matched_topic: str, submitted_topic: str) -> None:
-        self.topics = (matched_topic, submitted_topic)
-        self.consumers = [
-            AIOKafkaConsumer(
-                bootstrap_servers=bootstrap,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=FETCH_WAIT_MS,
-            )
-            for _ in self.topics
-        ]
+        self.command = [sys.executable, __file__, "--watch", bootstrap, matched_topic]
+        self.command.append(submitted_topic)
         self.arrived: dict[str, float] = {}  # perf_counter
         self.matched_published: dict[str, float] = {}  # wall clock
         self.submitted_published: dict[str, float] = {}  # wall clock
         self._changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MatchedWatcher:
-        for consumer, topic in zip(self.consumers, self.topics, strict=True):
-            await consumer.start()
-            self._tasks.append(asyncio.create_task(self._run(consumer, topic)))
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, stdout=asyncio.subprocess.PIPE, limit=1 << 20
+        )
+        assert self.process.stdout is not None
+        if (await self.process.stdout.readline()).strip() != b"watching":
+            raise RuntimeError("the watcher did not start")
+        self._task = asyncio.create_task(self._run(self.process.stdout))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
+        if self._task:
+            self._task.cancel()
             with contextlib.suppress(BaseException):
-                await task
-        for consumer in self.consumers:
-            await consumer.stop()
+                await self._task
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        await self.process.wait()
 
-    async def _run(self, consumer: AIOKafkaConsumer, topic: str) -> None:
-        matched_topic, _ = self.topics
-        while not consumer.assignment():
-            metadata = await consumer._client.fetch_all_metadata()
-            found = metadata.partitions_for_topic(topic) or ()
-            if found:
-                tps = [TopicPartition(topic, p) for p in found]
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
-            else:
-                await asyncio.sleep(0.05)
-        while True:
-            batch = await consumer.getmany(timeout_ms=100)
-            now = time.perf_counter()
-            matched = False
-            for records in batch.values():
-                for record in records:
-                    intake_id = (record.key or b"").decode()
-                    if topic == matched_topic:
-                        self.arrived[intake_id] = now
-                        self.matched_published[intake_id] = record.timestamp / 1000
-                        matched = True
-                    else:
-                        self.submitted_published[intake_id] = record.timestamp / 1000
-            if matched:
+    async def _run(self, lines: asyncio.StreamReader) -> None:
+        while line := await lines.readline():
+            kind, intake_id, *times = line.decode().split()
+            if kind == "M":
+                self.arrived[intake_id] = float(times[0])
+                self.matched_published[intake_id] = float(times[1])
                 self._changed.set()
+            else:
+                self.submitted_published[intake_id] = float(times[0])
 
     async def wait_any(self, intake_ids: set[str], timeout: float) -> None:
         """Until the first of these intakes was matched."""
@@ -1156,6 +1142,51 @@ async def main() -> None:
     )
 
 
+async def watch(bootstrap: str, matched_topic: str, submitted_topic: str) -> None:
+    """The watcher's process: a consumer per topic from the beginning; a line per record on
+    stdout (`M intake arrived published` or `S intake published`)."""
+    consumers = {
+        topic: AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS
+        )
+        for topic in (matched_topic, submitted_topic)
+    }
+    for consumer in consumers.values():
+        await consumer.start()
+    out = sys.stdout
+    out.write("watching\n")
+    out.flush()
+
+    async def follow(topic: str, consumer: AIOKafkaConsumer) -> None:
+        while not consumer.assignment():  # the topic is made by its first record
+            metadata = await consumer._client.fetch_all_metadata()
+            found = metadata.partitions_for_topic(topic) or ()
+            if found:
+                tps = [TopicPartition(topic, p) for p in found]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+            else:
+                await asyncio.sleep(0.05)
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    intake_id = (record.key or b"").decode()
+                    if topic == matched_topic:
+                        out.write(f"M {intake_id} {now!r} {record.timestamp / 1000!r}\n")
+                    else:
+                        out.write(f"S {intake_id} {record.timestamp / 1000!r}\n")
+            if batch:
+                out.flush()
+
+    await asyncio.gather(*(follow(t, c) for t, c in consumers.items()))
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--watch"]:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(watch(*sys.argv[2:5]))
+    else:
+        asyncio.run(main())

@@ -89,16 +89,38 @@ def envelope_for(
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _topic_of(event_type: str) -> str:
+    return REGISTRY.spec(event_type).topic
+
+
+@functools.lru_cache(maxsize=1024)
+def _headers_before_correlation(event_type: str) -> str:
+    return '{"event_type": ' + json.dumps(event_type) + ', "correlation_id": '
+
+
 def event_row(envelope: Envelope[Any], trace: dict[str, str]) -> tuple[Any, ...]:
-    """The outbox columns of one event (`event_insert`)."""
-    headers = {"event_type": envelope.event_type, "correlation_id": envelope.correlation_id}
+    """The outbox columns of one event (`event_insert`).
+
+    The topic and the headers' fixed part are looked up once per event type: the writers'
+    Python is what a burst of writes waits on (a third of the CPU per outboxed event)."""
+    if trace:
+        headers = json.dumps(
+            {"event_type": envelope.event_type, "correlation_id": envelope.correlation_id, **trace}
+        )
+    else:
+        headers = (
+            _headers_before_correlation(envelope.event_type)
+            + json.dumps(envelope.correlation_id)
+            + "}"
+        )
     return (
         envelope.event_id,
         envelope.event_type,
-        REGISTRY.spec(envelope.event_type).topic,
+        _topic_of(envelope.event_type),
         envelope.key,
         envelope.to_bytes(),
-        json.dumps({**headers, **trace} if trace else headers),
+        headers,
     )
 
 

@@ -193,10 +193,11 @@ class Slot:
         return int((self.ends_at - self.starts_at).total_seconds() // 60)
 
 
-class _Blocked:
+class Blocked:
     """Busy intervals widened by the buffer on both sides, merged, for fast overlap tests."""
 
     def __init__(self, busy: Iterable[Busy], buffer: timedelta) -> None:
+        self.buffer = buffer
         # A refusal may bring a whole calendar (hundreds of busy times): sorted by start
         # alone (a tuple compares twice), converted only when not UTC already, widened
         # once per merged span.
@@ -349,7 +350,7 @@ class FreeTime:
         self,
         rules: AvailabilityRules,
         session_minutes: int,
-        busy: Iterable[Busy],
+        busy: Iterable[Busy] | Blocked,
         now: datetime,
         step_minutes: int = DEFAULT_STEP_MINUTES,
     ) -> None:
@@ -360,7 +361,12 @@ class FreeTime:
         self.earliest, self.latest = now + rules.min_notice, now + rules.horizon
         self.first_day = local_date(self.earliest, rules.zone)
         self.last_day = local_date(self.latest, rules.zone)
-        self._blocked = _Blocked(busy, timedelta(minutes=rules.buffer_minutes))
+        buffer = timedelta(minutes=rules.buffer_minutes)
+        if not isinstance(busy, Blocked):
+            busy = Blocked(busy, buffer)
+        elif busy.buffer != buffer:  # merged already, but with another buffer
+            raise ValueError("busy times merged with another buffer")
+        self._blocked = busy
 
     def _table(self, day: date) -> _DayTable:
         known = self.rules._tables
@@ -511,9 +517,7 @@ def check_bookable(
     if off_hours is not None:
         raise SlotUnavailable(*off_hours)
     ends_at = starts_at + timedelta(minutes=session_minutes)
-    if busy and _Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(
-        starts_at, ends_at
-    ):
+    if busy and Blocked(busy, timedelta(minutes=rules.buffer_minutes)).overlaps(starts_at, ends_at):
         raise SlotUnavailable("taken", "That time is taken or too close to another session.")
 
 

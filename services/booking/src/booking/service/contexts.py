@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from booking.domain.availability import AvailabilityRules, Busy
+from booking.domain.availability import AvailabilityRules, Blocked, Busy
 from booking.domain.course import Course
 from booking.service.availability import rules_of
 from booking.service.common import course_of
@@ -151,6 +151,31 @@ def seems_taken(
         return False
     busy = _SEEN[therapist_id][index].busy
     return any(start - buffer < ends_at and starts_at < end + buffer for start, end in busy)
+
+
+# The busy times the last refusal for a therapist and a client came back with, as read and
+# merged: a calendar read again unchanged (a full one, refused over and over) is not merged
+# again. Keyed by exactly what was read, so it never answers for another calendar.
+_READ: dict[tuple[uuid.UUID, uuid.UUID], tuple[list[datetime], list[datetime], Blocked]] = {}
+
+
+def busy_read(
+    therapist_id: uuid.UUID,
+    client_id: uuid.UUID,
+    starts: list[datetime],
+    ends: list[datetime],
+    buffer: timedelta,
+) -> tuple[list[Busy], Blocked]:
+    """(the busy times, merged with `buffer`) of starts and ends as a refusal read them."""
+    busy = list(zip(starts, ends, strict=True))
+    kept = _READ.get((therapist_id, client_id))
+    if kept is not None and kept[2].buffer == buffer and kept[0] == starts and kept[1] == ends:
+        return busy, kept[2]
+    blocked = Blocked(busy, buffer)
+    if len(_READ) >= _KEPT:
+        _READ.clear()
+    _READ[(therapist_id, client_id)] = (starts, ends, blocked)
+    return busy, blocked
 
 
 # Per therapist, how far around a refused time its last refusal had to read the busy times

@@ -17,6 +17,7 @@ from booking.domain import course as rules_of_course
 from booking.domain import errors
 from booking.domain.availability import (
     AvailabilityRules,
+    Blocked,
     Busy,
     FreeTime,
     Slot,
@@ -137,7 +138,7 @@ def _refusal(
 def _covered(
     rules: AvailabilityRules,
     minutes: int,
-    busy: Sequence[Busy],
+    busy: Sequence[Busy] | Blocked,
     now: datetime,
     starts_at: datetime,
     reach: timedelta,
@@ -203,7 +204,7 @@ async def refuse(
     row: Any,
     now: datetime,
     starts_at: datetime,
-    nearby: Sequence[Busy] | None = None,
+    nearby: Sequence[Busy] | Blocked | None = None,
     reach: timedelta = store.NEARBY,
 ) -> Conflict:
     """The 409 for a refused booking, with alternatives from both calendars as they are now:
@@ -482,9 +483,16 @@ async def _settled(
     assert rules is not None
     refused = taken_refusal() if verdict == "taken" else _client_busy()
     starts_at, reach = asked
-    near = store.nearby_rows(outcome)
-    contexts.seen_busy(context.row["therapist_id"], starts_at, reach, near)
-    raise await refuse(conn, refused, rules, context.row, now, starts_at, near, reach)
+    row = context.row
+    near, blocked = contexts.busy_read(
+        row["therapist_id"],
+        row["client_id"],
+        outcome["nearby_starts"],
+        outcome["nearby_ends"],
+        timedelta(minutes=rules.buffer_minutes),
+    )
+    contexts.seen_busy(row["therapist_id"], starts_at, reach, near)
+    raise await refuse(conn, refused, rules, row, now, starts_at, blocked, reach)
 
 
 def _check_time(

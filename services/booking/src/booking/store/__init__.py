@@ -36,7 +36,6 @@ from booking.store.claims import (
     claim,
     forget_past_cells,
     nearby_of,
-    nearby_rows,
     release,
     view_sessions,
 )
@@ -104,7 +103,6 @@ __all__ = [
     "lock_course",
     "move_session",
     "nearby_of",
-    "nearby_rows",
     "personal_data",
     "purge_expired",
     "put_availability",

@@ -315,11 +315,6 @@ async def book_one(
     return row
 
 
-def nearby_rows(row: asyncpg.Record) -> list[Busy]:
-    """The busy times near the start that a `book_one` refusal came back with."""
-    return list(zip(row["nearby_starts"], row["nearby_ends"], strict=True))
-
-
 async def check_time(
     conn: asyncpg.Connection,
     *,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import random
 import statistics
 import sys
@@ -120,6 +121,9 @@ async def race(
     counts = {"booked": 0, "refused": 0, "other": 0}
     latencies: list[float] = []
     rng = random.Random(1)
+    # Each attempt a new idempotency key: a counter, not uuid4 (a getrandom call each: the
+    # load generator shares the process and the cores with the service it measures).
+    keys = map(str, itertools.count())
     deadline = time.perf_counter() + BOOKING_SECONDS
 
     async def client_loop(client: uuid.UUID, courses: list[uuid.UUID]) -> None:
@@ -141,7 +145,7 @@ async def race(
         while courses and target is not None and time.perf_counter() < deadline:
             began = time.perf_counter()
             try:
-                await service.book_session(pool, who, courses[0], target, uuid.uuid4().hex, now)
+                await service.book_session(pool, who, courses[0], target, next(keys), now)
                 counts["booked"] += 1
                 latencies.append(time.perf_counter() - began)
                 target = await earliest()

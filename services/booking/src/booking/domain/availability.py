@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -196,20 +197,34 @@ class _Blocked:
     """Busy intervals widened by the buffer on both sides, merged, for fast overlap tests."""
 
     def __init__(self, busy: Iterable[Busy], buffer: timedelta) -> None:
+        # A refusal may bring a whole calendar (hundreds of busy times): sorted by start
+        # alone (a tuple compares twice), converted only when not UTC already, widened
+        # once per merged span.
+        spans = list(busy)
+        for start, end in spans:
+            if start.tzinfo is not UTC or end.tzinfo is not UTC:
+                spans = [(_utc(s, "busy start"), _utc(e, "busy end")) for s, e in spans]
+                break
+        spans.sort(key=_first)
         starts: list[datetime] = []
         ends: list[datetime] = []
-        for start, end in sorted([(_utc(s, "busy start"), _utc(e, "busy end")) for s, e in busy]):
+        both_sides = buffer + buffer
+        last: datetime | None = None  # the end of the span being merged, not widened
+        for start, end in spans:
             if end <= start:
                 raise InvalidInput(
                     "busy_end_not_after_start", "A busy interval must end after it starts."
                 )
-            start, end = start - buffer, end + buffer
-            if ends and start <= ends[-1]:
-                if end > ends[-1]:
-                    ends[-1] = end
-            else:
-                starts.append(start)
-                ends.append(end)
+            if last is not None and start <= last + both_sides:
+                if end > last:
+                    last = end
+                continue
+            if last is not None:
+                ends.append(last + buffer)
+            starts.append(start - buffer)
+            last = end
+        if last is not None:
+            ends.append(last + buffer)
         self._starts = starts
         self._ends = ends
 
@@ -236,6 +251,9 @@ class _Blocked:
     def overlaps(self, start: datetime, end: datetime) -> bool:
         index = bisect.bisect_right(self._ends, start)  # first span ending after `start`
         return index < len(self._starts) and self._starts[index] < end
+
+
+_first = operator.itemgetter(0)
 
 
 def _utc(moment: datetime, what: str) -> datetime:

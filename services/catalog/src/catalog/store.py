@@ -174,10 +174,14 @@ async def search_changes(
     """(where to read from next, each profile changed by a transaction `since` or later with
     its row if it is published now, else None). One round trip; one row even when nothing
     changed, to carry the snapshot. A change may be read again: applying it is idempotent."""
+    # The profile is looked up per change (a lateral subquery kept apart by OFFSET 0): as a
+    # plain join, the cached generic plan guessed a third of the table changed and hashed
+    # all of therapists whenever one profile had (1.6 ms instead of 0.3 ms).
     rows = await conn.fetch(
         f"SELECT {_SNAPSHOT_XMIN} AS since, c.therapist_id AS changed, t.status, {_SUMMARY}"
         " FROM (VALUES (1)) AS one (x)"
-        " LEFT JOIN (search_changes c LEFT JOIN therapists t ON t.therapist_id = c.therapist_id)"
+        " LEFT JOIN (search_changes c LEFT JOIN LATERAL"
+        "  (SELECT * FROM therapists WHERE therapist_id = c.therapist_id OFFSET 0) AS t ON true)"
         " ON c.changed_by >= $1::text::xid8",
         str(since),
     )

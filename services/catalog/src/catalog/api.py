@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from catalog import service
 from catalog.domain.profile import ProfileSelfEdit, TherapistProfile
@@ -81,6 +81,41 @@ class SearchPage(BaseModel):
     page: int
     page_size: int
     items: list[TherapistSummary]
+
+
+_CARD = TypeAdapter(TherapistSummary)
+
+
+class SearchCards:
+    """Each hit's JSON, serialized once per version of the profile rather than per search.
+
+    A page is most of a search's work when built as models: validating and serializing its
+    20 cards costs more than finding them. The index hands out the same summary dict until
+    the profile changes, so a card is reused while its summary is that very dict.
+    """
+
+    def __init__(self) -> None:
+        self._cards: dict[Any, tuple[dict[str, Any], bytes]] = {}
+
+    def card(self, summary: dict[str, Any]) -> bytes:
+        cached = self._cards.get(summary["therapist_id"])
+        if cached is None or cached[0] is not summary:
+            cached = (summary, _CARD.dump_json(TherapistSummary.model_validate(summary)))
+            self._cards[summary["therapist_id"]] = cached
+        return cached[1]
+
+    def page(self, total: int, query: SearchQuery, items: list[dict[str, Any]]) -> bytes:
+        """A `SearchPage` as JSON (its fields in its order)."""
+        head = f'{{"total":{total},"page":{query.page},"page_size":{query.page_size},"items":['
+        return b"".join((head.encode(), b",".join(map(self.card, items)), b"]}"))
+
+
+def search_cards(request: Request) -> SearchCards:
+    state = request.app.state
+    if not hasattr(state, "search_cards"):
+        state.search_cards = SearchCards()
+    cards: SearchCards = state.search_cards
+    return cards
 
 
 def published_catalog(request: Request) -> service.PublishedCatalog:
@@ -164,7 +199,7 @@ async def list_areas() -> dict[str, Any]:
 
 
 @router.get("/therapists", response_model=SearchPage, responses=problems(422), tags=["browse"])
-async def search_therapists(request: Request) -> SearchPage:
+async def search_therapists(request: Request) -> Response:
     """Published therapists: method, area, language, mode, city, age_group, accepting;
     sort=rating|name; page, page_size."""
     try:
@@ -172,12 +207,8 @@ async def search_therapists(request: Request) -> SearchPage:
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     total, items = await published_catalog(request).search(pool_of(request), query)
-    return SearchPage(
-        total=total,
-        page=query.page,
-        page_size=query.page_size,
-        items=[TherapistSummary.model_validate(item) for item in items],
-    )
+    # Already valid JSON of a SearchPage: skip the response model's second validation.
+    return Response(search_cards(request).page(total, query, items), media_type="application/json")
 
 
 # Declared before /therapists/{therapist_id} so that "me" is not read as an id.

@@ -22,10 +22,9 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from faststream.kafka import KafkaBroker
 
 from chassis import db, observability
-from chassis.app import start_subscribers_together
+from chassis.app import make_broker, start_subscribers_together
 from chassis.consumer import EventConsumers, dead_letter_publisher, provide
 from chassis.infra import provide_kafka, provide_postgres
 from chassis.settings import ServiceSettings, service_config
@@ -92,7 +91,7 @@ async def consumed(values: dict[str, Any], pool: asyncpg.Pool, total: int, batch
     settings = BenchSettings(
         **values, consumer_batch_size=batch, topic_prefix=f"b{uuid.uuid4().hex[:8]}."
     )
-    broker = KafkaBroker(settings.kafka_bootstrap)
+    broker = make_broker(settings)  # the worker's (its per-message log lines at DEBUG)
     provide(broker, pool=pool, dead_letters=dead_letter_publisher(broker, settings))
     consumers.subscribe(broker, settings)
     await start_subscribers_together(broker)  # returns once the group has its partitions

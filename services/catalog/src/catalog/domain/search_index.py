@@ -156,6 +156,15 @@ class _Ordering:
         for key in entry.filters:
             self.bits[key] = self.bits.get(key, 0) | (1 << place)
 
+    def refilter(self, old: Listed, entry: Listed) -> None:
+        """The same place (its sort key unchanged, say a new language): only the filters
+        that differ change, one bit each, instead of every bitset closing and opening."""
+        bit = 1 << bisect_left(self.keys, entry.sort_keys[self.order])
+        for key in old.filters - entry.filters:
+            self.bits[key] &= ~bit
+        for key in entry.filters - old.filters:
+            self.bits[key] = self.bits.get(key, 0) | bit
+
     def find(self, wanted: list[FilterKey], skip: int, take: int) -> tuple[int, list[uuid.UUID]]:
         mask = -1
         for key in wanted:
@@ -179,7 +188,11 @@ class SearchIndex:
         old = self.entries.get(therapist_id)
         if old == entry:
             return  # seen already (a change is read again until no transaction predates it)
-        for ordering in self.orderings.values():
+        for order, ordering in self.orderings.items():
+            if old is not None and entry is not None:
+                if old.sort_keys[order] == entry.sort_keys[order]:
+                    ordering.refilter(old, entry)
+                    continue
             if old is not None:
                 ordering.remove(old)
             if entry is not None:

@@ -176,6 +176,10 @@ async def test_a_time_a_committed_booking_holds_is_refused_without_writing(pool,
     assert [s["course_id"] for s in await live_sessions(pool, therapist)] == [course]
 
 
+def _nearest(free: list[datetime], wanted: datetime) -> list[datetime]:
+    return sorted(sorted(free, key=lambda at: (abs(at - wanted), at))[:3])
+
+
 async def test_a_refusal_offers_the_nearest_free_times_even_days_away(pool, kit) -> None:
     """One hour of work a day: the nearest free times lie on other days, beyond the busy times
     read with the booking, and the refusal still offers the nearest three."""
@@ -190,18 +194,13 @@ async def test_a_refusal_offers_the_nearest_free_times_even_days_away(pool, kit)
     free = await service.free_slots_for(
         pool, Principal(second, "client"), therapist, now, limit=2000
     )
-    nearest = sorted(sorted(free.slots, key=lambda s: (abs(s.starts_at - wanted), s.starts_at))[:3])
     with pytest.raises(Conflict) as refused:
         await service.book_session(
             pool, Principal(second, "client"), other_course, wanted, "b", now
         )
     offered = [datetime.fromisoformat(s["starts_at"]) for s in refused.value.extra["alternatives"]]
-    assert offered == [slot.starts_at for slot in nearest]
+    assert offered == _nearest([slot.starts_at for slot in free.slots], wanted)
     assert max(abs(at - wanted) for at in offered) > timedelta(hours=23)
-
-
-def _nearest(free: list[datetime], wanted: datetime) -> list[datetime]:
-    return sorted(sorted(free, key=lambda at: (abs(at - wanted), at))[:3])
 
 
 async def test_a_refusal_offers_what_is_free_now_however_far_the_last_one_looked(pool, kit) -> None:

@@ -152,6 +152,13 @@ def test_slots_across_local_and_utc_midnight() -> None:
         utc(2026, 1, 13, 0),
     ]
     assert slots[7].starts_at == utc(2026, 1, 19, 21)
+    # Each offered start is bookable, the one across the seam included (the next day's
+    # hours are part of the judgement), and a start past the evening is not.
+    for start in first_evening:
+        check_bookable(r, 60, [], utc(2026, 1, 10), start, step_minutes=30)
+    with pytest.raises(SlotUnavailable) as refused:
+        check_bookable(r, 60, [], utc(2026, 1, 10), utc(2026, 1, 13, 0, 30), step_minutes=30)
+    assert refused.value.code == "outside_hours"
 
 
 def test_year_end_with_a_holiday_notice_and_horizon() -> None:

@@ -9,9 +9,11 @@ Client: review the therapist of their own completed course, once.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -34,7 +36,18 @@ from chassis.auth import Principal, require
 from chassis.http import SIGNED_IN, problems
 from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 
-router = APIRouter()
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:  # inside the chassis' lifespan: the pool closes after this
+        catalog = getattr(app.state, "published_catalog", None)
+        if catalog is not None:
+            await catalog.close()
+
+
+router = APIRouter(lifespan=_lifespan)
 
 Admin = Annotated[Principal, Depends(require("admin"))]
 Therapist = Annotated[Principal, Depends(require("therapist"))]

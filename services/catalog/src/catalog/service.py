@@ -188,20 +188,30 @@ class PublishedCatalog:
     when nothing changed), so every answer is exact as of a snapshot taken after the search
     arrived, whichever replica made the change. Searches arriving together share one read:
     a search waits for a read that started after it arrived, never for an older one.
+    Reads go one at a time, so they keep one connection of the pool for themselves (taking
+    one from the pool and giving it back cost a third of a read); `close` gives it back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, changes_at_once: int = 100) -> None:
         self.index: SearchIndex | None = None
         self.since = 0  # read changes made by this transaction or later next
+        # More changes than this since the last read (a bulk load): read them all again.
+        self.changes_at_once = changes_at_once
         self._reading = asyncio.Lock()
         self._started = 0  # reads started, numbered
         self._finished = 0  # the number of the last read that finished
+        self._held: tuple[asyncpg.Pool, asyncpg.Connection] | None = None
 
     async def search(
         self, pool: asyncpg.Pool, query: SearchQuery
     ) -> tuple[int, list[dict[str, Any]]]:
         index = await self._current(pool)
         return index.search(query)  # no await between the read and this: one state
+
+    async def close(self) -> None:
+        """Give the held connection back to its pool (before the pool closes)."""
+        async with self._reading:
+            await self._let_go()
 
     async def _current(self, pool: asyncpg.Pool) -> SearchIndex:
         arrived_after = self._started
@@ -210,17 +220,41 @@ class PublishedCatalog:
                 return self.index
             self._started += 1
             number = self._started
-            async with pool.acquire() as conn:
+            conn = await self._connection(pool)
+            try:
                 if self.index is None:
                     since, rows = await store.published_catalog(conn)
                     self.index = SearchIndex(listed(row) for row in rows)
                 else:
-                    since, changes = await store.search_changes(conn, self.since)
+                    limit = self.changes_at_once
+                    since, changes = await store.search_changes(conn, self.since, limit)
+                    if len(changes) >= limit:
+                        since, changes = await store.search_changes(conn, self.since)
                     for therapist_id, row in changes:
                         self.index.put(therapist_id, None if row is None else listed(row))
+            except BaseException:
+                await self._let_go()  # the pool resets or replaces it; the next read takes one
+                raise
             self.since = since
             self._finished = number
             return self.index
+
+    async def _connection(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        if self._held is None or self._held[0] is not pool:
+            await self._let_go()
+            conn = await pool.acquire()
+            try:
+                await store.hold_for_search(conn)
+            except BaseException:
+                await pool.release(conn)
+                raise
+            self._held = (pool, conn)
+        return self._held[1]
+
+    async def _let_go(self) -> None:
+        if self._held is not None:
+            (pool, conn), self._held = self._held, None
+            await pool.release(conn)
 
 
 # ------------------------------------------------------------------------------ loading

@@ -168,21 +168,34 @@ async def published_catalog(conn: asyncpg.Connection) -> tuple[int, list[asyncpg
     return since, rows
 
 
+async def hold_for_search(conn: asyncpg.Connection) -> None:
+    """Ready a connection that a replica keeps for `search_changes`, asked before every
+    search: its plans are made once (generic), not again per `since` (planning cost more
+    than running the read). The session setting goes when the connection is given back."""
+    conn.keep_session_state()
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
 async def search_changes(
-    conn: asyncpg.Connection, since: int
+    conn: asyncpg.Connection, since: int, limit: int | None = None
 ) -> tuple[int, list[tuple[uuid.UUID, asyncpg.Record | None]]]:
     """(where to read from next, each profile changed by a transaction `since` or later with
     its row if it is published now, else None). One round trip; one row even when nothing
-    changed, to carry the snapshot. A change may be read again: applying it is idempotent."""
-    # The profile is looked up per change (a lateral subquery kept apart by OFFSET 0): as a
-    # plain join, the cached generic plan guessed a third of the table changed and hashed
-    # all of therapists whenever one profile had (1.6 ms instead of 0.3 ms).
+    changed, to carry the snapshot. A change may be read again: applying it is idempotent.
+    With a `limit`, at most that many changes (the oldest): a caller that gets `limit` of
+    them reads again without one."""
+    # The changes come from the changed_by index in order, and the LIMIT keeps a generic
+    # plan there (unlimited, it would guess a third of the table and scan it all). The
+    # profile is looked up per change (a lateral subquery kept apart by OFFSET 0): as a
+    # plain join, the plan hashed all of therapists whenever one profile had changed.
     rows = await conn.fetch(
         f"SELECT {_SNAPSHOT_XMIN} AS since, c.therapist_id AS changed, t.status, {_SUMMARY}"
         " FROM (VALUES (1)) AS one (x)"
-        " LEFT JOIN (search_changes c LEFT JOIN LATERAL"
-        "  (SELECT * FROM therapists WHERE therapist_id = c.therapist_id OFFSET 0) AS t ON true)"
-        " ON c.changed_by >= $1::text::xid8",
+        " LEFT JOIN (SELECT therapist_id FROM search_changes"
+        "  WHERE changed_by >= $1::text::xid8 ORDER BY changed_by"
+        f"  {'' if limit is None else f'LIMIT {int(limit)}'}) AS c ON true"
+        " LEFT JOIN LATERAL"
+        "  (SELECT * FROM therapists WHERE therapist_id = c.therapist_id OFFSET 0) AS t ON true",
         str(since),
     )
     changes = [

@@ -11,9 +11,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from catalog import store
+from catalog import service, store
 from catalog.app import DEFINITION
+from catalog.domain.profile import TherapistProfile
 from catalog.domain.reviews import ReviewRight
+from catalog.domain.search import SearchQuery
 from chassis import db
 from chassis.app import build
 
@@ -141,4 +143,33 @@ async def test_two_replicas_give_exact_totals_after_every_change(
                 await pool.release(slow)
                 await pool.release(fast)
     finally:
+        await pool.close()
+
+
+async def test_a_replica_reads_every_change_when_more_came_than_it_reads_at_once(
+    migrated, profile
+) -> None:
+    settings = await migrated(DEFINITION)
+    town = f"Massby {uuid.uuid4().hex[:8]}"
+    query = SearchQuery(city=town)
+    pool = await db.create_pool(settings)
+    catalog = service.PublishedCatalog(changes_at_once=2)
+    try:
+        assert (await catalog.search(pool, query))[0] == 0  # read the whole catalog once
+        entries = [
+            (uuid.uuid4(), TherapistProfile.model_validate(profile(name=f"Person {i}", city=town)))
+            for i in range(5)
+        ]
+        await service.load(pool, entries)  # five changes since that read, in one transaction
+        total, items = await catalog.search(pool, query)
+        assert total == 5
+        assert {item["therapist_id"] for item in items} == {id_ for id_, _ in entries}
+        async with pool.acquire() as conn:  # exactly as many as it reads at once
+            await conn.execute(
+                "UPDATE therapists SET status = 'withdrawn' WHERE therapist_id = ANY($1)",
+                [id_ for id_, _ in entries[:2]],
+            )
+        assert (await catalog.search(pool, query))[0] == 3
+    finally:
+        await catalog.close()
         await pool.close()

@@ -34,6 +34,13 @@ from matching.domain.lifecycle import (
 from matching.domain.matcher import IntakeNeeds, Match, TherapistCandidate
 from matching.domain.screening import Screening
 
+# The ids of $1 (a uuid[]) where the hot paths look rows up by several keys (claims, the
+# index's re-reads, a batch's intakes). Behind a subquery the planner sees the list's
+# length in no plan, so Postgres settles on the statement's cached generic plan; with
+# `= ANY($1)` each call was planned anew (a one-id plan always looks cheaper than the
+# generic one, costed for ten), 0.2-0.5 ms of the server per call, twice per decision.
+_ANY_OF_IDS = "ANY(ARRAY(SELECT unnest($1::uuid[])))"
+
 # --------------------------------------------------------------------------- claims and wake-ups
 
 
@@ -65,7 +72,7 @@ async def claim_all_unless_held(
     """`claim_unless_held` for several therapists in one round trip: those returned are
     locked until commit; those left out are held by another decision (or not offered)."""
     rows = await conn.fetch(
-        _CANDIDATES + " AND t.therapist_id = ANY($1::uuid[])"
+        _CANDIDATES + f" AND t.therapist_id = {_ANY_OF_IDS}"
         " ORDER BY t.therapist_id FOR UPDATE OF t SKIP LOCKED",
         list(therapist_ids),
     )
@@ -182,11 +189,11 @@ async def intakes_to_match(
 ) -> dict[uuid.UUID, asyncpg.Record]:
     """`intake_to_match` for several intakes in one round trip (locked in id order)."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT i.*, array(SELECT DISTINCT m.therapist_id FROM matches m
                           WHERE m.intake_id = i.intake_id AND m.status = ANY($2::text[]))
                     AS excluded
-        FROM intakes i WHERE i.intake_id = ANY($1::uuid[])
+        FROM intakes i WHERE i.intake_id = {_ANY_OF_IDS}
         ORDER BY i.intake_id FOR UPDATE OF i
         """,
         list(intake_ids),
@@ -743,7 +750,7 @@ async def candidates_of(
     conn: asyncpg.Connection, therapist_ids: Sequence[uuid.UUID]
 ) -> list[TherapistCandidate]:
     """These therapists as they are now (withdrawn or unknown ones are left out)."""
-    rows = await conn.fetch(_CANDIDATES + " AND t.therapist_id = ANY($1::uuid[])", therapist_ids)
+    rows = await conn.fetch(_CANDIDATES + f" AND t.therapist_id = {_ANY_OF_IDS}", therapist_ids)
     return [_candidate(row) for row in rows]
 
 

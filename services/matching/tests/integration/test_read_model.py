@@ -121,3 +121,26 @@ async def test_load_follows_booking_and_counts_matches_not_yet_opened(matching_s
             assert not await store.apply_profile(conn, therapist)
             assert await store.apply_profile(conn, therapist.model_copy(update={"version": 3}))
             assert await load() == 4
+
+
+async def test_lookups_by_several_ids_keep_a_cached_plan(matching_service) -> None:
+    """The claims, the index's re-reads and a batch's intakes (the matcher's hot path) run
+    on the statement's cached generic plan after the first few calls, not planned anew on
+    every call as `= ANY($1)` of one id was."""
+    async with matching_service(worker=False) as m:
+        therapist = m.therapist()
+        async with m.pool.acquire() as conn:
+            assert await store.apply_profile(conn, therapist)
+            for _ in range(8):
+                async with conn.transaction():
+                    assert await store.claim_all_unless_held(conn, [therapist.therapist_id])
+                    assert await store.candidates_of(conn, [therapist.therapist_id])
+                    assert await store.intakes_to_match(conn, [uuid.uuid4()]) == {}
+            plans = await conn.fetch(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%unnest($1::uuid[])%'"
+                " AND statement NOT LIKE '%pg_prepared_statements%'"
+            )
+        assert len(plans) == 3
+        for plan in plans:
+            assert plan["generic_plans"] >= 3, plan["statement"]

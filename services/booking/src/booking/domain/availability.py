@@ -593,10 +593,13 @@ def _off_hours(
     is one."""
     ends_at = starts_at + timedelta(minutes=session_minutes)
     day = local_date(starts_at, rules.zone)
-    # Neighbouring days too: a joined interval may begin the day before.
+    # Neighbouring days too, as the day tables of `free_slots` join them: an interval may
+    # begin the day before, or run on into the next day's hours.
     inside = [
         start
-        for start, end in _working_intervals(rules, day - timedelta(days=1), day)
+        for start, end in _working_intervals(
+            rules, day - timedelta(days=1), day + timedelta(days=1)
+        )
         if start <= starts_at and ends_at <= end
     ]
     if not inside:

@@ -16,6 +16,12 @@ from contracts.events import MatchApproved, TherapistProfileWithdrawn
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
+# The first therapist's hours: the night between them (8 hours) is short enough that the
+# second free time past the notice (12 hours) is within 24 hours at any time of day, as the
+# late cancellation and the late move below need.
+HOURS = "06:00-22:00"
+
+
 def at_ten(now: datetime, days: int) -> str:
     """10:00 Stockholm time `days` from now, as the client's app would send it."""
     day = (now + timedelta(days=days)).astimezone(STOCKHOLM).date()
@@ -49,9 +55,9 @@ async def test_from_matches_to_bookings_and_a_switch(
 
         # Availability: the therapist's own, in their time zone; nobody else's.
         put = await http.put(
-            f"/therapists/{first}/availability", json=kit.hours(), headers=as_first
+            f"/therapists/{first}/availability", json=kit.hours(HOURS), headers=as_first
         )
-        assert put.status_code == 200 and put.json()["weekly"]["monday"] == ["08:00-20:00"]
+        assert put.status_code == 200 and put.json()["weekly"]["monday"] == [HOURS]
         foreign = await http.put(
             f"/therapists/{first}/availability", json=kit.hours(), headers=auth("therapist", second)
         )
@@ -146,7 +152,7 @@ async def test_from_matches_to_bookings_and_a_switch(
         assert [r.json()["number"] for r in (soon, later, latest)] == [1, 2, 3]
         clash = await book(at_ten(now, 3), "s4")
         assert clash.status_code == 409 and clash.json()["code"] == "taken"
-        off_hours = await book(at_ten(now, 3).replace("T10:00", "T21:00"), "s5")
+        off_hours = await book(at_ten(now, 3).replace("T10:00", "T23:00"), "s5")
         assert off_hours.status_code == 409 and off_hours.json()["code"] == "outside_hours"
 
         # Cancelling inside 24 hours counts; moving three days ahead is free.
@@ -221,7 +227,7 @@ async def test_from_matches_to_bookings_and_a_switch(
         closed = await http.get(f"/therapists/{second}/slots", headers=as_client)
         assert closed.status_code == 200 and closed.json()["slots"] == []
         hours = await http.get(f"/therapists/{first}/availability", headers=as_first)
-        assert hours.json()["weekly"]["sunday"] == ["08:00-20:00"]
+        assert hours.json()["weekly"]["sunday"] == [HOURS]
         assert hours.json()["time_zone"] == "Europe/Stockholm"
         assert (
             await http.get(f"/therapists/{first}/availability", headers=as_client)

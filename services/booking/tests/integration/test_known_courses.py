@@ -84,3 +84,41 @@ async def test_a_time_believed_taken_is_booked_once_it_is_free(pool, kit) -> Non
         pool, Principal(second, "client"), other_course, wanted, "c", now
     )
     assert retried == booked  # the same key answers the same, however the time was known
+
+
+async def test_a_kept_calendar_is_read_again_once_a_booking_or_a_cancellation_changes_it(
+    pool, kit
+) -> None:
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    courses = [await kit.open_course(pool, c, therapist, now) for c in (first, second, third)]
+    wanted = _later(now, 2, 9)
+    await service.book_session(pool, Principal(first, "client"), courses[0], wanted, "a", now)
+
+    async def offered(key: str) -> list[dict[str, str]]:
+        with pytest.raises(Conflict) as refused:
+            await service.book_session(
+                pool, Principal(second, "client"), courses[1], wanted, key, now
+            )
+        assert refused.value.code == "taken"
+        alternatives: list[dict[str, str]] = refused.value.extra["alternatives"]
+        return alternatives
+
+    before = await offered("b1")  # from the busy times read with the course
+    assert await offered("b2") == before
+    assert contexts._CALENDARS[therapist].revision is not None  # kept with its revision
+    assert await offered("b3") == before  # answered from the kept busy times
+    # Another replica books the first alternative: this one's kept busy times lack it.
+    other = await service.book_session(
+        pool,
+        Principal(third, "client"),
+        courses[2],
+        datetime.fromisoformat(before[0]["starts_at"]),
+        "c",
+        now,
+    )
+    changed = await offered("b4")
+    assert before[0] not in changed
+    await service.cancel(pool, Principal(third, "client"), other.session_id, now)
+    assert await offered("b5") == before

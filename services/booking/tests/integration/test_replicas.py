@@ -51,7 +51,9 @@ async def test_two_apis_and_two_workers_never_double_book(
     settings, pool, serve, auth, kit, kafka_bootstrap
 ) -> None:
     now = datetime.now(UTC)
-    therapist = await kit.open_therapist(pool, now)
+    # Hours round the clock: the eight earliest quarter hours are consecutive at any time of
+    # day (with evening hours they could straddle the night and hold a third session).
+    therapist = await kit.open_therapist(pool, now, kit.hours("00:00-00:00"))
     clients = [uuid.uuid4() for _ in range(12)]
     courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
     fast = settings.model_copy(

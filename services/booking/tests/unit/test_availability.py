@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from booking.domain.availability import (
     AvailabilityRules,
+    Blocked,
     DateException,
+    FreeTime,
     Hours,
     Slot,
     alternatives,
@@ -392,3 +394,27 @@ def test_alternatives_are_the_nearest_of_all_free_slots(
     every = free_slots(r, 45, busy, base)
     nearest = sorted(every, key=lambda s: (abs(s.starts_at - requested), s.starts_at))[:count]
     assert alternatives(r, 45, busy, base, requested, count) == sorted(nearest)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    busy_starts=st.lists(st.integers(0, 6 * 24 * 4), max_size=40),
+    requested_offset=st.integers(-24 * 4, 8 * 24 * 4),
+    count=st.integers(0, 5),
+    now_offset=st.integers(0, 24 * 4),
+)
+def test_a_kept_merge_offers_the_same_nearest_slots(
+    busy_starts: list[int], requested_offset: int, count: int, now_offset: int
+) -> None:
+    # A merge used again (a calendar refused over and over) lists the days between the first
+    # and the last once, and answers from that list: the same as walking the days.
+    base, quarter = utc(2026, 3, 26), timedelta(minutes=15)
+    busy = [(base + n * quarter, base + (n + 4) * quarter) for n in busy_starts]
+    r = rules("08:00-12:00,13:00-18:00", buffer_minutes=15, horizon=timedelta(days=6))
+    now = base + now_offset * quarter
+    requested = base + requested_offset * quarter
+    every = free_slots(r, 45, busy, now)
+    nearest = sorted(every, key=lambda s: (abs(s.starts_at - requested), s.starts_at))[:count]
+    blocked = Blocked(busy, timedelta(minutes=15))
+    for _ in range(3):  # walked, then listed, then from the list
+        assert FreeTime(r, 45, blocked, now).nearest(requested, count) == sorted(nearest)

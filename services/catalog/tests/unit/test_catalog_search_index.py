@@ -139,3 +139,11 @@ def test_places_skip_and_take_across_steps() -> None:
     assert places(mask, 4, 10) == [1500, 4000]
     assert places(mask, 6, 5) == []
     assert places(0, 0, 5) == []
+
+
+def test_places_skip_whole_words_and_bits_within_a_step() -> None:
+    bits = [b for b in range(1024) if b % 3 == 0 or 600 <= b < 700]
+    mask = sum(1 << b for b in bits)
+    for skip in (0, 1, 21, 22, 23, 170, 171, 199, 200, 250, 400, len(bits) - 1):
+        for take in (1, 7, 50):
+            assert places(mask, skip, take) == bits[skip : skip + take], (skip, take)

@@ -21,6 +21,7 @@ import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from booking.domain.clock import DEFAULT_TIME_ZONE, as_utc, load_zone, local_date, wall_to_utc
@@ -228,6 +229,21 @@ class Blocked:
             ends.append(last + buffer)
         self._starts = starts
         self._ends = ends
+        # The free slots of whole day tables, by the table's id (with the table, so the id
+        # is never another table's): a merge kept between refusals (a calendar refused over
+        # and over) lists each day once.
+        self._whole_days: dict[int, tuple[_DayTable, list[Slot]]] = {}
+        # FreeTime's free slots of the whole days between its first and its last day, by
+        # (rules' id, minutes, step, first day, last day): None after the first time asked
+        # (a merge used once never lists them all), then listed once.
+        self._between: dict[tuple[Any, ...], tuple[AvailabilityRules, list[Slot] | None]] = {}
+
+    def free_of_day(self, table: _DayTable) -> list[Slot]:
+        """`free_of` the whole table, listed once per table (the caller must not change it)."""
+        found = self._whole_days.get(id(table))
+        if found is None or found[0] is not table:
+            found = self._whole_days[id(table)] = (table, self.free_of(table, 0, len(table.slots)))
+        return found[1]
 
     def free_of(self, table: _DayTable, low: int, high: int) -> list[Slot]:
         """table.slots[low:high] that overlap no span: whole runs between the spans are
@@ -381,10 +397,12 @@ class FreeTime:
         return found
 
     def on(self, day: date) -> list[Slot]:
-        """The free slots that start on a local day."""
+        """The free slots that start on a local day (the caller must not change the list)."""
         if not self.first_day <= day <= self.last_day:
             return []
         table = self._table(day)
+        if self.first_day < day < self.last_day:
+            return self._blocked.free_of_day(table)
         low = bisect.bisect_left(table.starts, self.earliest) if day == self.first_day else 0
         high = (
             bisect.bisect_right(table.starts, self.latest)
@@ -414,12 +432,35 @@ class FreeTime:
                 break
         return found
 
+    def _between(self) -> list[Slot] | None:
+        """The free slots of the whole days between the first and the last day, ascending,
+        when the same merge was asked for them before (kept with it: a calendar refused
+        over and over, all of whose days a refusal may walk); else None."""
+        kept = self._blocked._between
+        key = (id(self.rules), self.minutes, self.step, self.first_day, self.last_day)
+        found = kept.get(key)
+        if found is None or found[0] is not self.rules:
+            kept[key] = (self.rules, None)
+            return None
+        if found[1] is not None:
+            return found[1]
+        between: list[Slot] = []
+        day = self.first_day + timedelta(days=1)
+        while day < self.last_day:
+            between.extend(self._blocked.free_of_day(self._table(day)))
+            day += timedelta(days=1)
+        kept[key] = (self.rules, between)
+        return between
+
     def nearest(self, requested: datetime, count: int) -> list[Slot]:
         """The `count` free slots closest to `requested` (either side; earlier wins a tie),
         in time order, looking no further from it than needed."""
         requested = as_utc(requested, "requested time")
         if count <= 0:
             return []
+        between = self._between()
+        if between is not None:
+            return self._nearest_of(requested, count, between)
         middle = min(max(local_date(requested, self.rules.zone), self.first_day), self.last_day)
         one_day = timedelta(days=1)
         # Nearest first on either side: before it going back, from it going forward.
@@ -435,19 +476,40 @@ class FreeTime:
         while len(after) < count and day <= self.last_day:
             after.extend(self.on(day))
             day += one_day
-        chosen: list[Slot] = []
-        early, late = 0, 0
-        while len(chosen) < count and (early < len(before) or late < len(after)):
-            if late >= len(after) or (
-                early < len(before)
-                and requested - before[early].starts_at <= after[late].starts_at - requested
-            ):
-                chosen.append(before[early])
-                early += 1
-            else:
-                chosen.append(after[late])
-                late += 1
-        return sorted(chosen)
+        return _closest(requested, count, before, after)
+
+    def _nearest_of(self, requested: datetime, count: int, between: list[Slot]) -> list[Slot]:
+        """`nearest`, with the whole days between the first and the last listed already."""
+        runs = [self.on(self.first_day), between]
+        if self.last_day > self.first_day:
+            runs.append(self.on(self.last_day))
+        before: list[Slot] = []  # the last `count` before `requested`, ascending
+        after: list[Slot] = []  # the first `count` from it on
+        for run in runs:
+            split = bisect.bisect_left(run, requested, key=_starts_at)
+            before.extend(run[max(0, split - count) : split])
+            if len(after) < count:
+                after.extend(run[split : split + count])
+        before = before[-count:][::-1]  # nearest first
+        return _closest(requested, count, before, after)
+
+
+def _closest(requested: datetime, count: int, before: list[Slot], after: list[Slot]) -> list[Slot]:
+    """The `count` slots closest to `requested` of those before it (nearest first) and those
+    from it on (ascending), earlier winning a tie, in time order."""
+    chosen: list[Slot] = []
+    early, late = 0, 0
+    while len(chosen) < count and (early < len(before) or late < len(after)):
+        if late >= len(after) or (
+            early < len(before)
+            and requested - before[early].starts_at <= after[late].starts_at - requested
+        ):
+            chosen.append(before[early])
+            early += 1
+        else:
+            chosen.append(after[late])
+            late += 1
+    return sorted(chosen)
 
 
 def _starts_at(slot: Slot) -> datetime:

@@ -11,6 +11,8 @@ booking reads again and decides on what the database holds.
 
 from __future__ import annotations
 
+import bisect
+import operator
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -103,7 +105,9 @@ def _keep(context: BookingContext) -> None:
 class _Seen:
     low: datetime
     high: datetime
-    busy: tuple[Busy, ...]
+    starts: list[datetime]  # ascending (a therapist's busy times never overlap)
+    ends: list[datetime]  # of the same busy times
+    source: list[Busy] | None  # what they were made of (not made again from the same list)
 
 
 # Per therapist, the windows of time seen, newest last; a newer window replaces the ones it
@@ -112,18 +116,22 @@ _WINDOWS_KEPT = 64
 _SEEN: dict[uuid.UUID, list[_Seen]] = {}
 
 
-def seen_busy(
-    therapist_id: uuid.UUID, around: datetime, reach: timedelta, busy: list[Busy]
-) -> None:
-    """The busy times within `reach` of `around`, as the database just answered."""
-    low, high = around - reach, around + reach
+def seen_busy(therapist_id: uuid.UUID, window: tuple[datetime, datetime], busy: list[Busy]) -> None:
+    """The therapist's busy times in `window` (since, until), as the database just answered."""
+    low, high = window
     windows = _SEEN.get(therapist_id)
     if windows is None:
         if len(_SEEN) >= _KEPT:
             _SEEN.clear()
         windows = _SEEN[therapist_id] = []
+    elif windows and windows[-1].source is busy and (windows[-1].low, windows[-1].high) == window:
+        return  # the same calendar seen again (kept unchanged: `busy_read`)
     windows[:] = [w for w in windows if w.high <= low or high <= w.low][-(_WINDOWS_KEPT - 1) :]
-    windows.append(_Seen(low, high, tuple(busy)))
+    ordered = sorted(busy, key=_first)
+    windows.append(_Seen(low, high, [s for s, _ in ordered], [e for _, e in ordered], busy))
+
+
+_first = operator.itemgetter(0)
 
 
 def _window(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> int | None:
@@ -139,43 +147,92 @@ def seen_booked(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime)
     if index is not None:
         windows = _SEEN[therapist_id]
         seen = windows[index]
-        windows[index] = replace(seen, busy=(*seen.busy, (starts_at, ends_at)))
+        at = bisect.bisect(seen.starts, starts_at)
+        starts, ends = [*seen.starts], [*seen.ends]
+        starts.insert(at, starts_at)
+        ends.insert(at, ends_at)
+        windows[index] = _Seen(seen.low, seen.high, starts, ends, None)
 
 
 def seems_taken(
     therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime, buffer: timedelta
 ) -> bool:
-    """Whether the busy times last seen around this time make it taken."""
+    """Whether the busy times last seen around this time make it taken: the last of them
+    to start before the time ends (with the buffer) does not end before it starts."""
     index = _window(therapist_id, starts_at, ends_at)
     if index is None:
         return False
-    busy = _SEEN[therapist_id][index].busy
-    return any(start - buffer < ends_at and starts_at < end + buffer for start, end in busy)
+    seen = _SEEN[therapist_id][index]
+    before = bisect.bisect_left(seen.starts, ends_at + buffer)
+    return before > 0 and starts_at < seen.ends[before - 1] + buffer
+
+
+# Per therapist, the busy times a refusal last read, in which window, with their calendar's
+# revision then (`store.book_one`): the next refusal within that window sends the revision,
+# and the statement leaves the therapist's busy times out while it still holds. A full
+# calendar, refused over and over, is then read and sent once per change, not per refusal.
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    revision: int | None  # None: not kept (the calendar had no revision yet)
+    low: datetime
+    high: datetime
+    busy: list[Busy]
+
+
+_CALENDARS: dict[uuid.UUID, Calendar] = {}
+
+
+def calendar_kept(therapist_id: uuid.UUID, low: datetime, high: datetime) -> Calendar | None:
+    """The therapist's busy times kept for a window holding [low, high), if any."""
+    kept = _CALENDARS.get(therapist_id)
+    if kept is None or kept.revision is None or low < kept.low or kept.high < high:
+        return None
+    return kept
 
 
 # The busy times the last refusal for a therapist and a client came back with, as read and
 # merged: a calendar read again unchanged (a full one, refused over and over) is not merged
-# again. Keyed by exactly what was read, so it never answers for another calendar.
-_READ: dict[tuple[uuid.UUID, uuid.UUID], tuple[list[datetime], list[datetime], Blocked]] = {}
+# again. Keyed by exactly what was read (the therapist's kept calendar, the client's busy
+# times), so it never answers for another calendar.
+_Read = tuple[Calendar, list[datetime], list[datetime], Blocked]
+_READ: dict[tuple[uuid.UUID, uuid.UUID], _Read] = {}
 
 
 def busy_read(
     therapist_id: uuid.UUID,
     client_id: uuid.UUID,
-    starts: list[datetime],
-    ends: list[datetime],
+    kept: Calendar | None,
+    window: tuple[datetime, datetime],
+    outcome: Any,
     buffer: timedelta,
 ) -> tuple[list[Busy], Blocked]:
-    """(the busy times, merged with `buffer`) of starts and ends as a refusal read them."""
-    busy = list(zip(starts, ends, strict=True))
-    kept = _READ.get((therapist_id, client_id))
-    if kept is not None and kept[2].buffer == buffer and kept[0] == starts and kept[1] == ends:
-        return busy, kept[2]
-    blocked = Blocked(busy, buffer)
+    """(the therapist's busy times, both calendars' merged with `buffer`) of a refusal's
+    `outcome` (`store.book_one`) read in `window`; the therapist's are those `kept` when it
+    answered them unchanged."""
+    if outcome["nearby_starts"] is None:  # unchanged since `kept` was read
+        assert kept is not None
+        calendar = kept
+    else:
+        therapist = list(zip(outcome["nearby_starts"], outcome["nearby_ends"], strict=True))
+        calendar = Calendar(outcome["calendar_revision"], *window, therapist)
+        if len(_CALENDARS) >= _KEPT:
+            _CALENDARS.clear()
+        _CALENDARS[therapist_id] = calendar
+    starts, ends = outcome["client_starts"], outcome["client_ends"]
+    read = _READ.get((therapist_id, client_id))
+    if (
+        read is not None
+        and read[0] is calendar
+        and read[3].buffer == buffer
+        and read[1] == starts
+        and read[2] == ends
+    ):
+        return calendar.busy, read[3]
+    blocked = Blocked([*calendar.busy, *zip(starts, ends, strict=True)], buffer)
     if len(_READ) >= _KEPT:
         _READ.clear()
-    _READ[(therapist_id, client_id)] = (starts, ends, blocked)
-    return busy, blocked
+    _READ[(therapist_id, client_id)] = (calendar, starts, ends, blocked)
+    return calendar.busy, blocked
 
 
 # Per therapist, how far around a refused time its last refusal had to read the busy times

@@ -7,7 +7,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -141,15 +141,14 @@ def _covered(
     busy: Sequence[Busy] | Blocked,
     now: datetime,
     starts_at: datetime,
-    reach: timedelta,
+    window: tuple[datetime, datetime],
 ) -> list[Slot] | None:
-    """The alternatives to offer from the busy times within `reach` of `starts_at`, when
-    they all lie well inside what those busy times cover, or those busy times cover every
-    bookable time (else None: look further)."""
+    """The alternatives to offer from the busy times in `window` (since, until), when they
+    all lie well inside it, or it covers every bookable time (else None: look further)."""
     free = FreeTime(rules, minutes, busy, now)
     offered = free.nearest(starts_at, ALTERNATIVES_OFFERED)
     margin = timedelta(minutes=minutes + rules.buffer_minutes)
-    low, high = starts_at - reach + margin, starts_at + reach - margin
+    low, high = window[0] + margin, window[1] - margin
     if low <= free.earliest and free.latest <= high:  # the whole calendar: nothing further
         return offered
     if len(offered) == ALTERNATIVES_OFFERED and all(
@@ -164,24 +163,33 @@ def _covered(
 REFUSAL_REACH = timedelta(days=7)
 
 
-def _whole_reach(rules: AvailabilityRules, now: datetime, starts_at: datetime) -> timedelta:
-    """A reach around `starts_at` that covers every time bookable now, with a day to spare."""
-    spare = timedelta(days=2)
-    return max(abs(starts_at - now), abs(now + rules.horizon - starts_at)) + spare
+def _around(starts_at: datetime, reach: timedelta) -> tuple[datetime, datetime]:
+    return starts_at - reach, starts_at + reach
 
 
-def refusal_reach(
+def _whole_window(rules: AvailabilityRules, now: datetime) -> tuple[datetime, datetime]:
+    """A window that covers every time bookable now with days to spare, in whole UTC days:
+    the same for every refusal of the day (its busy times are kept between refusals)."""
+    day = timedelta(days=1)
+    midnight = now - (now - _EPOCH) % day
+    return midnight - 2 * day, midnight + rules.horizon + 4 * day
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def refusal_window(
     rules: AvailabilityRules, therapist_id: uuid.UUID, now: datetime, starts_at: datetime
-) -> timedelta:
-    """How far around `starts_at` to read the busy times with a booking that may be refused:
+) -> tuple[datetime, datetime]:
+    """Where around `starts_at` to read the busy times with a booking that may be refused:
     as far as the last refusal of this therapist needed (a calendar nearly full needs it
     whole), so that one round trip holds the alternatives."""
     needed = contexts.refusal_reach(therapist_id)
     if needed == 0:
-        return store.NEARBY
+        return _around(starts_at, store.NEARBY)
     if needed == 1:
-        return REFUSAL_REACH
-    return _whole_reach(rules, now, starts_at)
+        return _around(starts_at, REFUSAL_REACH)
+    return _whole_window(rules, now)
 
 
 def _reach_needed(
@@ -205,26 +213,27 @@ async def refuse(
     now: datetime,
     starts_at: datetime,
     nearby: Sequence[Busy] | Blocked | None = None,
-    reach: timedelta = store.NEARBY,
+    window: tuple[datetime, datetime] | None = None,
 ) -> Conflict:
     """The 409 for a refused booking, with alternatives from both calendars as they are now:
-    from the busy times `nearby` the request, within `reach` of it, read with the booking,
-    when the alternatives lie well inside what they cover, else from both calendars a week
-    either side, else from both calendars whole. Remembers how far it had to look
-    (`refusal_reach`)."""
+    from the busy times `nearby` the request, in `window` (NEARBY either side if not given),
+    read with the booking, when the alternatives lie well inside it, else from both
+    calendars a week either side, else from both calendars whole. Remembers how far it had
+    to look (`refusal_window`)."""
     minutes = row["session_minutes"]
     offered = None
+    read = window or _around(starts_at, store.NEARBY)
     if nearby is not None:
-        offered = _covered(rules, minutes, nearby, now, starts_at, reach)
-    for wider in (REFUSAL_REACH, _whole_reach(rules, now, starts_at)):
+        offered = _covered(rules, minutes, nearby, now, starts_at, read)
+    for wider in (_around(starts_at, REFUSAL_REACH), _whole_window(rules, now)):
         if offered is not None:
             break
-        if nearby is not None and wider <= reach:
+        if nearby is not None and read[0] <= wider[0] and wider[1] <= read[1]:
             continue
         therapist_busy, client_busy = await store.busy_of(
             conn,
-            since=starts_at - wider,
-            until=starts_at + wider,
+            since=wider[0],
+            until=wider[1],
             therapist_id=row["therapist_id"],
             client_id=row["client_id"],
         )
@@ -383,14 +392,17 @@ async def book_session(
                 if isinstance(exc, errors.SlotUnavailable):
                     assert context.rules is not None
                     busy = [*nearby[0], *nearby[1]]
-                    contexts.seen_busy(row["therapist_id"], starts_at, store.NEARBY, busy)
+                    read = _around(starts_at, store.NEARBY)
+                    contexts.seen_busy(row["therapist_id"], read, nearby[0])
                     raise await refuse(conn, exc, context.rules, row, now, starts_at, busy) from exc
                 raise
             rules = context.rules
             assert rules is not None
             ends_at = starts_at + timedelta(minutes=row["session_minutes"])
             buffer = timedelta(minutes=rules.buffer_minutes)
-            reach = refusal_reach(rules, row["therapist_id"], now, starts_at)
+            window = refusal_window(rules, row["therapist_id"], now, starts_at)
+            known = contexts.calendar_kept(row["therapist_id"], *window)
+            calendar = None if known is None else known.revision
             if nearby is None and contexts.seems_taken(
                 row["therapist_id"], starts_at, ends_at, buffer
             ):
@@ -401,11 +413,12 @@ async def book_session(
                     client_id=row["client_id"],
                     span=(starts_at, ends_at, rules.buffer_minutes),
                     key=(who.subject, idempotency_key),
-                    near=reach,
+                    near=window,
+                    calendar=calendar,
                 )
                 if checked["verdict"] != "free":
                     settled = await _settled(
-                        conn, checked, context, request_hash, now, (starts_at, reach)
+                        conn, checked, context, request_hash, now, (starts_at, window), known
                     )
                     if settled is None:  # stale: read again
                         context = None
@@ -427,7 +440,8 @@ async def book_session(
                     session=booked,
                     answer=(who.subject, idempotency_key, request_hash, kept(answer)),
                     event=_booked_event(booked),
-                    near=reach,
+                    near=window,
+                    calendar=calendar,
                 )
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
@@ -451,7 +465,9 @@ async def book_session(
                 contexts.booked(context, course, outcome["revision"])
                 contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
                 return answer
-            settled = await _settled(conn, outcome, context, request_hash, now, (starts_at, reach))
+            settled = await _settled(
+                conn, outcome, context, request_hash, now, (starts_at, window), known
+            )
             if settled is None:
                 context = None
                 continue
@@ -465,12 +481,14 @@ async def _settled(
     context: contexts.BookingContext,
     request_hash: str,
     now: datetime,
-    asked: tuple[datetime, timedelta],
+    asked: tuple[datetime, tuple[datetime, datetime]],
+    known: contexts.Calendar | None,
 ) -> SessionRecord | None:
     """What a `store.book_one` (or `check_time`) verdict other than 'booked' and 'free'
-    answers for `asked` (the start, and how far around it the busy times were read): the
-    earlier answer to the key, or the refusal (raised); None when the context was stale (it
-    is forgotten: read again)."""
+    answers for `asked` (the start, and the window the busy times were read in, the
+    therapist's `known` before when it answered them unchanged): the earlier answer to the
+    key, or the refusal (raised); None when the context was stale (it is forgotten: read
+    again)."""
     verdict = outcome["verdict"]
     if verdict == "earlier":
         earlier = _earlier((outcome["earlier_hash"], outcome["earlier_response"]), request_hash)
@@ -482,17 +500,18 @@ async def _settled(
     rules = context.rules
     assert rules is not None
     refused = taken_refusal() if verdict == "taken" else _client_busy()
-    starts_at, reach = asked
+    starts_at, window = asked
     row = context.row
-    near, blocked = contexts.busy_read(
+    therapist_busy, blocked = contexts.busy_read(
         row["therapist_id"],
         row["client_id"],
-        outcome["nearby_starts"],
-        outcome["nearby_ends"],
+        known,
+        window,
+        outcome,
         timedelta(minutes=rules.buffer_minutes),
     )
-    contexts.seen_busy(row["therapist_id"], starts_at, reach, near)
-    raise await refuse(conn, refused, rules, row, now, starts_at, blocked, reach)
+    contexts.seen_busy(row["therapist_id"], window, therapist_busy)
+    raise await refuse(conn, refused, rules, row, now, starts_at, blocked, window)
 
 
 def _check_time(

@@ -247,7 +247,8 @@ def view_sessions(view: asyncpg.Record) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- one session
 
 # The columns of a session booked by `book_one` besides those it checks by (course, client,
-# therapist, start, end): its parameters from $14 on; NEARBY and the events follow them.
+# therapist, start, end): its parameters from $14 on; the window of busy times read with a
+# refusal, the calendar revision kept and the events follow them.
 _ONE_COLUMNS = (
     "session_id",
     "number",
@@ -261,9 +262,9 @@ _ONE_COLUMNS = (
     "policy_version",
 )
 _ONE_NEAR = 14 + len(_ONE_COLUMNS)
-# The SQL function book_one (migration 20261203190000): NEARBY, then the event's outbox
-# columns (chassis.outbox.event_row) follow the session's.
-_BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 7))})"
+# The SQL function book_one (migration 20261204060000): the window and the calendar revision,
+# then the event's outbox columns (chassis.outbox.event_row) follow the session's.
+_BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 9))})"
 
 
 async def book_one(
@@ -273,7 +274,8 @@ async def book_one(
     session: dict[str, Any],
     answer: tuple[uuid.UUID, str, str, dict[str, Any]],
     event: EventPayload,
-    near: timedelta = NEARBY,
+    near: tuple[datetime, datetime],
+    calendar: int | None = None,
 ) -> asyncpg.Record:
     """Book one session in ONE statement, without a transaction of the caller's, if what it
     was decided on still holds: `decided_on` is (course id, course revision, therapist id,
@@ -284,8 +286,11 @@ async def book_one(
     The row's `verdict`: 'booked' (`revision`: the course's new revision); 'earlier' (the
     key was used before: `earlier_hash`, `earlier_response`, nothing written); 'stale' (a
     revision moved: nothing written); 'taken' or 'client_busy' (a committed booking holds
-    the time: nothing written; `nearby_starts` and `nearby_ends`: both calendars' busy times
-    within `near` of the start; also when another booking claimed the time meanwhile).
+    the time: nothing written; also when another booking claimed the time meanwhile), with
+    the busy times in the window `near` (since, until): `client_starts` and `client_ends`
+    the client's, `nearby_starts` and `nearby_ends` the therapist's, NULL when
+    `calendar_revision` (their calendar's revision now, NULL before its first change) is
+    `calendar` (the revision of the therapist's busy times the caller kept).
     Raises ExclusionViolationError when the exclusion constraints refuse the session (time
     that does not fill whole cells), UniqueViolationError for a key or a place in the plan
     taken meanwhile; nothing is written then."""
@@ -308,7 +313,8 @@ async def book_one(
         starts_at,
         ends_at,
         *(session[name] for name in _ONE_COLUMNS),
-        near,
+        *near,
+        calendar,
         *outbox.event_row(outbox.envelope_for(event), observability.trace_headers()),
     )
     assert row is not None
@@ -322,7 +328,8 @@ async def check_time(
     client_id: uuid.UUID,
     span: tuple[datetime, datetime, int],
     key: tuple[uuid.UUID, str],
-    near: timedelta = NEARBY,
+    near: tuple[datetime, datetime],
+    calendar: int | None = None,
 ) -> asyncpg.Record:
     """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
     without booking it: its verdict is 'free' where `book_one` would book. For a time
@@ -341,7 +348,8 @@ async def check_time(
         starts_at,
         ends_at,
         *(None for _ in _ONE_COLUMNS),
-        near,
+        *near,
+        calendar,
         *(None for _ in range(6)),
     )
     assert row is not None

@@ -38,9 +38,12 @@ _ARRAY_FILTERS = (
     ("age_groups", "age_group"),
 )
 # Bits per step when looking for the page's places: whole steps before the page are
-# skipped by their bit count, so a deep page costs about N / _STEP big-int operations.
+# skipped by their bit count, so a deep page costs about N / _STEP big-int operations;
+# within the step where the page starts, whole words are skipped the same way.
 _STEP = 512
 _STEP_MASK = (1 << _STEP) - 1
+_WORD = 64
+_WORD_MASK = (1 << _WORD) - 1
 
 
 def city_key(city: str) -> str:
@@ -104,13 +107,22 @@ def places(mask: int, skip: int, take: int) -> list[int]:
         if skip >= count:
             skip -= count
         else:
+            at = base
             while step and len(found) < take:
-                lowest = step & -step
-                if skip:
-                    skip -= 1
+                word = step & _WORD_MASK
+                count = word.bit_count()
+                if skip >= count:
+                    skip -= count
                 else:
-                    found.append(base + lowest.bit_length() - 1)
-                step ^= lowest
+                    while word and len(found) < take:
+                        lowest = word & -word
+                        if skip:
+                            skip -= 1
+                        else:
+                            found.append(at + lowest.bit_length() - 1)
+                        word ^= lowest
+                step >>= _WORD
+                at += _WORD
         mask >>= _STEP
         base += _STEP
     return found

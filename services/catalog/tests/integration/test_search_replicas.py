@@ -7,9 +7,12 @@ replicas answer exactly what counting in the database answers at that moment.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import asyncpg
 
 from catalog import service, store
 from catalog.app import DEFINITION
@@ -170,6 +173,32 @@ async def test_a_replica_reads_every_change_when_more_came_than_it_reads_at_once
                 [id_ for id_, _ in entries[:2]],
             )
         assert (await catalog.search(pool, query))[0] == 3
+    finally:
+        await catalog.close()
+        await pool.close()
+
+
+async def test_a_replica_that_lost_its_connection_reads_on_a_new_one(migrated, profile) -> None:
+    settings = await migrated(DEFINITION)
+    town = f"Avbrottsby {uuid.uuid4().hex[:8]}"
+    query = SearchQuery(city=town)
+    pool = await db.create_pool(settings)
+    catalog = service.PublishedCatalog()
+    try:
+        await catalog.search(pool, query)
+        await catalog.search(pool, query)  # its connection's last statement: the change read
+        lost = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND state = 'idle'"
+            " AND query LIKE '%FROM search_changes%'"
+        )
+        assert lost == 1
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await catalog.search(pool, query)  # the read that finds it gone fails
+        await service.load(
+            pool, [(uuid.uuid4(), TherapistProfile.model_validate(profile(city=town)))]
+        )
+        assert (await catalog.search(pool, query))[0] == 1
     finally:
         await catalog.close()
         await pool.close()

@@ -222,10 +222,18 @@ async def test_a_batch_handler_takes_a_batch_at_once_and_a_failed_batch_goes_one
         await applier.apply(batch, consumer.Batch(pool, None, ContextRepo()))
         assert calls == [[5, 4, 3]]  # again: nothing fresh, no call
         calls.clear()
+        # Redelivered beside fresh ones, and one event twice in a batch: the fresh, once.
+        again, twice = review(rating=1), review(rating=3)
+        [fresh, repeated] = records(again, twice)
+        mixed = [batch[0], fresh, batch[1], repeated, repeated]
+        await applier.apply(mixed, consumer.Batch(pool, None, ContextRepo()))
+        assert calls == [[1, 3]]
+        calls.clear()
         spoilt = [review(rating=5), review(rating=2), review(rating=4)]
         await applier.apply(records(*spoilt), consumer.Batch(pool, None, ContextRepo()))
         assert calls == [[5, 2, 4], [5], [2], [4]]  # failed together: each alone
         therapists = [r.therapist_id for r in first + spoilt]
         assert await entries_for(pool, *therapists) == 6
+        assert await entries_for(pool, again.therapist_id, twice.therapist_id) == 2
     finally:
         await pool.close()

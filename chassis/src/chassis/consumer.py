@@ -58,6 +58,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import WithJsonSchema
 from structlog.contextvars import bound_contextvars
 
+from chassis import db
 from chassis.settings import ServiceSettings
 from contracts import REGISTRY, ContractError, Envelope, EventPayload, decode, envelope_of
 
@@ -478,8 +479,18 @@ class BatchApplier:
         blocked: set[tuple[str, int]] = set()
         async with batch.pool.acquire() as conn:
             try:
-                async with conn.transaction():
-                    fresh = None if careful else await self._claim_all(conn, units)
+                claim_with_begin = not careful and isinstance(conn, db.Connection)
+                if claim_with_begin:
+                    transaction = conn.transaction_after_begin(_inbox_insert(units))
+                else:
+                    transaction = conn.transaction()
+                async with transaction:
+                    if careful:
+                        fresh = None
+                    elif claim_with_begin:
+                        fresh = await self._claimed(conn, units)
+                    else:
+                        fresh = await self._claim_all(conn, units)
                     # Fresh records of one batch handler, applied together (optimistic only).
                     gathered: list[_Unit] = []
                     for unit in units:
@@ -527,6 +538,21 @@ class BatchApplier:
             log.info("batch handler failed; records go one by one", error=repr(exc))
             raise _Retry() from exc
         outcome.applied.extend(units)
+
+    async def _claimed(
+        self, conn: db.Connection, units: list[_Unit]
+    ) -> set[tuple[str, uuid.UUID]]:
+        """What the inbox insert sent with BEGIN claimed: all of the batch when it inserted
+        a row per distinct event, else (a redelivery) the rows this transaction inserted."""
+        keys = {(u.spec.name, u.envelope.event_id) for u in units}
+        if conn.after_begin_status == f"INSERT 0 {len(keys)}":
+            return keys
+        rows = await conn.fetch(
+            "SELECT consumer, event_id FROM inbox WHERE event_id = ANY($1::uuid[])"
+            " AND xmin = pg_current_xact_id()::xid",
+            list({event_id for _, event_id in keys}),
+        )
+        return {(r["consumer"], r["event_id"]) for r in rows}
 
     async def _claim_all(
         self, conn: asyncpg.Connection, units: list[_Unit]
@@ -636,6 +662,18 @@ class BatchApplier:
             DEAD_LETTERS.labels(self.service, consumer).inc()
             EVENTS_HANDLED.labels(self.service, consumer, "dead_lettered").inc()
             log.error("event dead-lettered", consumer=consumer, error=error, attempts=attempts)
+
+
+def _inbox_insert(units: list[_Unit]) -> str:
+    """The batch's inbox rows as one INSERT of literals, sent with the transaction's BEGIN
+    (`db.Connection.transaction_after_begin`): handler names, event ids and registered
+    event types (`decode` refused any other)."""
+    rows = ", ".join(
+        f"({db.literal(u.spec.name)}, '{u.envelope.event_id}', {db.literal(u.envelope.event_type)})"
+        for u in units
+    )
+    insert = f"INSERT INTO inbox (consumer, event_id, event_type) VALUES {rows}"
+    return insert + " ON CONFLICT DO NOTHING"
 
 
 class _Retry(Exception):

@@ -368,14 +368,13 @@ async def book_session(
     alternatives are computed here). Otherwise, or when the statement finds the course or
     the therapist changed, one read first (`store.booking_view`: everything the decision
     needs, an earlier answer to the key, both calendars near the time)."""
-    request_hash = _session_fingerprint(course_id, starts_at)
     async with pool.acquire() as conn:
         context = contexts.cached(course_id)
         for _ in range(BOOKING_ROUNDS):
             nearby: tuple[list[Busy], list[Busy]] | None = None
             if context is None:
                 view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
-                earlier = _earlier(_answer_of(view), request_hash)
+                earlier = _earlier(_answer_of(view), _session_fingerprint(course_id, starts_at))
                 if earlier is not None:  # a retry of a booking already made
                     return session_kept(earlier)
                 context = contexts.remember(view, store.view_sessions(view))
@@ -417,9 +416,7 @@ async def book_session(
                     calendar=calendar,
                 )
                 if checked["verdict"] != "free":
-                    settled = await _settled(
-                        conn, checked, context, request_hash, now, (starts_at, window), known
-                    )
+                    settled = await _settled(conn, checked, context, now, (starts_at, window), known)
                     if settled is None:  # stale: read again
                         context = None
                         continue
@@ -433,6 +430,7 @@ async def book_session(
                     continue
                 raise
             answer = SessionRecord.of(booked)
+            request_hash = _session_fingerprint(course_id, starts_at)
             try:
                 outcome = await store.book_one(
                     conn,
@@ -465,9 +463,7 @@ async def book_session(
                 contexts.booked(context, course, outcome["revision"])
                 contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
                 return answer
-            settled = await _settled(
-                conn, outcome, context, request_hash, now, (starts_at, window), known
-            )
+            settled = await _settled(conn, outcome, context, now, (starts_at, window), known)
             if settled is None:
                 context = None
                 continue
@@ -479,7 +475,6 @@ async def _settled(
     conn: asyncpg.Connection,
     outcome: Any,
     context: contexts.BookingContext,
-    request_hash: str,
     now: datetime,
     asked: tuple[datetime, tuple[datetime, datetime]],
     known: contexts.Calendar | None,
@@ -490,7 +485,8 @@ async def _settled(
     key, or the refusal (raised); None when the context was stale (it is forgotten: read
     again)."""
     verdict = outcome["verdict"]
-    if verdict == "earlier":
+    if verdict == "earlier":  # the request's fingerprint is made only here (most are refused)
+        request_hash = _session_fingerprint(context.row["course_id"], asked[0])
         earlier = _earlier((outcome["earlier_hash"], outcome["earlier_response"]), request_hash)
         assert earlier is not None
         return session_kept(earlier)

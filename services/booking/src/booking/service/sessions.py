@@ -170,12 +170,16 @@ def _around(starts_at: datetime, reach: timedelta) -> tuple[datetime, datetime]:
 def _whole_window(rules: AvailabilityRules, now: datetime) -> tuple[datetime, datetime]:
     """A window that covers every time bookable now with days to spare, in whole UTC days:
     the same for every refusal of the day (its busy times are kept between refusals)."""
-    day = timedelta(days=1)
-    midnight = now - (now - _EPOCH) % day
-    return midnight - 2 * day, midnight + rules.horizon + 4 * day
+    if now.tzinfo is UTC:  # as the service's clock gives it (cheaper than the arithmetic)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        midnight = now - (now - _EPOCH) % _DAY
+    return midnight - _TWO_DAYS, midnight + rules.horizon + _FOUR_DAYS
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY = timedelta(days=1)
+_TWO_DAYS, _FOUR_DAYS = 2 * _DAY, 4 * _DAY
 
 
 def refusal_window(

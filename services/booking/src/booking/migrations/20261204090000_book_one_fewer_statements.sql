@@ -3,7 +3,8 @@
 -- book_one as migration 20261204060000 made it, with fewer statements per call (each
 -- statement of a PL/pgSQL function pays its own executor start, a large part of a refusal's
 -- time in Postgres): everything the verdict needs before writing is read in one statement,
--- and a refusal's calendar revision and client busy times in one more.
+-- and a refusal's calendar revision and client busy times in one more; a booking that lost
+-- its cells to one in flight (all it wrote rolled back) commits without waiting for the disk.
 CREATE OR REPLACE FUNCTION book_one(
     p_course_id uuid, p_revision bigint, p_therapist_id uuid, p_therapist_revision bigint,
     p_availability_revision bigint, p_cells timestamptz[], p_client_id uuid, p_actor_id uuid,
@@ -100,6 +101,9 @@ BEGIN
             END IF;
             verdict := 'taken';
             revision := NULL;
+            -- Nothing this transaction wrote survives: its commit need not wait for the WAL
+            -- to reach the disk (a refused booking that lost to one in flight).
+            PERFORM set_config('synchronous_commit', 'off', true);
         END;
     END IF;
     -- The therapist's calendar revision and the client's busy times in one statement, then

@@ -42,6 +42,7 @@ from booking.service.records import (
     SeriesRecord,
     SessionRecord,
     kept,
+    kept_json,
     series_kept,
     session_kept,
 )
@@ -440,7 +441,7 @@ async def book_session(
                     conn,
                     decided_on=context.decided_on,
                     session=booked,
-                    answer=(who.subject, idempotency_key, request_hash, kept(answer)),
+                    answer=(who.subject, idempotency_key, request_hash, kept_json(answer)),
                     event=_booked_event(booked),
                     near=window,
                     calendar=calendar,

@@ -421,7 +421,9 @@ async def book_session(
                     calendar=calendar,
                 )
                 if checked["verdict"] != "free":
-                    settled = await _settled(conn, checked, context, now, (starts_at, window), known)
+                    settled = await _settled(
+                        conn, checked, context, now, (starts_at, window), known
+                    )
                     if settled is None:  # stale: read again
                         context = None
                         continue

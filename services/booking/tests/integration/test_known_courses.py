@@ -161,6 +161,7 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
                 key=key,
                 near=near,
                 calendar=how.get("calendar"),
+                client_calendar=how.get("client_calendar"),
             )
             asked = await conn.fetchrow(
                 claims._BOOK_ONE,
@@ -177,7 +178,14 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
                 how.get("calendar"),
                 *(None for _ in range(6)),
             )
-        assert dict(checked) == dict(asked)
+        asked_as = dict(asked)
+        answered = dict(checked)
+        revision = answered.pop("client_revision")  # (book_one does not answer it)
+        if revision is not None and revision == how.get("client_calendar"):  # kept: left out
+            for name in ("client_starts", "client_ends"):
+                assert answered.pop(name) is None
+                del asked_as[name]
+        assert answered == asked_as
         return checked
 
     assert (await answers(other_course, second, wanted + timedelta(hours=3)))["verdict"] == "free"
@@ -188,6 +196,15 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
     assert kept["verdict"] == "taken" and kept["nearby_starts"] is None
     busy = await answers(firsts_elsewhere, first, wanted)  # the client's own session then
     assert busy["verdict"] == "client_busy" and busy["client_starts"] == [wanted]
+    assert busy["client_revision"] is not None and taken["client_revision"] is None
+    kept_too = await answers(
+        firsts_elsewhere, first, wanted, client_calendar=busy["client_revision"]
+    )
+    assert kept_too["verdict"] == "client_busy"
+    moved_on = await answers(  # a revision kept from before: read again
+        firsts_elsewhere, first, wanted, client_calendar=busy["client_revision"] - 1
+    )
+    assert moved_on["client_starts"] == [wanted]
     earlier = await answers(course, first, wanted, key=(first, "a"))
     assert earlier["verdict"] == "earlier" and earlier["earlier_hash"] is not None
     async with pool.acquire() as conn:

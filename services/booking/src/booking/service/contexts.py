@@ -193,45 +193,87 @@ def calendar_kept(therapist_id: uuid.UUID, low: datetime, high: datetime) -> Cal
 # The busy times the last refusal for a therapist and a client came back with, as read and
 # merged: a calendar read again unchanged (a full one, refused over and over) is not merged
 # again. Keyed by exactly what was read (the therapist's kept calendar, the client's busy
-# times), so it never answers for another calendar.
-_Read = tuple[Calendar, list[datetime], list[datetime], Blocked]
-_READ: dict[tuple[uuid.UUID, uuid.UUID], _Read] = {}
+# times), so it never answers for another calendar. With the client's calendar revision then
+# (None: not kept) and the window their busy times were read in: the question whether a time
+# is free (`store.check_time`) sends that revision, and the client's busy times come back
+# only when it moved.
+@dataclass(frozen=True, slots=True)
+class Read:
+    calendar: Calendar
+    starts: list[datetime]
+    ends: list[datetime]
+    blocked: Blocked
+    client_revision: int | None
+    low: datetime
+    high: datetime
+
+
+_READ: dict[tuple[uuid.UUID, uuid.UUID], Read] = {}
+
+
+def client_kept(
+    therapist_id: uuid.UUID, client_id: uuid.UUID, low: datetime, high: datetime
+) -> Read | None:
+    """The client's busy times last read with this therapist's, kept with their calendar's
+    revision for a window holding [low, high), if any."""
+    read = _READ.get((therapist_id, client_id))
+    if read is None or read.client_revision is None or low < read.low or read.high < high:
+        return None
+    return read
 
 
 def busy_read(
     therapist_id: uuid.UUID,
     client_id: uuid.UUID,
-    kept: Calendar | None,
+    kept: tuple[Calendar | None, Read | None],
     window: tuple[datetime, datetime],
     outcome: Any,
     buffer: timedelta,
 ) -> tuple[list[Busy], Blocked]:
     """(the therapist's busy times, both calendars' merged with `buffer`) of a refusal's
-    `outcome` (`store.book_one`) read in `window`; the therapist's are those `kept` when it
-    answered them unchanged."""
-    if outcome["nearby_starts"] is None:  # unchanged since `kept` was read
-        assert kept is not None
-        calendar = kept
+    `outcome` (`store.book_one` or `store.check_time`) read in `window`; the therapist's are
+    those of the calendar `kept` when it answered them unchanged, the client's those of the
+    read `kept` when it answered them unchanged."""
+    known, client_known = kept
+    if outcome["nearby_starts"] is None:  # unchanged since `known` was read
+        assert known is not None
+        calendar = known
     else:
         therapist = list(zip(outcome["nearby_starts"], outcome["nearby_ends"], strict=True))
         calendar = Calendar(outcome["calendar_revision"], *window, therapist)
         if len(_CALENDARS) >= _KEPT:
             _CALENDARS.clear()
         _CALENDARS[therapist_id] = calendar
-    starts, ends = outcome["client_starts"], outcome["client_ends"]
+    if outcome["client_starts"] is None:  # unchanged since `client_known` was read
+        assert client_known is not None
+        starts, ends = client_known.starts, client_known.ends
+        client_revision, low, high = (
+            client_known.client_revision,
+            client_known.low,
+            client_known.high,
+        )
+    else:
+        starts, ends = outcome["client_starts"], outcome["client_ends"]
+        client_revision = outcome.get("client_revision")  # (book_one does not answer it)
+        low, high = window
     read = _READ.get((therapist_id, client_id))
     if (
         read is not None
-        and read[0] is calendar
-        and read[3].buffer == buffer
-        and read[1] == starts
-        and read[2] == ends
+        and read.calendar is calendar
+        and read.blocked.buffer == buffer
+        and (read.starts is starts or read.starts == starts)
+        and (read.ends is ends or read.ends == ends)
     ):
-        return calendar.busy, read[3]
-    blocked = Blocked([*calendar.busy, *zip(starts, ends, strict=True)], buffer)
+        blocked = read.blocked
+        if (read.client_revision, read.low, read.high) == (client_revision, low, high):
+            return calendar.busy, blocked
+    else:
+        blocked = Blocked([*calendar.busy, *zip(starts, ends, strict=True)], buffer)
     if len(_READ) >= _KEPT:
         _READ.clear()
-    _READ[(therapist_id, client_id)] = (calendar, starts, ends, blocked)
+    _READ[(therapist_id, client_id)] = Read(
+        calendar, starts, ends, blocked, client_revision, low, high
+    )
     return calendar.busy, blocked
 
 

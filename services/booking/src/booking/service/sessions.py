@@ -411,6 +411,7 @@ async def book_session(
                 row["therapist_id"], starts_at, ends_at, buffer
             ):
                 # Believed taken: ask, and book only if the answer is 'free'.
+                client_known = contexts.client_kept(row["therapist_id"], row["client_id"], *window)
                 checked = await store.check_time(
                     conn,
                     decided_on=context.decided_on,
@@ -419,10 +420,11 @@ async def book_session(
                     key=(who.subject, idempotency_key),
                     near=window,
                     calendar=calendar,
+                    client_calendar=None if client_known is None else client_known.client_revision,
                 )
                 if checked["verdict"] != "free":
                     settled = await _settled(
-                        conn, checked, context, now, (starts_at, window), known
+                        conn, checked, context, now, (starts_at, window), (known, client_known)
                     )
                     if settled is None:  # stale: read again
                         context = None
@@ -470,7 +472,9 @@ async def book_session(
                 contexts.booked(context, course, outcome["revision"])
                 contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
                 return answer
-            settled = await _settled(conn, outcome, context, now, (starts_at, window), known)
+            settled = await _settled(
+                conn, outcome, context, now, (starts_at, window), (known, None)
+            )
             if settled is None:
                 context = None
                 continue
@@ -484,11 +488,12 @@ async def _settled(
     context: contexts.BookingContext,
     now: datetime,
     asked: tuple[datetime, tuple[datetime, datetime]],
-    known: contexts.Calendar | None,
+    known: tuple[contexts.Calendar | None, contexts.Read | None],
 ) -> SessionRecord | None:
     """What a `store.book_one` (or `check_time`) verdict other than 'booked' and 'free'
     answers for `asked` (the start, and the window the busy times were read in, the
-    therapist's `known` before when it answered them unchanged): the earlier answer to the
+    therapist's and the client's busy times `known` before, used when it answered them
+    unchanged): the earlier answer to the
     key, or the refusal (raised); None when the context was stale (it is forgotten: read
     again)."""
     verdict = outcome["verdict"]

@@ -321,12 +321,13 @@ async def book_one(
 
 
 # What book_one decides before it writes, as one plain statement (no function call: one
-# executor start instead of one per statement of the function, and 15 parameters instead of
+# executor start instead of one per statement of the function, and 16 parameters instead of
 # 40). Parameters: the five of `decided_on`, the first and the last cell, client, actor, key,
-# start, end, the window (since, until), the calendar revision kept. One snapshot answers the
-# revision and the busy times alike. The calendars are read only for a refusal (a CASE, and a
-# LATERAL gated on it, run their reads only when asked), the therapist's only when their
-# calendar is not at the kept revision.
+# start, end, the window (since, until), the therapist's and the client's calendar revisions
+# kept. One snapshot answers the revisions and the busy times alike. The calendars are read
+# only for a refusal (a CASE, and a LATERAL gated on it, run their reads only when asked),
+# each only when it is not at the revision kept (`client_revision`, `client_starts` and
+# `client_ends` are NULL then, as `nearby_starts` and `nearby_ends` are for the therapist).
 _CHECK = f"""
 WITH asked AS MATERIALIZED (
     SELECT k.request_hash AS earlier_hash, k.response AS earlier_response,
@@ -350,20 +351,25 @@ WITH asked AS MATERIALIZED (
 ), calendar AS MATERIALIZED (
     SELECT v.*, CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
                (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $3)
-           END AS calendar_revision
+           END AS calendar_revision,
+           CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
+               (SELECT cal.revision FROM client_calendar_revisions cal WHERE cal.client_id = $8)
+           END AS client_revision
     FROM verdict v
 )
 SELECT c.verdict, NULL::bigint AS revision, c.earlier_hash, c.earlier_response,
        c.calendar_revision, t.starts AS nearby_starts, t.ends AS nearby_ends,
-       cl.starts AS client_starts, cl.ends AS client_ends
+       c.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
 FROM calendar c
 LEFT JOIN LATERAL (
     SELECT coalesce(array_agg(s.starts_at), '{{}}') AS starts,
            coalesce(array_agg(s.ends_at), '{{}}') AS ends
     FROM sessions s
-    WHERE c.verdict IN ('taken', 'client_busy') AND s.client_id = $8
-      AND s.client_span && tstzrange($13, $14) AND s.{LIVE_SQL}
+    WHERE c.verdict IN ('taken', 'client_busy')
+      AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
+      AND s.client_id = $8 AND s.client_span && tstzrange($13, $14) AND s.{LIVE_SQL}
 ) cl ON c.verdict IN ('taken', 'client_busy')
+        AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
 LEFT JOIN LATERAL (
     SELECT coalesce(array_agg(s.starts_at), '{{}}') AS starts,
            coalesce(array_agg(s.ends_at), '{{}}') AS ends
@@ -385,11 +391,13 @@ async def check_time(
     key: tuple[uuid.UUID, str],
     near: tuple[datetime, datetime],
     calendar: int | None = None,
+    client_calendar: int | None = None,
 ) -> asyncpg.Record:
     """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
     without booking it: its verdict is 'free' where `book_one` would book (the same row, as
-    `_CHECK` reads it). For a time believed taken: the question is smaller than the
-    booking."""
+    `_CHECK` reads it, with `client_revision`; the client's busy times are NULL when it is
+    `client_calendar`, the revision of the client's busy times the caller kept). For a
+    time believed taken: the question is smaller than the booking."""
     starts_at, ends_at, buffer_minutes = span
     actor_id, idempotency_key = key
     cells = _cells(starts_at, ends_at, buffer_minutes)
@@ -405,6 +413,7 @@ async def check_time(
         ends_at,
         *near,
         calendar,
+        client_calendar,
     )
     assert row is not None
     return row

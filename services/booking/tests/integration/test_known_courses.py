@@ -212,3 +212,28 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
     moved = (other_course, view["revision"] - 1, therapist, view["therapist_revision"], 0)
     stale = await answers(other_course, second, wanted, decided_on=moved)
     assert stale["verdict"] == "stale"
+
+
+async def test_a_clients_calendar_revision_moves_with_each_change_of_their_sessions(
+    pool, kit
+) -> None:
+    now = datetime.now(UTC)
+    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    me = Principal(client, "client")
+
+    async def revision() -> int | None:
+        found: int | None = await pool.fetchval(
+            "SELECT revision FROM client_calendar_revisions WHERE client_id = $1", client
+        )
+        return found
+
+    assert await revision() is None  # no sessions yet
+    booked = await service.book_session(pool, me, course, _later(now, 2, 9), "k1", now)
+    after_booking = await revision()
+    assert after_booking is not None
+    await service.cancel(pool, me, booked.session_id, now)
+    after_cancelling = await revision()
+    assert after_cancelling is not None and after_cancelling != after_booking
+    await pool.execute("DELETE FROM sessions WHERE client_id = $1", client)
+    assert await revision() is None  # none kept for a client whose sessions are gone

@@ -11,29 +11,31 @@ CREATE TABLE client_calendar_revisions (
 
 CREATE OR REPLACE FUNCTION calendar_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        INSERT INTO calendar_revisions (therapist_id, revision)
-        VALUES (OLD.therapist_id, nextval('revisions'))
-        ON CONFLICT (therapist_id) DO UPDATE SET revision = EXCLUDED.revision;
-        IF TG_OP = 'DELETE' THEN
-            -- No revision is no kept busy times: read each time until the next change. (A
-            -- client whose data retention deletes leaves no row here either.)
-            DELETE FROM client_calendar_revisions WHERE client_id = OLD.client_id;
-        ELSE
-            INSERT INTO client_calendar_revisions (client_id, revision)
-            VALUES (OLD.client_id, nextval('revisions'))
-            ON CONFLICT (client_id) DO UPDATE SET revision = EXCLUDED.revision;
-        END IF;
-    END IF;
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.therapist_id <> OLD.therapist_id) THEN
-        INSERT INTO calendar_revisions (therapist_id, revision)
-        VALUES (NEW.therapist_id, nextval('revisions'))
-        ON CONFLICT (therapist_id) DO UPDATE SET revision = EXCLUDED.revision;
+    -- The client's row first: the therapist's is the one concurrent bookings of them wait on
+    -- (locked until the change commits), so it is taken last.
+    IF TG_OP = 'DELETE' THEN
+        -- No revision is no kept busy times: read each time until the next change. (A client
+        -- whose data retention deletes leaves no row here either.)
+        DELETE FROM client_calendar_revisions WHERE client_id = OLD.client_id;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO client_calendar_revisions (client_id, revision)
+        VALUES (OLD.client_id, nextval('revisions'))
+        ON CONFLICT (client_id) DO UPDATE SET revision = EXCLUDED.revision;
     END IF;
     IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.client_id <> OLD.client_id) THEN
         INSERT INTO client_calendar_revisions (client_id, revision)
         VALUES (NEW.client_id, nextval('revisions'))
         ON CONFLICT (client_id) DO UPDATE SET revision = EXCLUDED.revision;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO calendar_revisions (therapist_id, revision)
+        VALUES (OLD.therapist_id, nextval('revisions'))
+        ON CONFLICT (therapist_id) DO UPDATE SET revision = EXCLUDED.revision;
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.therapist_id <> OLD.therapist_id) THEN
+        INSERT INTO calendar_revisions (therapist_id, revision)
+        VALUES (NEW.therapist_id, nextval('revisions'))
+        ON CONFLICT (therapist_id) DO UPDATE SET revision = EXCLUDED.revision;
     END IF;
     RETURN NULL;
 END $$;

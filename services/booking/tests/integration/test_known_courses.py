@@ -196,7 +196,7 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
     assert kept["verdict"] == "taken" and kept["nearby_starts"] is None
     busy = await answers(firsts_elsewhere, first, wanted)  # the client's own session then
     assert busy["verdict"] == "client_busy" and busy["client_starts"] == [wanted]
-    assert busy["client_revision"] is not None and taken["client_revision"] is None
+    assert busy["client_revision"] is not None
     kept_too = await answers(
         firsts_elsewhere, first, wanted, client_calendar=busy["client_revision"]
     )
@@ -214,26 +214,49 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
     assert stale["verdict"] == "stale"
 
 
-async def test_a_clients_calendar_revision_moves_with_each_change_of_their_sessions(
+async def test_a_clients_kept_busy_times_are_read_again_once_their_sessions_change(
     pool, kit
 ) -> None:
+    """The client's calendar revision (`store.check_time`) moves with each change of their
+    sessions, in any of their courses."""
     now = datetime.now(UTC)
-    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    therapist, elsewhere = await kit.open_therapist(pool, now), await kit.open_therapist(pool, now)
+    client, other = uuid.uuid4(), uuid.uuid4()
     course = await kit.open_course(pool, client, therapist, now)
+    second_course = await kit.open_course(pool, client, elsewhere, now)
+    others = await kit.open_course(pool, other, therapist, now)
     me = Principal(client, "client")
+    wanted = _later(now, 2, 9)
+    await service.book_session(pool, Principal(other, "client"), others, wanted, "o", now)
+    window = (wanted - timedelta(days=1), wanted + timedelta(days=1))
 
-    async def revision() -> int | None:
-        found: int | None = await pool.fetchval(
-            "SELECT revision FROM client_calendar_revisions WHERE client_id = $1", client
-        )
-        return found
+    async def asked(kept: int | None) -> Any:
+        async with pool.acquire() as conn:
+            view = await store.booking_view(conn, course, client, "?", wanted)
+            decided_on = (
+                course,
+                view["revision"],
+                therapist,
+                view["therapist_revision"],
+                view["availability_revision"],
+            )
+            return await store.check_time(
+                conn,
+                decided_on=decided_on,
+                client_id=client,
+                span=(wanted, wanted + timedelta(minutes=45), 15),
+                key=(client, "?"),
+                near=window,
+                client_calendar=kept,
+            )
 
-    assert await revision() is None  # no sessions yet
-    booked = await service.book_session(pool, me, course, _later(now, 2, 9), "k1", now)
-    after_booking = await revision()
-    assert after_booking is not None
+    first = await asked(None)
+    assert first["verdict"] == "taken" and first["client_starts"] == []
+    assert (await asked(first["client_revision"]))["client_starts"] is None  # kept: left out
+    elsewhere_at = wanted + timedelta(hours=3)
+    booked = await service.book_session(pool, me, second_course, elsewhere_at, "k1", now)
+    after_booking = await asked(first["client_revision"])
+    assert after_booking["client_starts"] == [elsewhere_at]
     await service.cancel(pool, me, booked.session_id, now)
-    after_cancelling = await revision()
-    assert after_cancelling is not None and after_cancelling != after_booking
-    await pool.execute("DELETE FROM sessions WHERE client_id = $1", client)
-    assert await revision() is None  # none kept for a client whose sessions are gone
+    after_cancelling = await asked(after_booking["client_revision"])
+    assert after_cancelling["client_starts"] == []

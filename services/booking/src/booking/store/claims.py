@@ -328,6 +328,10 @@ async def book_one(
 # only for a refusal (a CASE, and a LATERAL gated on it, run their reads only when asked),
 # each only when it is not at the revision kept (`client_revision`, `client_starts` and
 # `client_ends` are NULL then, as `nearby_starts` and `nearby_ends` are for the therapist).
+# The client's calendar revision is the newest of their courses' revisions: every change of
+# a course's sessions gives the course a new revision from one sequence (what the kept
+# course contexts rely on too), so any change of the client's sessions moves the newest, and
+# nothing is written for it.
 _CHECK = f"""
 WITH asked AS MATERIALIZED (
     SELECT k.request_hash AS earlier_hash, k.response AS earlier_response,
@@ -353,7 +357,7 @@ WITH asked AS MATERIALIZED (
                (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $3)
            END AS calendar_revision,
            CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
-               (SELECT cal.revision FROM client_calendar_revisions cal WHERE cal.client_id = $8)
+               (SELECT max(o.revision) FROM courses o WHERE o.client_id = $8)
            END AS client_revision
     FROM verdict v
 )

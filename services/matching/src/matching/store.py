@@ -84,7 +84,9 @@ def therapists_channel(schema: str) -> str:
 
 
 async def therapist_changed(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> None:
-    """Tell every worker's candidate index to read the therapist again (on commit only)."""
+    """Tell every worker's candidate index to read the therapist again (on commit only).
+    The payload is the therapist's id; a recorded match adds its own id after a space
+    (`record_matches`), so the worker that decided it knows the change for its own."""
     await conn.execute("SELECT pg_notify(current_schema() || '_therapists', $1)", str(therapist_id))
 
 
@@ -421,7 +423,7 @@ def _record_match_args(match: NewMatch) -> tuple[Any, ...]:
             match.previous_therapist_id,
         ),
         match.intake_status,
-        str(match.result.therapist_id),
+        f"{match.result.therapist_id} {match.match_id}",
         *outbox.event_columns(
             [e if isinstance(e, Envelope) else outbox.envelope_for(e) for e in match.events]
         ),
@@ -442,7 +444,8 @@ async def record_match(
     events: Sequence[EventPayload],
 ) -> None:
     """The match, the intake's new status, the events announcing them and the wake-up of
-    every worker's index for the therapist (on commit) — in one statement, one round trip."""
+    every worker's index for the therapist (on commit, naming the match) — in one
+    statement, one round trip."""
     await record_matches(
         conn,
         [

@@ -8,9 +8,12 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 from chassis.app import build
 from contracts import decode
@@ -322,3 +325,71 @@ async def test_a_set_based_batch_keeps_what_it_claimed_and_decides_again_what_wa
         assert index.held(best.therapist_id) == fresh[best.therapist_id]
         assert index.held(next_best.therapist_id) == fresh[next_best.therapist_id]
         assert fresh[best.therapist_id].active_courses == 2
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("not within the timeout")
+        await asyncio.sleep(0.02)
+
+
+def counted(name: str) -> Callable[[], float]:
+    return lambda: REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_the_index_holds_its_own_matches_and_reads_a_therapist_changed_meanwhile(
+    matching_service,
+) -> None:
+    """A match this worker decided is not read again when its commit notifies (the index
+    counts the place already); a change committed between a decision's claim and its
+    commit (which the keeper reads without the match) has the therapist read again."""
+    async with matching_service(worker=False) as m:
+        therapist = m.therapist(capacity=10)
+        tid = therapist.therapist_id
+        async with m.pool.acquire() as conn:
+            await store.apply_profile(conn, therapist)
+        first, second = [await m.submitted(uuid.uuid4()) for _ in range(2)]
+        # The worker's keeper alone: every decision here is the test's own.
+        keeper = asyncio.create_task(
+            service.keep_candidate_index(SimpleNamespace(pool=m.pool, settings=m.settings))  # type: ignore[arg-type]
+        )
+        try:
+            candidates = await service.worker_index(m.settings)
+            reads = counted("samtal_matching_index_reads_total")
+            own = counted("samtal_matching_index_own_matches_total")
+            reads_before, own_before = reads(), own()
+
+            async with m.pool.acquire() as conn, conn.transaction():
+                matched = await service.match_intake(conn, first, candidates=candidates)
+            assert matched is not None and matched.therapist_id == tid
+            await until(lambda: own() == own_before + 1)
+            assert reads() == reads_before
+            assert (await index_agrees_with_read_model(m, [tid]))[tid].active_courses == 1
+
+            later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+            summary = TherapistAvailabilityPublished(
+                therapist_id=tid,
+                computed_at=datetime.now(UTC),
+                active_courses=0,
+                free_slots=[FreeSlot(starts_at=later, minutes=50)],
+            )
+            async with m.pool.acquire() as conn:
+                async with conn.transaction():
+                    matched = await service.match_intake(conn, second, candidates=candidates)
+                    assert matched is not None and matched.therapist_id == tid
+                    async with m.pool.acquire() as other:  # commits before the match does
+                        assert await store.apply_availability(other, summary)
+                        await store.therapist_changed(other, tid)
+                    await until(lambda: reads() == reads_before + 1)
+                    held = candidates.index.held(tid)
+                    assert held is not None and held.free_slots == (later,)
+                    assert held.active_courses == 1  # read without the uncommitted match
+            held_now = await index_agrees_with_read_model(m, [tid])
+            assert held_now[tid] is not None and held_now[tid].active_courses == 2
+            assert reads() == reads_before + 2
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper

@@ -67,6 +67,10 @@ class Candidates(Protocol):
         """The therapist as it is now (None: no longer offered)."""
         ...
 
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        """A match of this decision, on the therapist as the last `refresh` left it."""
+        ...
+
 
 @dataclass
 class ReadModelCandidates:
@@ -101,12 +105,55 @@ class ReadModelCandidates:
         else:
             self.pool[therapist_id] = fresh
 
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        pass  # read per decision: nothing kept to tell
+
+
+class OwnMatches:
+    """Which committed matches a worker's index already holds, so its keeper need not read
+    their therapists again when their commits notify it (a query and a re-index per match,
+    on the worker's event loop between decisions).
+
+    A decision leaves the therapist in the index as its commit will leave them (claimed
+    under the row's lock, plus the places it takes). That holds until the keeper itself
+    puts that therapist again: a change committed between the claim and the match's
+    commit (availability, say, which does not wait for the row lock) is read without the
+    match. So each match remembers how many times the keeper had put its therapist when
+    the decision last did; a notification of the match is held already only while that
+    count is unchanged. Matches rolled back never notify; they are forgotten in bulk."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._keeper_puts: dict[uuid.UUID, int] = {}
+        self._decided_at: dict[uuid.UUID, int] = {}
+        self._pending: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}
+
+    def decided(self, therapist_id: uuid.UUID) -> None:
+        """A decision put the therapist in the index."""
+        self._decided_at[therapist_id] = self._keeper_puts.get(therapist_id, 0)
+
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        if len(self._pending) >= self.LIMIT:
+            self._pending.clear()
+        self._pending[match_id] = (therapist_id, self._decided_at.get(therapist_id, -1))
+
+    def read_again(self, therapist_id: uuid.UUID) -> None:
+        """The keeper put (or dropped) the therapist as read from the read model."""
+        self._keeper_puts[therapist_id] = self._keeper_puts.get(therapist_id, 0) + 1
+
+    def held_already(self, therapist_id: uuid.UUID, match_id: uuid.UUID) -> bool:
+        """Whether the index holds what this match's commit notified of."""
+        pending = self._pending.pop(match_id, None)
+        return pending == (therapist_id, self._keeper_puts.get(therapist_id, 0))
+
 
 @dataclass
 class IndexedCandidates:
     """The worker's in-memory candidate index (matching.domain.candidate_index)."""
 
     index: CandidateIndex
+    own: OwnMatches | None = None
 
     async def decide(
         self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
@@ -122,6 +169,12 @@ class IndexedCandidates:
             self.index.drop(therapist_id)
         else:
             self.index.put(fresh)
+            if self.own is not None:
+                self.own.decided(therapist_id)
+
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        if self.own is not None:
+            self.own.recorded(match_id, therapist_id)
 
 
 class _Changed(Exception):
@@ -315,16 +368,13 @@ async def match_intake(
     if intake is None or intake["status"] not in from_states:
         return None
     now = now or _now()
+    candidates = candidates or ReadModelCandidates()
     result = await _decide(
-        conn,
-        intake,
-        now,
-        candidates or ReadModelCandidates(),
-        set(intake["excluded"]),
-        wait_for_held=wait_for_held,
+        conn, intake, now, candidates, set(intake["excluded"]), wait_for_held=wait_for_held
     )
     if isinstance(result, Match):
-        await _record_match(conn, intake, result)
+        match_id = await _record_match(conn, intake, result)
+        candidates.recorded(match_id, result.therapist_id)
     else:
         await _record_waitlist(conn, intake, result, now)
     return result
@@ -408,6 +458,7 @@ async def match_submitted(
         for envelope, intake, result in kept:
             with event_context(envelope):
                 matches.append(_new_match(intake, result))
+            candidates.recorded(matches[-1].match_id, result.therapist_id)
         await store.record_matches(conn, matches)
         if again:
             again.update(e.event_id for e in alone)

@@ -393,3 +393,62 @@ async def test_the_index_holds_its_own_matches_and_reads_a_therapist_changed_mea
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+
+
+async def test_a_set_based_batch_takes_back_a_match_on_a_therapist_changed_since_the_index(
+    matching_service,
+) -> None:
+    """The batch claims and records in one round trip; a therapist found changed since the
+    index saw it (here: full) has the match taken back (no row, no event, the intake as it
+    was) and the intake decided again alone on what is true now."""
+    async with matching_service(worker=False) as m:
+        best, next_best = m.therapist(capacity=2), m.therapist(focus_areas=["anxiety"])
+        async with m.pool.acquire() as conn:
+            for profile in (best, next_best):
+                await store.apply_profile(conn, profile)
+            index = CandidateIndex()
+            for candidate in await store.candidates_after(conn, None, 100):
+                index.put(candidate)
+            # Booking fills the best therapist; the index has not heard of it.
+            assert await store.apply_availability(
+                conn,
+                TherapistAvailabilityPublished(
+                    therapist_id=best.therapist_id,
+                    computed_at=datetime.now(UTC),
+                    active_courses=2,
+                    free_slots=[],
+                ),
+            )
+        intake_id = await m.submitted(uuid.uuid4())
+        [row] = await m.pool.fetch(
+            "SELECT value FROM outbox WHERE event_type = 'IntakeSubmitted' AND key = $1",
+            str(intake_id),
+        )
+        submitted = decode(row["value"], expected=IntakeSubmitted)
+        refused = counted("samtal_matching_claims_refused_total")
+        refused_before = refused()
+        async with m.pool.acquire() as conn, conn.transaction():
+            await service.match_submitted(conn, [submitted], service.IndexedCandidates(index))
+        assert refused() == refused_before + 1
+        matches = await m.pool.fetch(
+            "SELECT therapist_id FROM matches WHERE intake_id = $1", intake_id
+        )
+        assert [r["therapist_id"] for r in matches] == [next_best.therapist_id]
+        events = await m.pool.fetch(
+            "SELECT value FROM outbox WHERE event_type = 'TherapistMatched' AND key = $1",
+            str(intake_id),
+        )
+        assert [decode(e["value"]).payload.therapist_id for e in events] == [next_best.therapist_id]
+        assert (
+            await m.pool.fetchval("SELECT status FROM intakes WHERE intake_id = $1", intake_id)
+            == "matched"
+        )
+        async with m.pool.acquire() as conn:
+            fresh = {
+                c.therapist_id: c
+                for c in await store.candidates_of(
+                    conn, [best.therapist_id, next_best.therapist_id]
+                )
+            }
+        assert index.held(best.therapist_id) == fresh[best.therapist_id]
+        assert index.held(next_best.therapist_id) == fresh[next_best.therapist_id]

@@ -422,44 +422,40 @@ async def match_submitted(
         candidates.refresh(result.therapist_id, taken)
         decided.append((envelope, intake, result, seen))
     if decided:
-        CLAIMS.inc(len(before))
-        fresh = await store.claim_all_unless_held(conn, list(before))
-        # A decision stands when its therapist is exactly what it saw: as claimed, plus
-        # the places this batch's earlier decisions took. One that does not (held by
-        # another decision, or changed) is decided again on its own, and so is every
-        # later one on the same therapist; the others stand.
-        now_held: dict[uuid.UUID, TherapistCandidate | None] = dict(fresh)
-        kept, again = [], set()
-        for envelope, intake, result, seen in decided:
-            therapist = now_held.get(result.therapist_id)
-            if therapist is None or therapist != seen:
-                now_held[result.therapist_id] = None
-                again.add(envelope.event_id)
-                continue
-            now_held[result.therapist_id] = dataclasses.replace(
-                seen, active_courses=seen.active_courses + 1
-            )
-            kept.append((envelope, intake, result))
-        for therapist_id, held in before.items():
-            if therapist_id not in fresh:
-                CLAIMS_HELD.inc()
-            elif fresh[therapist_id] != held:
-                CLAIMS_REFUSED.inc()
-            if therapist_id not in fresh or now_held[therapist_id] is None:
-                # What is true now where the claim read it (with what this batch took),
-                # elsewhere what the index had.
-                places = sum(r.therapist_id == therapist_id for _, _, r in kept)
-                base = fresh.get(therapist_id, held)
-                candidates.refresh(
-                    therapist_id,
-                    dataclasses.replace(base, active_courses=base.active_courses + places),
-                )
+        CLAIMS.inc(len(decided))
         matches = []
-        for envelope, intake, result in kept:
+        for envelope, intake, result, _ in decided:
             with event_context(envelope):
                 matches.append(_new_match(intake, result))
-            candidates.recorded(matches[-1].match_id, result.therapist_id)
-        await store.record_matches(conn, matches)
+        # Claimed and recorded in one round trip; each statement sees the places the ones
+        # before it took, so each decision compares with exactly what it saw.
+        claimed = await store.claim_and_record(conn, matches)
+        # A decision stands when its therapist is exactly what it saw. One that does not
+        # (held by another decision: not recorded; changed: recorded, so taken back) is
+        # decided again on its own, and so is every later one on the same therapist.
+        failed: dict[uuid.UUID, TherapistCandidate | None] = {}
+        undone: list[tuple[store.NewMatch, asyncpg.Record]] = []
+        again = set()
+        for (envelope, intake, result, seen), new in zip(decided, matches, strict=True):
+            therapist_id = result.therapist_id
+            fresh = claimed.get(new.match_id)
+            if therapist_id in failed or fresh is None or fresh != seen:
+                failed.setdefault(therapist_id, fresh)
+                if fresh is not None:
+                    undone.append((new, intake))
+                again.add(envelope.event_id)
+            else:
+                candidates.recorded(new.match_id, therapist_id)
+        if undone:
+            await store.undo_matches(conn, [m for m, _ in undone], [i for _, i in undone])
+        for therapist_id, fresh in failed.items():
+            if fresh is None:
+                CLAIMS_HELD.inc()
+            else:
+                CLAIMS_REFUSED.inc()
+            # What is true now where the claim read it (with the places this batch kept
+            # before it), elsewhere what the index had before the batch.
+            candidates.refresh(therapist_id, fresh if fresh is not None else before[therapist_id])
         if again:
             again.update(e.event_id for e in alone)
             alone = [e for e in submitted if e.event_id in again]

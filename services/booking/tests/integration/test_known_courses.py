@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from booking import service
+from booking import service, store
 from booking.service import contexts
+from booking.store import claims
 from chassis.auth import Principal
 from chassis.errors import Conflict
 
@@ -122,3 +124,74 @@ async def test_a_kept_calendar_is_read_again_once_a_booking_or_a_cancellation_ch
     assert before[0] not in changed
     await service.cancel(pool, Principal(third, "client"), other.session_id, now)
     assert await offered("b5") == before
+
+
+async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_would(
+    pool, kit
+) -> None:
+    """`store.check_time` (one plain statement) answers each verdict with the same row as
+    the SQL function `book_one` asked without a session (the booking's own check)."""
+    now = datetime.now(UTC)
+    therapist, elsewhere = await kit.open_therapist(pool, now), await kit.open_therapist(pool, now)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    firsts_elsewhere = await kit.open_course(pool, first, elsewhere, now)
+    wanted = _later(now, 2, 9)
+    await service.book_session(pool, Principal(first, "client"), course, wanted, "a", now)
+    near = (wanted - timedelta(days=1), wanted + timedelta(days=1))
+
+    async def answers(course_id: uuid.UUID, client: uuid.UUID, starts_at: datetime, **how: Any):
+        async with pool.acquire() as conn:
+            view = await store.booking_view(conn, course_id, client, "?", starts_at)
+            decided_on = how.get("decided_on") or (
+                course_id,
+                view["revision"],
+                view["therapist_id"],
+                view["therapist_revision"],
+                view["availability_revision"],
+            )
+            ends_at = starts_at + timedelta(minutes=45)
+            key = how.get("key", (client, "new"))
+            checked = await store.check_time(
+                conn,
+                decided_on=decided_on,
+                client_id=client,
+                span=(starts_at, ends_at, 15),
+                key=key,
+                near=near,
+                calendar=how.get("calendar"),
+            )
+            asked = await conn.fetchrow(
+                claims._BOOK_ONE,
+                *decided_on,
+                store.cells_of(starts_at, ends_at, 15),
+                client,
+                *key,
+                None,
+                None,
+                starts_at,
+                ends_at,
+                *(None for _ in claims._ONE_COLUMNS),
+                *near,
+                how.get("calendar"),
+                *(None for _ in range(6)),
+            )
+        assert dict(checked) == dict(asked)
+        return checked
+
+    assert (await answers(other_course, second, wanted + timedelta(hours=3)))["verdict"] == "free"
+    taken = await answers(other_course, second, wanted)
+    assert taken["verdict"] == "taken"
+    assert taken["nearby_starts"] == [wanted] and taken["calendar_revision"] is not None
+    kept = await answers(other_course, second, wanted, calendar=taken["calendar_revision"])
+    assert kept["verdict"] == "taken" and kept["nearby_starts"] is None
+    busy = await answers(firsts_elsewhere, first, wanted)  # the client's own session then
+    assert busy["verdict"] == "client_busy" and busy["client_starts"] == [wanted]
+    earlier = await answers(course, first, wanted, key=(first, "a"))
+    assert earlier["verdict"] == "earlier" and earlier["earlier_hash"] is not None
+    async with pool.acquire() as conn:
+        view = await store.booking_view(conn, other_course, second, "?", wanted)
+    moved = (other_course, view["revision"] - 1, therapist, view["therapist_revision"], 0)
+    stale = await answers(other_course, second, wanted, decided_on=moved)
+    assert stale["verdict"] == "stale"

@@ -237,12 +237,25 @@ class Blocked:
         # (rules' id, minutes, step, first day, last day): None after the first time asked
         # (a merge used once never lists them all), then listed once.
         self._between: dict[tuple[Any, ...], tuple[AvailabilityRules, list[Slot] | None]] = {}
+        # `free_of` part of a table (the first and the last day of a FreeTime), by (the
+        # table's id, low, high): the same until the clock passes a slot's start.
+        self._parts: dict[tuple[int, int, int], tuple[_DayTable, list[Slot]]] = {}
 
     def free_of_day(self, table: _DayTable) -> list[Slot]:
         """`free_of` the whole table, listed once per table (the caller must not change it)."""
         found = self._whole_days.get(id(table))
         if found is None or found[0] is not table:
             found = self._whole_days[id(table)] = (table, self.free_of(table, 0, len(table.slots)))
+        return found[1]
+
+    def free_of_part(self, table: _DayTable, low: int, high: int) -> list[Slot]:
+        """`free_of`, listed once per part of a table (the caller must not change it)."""
+        key = (id(table), low, high)
+        found = self._parts.get(key)
+        if found is None or found[0] is not table:
+            if len(self._parts) >= _PARTS_KEPT:
+                self._parts.clear()
+            found = self._parts[key] = (table, self.free_of(table, low, high))
         return found[1]
 
     def free_of(self, table: _DayTable, low: int, high: int) -> list[Slot]:
@@ -271,6 +284,7 @@ class Blocked:
 
 
 _first = operator.itemgetter(0)
+_PARTS_KEPT = 64
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -409,7 +423,7 @@ class FreeTime:
             if day == self.last_day
             else len(table.slots)
         )
-        return self._blocked.free_of(table, low, high)
+        return self._blocked.free_of_part(table, low, high)
 
     def days(self, since: date | None = None) -> Iterator[date]:
         day = max(self.first_day, since) if since else self.first_day

@@ -30,6 +30,8 @@ def load_zone(name: str) -> ZoneInfo:
 
 def as_utc(moment: datetime, what: str = "time") -> datetime:
     """A naive datetime is ambiguous by nature; refuse it rather than guess a zone."""
+    if moment.tzinfo is UTC:  # most are (read from Postgres, or made here): nothing to convert
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidInput("naive_datetime", f"The {what} must carry a time zone.")
     return moment.astimezone(UTC)

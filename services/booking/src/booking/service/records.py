@@ -60,6 +60,11 @@ def kept(answer: SessionRecord | SeriesRecord) -> dict[str, Any]:
     return stored
 
 
+def kept_json(answer: SessionRecord | SeriesRecord) -> str:
+    """`kept`, as JSON text in one pass (a booking sends it to the statement that books)."""
+    return BOOKED.dump_json(answer).decode()
+
+
 def session_kept(stored: Mapping[str, Any]) -> SessionRecord:
     return TypeAdapter(SessionRecord).validate_python(stored)
 

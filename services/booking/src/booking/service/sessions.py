@@ -42,6 +42,7 @@ from booking.service.records import (
     SeriesRecord,
     SessionRecord,
     kept,
+    kept_json,
     series_kept,
     session_kept,
 )
@@ -170,12 +171,16 @@ def _around(starts_at: datetime, reach: timedelta) -> tuple[datetime, datetime]:
 def _whole_window(rules: AvailabilityRules, now: datetime) -> tuple[datetime, datetime]:
     """A window that covers every time bookable now with days to spare, in whole UTC days:
     the same for every refusal of the day (its busy times are kept between refusals)."""
-    day = timedelta(days=1)
-    midnight = now - (now - _EPOCH) % day
-    return midnight - 2 * day, midnight + rules.horizon + 4 * day
+    if now.tzinfo is UTC:  # as the service's clock gives it (cheaper than the arithmetic)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        midnight = now - (now - _EPOCH) % _DAY
+    return midnight - _TWO_DAYS, midnight + rules.horizon + _FOUR_DAYS
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY = timedelta(days=1)
+_TWO_DAYS, _FOUR_DAYS = 2 * _DAY, 4 * _DAY
 
 
 def refusal_window(
@@ -368,14 +373,13 @@ async def book_session(
     alternatives are computed here). Otherwise, or when the statement finds the course or
     the therapist changed, one read first (`store.booking_view`: everything the decision
     needs, an earlier answer to the key, both calendars near the time)."""
-    request_hash = _session_fingerprint(course_id, starts_at)
     async with pool.acquire() as conn:
         context = contexts.cached(course_id)
         for _ in range(BOOKING_ROUNDS):
             nearby: tuple[list[Busy], list[Busy]] | None = None
             if context is None:
                 view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
-                earlier = _earlier(_answer_of(view), request_hash)
+                earlier = _earlier(_answer_of(view), _session_fingerprint(course_id, starts_at))
                 if earlier is not None:  # a retry of a booking already made
                     return session_kept(earlier)
                 context = contexts.remember(view, store.view_sessions(view))
@@ -418,7 +422,7 @@ async def book_session(
                 )
                 if checked["verdict"] != "free":
                     settled = await _settled(
-                        conn, checked, context, request_hash, now, (starts_at, window), known
+                        conn, checked, context, now, (starts_at, window), known
                     )
                     if settled is None:  # stale: read again
                         context = None
@@ -433,12 +437,13 @@ async def book_session(
                     continue
                 raise
             answer = SessionRecord.of(booked)
+            request_hash = _session_fingerprint(course_id, starts_at)
             try:
                 outcome = await store.book_one(
                     conn,
                     decided_on=context.decided_on,
                     session=booked,
-                    answer=(who.subject, idempotency_key, request_hash, kept(answer)),
+                    answer=(who.subject, idempotency_key, request_hash, kept_json(answer)),
                     event=_booked_event(booked),
                     near=window,
                     calendar=calendar,
@@ -465,9 +470,7 @@ async def book_session(
                 contexts.booked(context, course, outcome["revision"])
                 contexts.seen_booked(row["therapist_id"], starts_at, ends_at)
                 return answer
-            settled = await _settled(
-                conn, outcome, context, request_hash, now, (starts_at, window), known
-            )
+            settled = await _settled(conn, outcome, context, now, (starts_at, window), known)
             if settled is None:
                 context = None
                 continue
@@ -479,7 +482,6 @@ async def _settled(
     conn: asyncpg.Connection,
     outcome: Any,
     context: contexts.BookingContext,
-    request_hash: str,
     now: datetime,
     asked: tuple[datetime, tuple[datetime, datetime]],
     known: contexts.Calendar | None,
@@ -490,7 +492,8 @@ async def _settled(
     key, or the refusal (raised); None when the context was stale (it is forgotten: read
     again)."""
     verdict = outcome["verdict"]
-    if verdict == "earlier":
+    if verdict == "earlier":  # the request's fingerprint is made only here (most are refused)
+        request_hash = _session_fingerprint(context.row["course_id"], asked[0])
         earlier = _earlier((outcome["earlier_hash"], outcome["earlier_response"]), request_hash)
         assert earlier is not None
         return session_kept(earlier)

@@ -8,6 +8,7 @@ edge (with the longest lifetime of any role); every service verifies them again.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -45,6 +47,16 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _public_key(pem: str) -> Any:
+    """A configured key, parsed once (PyJWT parses a PEM string on every decode: ~13 µs of
+    a request's ~60 µs verification). A key that is no PEM goes to PyJWT as it is."""
+    try:
+        return load_pem_public_key(pem.encode())
+    except ValueError:
+        return pem
+
+
 def verify(token: str, settings: ServiceSettings) -> Principal:
     if not settings.jwt_public_keys:
         raise _unauthorized("This service has no token verification keys configured")
@@ -53,7 +65,7 @@ def verify(token: str, settings: ServiceSettings) -> Principal:
         try:
             claims = jwt.decode(
                 token,
-                key,
+                _public_key(key),
                 algorithms=settings.jwt_algorithms,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,

@@ -84,7 +84,9 @@ def therapists_channel(schema: str) -> str:
 
 
 async def therapist_changed(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> None:
-    """Tell every worker's candidate index to read the therapist again (on commit only)."""
+    """Tell every worker's candidate index to read the therapist again (on commit only).
+    The payload is the therapist's id; a recorded match adds its own id after a space
+    (`record_matches`), so the worker that decided it knows the change for its own."""
     await conn.execute("SELECT pg_notify(current_schema() || '_therapists', $1)", str(therapist_id))
 
 
@@ -421,7 +423,7 @@ def _record_match_args(match: NewMatch) -> tuple[Any, ...]:
             match.previous_therapist_id,
         ),
         match.intake_status,
-        str(match.result.therapist_id),
+        f"{match.result.therapist_id} {match.match_id}",
         *outbox.event_columns(
             [e if isinstance(e, Envelope) else outbox.envelope_for(e) for e in match.events]
         ),
@@ -442,7 +444,8 @@ async def record_match(
     events: Sequence[EventPayload],
 ) -> None:
     """The match, the intake's new status, the events announcing them and the wake-up of
-    every worker's index for the therapist (on commit) — in one statement, one round trip."""
+    every worker's index for the therapist (on commit, naming the match) — in one
+    statement, one round trip."""
     await record_matches(
         conn,
         [
@@ -467,6 +470,67 @@ async def record_matches(conn: asyncpg.Connection, matches: Sequence[NewMatch]) 
         await conn.execute(_record_match_statement(), *_record_match_args(matches[0]))
     elif matches:
         await conn.executemany(_record_match_statement(), [_record_match_args(m) for m in matches])
+
+
+def _claim_and_record_statement() -> str:
+    # The match's values cast where they stand (no VALUES list gives them their columns).
+    values = (
+        "$1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::float8, $6::text, $7::jsonb, $8::text[],"
+        " $9::text[], $10::jsonb, $11::boolean, $12::uuid, $13::text"
+    )
+    claimed = "WHERE EXISTS (SELECT FROM claimed)"
+    return f"""
+        WITH claimed AS ({_CANDIDATES} AND t.therapist_id = $4 FOR UPDATE OF t SKIP LOCKED),
+        matched AS (
+            INSERT INTO matches ({_MATCH_COLUMNS}) SELECT {values} {claimed}),
+        changed AS (
+            UPDATE intakes SET status = $14, status_since = now()
+            WHERE intake_id = $2 AND EXISTS (SELECT FROM claimed)),
+        announced AS ({outbox.events_insert(16)} {claimed}),
+        told AS (SELECT pg_notify(current_schema() || '_therapists', $15) {claimed})
+        SELECT c.*, $1::uuid AS recorded_match, (SELECT count(*) FROM told) AS told
+        FROM claimed c
+        """
+
+
+async def claim_and_record(
+    conn: asyncpg.Connection, matches: Sequence[NewMatch]
+) -> dict[uuid.UUID, TherapistCandidate]:
+    """`claim_unless_held` of each match's therapist and `record_match` of the match when
+    the claim took the row, pipelined: one round trip for all. Returns, by match, the
+    therapist as claimed (as it was before that match: each statement sees the ones before
+    it); a match left out was not recorded (its therapist is held by another decision, or
+    not offered). A match recorded on a therapist that turns out changed since the decision
+    saw it is `undo_matches`' to take back."""
+    args = [_record_match_args(m) for m in matches]
+    if len(args) == 1:
+        rows = await conn.fetch(_claim_and_record_statement(), *args[0])
+    else:
+        rows = await conn.fetchmany(_claim_and_record_statement(), args)
+    return {row["recorded_match"]: _candidate(row) for row in rows}
+
+
+async def undo_matches(
+    conn: asyncpg.Connection, matches: Sequence[NewMatch], intakes: Sequence[asyncpg.Record]
+) -> None:
+    """Take back matches this transaction recorded (`claim_and_record`): the matches, their
+    events, and their intakes' status as these rows had it (read at the transaction's
+    start, under their lock). The therapists' notifications stay: read again, they are
+    what the transaction leaves."""
+    await conn.execute(
+        """
+        WITH gone AS (DELETE FROM matches WHERE match_id = ANY($1::uuid[])),
+        unsaid AS (DELETE FROM outbox WHERE event_id = ANY($2::uuid[]))
+        UPDATE intakes i SET status = b.status, status_since = b.since
+        FROM unnest($3::uuid[], $4::text[], $5::timestamptz[]) AS b(intake_id, status, since)
+        WHERE i.intake_id = b.intake_id
+        """,
+        [m.match_id for m in matches],
+        [e.event_id for m in matches for e in m.events if isinstance(e, Envelope)],
+        [i["intake_id"] for i in intakes],
+        [i["status"] for i in intakes],
+        [i["status_since"] for i in intakes],
+    )
 
 
 def match_of(row: asyncpg.Record) -> Match:

@@ -8,9 +8,12 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 from chassis.app import build
 from contracts import decode
@@ -322,3 +325,130 @@ async def test_a_set_based_batch_keeps_what_it_claimed_and_decides_again_what_wa
         assert index.held(best.therapist_id) == fresh[best.therapist_id]
         assert index.held(next_best.therapist_id) == fresh[next_best.therapist_id]
         assert fresh[best.therapist_id].active_courses == 2
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("not within the timeout")
+        await asyncio.sleep(0.02)
+
+
+def counted(name: str) -> Callable[[], float]:
+    return lambda: REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_the_index_holds_its_own_matches_and_reads_a_therapist_changed_meanwhile(
+    matching_service,
+) -> None:
+    """A match this worker decided is not read again when its commit notifies (the index
+    counts the place already); a change committed between a decision's claim and its
+    commit (which the keeper reads without the match) has the therapist read again."""
+    async with matching_service(worker=False) as m:
+        therapist = m.therapist(capacity=10)
+        tid = therapist.therapist_id
+        async with m.pool.acquire() as conn:
+            await store.apply_profile(conn, therapist)
+        first, second = [await m.submitted(uuid.uuid4()) for _ in range(2)]
+        # The worker's keeper alone: every decision here is the test's own.
+        keeper = asyncio.create_task(
+            service.keep_candidate_index(SimpleNamespace(pool=m.pool, settings=m.settings))  # type: ignore[arg-type]
+        )
+        try:
+            candidates = await service.worker_index(m.settings)
+            reads = counted("samtal_matching_index_reads_total")
+            own = counted("samtal_matching_index_own_matches_total")
+            reads_before, own_before = reads(), own()
+
+            async with m.pool.acquire() as conn, conn.transaction():
+                matched = await service.match_intake(conn, first, candidates=candidates)
+            assert matched is not None and matched.therapist_id == tid
+            await until(lambda: own() == own_before + 1)
+            assert reads() == reads_before
+            assert (await index_agrees_with_read_model(m, [tid]))[tid].active_courses == 1
+
+            later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+            summary = TherapistAvailabilityPublished(
+                therapist_id=tid,
+                computed_at=datetime.now(UTC),
+                active_courses=0,
+                free_slots=[FreeSlot(starts_at=later, minutes=50)],
+            )
+            async with m.pool.acquire() as conn:
+                async with conn.transaction():
+                    matched = await service.match_intake(conn, second, candidates=candidates)
+                    assert matched is not None and matched.therapist_id == tid
+                    async with m.pool.acquire() as other:  # commits before the match does
+                        assert await store.apply_availability(other, summary)
+                        await store.therapist_changed(other, tid)
+                    await until(lambda: reads() == reads_before + 1)
+                    held = candidates.index.held(tid)
+                    assert held is not None and held.free_slots == (later,)
+                    assert held.active_courses == 1  # read without the uncommitted match
+            held_now = await index_agrees_with_read_model(m, [tid])
+            assert held_now[tid] is not None and held_now[tid].active_courses == 2
+            assert reads() == reads_before + 2
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+
+async def test_a_set_based_batch_takes_back_a_match_on_a_therapist_changed_since_the_index(
+    matching_service,
+) -> None:
+    """The batch claims and records in one round trip; a therapist found changed since the
+    index saw it (here: full) has the match taken back (no row, no event, the intake as it
+    was) and the intake decided again alone on what is true now."""
+    async with matching_service(worker=False) as m:
+        best, next_best = m.therapist(capacity=2), m.therapist(focus_areas=["anxiety"])
+        async with m.pool.acquire() as conn:
+            for profile in (best, next_best):
+                await store.apply_profile(conn, profile)
+            index = CandidateIndex()
+            for candidate in await store.candidates_after(conn, None, 100):
+                index.put(candidate)
+            # Booking fills the best therapist; the index has not heard of it.
+            assert await store.apply_availability(
+                conn,
+                TherapistAvailabilityPublished(
+                    therapist_id=best.therapist_id,
+                    computed_at=datetime.now(UTC),
+                    active_courses=2,
+                    free_slots=[],
+                ),
+            )
+        intake_id = await m.submitted(uuid.uuid4())
+        [row] = await m.pool.fetch(
+            "SELECT value FROM outbox WHERE event_type = 'IntakeSubmitted' AND key = $1",
+            str(intake_id),
+        )
+        submitted = decode(row["value"], expected=IntakeSubmitted)
+        refused = counted("samtal_matching_claims_refused_total")
+        refused_before = refused()
+        async with m.pool.acquire() as conn, conn.transaction():
+            await service.match_submitted(conn, [submitted], service.IndexedCandidates(index))
+        assert refused() == refused_before + 1
+        matches = await m.pool.fetch(
+            "SELECT therapist_id FROM matches WHERE intake_id = $1", intake_id
+        )
+        assert [r["therapist_id"] for r in matches] == [next_best.therapist_id]
+        events = await m.pool.fetch(
+            "SELECT value FROM outbox WHERE event_type = 'TherapistMatched' AND key = $1",
+            str(intake_id),
+        )
+        assert [decode(e["value"]).payload.therapist_id for e in events] == [next_best.therapist_id]
+        assert (
+            await m.pool.fetchval("SELECT status FROM intakes WHERE intake_id = $1", intake_id)
+            == "matched"
+        )
+        async with m.pool.acquire() as conn:
+            fresh = {
+                c.therapist_id: c
+                for c in await store.candidates_of(
+                    conn, [best.therapist_id, next_best.therapist_id]
+                )
+            }
+        assert index.held(best.therapist_id) == fresh[best.therapist_id]
+        assert index.held(next_best.therapist_id) == fresh[next_best.therapist_id]

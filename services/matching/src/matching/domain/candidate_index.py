@@ -101,15 +101,18 @@ def _tags(c: TherapistCandidate) -> set[tuple[str, str]]:
 DAY = 24 * 60 * 60 * 1_000_000  # microseconds
 
 
-def _slot_columns(slots: Sequence[datetime]) -> tuple[Ints, Ints]:
-    """One therapist's free slots, in order: the instants, and each as the client's local
-    time of the week (weekday and wall-clock time, in microseconds from Monday 00:00)."""
-    ordered = sorted(slots)
+def _slot_instants(ordered: Sequence[datetime]) -> Ints:
+    """One therapist's free slots (in order) as instants."""
+    return np.fromiter((_micros(s) for s in ordered), np.int64, len(ordered))
+
+
+def _slot_weeks(ordered: Sequence[datetime]) -> Ints:
+    """Each slot as the client's local time of the week (weekday and wall-clock time, in
+    microseconds from Monday 00:00): a time-zone conversion per slot, so only for slots
+    that changed (a decision puts its therapist back with one more place taken, and the
+    same ~30 slots)."""
     local = [_weekday_and_time(s) for s in ordered]
-    return (
-        np.fromiter((_micros(s) for s in ordered), np.int64, len(ordered)),
-        np.fromiter((w * DAY + _micros_of_day(t) for w, t in local), np.int64, len(ordered)),
-    )
+    return np.fromiter((w * DAY + _micros_of_day(t) for w, t in local), np.int64, len(ordered))
 
 
 def _shared_tuple(values: Iterable[str], shared: dict[tuple[str, ...], tuple[str, ...]]) -> Any:
@@ -185,9 +188,10 @@ class CandidateIndex:
             free_slots=(),
             time_zone=sys.intern(candidate.time_zone),
         )
-        at, week = _slot_columns(candidate.free_slots)
+        ordered = sorted(candidate.free_slots)
+        at = _slot_instants(ordered)
         if not np.array_equal(at, self._slot_run(row)):
-            self._put_slots(row, at, week)
+            self._put_slots(row, at, _slot_weeks(ordered))
         self.first_slot[row] = at[0] if len(at) else NO_SLOT
         self.live[row] = True
         self.accepting[row] = candidate.accepting_new_clients

@@ -67,6 +67,10 @@ class Candidates(Protocol):
         """The therapist as it is now (None: no longer offered)."""
         ...
 
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        """A match of this decision, on the therapist as the last `refresh` left it."""
+        ...
+
 
 @dataclass
 class ReadModelCandidates:
@@ -101,12 +105,55 @@ class ReadModelCandidates:
         else:
             self.pool[therapist_id] = fresh
 
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        pass  # read per decision: nothing kept to tell
+
+
+class OwnMatches:
+    """Which committed matches a worker's index already holds, so its keeper need not read
+    their therapists again when their commits notify it (a query and a re-index per match,
+    on the worker's event loop between decisions).
+
+    A decision leaves the therapist in the index as its commit will leave them (claimed
+    under the row's lock, plus the places it takes). That holds until the keeper itself
+    puts that therapist again: a change committed between the claim and the match's
+    commit (availability, say, which does not wait for the row lock) is read without the
+    match. So each match remembers how many times the keeper had put its therapist when
+    the decision last did; a notification of the match is held already only while that
+    count is unchanged. Matches rolled back never notify; they are forgotten in bulk."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._keeper_puts: dict[uuid.UUID, int] = {}
+        self._decided_at: dict[uuid.UUID, int] = {}
+        self._pending: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}
+
+    def decided(self, therapist_id: uuid.UUID) -> None:
+        """A decision put the therapist in the index."""
+        self._decided_at[therapist_id] = self._keeper_puts.get(therapist_id, 0)
+
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        if len(self._pending) >= self.LIMIT:
+            self._pending.clear()
+        self._pending[match_id] = (therapist_id, self._decided_at.get(therapist_id, -1))
+
+    def read_again(self, therapist_id: uuid.UUID) -> None:
+        """The keeper put (or dropped) the therapist as read from the read model."""
+        self._keeper_puts[therapist_id] = self._keeper_puts.get(therapist_id, 0) + 1
+
+    def held_already(self, therapist_id: uuid.UUID, match_id: uuid.UUID) -> bool:
+        """Whether the index holds what this match's commit notified of."""
+        pending = self._pending.pop(match_id, None)
+        return pending == (therapist_id, self._keeper_puts.get(therapist_id, 0))
+
 
 @dataclass
 class IndexedCandidates:
     """The worker's in-memory candidate index (matching.domain.candidate_index)."""
 
     index: CandidateIndex
+    own: OwnMatches | None = None
 
     async def decide(
         self, conn: asyncpg.Connection, needs: IntakeNeeds, now: datetime, *, tell: bool
@@ -122,6 +169,12 @@ class IndexedCandidates:
             self.index.drop(therapist_id)
         else:
             self.index.put(fresh)
+            if self.own is not None:
+                self.own.decided(therapist_id)
+
+    def recorded(self, match_id: uuid.UUID, therapist_id: uuid.UUID) -> None:
+        if self.own is not None:
+            self.own.recorded(match_id, therapist_id)
 
 
 class _Changed(Exception):
@@ -315,16 +368,13 @@ async def match_intake(
     if intake is None or intake["status"] not in from_states:
         return None
     now = now or _now()
+    candidates = candidates or ReadModelCandidates()
     result = await _decide(
-        conn,
-        intake,
-        now,
-        candidates or ReadModelCandidates(),
-        set(intake["excluded"]),
-        wait_for_held=wait_for_held,
+        conn, intake, now, candidates, set(intake["excluded"]), wait_for_held=wait_for_held
     )
     if isinstance(result, Match):
-        await _record_match(conn, intake, result)
+        match_id = await _record_match(conn, intake, result)
+        candidates.recorded(match_id, result.therapist_id)
     else:
         await _record_waitlist(conn, intake, result, now)
     return result
@@ -372,43 +422,40 @@ async def match_submitted(
         candidates.refresh(result.therapist_id, taken)
         decided.append((envelope, intake, result, seen))
     if decided:
-        CLAIMS.inc(len(before))
-        fresh = await store.claim_all_unless_held(conn, list(before))
-        # A decision stands when its therapist is exactly what it saw: as claimed, plus
-        # the places this batch's earlier decisions took. One that does not (held by
-        # another decision, or changed) is decided again on its own, and so is every
-        # later one on the same therapist; the others stand.
-        now_held: dict[uuid.UUID, TherapistCandidate | None] = dict(fresh)
-        kept, again = [], set()
-        for envelope, intake, result, seen in decided:
-            therapist = now_held.get(result.therapist_id)
-            if therapist is None or therapist != seen:
-                now_held[result.therapist_id] = None
-                again.add(envelope.event_id)
-                continue
-            now_held[result.therapist_id] = dataclasses.replace(
-                seen, active_courses=seen.active_courses + 1
-            )
-            kept.append((envelope, intake, result))
-        for therapist_id, held in before.items():
-            if therapist_id not in fresh:
-                CLAIMS_HELD.inc()
-            elif fresh[therapist_id] != held:
-                CLAIMS_REFUSED.inc()
-            if therapist_id not in fresh or now_held[therapist_id] is None:
-                # What is true now where the claim read it (with what this batch took),
-                # elsewhere what the index had.
-                places = sum(r.therapist_id == therapist_id for _, _, r in kept)
-                base = fresh.get(therapist_id, held)
-                candidates.refresh(
-                    therapist_id,
-                    dataclasses.replace(base, active_courses=base.active_courses + places),
-                )
+        CLAIMS.inc(len(decided))
         matches = []
-        for envelope, intake, result in kept:
+        for envelope, intake, result, _ in decided:
             with event_context(envelope):
                 matches.append(_new_match(intake, result))
-        await store.record_matches(conn, matches)
+        # Claimed and recorded in one round trip; each statement sees the places the ones
+        # before it took, so each decision compares with exactly what it saw.
+        claimed = await store.claim_and_record(conn, matches)
+        # A decision stands when its therapist is exactly what it saw. One that does not
+        # (held by another decision: not recorded; changed: recorded, so taken back) is
+        # decided again on its own, and so is every later one on the same therapist.
+        failed: dict[uuid.UUID, TherapistCandidate | None] = {}
+        undone: list[tuple[store.NewMatch, asyncpg.Record]] = []
+        again = set()
+        for (envelope, intake, result, seen), new in zip(decided, matches, strict=True):
+            therapist_id = result.therapist_id
+            fresh = claimed.get(new.match_id)
+            if therapist_id in failed or fresh is None or fresh != seen:
+                failed.setdefault(therapist_id, fresh)
+                if fresh is not None:
+                    undone.append((new, intake))
+                again.add(envelope.event_id)
+            else:
+                candidates.recorded(new.match_id, therapist_id)
+        if undone:
+            await store.undo_matches(conn, [m for m, _ in undone], [i for _, i in undone])
+        for therapist_id, fresh in failed.items():
+            if fresh is None:
+                CLAIMS_HELD.inc()
+            else:
+                CLAIMS_REFUSED.inc()
+            # What is true now where the claim read it (with the places this batch kept
+            # before it), elsewhere what the index had before the batch.
+            candidates.refresh(therapist_id, fresh if fresh is not None else before[therapist_id])
         if again:
             again.update(e.event_id for e in alone)
             alone = [e for e in submitted if e.event_id in again]

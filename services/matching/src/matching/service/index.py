@@ -11,17 +11,25 @@ import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from chassis.app import Runtime
 from chassis.settings import ServiceSettings
 from matching import store
 from matching.domain.candidate_index import CandidateIndex
 from matching.service.common import log
-from matching.service.decisions import IndexedCandidates
+from matching.service.decisions import IndexedCandidates, OwnMatches
 
 INDEX_THERAPISTS = Gauge(
     "samtal_matching_index_therapists", "Therapists in this worker's candidate index"
+)
+INDEX_READS = Counter(
+    "samtal_matching_index_reads",
+    "Therapists the candidate index read again from the read model on a notification",
+)
+INDEX_OWN_MATCHES = Counter(
+    "samtal_matching_index_own_matches",
+    "Matches of this worker's own decisions its index held already when notified",
 )
 
 
@@ -29,6 +37,8 @@ INDEX_THERAPISTS = Gauge(
 class _IndexKeeping:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     index: CandidateIndex = field(default_factory=CandidateIndex)
+    # What this worker's decisions left in the index (renewed with the index).
+    own: OwnMatches = field(default_factory=OwnMatches)
     # Set by the keeper once the index holds what was committed before a waitlist wake-up.
     waitlist_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -48,7 +58,7 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     keeping = _keeping(settings)
     if not keeping.ready.is_set():  # (wait_for makes a task even for a set event)
         await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
-    return IndexedCandidates(keeping.index)
+    return IndexedCandidates(keeping.index, keeping.own)
 
 
 INDEX_PAGE = 1000
@@ -76,12 +86,14 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     keeping = _keeping(runtime.settings)
     channel = store.therapists_channel(runtime.settings.db_schema)
     waitlist = store.waitlist_channel(runtime.settings.db_schema)
-    changed: set[uuid.UUID] = set()
+    # Notified therapists in order of arrival, each with the match that changed it, if any.
+    changed: list[tuple[uuid.UUID, uuid.UUID | None]] = []
     poke = asyncio.Event()
     waitlist_woken = False
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-        changed.add(uuid.UUID(payload))
+        therapist, _, match = payload.partition(" ")
+        changed.append((uuid.UUID(therapist), uuid.UUID(match) if match else None))
         poke.set()
 
     def on_waitlist(*_: object) -> None:
@@ -102,6 +114,7 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                     changed.clear()
                     gc.unfreeze()  # a rebuild: the old index may go
                     keeping.index = await _built_index(conn)
+                    keeping.own = OwnMatches()
                     # Tens of thousands of long-lived objects: out of the collector's way,
                     # so its passes (and the pauses they add to decisions) stay short.
                     gc.collect()
@@ -117,9 +130,19 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                     while True:
                         await poke.wait()
                         poke.clear()
-                        ids = list(changed)
+                        notified = list(changed)
                         changed.clear()
                         wake, waitlist_woken = waitlist_woken, False
+                        # A match decided here is held here (OwnMatches); the rest is read.
+                        to_read: dict[uuid.UUID, None] = {}
+                        for therapist_id, match_id in notified:
+                            if match_id is not None and keeping.own.held_already(
+                                therapist_id, match_id
+                            ):
+                                INDEX_OWN_MATCHES.inc()
+                            else:
+                                to_read[therapist_id] = None
+                        ids = list(to_read)
                         if ids:
                             fresh = {
                                 c.therapist_id: c for c in await store.candidates_of(conn, ids)
@@ -129,6 +152,8 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                                     keeping.index.put(fresh[therapist_id])
                                 else:
                                     keeping.index.drop(therapist_id)
+                                keeping.own.read_again(therapist_id)
+                            INDEX_READS.inc(len(ids))
                             INDEX_THERAPISTS.set(len(keeping.index))
                         if wake:
                             keeping.waitlist_wake.set()

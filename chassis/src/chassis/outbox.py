@@ -2,8 +2,8 @@
 
 Writing. `write` puts a state change and its events in ONE SQL statement (one round
 trip, atomic without BEGIN/COMMIT); `add` writes events inside a transaction the caller
-already holds. Either way a deferred trigger wakes a sleeping relay just before commit;
-a busy relay is never woken (NOTIFY serialises committing transactions on a
+already holds. Either way the INSERT itself wakes a sleeping relay (NOTIFY, sent at
+commit); a busy relay is never woken (NOTIFY serialises committing transactions on a
 cluster-wide lock, so writers only pay for it when the relay is idle).
 
 Relaying. Relays elect a leader with the schema's advisory lock; the leader is fenced
@@ -136,6 +136,17 @@ def event_columns(envelopes: Sequence[Envelope[Any]]) -> tuple[list[Any], ...]:
 
 _OUTBOX_COLUMNS = "event_id, event_type, topic, key, value, headers"
 
+# Wakes a sleeping relay from the INSERT itself: one row, whose NOTIFY runs only while the
+# relay is flagged sleeping (NOTIFY serialises committing transactions on a cluster-wide
+# lock, so writers pay for it only when the relay is idle). In the statement's plan rather
+# than a trigger: no function call and no query of its own per write. A wake-up missed
+# because the relay fell asleep between this INSERT and its commit is caught by the
+# relay's second look or its poll.
+_WAKE = (
+    "(SELECT count(pg_notify(current_schema() || '_outbox', ''))"
+    " FROM outbox_relay WHERE sleeping) AS wake"
+)
+
 
 def events_insert(first: int) -> str:
     """INSERT of the events passed as six arrays (`event_columns`) from parameter `$first`."""
@@ -145,7 +156,7 @@ def events_insert(first: int) -> str:
         f" SELECT e.event_id, e.event_type, e.topic, e.key, e.value, e.headers::jsonb"
         f" FROM unnest({p[0]}::uuid[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
         f" {p[4]}::bytea[], {p[5]}::text[])"
-        " AS e(event_id, event_type, topic, key, value, headers)"
+        f" AS e(event_id, event_type, topic, key, value, headers) CROSS JOIN {_WAKE}"
     )
 
 
@@ -156,7 +167,7 @@ def event_insert(first: int) -> str:
     return (
         f"INSERT INTO outbox ({_OUTBOX_COLUMNS})"
         f" SELECT {p[0]}::uuid, {p[1]}::text, {p[2]}::text, {p[3]}::text, {p[4]}::bytea,"
-        f" {p[5]}::text::jsonb"
+        f" {p[5]}::text::jsonb FROM {_WAKE}"
     )
 
 

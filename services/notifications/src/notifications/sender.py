@@ -16,8 +16,10 @@ Three kinds of coroutine share the work:
 Crisis first: the handlers NOTIFY on commit, which wakes the filler at once; otherwise it
 sleeps until the next reminder or retry is due, or the queue runs low, and at most
 `sender_poll_s` (a safety net for a missed NOTIFY). Urgent deliveries are claimed even
-when the queue is full and go to its head: a crisis message waits at most for a sender
-to finish the send it has under way, never behind the queue.
+when the queue is full and are sent at once, each on its own task and on one of the
+`sender_urgent_connections` the e-mail channel keeps beyond the senders' (the senders
+never hold more than `sender_concurrency`): a crisis message waits for no send under way,
+never behind the queue. With no such connections they go to the queue's head.
 
 At-least-once: a crash after a send and before its outcome is recorded sends that
 delivery again once its lease runs out (`sender_lease_s`, renewed while this sender
@@ -73,7 +75,7 @@ async def run(runtime: Runtime) -> None:
     settings = cast("Settings", runtime.settings)
     if runtime.pool is None:
         raise RuntimeError("the sender needs the database pool")
-    connections = settings.sender_concurrency
+    connections = settings.sender_concurrency + settings.sender_urgent_connections
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(limits=limits) as client:
         sender = Sender(
@@ -110,6 +112,10 @@ class Sender:
         self.held: set[int] = set()  # claimed and not yet recorded: renewed while held
         self.outcomes: list[tuple[store.ClaimedDelivery, Delivery]] = []
         self.finished = asyncio.Event()  # outcomes wait to be recorded
+        # While running, urgent deliveries do not wait for one of the senders: each is sent
+        # at once on a connection the e-mail channel keeps beyond `sender_concurrency`.
+        self.urgent_lane = False
+        self.urgent_sends: set[asyncio.Task[None]] = set()
 
     def _on_notify(self, *_: object) -> None:
         self.wake.set()
@@ -129,10 +135,12 @@ class Sender:
             asyncio.create_task(self._recording()),
             asyncio.create_task(self._renewing()),
         ]
+        self.urgent_lane = self.settings.sender_urgent_connections > 0
         try:
             await self._fill_forever()
         finally:
-            for helper in helpers:
+            self.urgent_lane = False
+            for helper in [*helpers, *self.urgent_sends]:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             # Stopping: what was sent is recorded, what was not is handed back at once.
@@ -232,7 +240,14 @@ class Sender:
             )
         for c in claimed:
             self.held.add(c.id)
-            self.queue.put_nowait((c.delivery.priority != "urgent", c.delivery.due_at, c.id, c))
+            if self.urgent_lane and c.delivery.priority == "urgent":
+                task = asyncio.create_task(self._send_urgent(c))
+                self.urgent_sends.add(task)
+                task.add_done_callback(self.urgent_sends.discard)
+            else:
+                self.queue.put_nowait(
+                    (c.delivery.priority != "urgent", c.delivery.due_at, c.id, c)
+                )
         return len(claimed), room
 
     async def send_due(self) -> int:
@@ -255,6 +270,12 @@ class Sender:
             outcome = await self._send(c)
             self.outcomes.append((c, outcome))
             self.finished.set()
+
+    async def _send_urgent(self, c: store.ClaimedDelivery) -> None:
+        # A crisis message waits for no sender to finish its current send.
+        outcome = await self._send(c)
+        self.outcomes.append((c, outcome))
+        self.finished.set()
 
     async def _recording(self) -> None:
         """Outcomes in batches: whatever finished while the last batch was being written."""

@@ -58,6 +58,9 @@ class Settings(ServiceSettings):
     sender_poll_s: float = Field(default=5.0, gt=0)
     sender_batch_size: int = Field(default=100, ge=1, le=1000)
     sender_concurrency: int = Field(default=20, ge=1, le=200)
+    # SMTP connections kept beyond `sender_concurrency` for urgent messages (a crisis is sent
+    # at once instead of waiting for a busy sender); 0 puts urgent ones at the queue's head.
+    sender_urgent_connections: int = Field(default=4, ge=0, le=50)
     sender_lease_s: float = Field(default=10, ge=1)
 
     # Retries of failed sends (domain.delivery): attempts and backoff, normal and urgent.

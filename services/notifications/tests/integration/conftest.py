@@ -58,6 +58,9 @@ class MailServer:
         self.delay = 0.0  # seconds each message takes (a slow server)
         # Recipients refused for good (550), e.g. an address that does not exist.
         self.unknown: set[str] = set()
+        # The recipients whose messages were under way together, as each message began.
+        self.under_way: list[frozenset[str]] = []
+        self._in_data: set[str] = set()
         self._lock = threading.Lock()
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -71,9 +74,13 @@ class MailServer:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self._in_data.update(envelope.rcpt_tos)
+            self.under_way.append(frozenset(self._in_data))
         if self.delay:
             await asyncio.sleep(self.delay)
         with self._lock:
+            self._in_data.difference_update(envelope.rcpt_tos)
             self.attempts += 1
             if self.fail_with:
                 return self.fail_with

@@ -219,6 +219,57 @@ async def test_crisis_goes_ahead_of_the_queue_and_contacts_count_at_send_time(
     await pool.close()
 
 
+async def test_a_crisis_is_sent_beside_the_sends_under_way_on_connections_kept_for_it(
+    migrated, mail_server, channel_settings, eventually
+) -> None:
+    clinician = uuid.uuid4()
+    settings = await migrated(
+        DEFINITION,
+        **channel_settings,
+        on_call_clinicians=[clinician],
+        sender_concurrency=1,
+        sender_urgent_connections=2,
+    )
+    pool = await db.create_pool(settings)
+    tag = uuid.uuid4().hex[:8]
+    clients = [uuid.uuid4() for _ in range(6)]
+    in_crisis = uuid.uuid4()
+    mail = {p: f"u{i}-{tag}@example.se" for i, p in enumerate([*clients, in_crisis, clinician])}
+    queued = {mail[c] for c in clients}
+    crisis = {mail[in_crisis], mail[clinician]}
+    mail_server.delay = 0.3  # each normal send is under way for a while
+    async with pool.acquire() as conn:
+        for person in [*clients, in_crisis, clinician]:
+            await store.save_contacts(conn, ContactSettings(person_id=person, email=mail[person]))
+        for client in clients:
+            await handle(conn, Envelope.wrap(receipt(client)), settings)
+
+    async with httpx.AsyncClient() as client:
+        sender = Sender(settings, pool, EmailChannel(settings), SmsChannel(settings, client))
+        running = asyncio.create_task(sender.run())
+        try:
+            await eventually(lambda: len(arrived(mail_server, queued)) >= 1, what="queue started")
+            escalated = Envelope.wrap(
+                IntakeEscalated(intake_id=uuid.uuid4(), client_id=in_crisis, severity_band="severe")
+            )
+            async with pool.acquire() as conn:
+                assert await handle(conn, escalated, settings) == 2
+            await eventually(lambda: crisis <= set(arrived(mail_server, crisis)), what="crisis")
+            await eventually(lambda: len(arrived(mail_server, queued)) == 6, what="the queue")
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    await pool.close()
+
+    # The senders never had more than `sender_concurrency` normal messages under way ...
+    assert all(len(together & queued) <= 1 for together in mail_server.under_way)
+    # ... and the crisis went beside a normal send (one sender: the queue kept going), both
+    # of its e-mails at once, each on a connection kept for urgent messages.
+    assert any(together & queued and together & crisis for together in mail_server.under_way)
+    assert any(crisis <= together for together in mail_server.under_way), mail_server.under_way
+    assert sorted(arrived(mail_server, queued | crisis)) == sorted(queued | crisis)
+
+
 receipt = a_submitted_intake
 
 

@@ -181,10 +181,7 @@ class EmailChannel:
         self.settings = settings
         self.envelope_from = email.utils.parseaddr(settings.smtp_from)[1]
         self.message_domain = self.envelope_from.rpartition("@")[2] or "samtal"
-        self.connections = SmtpConnections(
-            settings,
-            connections or settings.sender_concurrency + settings.sender_urgent_connections,
-        )
+        self.connections = SmtpConnections(settings, connections or settings.send_connections)
 
     def message_id(self, delivery_id: int) -> str:
         return f"<delivery-{delivery_id}@{self.message_domain}>"

@@ -75,7 +75,7 @@ async def run(runtime: Runtime) -> None:
     settings = cast("Settings", runtime.settings)
     if runtime.pool is None:
         raise RuntimeError("the sender needs the database pool")
-    connections = settings.sender_concurrency + settings.sender_urgent_connections
+    connections = settings.send_connections
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(limits=limits) as client:
         sender = Sender(
@@ -140,7 +140,8 @@ class Sender:
             await self._fill_forever()
         finally:
             self.urgent_lane = False
-            for helper in [*helpers, *self.urgent_sends]:
+            helpers += self.urgent_sends
+            for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             # Stopping: what was sent is recorded, what was not is handed back at once.
@@ -241,7 +242,8 @@ class Sender:
         for c in claimed:
             self.held.add(c.id)
             if self.urgent_lane and c.delivery.priority == "urgent":
-                task = asyncio.create_task(self._send_urgent(c))
+                # A crisis message waits for no sender to finish its current send.
+                task = asyncio.create_task(self._send_for_recording(c))
                 self.urgent_sends.add(task)
                 task.add_done_callback(self.urgent_sends.discard)
             else:
@@ -265,14 +267,13 @@ class Sender:
             *_, c = await self.queue.get()
             if self.queue.qsize() <= self.queue_target // 2:
                 self.wake.set()  # running low: the filler claims more
-            # Not `self.outcomes.append(... await ...)`: that would bind the list the
-            # recorder may swap out during the send, and the outcome would be lost.
-            outcome = await self._send(c)
-            self.outcomes.append((c, outcome))
-            self.finished.set()
+            await self._send_for_recording(c)
 
-    async def _send_urgent(self, c: store.ClaimedDelivery) -> None:
-        # A crisis message waits for no sender to finish its current send.
+    async def _send_for_recording(self, c: store.ClaimedDelivery) -> None:
+        """Send one delivery and hand its outcome to the recorder (a sender's turn, or an
+        urgent delivery's own task)."""
+        # Not `self.outcomes.append(... await ...)`: that would bind the list the
+        # recorder may swap out during the send, and the outcome would be lost.
         outcome = await self._send(c)
         self.outcomes.append((c, outcome))
         self.finished.set()

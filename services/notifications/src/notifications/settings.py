@@ -90,6 +90,11 @@ class Settings(ServiceSettings):
         return OnCallRoster(clinician_ids=self.on_call_clinicians, shifts=self.on_call_shifts)
 
     @property
+    def send_connections(self) -> int:
+        """Connections to each channel: the senders' and those kept for urgent messages."""
+        return self.sender_concurrency + self.sender_urgent_connections
+
+    @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.retry_max_attempts,

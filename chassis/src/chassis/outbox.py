@@ -444,8 +444,11 @@ class OutboxRelay:
                         await producer.stop()
         finally:
             self.is_leader = False
+            # Apart: a failed unlock (the connection is gone) must not leave the listener on
+            # a connection that goes back to the pool, nor the other way round.
             with contextlib.suppress(Exception):
                 await conn.remove_listener(channel(self.schema), self._on_notify)
+            with contextlib.suppress(Exception):
                 await conn.execute("select pg_advisory_unlock($1)", self.lock_id)
 
     async def _await_predecessor(self, conn: asyncpg.Connection, in_flight: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from booking.domain.availability import Busy
-from booking.store.common import LIVE_SQL
+from booking.store.common import LIVE_SQL, epoch_us_sql, moments
 from chassis import observability, outbox
 from contracts import EventPayload
 
@@ -366,8 +366,8 @@ SELECT c.verdict, NULL::bigint AS revision, c.earlier_hash, c.earlier_response,
        c.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
 FROM calendar c
 LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg(s.starts_at), '{{}}') AS starts,
-           coalesce(array_agg(s.ends_at), '{{}}') AS ends
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
     FROM sessions s
     WHERE c.verdict IN ('taken', 'client_busy')
       AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
@@ -375,8 +375,8 @@ LEFT JOIN LATERAL (
 ) cl ON c.verdict IN ('taken', 'client_busy')
         AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
 LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg(s.starts_at), '{{}}') AS starts,
-           coalesce(array_agg(s.ends_at), '{{}}') AS ends
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
     FROM sessions s
     WHERE c.verdict IN ('taken', 'client_busy')
       AND (c.calendar_revision IS NULL OR c.calendar_revision IS DISTINCT FROM $15::bigint)
@@ -396,7 +396,7 @@ async def check_time(
     near: tuple[datetime, datetime],
     calendar: int | None = None,
     client_calendar: int | None = None,
-) -> asyncpg.Record:
+) -> dict[str, Any]:
     """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
     without booking it: its verdict is 'free' where `book_one` would book (the same row, as
     `_CHECK` reads it, with `client_revision`; the client's busy times are NULL when it is
@@ -420,4 +420,7 @@ async def check_time(
         client_calendar,
     )
     assert row is not None
-    return row
+    answer = dict(row)
+    for name in ("nearby_starts", "nearby_ends", "client_starts", "client_ends"):
+        answer[name] = moments(answer[name])  # (sent as microseconds since the epoch)
+    return answer

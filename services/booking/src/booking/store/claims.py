@@ -263,7 +263,17 @@ _ONE_COLUMNS = (
 _ONE_NEAR = 14 + len(_ONE_COLUMNS)
 # The SQL function book_one (migration 20261204060000): the window and the calendar revision,
 # then the event's outbox columns (chassis.outbox.event_row) follow the session's.
-_BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 9))})"
+# The busy times it answers come back as microseconds since the epoch (`moments`).
+_BUSY_ARRAYS = ("nearby_starts", "nearby_ends", "client_starts", "client_ends")
+_BOOK_ONE = (
+    "SELECT b.verdict, b.revision, b.earlier_hash, b.earlier_response, b.calendar_revision, "
+    + ", ".join(
+        f"CASE WHEN b.{name} IS NOT NULL THEN array(SELECT {epoch_us_sql('t.at')}"
+        f" FROM unnest(b.{name}) WITH ORDINALITY AS t(at, n) ORDER BY t.n) END AS {name}"
+        for name in _BUSY_ARRAYS
+    )
+    + f" FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 9))}) AS b"
+)
 
 
 async def book_one(
@@ -275,7 +285,7 @@ async def book_one(
     event: EventPayload,
     near: tuple[datetime, datetime],
     calendar: int | None = None,
-) -> asyncpg.Record:
+) -> dict[str, Any]:
     """Book one session in ONE statement, without a transaction of the caller's, if what it
     was decided on still holds: `decided_on` is (course id, course revision, therapist id,
     therapist revision, availability revision). Claims its cells (ascending, first claim
@@ -317,7 +327,15 @@ async def book_one(
         *outbox.event_row(outbox.envelope_for(event), observability.trace_headers()),
     )
     assert row is not None
-    return row
+    return busy_as_moments(row)
+
+
+def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
+    """A `book_one` (or `_CHECK`) row, its busy times made datetimes."""
+    answer = dict(row)
+    for name in _BUSY_ARRAYS:
+        answer[name] = moments(answer[name])
+    return answer
 
 
 # What book_one decides before it writes, as one plain statement (no function call: one
@@ -420,7 +438,4 @@ async def check_time(
         client_calendar,
     )
     assert row is not None
-    answer = dict(row)
-    for name in ("nearby_starts", "nearby_ends", "client_starts", "client_ends"):
-        answer[name] = moments(answer[name])  # (sent as microseconds since the epoch)
-    return answer
+    return busy_as_moments(row)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -115,6 +116,12 @@ def _relay_process(settings_values: dict, ready, stop) -> None:  # type: ignore[
 
     async def run() -> None:
         settings = BenchSettings(**settings_values)
+        profile = os.environ.get("OUTBOX_BENCH_PROFILE")  # diagnostics: cProfile the relay
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         pool = await db.create_pool(settings)
         relay = OutboxRelay(settings, pool)
         relay.start()
@@ -122,8 +129,21 @@ def _relay_process(settings_values: dict, ready, stop) -> None:  # type: ignore[
         await asyncio.to_thread(stop.wait)
         await relay.stop()
         await pool.close()
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
 
     asyncio.run(run())
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def p99_of(values: list[float]) -> float:
@@ -132,7 +152,12 @@ def p99_of(values: list[float]) -> float:
 
 
 async def through_outbox(
-    settings_values: dict, pool: asyncpg.Pool, writers: int, total: int, paced_rate: float
+    settings_values: dict,
+    pool: asyncpg.Pool,
+    writers: int,
+    total: int,
+    paced_rate: float,
+    broker_pid: int | None = None,
 ) -> tuple[float, float, float, float, float, float]:
     """State change + outbox row per event (the writers, like the api), the relay in its own
     process (like the worker).
@@ -195,10 +220,32 @@ async def through_outbox(
     try:
         await all_published()
         mark = await pool.fetchval("select coalesce(max(id), 0) from outbox")
+        # Diagnostics only: CPU per event of the relay, its lock connection's backend and the
+        # broker during the flat-out phase.
+        relay_backend = await pool.fetchval(
+            "select pid from pg_locks where locktype = 'advisory' and granted limit 1"
+        )
+        pids = {"relay": relay.pid, "its backend": relay_backend, "broker": broker_pid}
+        claims = "select n_tup_upd from pg_stat_user_tables where relname = 'outbox_relay'"
+        await asyncio.sleep(1.1)  # a busy backend's statistics arrive within a second
+        claims_before = await pool.fetchval(claims)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         await in_parallel(writers, total, one)
         await all_published()
         rate = total / (time.perf_counter() - started)
+        cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        await asyncio.sleep(1.1)
+        claimed = await pool.fetchval(claims) - claims_before
+        print(
+            "  flat out, CPU per event: "
+            + ", ".join(
+                f"{name} {(cpu_after[name] - cpu_before[name]) / total * 1e6:.0f} us"
+                for name in pids
+            )
+            + f" ({rate:.0f} events/s; about {claimed} claims, {total / max(1, claimed):.1f}"
+            " rows each)"
+        )
         p99_flat = p99_of((await lags_after(mark))[0])
 
         mark = await pool.fetchval("select coalesce(max(id), 0) from outbox")
@@ -290,7 +337,12 @@ async def main(events: int, writers: int, rounds: int, pace: float, linger: floa
             commits.append(await bare_commits(pool, writers, events))
             produced.append(await raw_producer(kafka.bootstrap, settings.kafka_idempotence, events))
             rate, p99_flat, p99_paced, p99_started, rtt, writers_alone = await through_outbox(
-                values, pool, writers, events, paced_rate=commits[-1] * pace
+                values,
+                pool,
+                writers,
+                events,
+                paced_rate=commits[-1] * pace,
+                broker_pid=kafka.process.pid if kafka.process else None,
             )
             outboxed.append(rate)
             alone.append(writers_alone)

@@ -6,8 +6,9 @@ against those baselines (these machines are shared and noisy: compare ratios).
 
     make bench        # or: uv run python bench/outbox.py [--events 6000] [--writers 8]
 
-Diagnostics (printed per round): the CPU per event of the relay process, its lock
-connection's Postgres backend and the broker while flat out, with the claims and rows per
+Diagnostics (printed per round): how busy the writers' Python (this process) is alone;
+the CPU per event of the relay process, its lock connection's Postgres backend, the broker
+and the writers' Python while flat out, with the claims and rows per
 claim (from `pg_stat_user_tables`, hence a second's pause around the timed part), and the
 paced phase's claims and p50. `OUTBOX_BENCH_PROFILE=<file>` writes a cProfile (CPU time)
 of the relay process.
@@ -200,7 +201,13 @@ async def through_outbox(
     # Writers alone, no relay running, flagged awake as a busy relay is (no NOTIFY): the
     # rate the relay's cost comes off. The relay publishes these rows when it starts.
     await pool.execute("UPDATE outbox_relay SET sleeping = false")
+    own_cpu, own_started = cpu_seconds(os.getpid()), time.perf_counter()
     alone = await in_parallel(writers, total, one)
+    print(
+        "  writers alone: their Python (this process) busy"
+        f" {(cpu_seconds(os.getpid()) - own_cpu) / (time.perf_counter() - own_started):.0%}"
+        " of a core"
+    )
 
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
@@ -231,7 +238,12 @@ async def through_outbox(
         relay_backend = await pool.fetchval(
             "select pid from pg_locks where locktype = 'advisory' and granted limit 1"
         )
-        pids = {"relay": relay.pid, "its backend": relay_backend, "broker": broker_pid}
+        pids = {
+            "relay": relay.pid,
+            "its backend": relay_backend,
+            "broker": broker_pid,
+            "writers' Python": os.getpid(),
+        }
         claims = "select n_tup_upd from pg_stat_user_tables where relname = 'outbox_relay'"
         await asyncio.sleep(1.1)  # a busy backend's statistics arrive within a second
         claims_before = await pool.fetchval(claims)

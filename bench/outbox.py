@@ -5,6 +5,13 @@ Postgres commit loop and a raw aiokafka producer. Figures are printed as ratios
 against those baselines (these machines are shared and noisy: compare ratios).
 
     make bench        # or: uv run python bench/outbox.py [--events 6000] [--writers 8]
+
+Diagnostics (printed per round): how busy the writers' Python (this process) is alone;
+the CPU per event of the relay process, its lock connection's Postgres backend, the broker
+and the writers' Python while flat out, with the claims and rows per
+claim (from `pg_stat_user_tables`, hence a second's pause around the timed part), and the
+paced phase's claims and p50. `OUTBOX_BENCH_PROFILE=<file>` writes a cProfile (CPU time)
+of the relay process.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -115,6 +123,12 @@ def _relay_process(settings_values: dict, ready, stop) -> None:  # type: ignore[
 
     async def run() -> None:
         settings = BenchSettings(**settings_values)
+        profile = os.environ.get("OUTBOX_BENCH_PROFILE")  # diagnostics: cProfile the relay
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
+            profiler.enable()
         pool = await db.create_pool(settings)
         relay = OutboxRelay(settings, pool)
         relay.start()
@@ -122,8 +136,21 @@ def _relay_process(settings_values: dict, ready, stop) -> None:  # type: ignore[
         await asyncio.to_thread(stop.wait)
         await relay.stop()
         await pool.close()
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
 
     asyncio.run(run())
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def p99_of(values: list[float]) -> float:
@@ -132,7 +159,12 @@ def p99_of(values: list[float]) -> float:
 
 
 async def through_outbox(
-    settings_values: dict, pool: asyncpg.Pool, writers: int, total: int, paced_rate: float
+    settings_values: dict,
+    pool: asyncpg.Pool,
+    writers: int,
+    total: int,
+    paced_rate: float,
+    broker_pid: int | None = None,
 ) -> tuple[float, float, float, float, float, float]:
     """State change + outbox row per event (the writers, like the api), the relay in its own
     process (like the worker).
@@ -169,7 +201,13 @@ async def through_outbox(
     # Writers alone, no relay running, flagged awake as a busy relay is (no NOTIFY): the
     # rate the relay's cost comes off. The relay publishes these rows when it starts.
     await pool.execute("UPDATE outbox_relay SET sleeping = false")
+    own_cpu, own_started = cpu_seconds(os.getpid()), time.perf_counter()
     alone = await in_parallel(writers, total, one)
+    print(
+        "  writers alone: their Python (this process) busy"
+        f" {(cpu_seconds(os.getpid()) - own_cpu) / (time.perf_counter() - own_started):.0%}"
+        " of a core"
+    )
 
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
@@ -195,10 +233,39 @@ async def through_outbox(
     try:
         await all_published()
         mark = await pool.fetchval("select coalesce(max(id), 0) from outbox")
+        # Diagnostics only: CPU per event of the relay, its lock connection's backend and the
+        # broker during the flat-out phase.
+        relay_backend = await pool.fetchval(
+            "select pid from pg_locks where locktype = 'advisory' and granted limit 1"
+        )
+        pids = {
+            "relay": relay.pid,
+            "its backend": relay_backend,
+            "broker": broker_pid,
+            "writers' Python": os.getpid(),
+        }
+        claims = "select n_tup_upd from pg_stat_user_tables where relname = 'outbox_relay'"
+        await asyncio.sleep(1.1)  # a busy backend's statistics arrive within a second
+        claims_before = await pool.fetchval(claims)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         await in_parallel(writers, total, one)
+        written = time.perf_counter() - started
         await all_published()
         rate = total / (time.perf_counter() - started)
+        cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        await asyncio.sleep(1.1)
+        claimed = await pool.fetchval(claims) - claims_before
+        print(
+            "  flat out, CPU per event: "
+            + ", ".join(
+                f"{name} {(cpu_after[name] - cpu_before[name]) / total * 1e6:.0f} us"
+                for name in pids
+            )
+            + f" ({rate:.0f} events/s; written in {written * 1000:.0f} ms, all published"
+            f" {total / rate * 1000:.0f} ms; about {claimed} claims,"
+            f" {total / max(1, claimed):.1f} rows each)"
+        )
         p99_flat = p99_of((await lags_after(mark))[0])
 
         mark = await pool.fetchval("select coalesce(max(id), 0) from outbox")
@@ -235,12 +302,20 @@ async def through_outbox(
 
         probe = asyncio.create_task(round_trips())
         await asyncio.sleep(0.2)
+        claims_before = await pool.fetchval(claims)
         # Staggered writers, so the pace is even rather than eight at once.
         await asyncio.gather(*(staggered(paced, w, w * interval / writers) for w in range(writers)))
         await all_published()
         done.set()
         rtts = await probe
         from_commit, from_start = await lags_after(mark)
+        await asyncio.sleep(1.1)
+        claimed = await pool.fetchval(claims) - claims_before
+        print(
+            f"  paced, {len(from_commit)} events: about {claimed} claims,"
+            f" {len(from_commit) / max(1, claimed):.1f} rows each;"
+            f" p50 commit->published {statistics.median(from_commit) * 1000:.1f} ms"
+        )
         return (
             rate,
             p99_flat,
@@ -290,7 +365,12 @@ async def main(events: int, writers: int, rounds: int, pace: float, linger: floa
             commits.append(await bare_commits(pool, writers, events))
             produced.append(await raw_producer(kafka.bootstrap, settings.kafka_idempotence, events))
             rate, p99_flat, p99_paced, p99_started, rtt, writers_alone = await through_outbox(
-                values, pool, writers, events, paced_rate=commits[-1] * pace
+                values,
+                pool,
+                writers,
+                events,
+                paced_rate=commits[-1] * pace,
+                broker_pid=kafka.process.pid if kafka.process else None,
             )
             outboxed.append(rate)
             alone.append(writers_alone)

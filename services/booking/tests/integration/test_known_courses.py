@@ -178,7 +178,7 @@ async def test_the_question_whether_a_time_is_free_is_answered_as_the_booking_wo
                 how.get("calendar"),
                 *(None for _ in range(6)),
             )
-        asked_as = dict(asked)
+        asked_as = claims.busy_as_moments(asked)
         answered = dict(checked)
         revision = answered.pop("client_revision")  # (book_one does not answer it)
         if revision is not None and revision == how.get("client_calendar"):  # kept: left out

@@ -267,3 +267,36 @@ async def test_a_refusal_in_a_calendar_almost_full_offers_the_few_times_left(poo
                 pool, Principal(first, "client"), course, offered[0], f"e{key}", now
             )
     assert left == [2, 0]
+
+
+async def test_the_listing_leaves_out_both_calendars_busy_times_read_in_one_round_trip(
+    pool, kit
+) -> None:
+    """Free slots (one statement: hours and both calendars) leave out the therapist's live
+    sessions and the client's with another therapist, not a cancelled one; a therapist
+    without hours lists none."""
+    now = datetime.now(UTC)
+    therapist, elsewhere = await kit.open_therapist(pool, now), await kit.open_therapist(pool, now)
+    client, other = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    elsewhere_course = await kit.open_course(pool, client, elsewhere, now)
+    others = await kit.open_course(pool, other, therapist, now)
+    me = Principal(client, "client")
+    listed = [s.starts_at for s in (await service.free_slots_for(pool, me, therapist, now)).slots]
+    theirs, mine, cancelled = listed[10], listed[20], listed[30]
+    await service.book_session(pool, Principal(other, "client"), others, theirs, "o", now)
+    await service.book_session(pool, me, elsewhere_course, mine, "m", now)
+    dropped = await service.book_session(pool, me, course, cancelled, "c", now)
+    await service.cancel(pool, me, dropped.session_id, now)
+    after = [s.starts_at for s in (await service.free_slots_for(pool, me, therapist, now)).slots]
+    assert theirs not in after and mine not in after and cancelled in after
+    as_therapist = await service.free_slots_for(
+        pool, Principal(therapist, "therapist"), therapist, now
+    )
+    starts = [s.starts_at for s in as_therapist.slots]
+    assert theirs not in starts and mine in starts  # the client's calendar is not theirs
+    no_hours = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        await service.apply_profile(conn, kit.profile(no_hours), now)
+    unopened = await service.free_slots_for(pool, Principal(no_hours, "therapist"), no_hours, now)
+    assert unopened.slots == []

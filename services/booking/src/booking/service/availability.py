@@ -208,24 +208,27 @@ async def free_slots_for(
     limit: int = 200,
 ) -> FreeSlots:
     """Free slots of a therapist, for the therapist and for clients with a course with them:
-    the precomputed day tables (domain `FreeTime`) minus the busy times, two round trips."""
+    the precomputed day tables (domain `FreeTime`) minus the busy times, one round trip (the
+    therapist's hours and both calendars read together)."""
     client = who.subject if who.role == "client" else None
     if client is None:
         own_calendar(who, therapist_id)
     async with pool.acquire() as conn:
-        view = await store.slot_view(conn, therapist_id, client)
-        if client is not None:
-            if not view["has_course"]:
-                raise not_found("therapist")
-            minutes = minutes or view["course_minutes"]
-        minutes = minutes or SUMMARY_SESSION_MINUTES
-        rules = open_rules(view if view["time_zone"] is not None else None)
-        slots: list[Slot] = []
-        if rules is not None:
-            # A client cannot be in two sessions at once either.
-            therapist_busy, client_busy = await calendars(conn, rules, now, therapist_id, client)
-            free = FreeTime(rules, minutes, therapist_busy + client_busy, now)
-            slots = free.first(limit, since)
+        view = await store.slot_view(conn, therapist_id, client, now)
+    if client is not None:
+        if not view["has_course"]:
+            raise not_found("therapist")
+        minutes = minutes or view["course_minutes"]
+    minutes = minutes or SUMMARY_SESSION_MINUTES
+    rules = open_rules(view if view["time_zone"] is not None else None)
+    slots: list[Slot] = []
+    if rules is not None:
+        # A client cannot be in two sessions at once either.
+        busy = [
+            *zip(view["therapist_starts"], view["therapist_ends"], strict=True),
+            *zip(view["client_starts"], view["client_ends"], strict=True),
+        ]
+        slots = FreeTime(rules, minutes, busy, now).first(limit, since)
     return FreeSlots(therapist_id, view["time_zone"] or DEFAULT_TIME_ZONE, minutes, slots)
 
 

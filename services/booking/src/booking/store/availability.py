@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from booking.domain.availability import Busy
-from booking.store.common import LIVE_SQL
+from booking.store.common import LIVE_SQL, epoch_us_sql, moments
 
 # --------------------------------------------------------------------------- therapists
 
@@ -115,24 +115,47 @@ async def put_availability(
 
 
 async def slot_view(
-    conn: asyncpg.Connection, therapist_id: uuid.UUID, client_id: uuid.UUID | None
-) -> asyncpg.Record:
+    conn: asyncpg.Connection, therapist_id: uuid.UUID, client_id: uuid.UUID | None, now: datetime
+) -> dict[str, Any]:
     """For listing free slots, in one round trip: the therapist's row with `availability`
-    (columns NULL when unknown), whether the client has a course with them (`has_course`), and
-    the length of the client's latest course with them (`course_minutes`)."""
+    (columns NULL when unknown), whether the client has a course with them (`has_course`), the
+    length of the client's latest course with them (`course_minutes`), and both calendars'
+    live busy times that can matter to a booking made `now` (touching a day before `now` to
+    a day after `now` + the horizon): `therapist_starts` and `therapist_ends`, and
+    `client_starts` and `client_ends` (the client's, with any therapist; empty without
+    hours), each pair in the same order, not sorted (`FreeTime` sorts them)."""
     row = await conn.fetchrow(
-        "SELECT t.time_zone, t.published,"
-        " (SELECT to_jsonb(a) FROM availability a WHERE a.therapist_id = $1) AS availability,"
+        "SELECT t.time_zone, t.published, to_jsonb(a) AS availability,"
         " EXISTS (SELECT 1 FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1)"
         "  AS has_course,"
         " (SELECT c.session_minutes FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1"
-        "  ORDER BY c.status = 'active' DESC, c.started_at DESC LIMIT 1) AS course_minutes"
-        " FROM (SELECT 1) AS one LEFT JOIN therapists t ON t.therapist_id = $1",
+        "  ORDER BY c.status = 'active' DESC, c.started_at DESC LIMIT 1) AS course_minutes,"
+        " b.therapist_starts, b.therapist_ends, b.client_starts, b.client_ends"
+        " FROM (SELECT 1) AS one LEFT JOIN therapists t ON t.therapist_id = $1"
+        " LEFT JOIN availability a ON a.therapist_id = $1"
+        " LEFT JOIN LATERAL (SELECT tstzrange($3::timestamptz - interval '1 day',"
+        "  $3::timestamptz + make_interval(days => a.horizon_days + 1)) AS span) w ON true"
+        " LEFT JOIN LATERAL (SELECT"
+        f"  coalesce(array_agg({epoch_us_sql('s.starts_at')})"
+        "   FILTER (WHERE s.therapist_id = $1), '{}') AS therapist_starts,"
+        f"  coalesce(array_agg({epoch_us_sql('s.ends_at')})"
+        "   FILTER (WHERE s.therapist_id = $1), '{}') AS therapist_ends,"
+        f"  coalesce(array_agg({epoch_us_sql('s.starts_at')})"
+        "   FILTER (WHERE s.client_id = $2), '{}') AS client_starts,"
+        f"  coalesce(array_agg({epoch_us_sql('s.ends_at')})"
+        "   FILTER (WHERE s.client_id = $2), '{}') AS client_ends"
+        "  FROM sessions s WHERE a.therapist_id IS NOT NULL"
+        f"  AND ((s.therapist_id = $1 AND s.therapist_span && w.span AND s.{LIVE_SQL})"
+        f"   OR (s.client_id = $2 AND s.client_span && w.span AND s.{LIVE_SQL}))) b ON true",
         therapist_id,
         client_id,
+        now,
     )
     assert row is not None
-    return row
+    view = dict(row)
+    for name in ("therapist_starts", "therapist_ends", "client_starts", "client_ends"):
+        view[name] = moments(view[name])  # (sent as microseconds since the epoch)
+    return view
 
 
 # --------------------------------------------------------------------------- summaries

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from booking.domain.availability import Busy
-from booking.store.common import LIVE_SQL
+from booking.store.common import LIVE_SQL, epoch_us_sql, moments
 from chassis import observability, outbox
 from contracts import EventPayload
 
@@ -263,7 +263,17 @@ _ONE_COLUMNS = (
 _ONE_NEAR = 14 + len(_ONE_COLUMNS)
 # The SQL function book_one (migration 20261204060000): the window and the calendar revision,
 # then the event's outbox columns (chassis.outbox.event_row) follow the session's.
-_BOOK_ONE = f"SELECT * FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 9))})"
+# The busy times it answers come back as microseconds since the epoch (`moments`).
+_BUSY_ARRAYS = ("nearby_starts", "nearby_ends", "client_starts", "client_ends")
+_BOOK_ONE = (
+    "SELECT b.verdict, b.revision, b.earlier_hash, b.earlier_response, b.calendar_revision, "
+    + ", ".join(
+        f"CASE WHEN b.{name} IS NOT NULL THEN array(SELECT {epoch_us_sql('t.at')}"
+        f" FROM unnest(b.{name}) WITH ORDINALITY AS t(at, n) ORDER BY t.n) END AS {name}"
+        for name in _BUSY_ARRAYS
+    )
+    + f" FROM book_one({', '.join(f'${n}' for n in range(1, _ONE_NEAR + 9))}) AS b"
+)
 
 
 async def book_one(
@@ -275,7 +285,7 @@ async def book_one(
     event: EventPayload,
     near: tuple[datetime, datetime],
     calendar: int | None = None,
-) -> asyncpg.Record:
+) -> dict[str, Any]:
     """Book one session in ONE statement, without a transaction of the caller's, if what it
     was decided on still holds: `decided_on` is (course id, course revision, therapist id,
     therapist revision, availability revision). Claims its cells (ascending, first claim
@@ -317,7 +327,15 @@ async def book_one(
         *outbox.event_row(outbox.envelope_for(event), observability.trace_headers()),
     )
     assert row is not None
-    return row
+    return busy_as_moments(row)
+
+
+def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
+    """A `book_one` (or `_CHECK`) row, its busy times made datetimes."""
+    answer = dict(row)
+    for name in _BUSY_ARRAYS:
+        answer[name] = moments(answer[name])
+    return answer
 
 
 # What book_one decides before it writes, as one plain statement (no function call: one
@@ -366,8 +384,8 @@ SELECT c.verdict, NULL::bigint AS revision, c.earlier_hash, c.earlier_response,
        c.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
 FROM calendar c
 LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg(s.starts_at), '{{}}') AS starts,
-           coalesce(array_agg(s.ends_at), '{{}}') AS ends
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
     FROM sessions s
     WHERE c.verdict IN ('taken', 'client_busy')
       AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
@@ -375,8 +393,8 @@ LEFT JOIN LATERAL (
 ) cl ON c.verdict IN ('taken', 'client_busy')
         AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
 LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg(s.starts_at), '{{}}') AS starts,
-           coalesce(array_agg(s.ends_at), '{{}}') AS ends
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
     FROM sessions s
     WHERE c.verdict IN ('taken', 'client_busy')
       AND (c.calendar_revision IS NULL OR c.calendar_revision IS DISTINCT FROM $15::bigint)
@@ -396,7 +414,7 @@ async def check_time(
     near: tuple[datetime, datetime],
     calendar: int | None = None,
     client_calendar: int | None = None,
-) -> asyncpg.Record:
+) -> dict[str, Any]:
     """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
     without booking it: its verdict is 'free' where `book_one` would book (the same row, as
     `_CHECK` reads it, with `client_revision`; the client's busy times are NULL when it is
@@ -420,4 +438,4 @@ async def check_time(
         client_calendar,
     )
     assert row is not None
-    return row
+    return busy_as_moments(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,38 @@ from contracts import EventPayload
 LIVE = ("booked", "attended", "no_show")  # statuses that occupy time (the constraints' WHERE)
 # The same, as SQL the planner can match to the exclusion constraints' partial indexes.
 LIVE_SQL = "status IN ('booked', 'attended', 'no_show')"
+
+
+# --------------------------------------------------------------------------- busy times
+
+# Busy times that come back in bulk (a calendar with a refusal, or with a listing) travel as
+# microseconds since the epoch (int8 arrays), made datetimes here through a kept map: asyncpg
+# makes each timestamptz a new datetime (about half a microsecond each, half a millisecond for
+# a whole calendar's starts and ends), while the same few moments come back read after read.
+def epoch_us_sql(column: str) -> str:
+    """SQL of `column` (a timestamptz) as microseconds since the epoch (exact: numeric)."""
+    return f"(extract(epoch FROM {column}) * 1000000)::int8"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MOMENTS: dict[int, datetime] = {}
+_MOMENTS_KEPT = 200_000  # bounded: when full, it starts again from nothing
+
+
+def moments(micros: Sequence[int] | None) -> list[datetime] | None:
+    """Microseconds since the epoch (`epoch_us_sql`) as UTC datetimes (None stays None)."""
+    if micros is None:
+        return None
+    known = _MOMENTS.get
+    found = [known(m) for m in micros]
+    if None in found:
+        if len(_MOMENTS) >= _MOMENTS_KEPT:
+            _MOMENTS.clear()
+        for index, at in enumerate(found):
+            if at is None:
+                micro = micros[index]
+                at = found[index] = _MOMENTS[micro] = _EPOCH + timedelta(microseconds=micro)
+    return found  # type: ignore[return-value]  # (no None left)
 
 
 # --------------------------------------------------------------------------- outbox

@@ -339,11 +339,9 @@ class OffsetCommits:
             await asyncio.shield(self._task)
 
     async def stop(self) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.flush(), 10)
-        finally:  # the consumer leaves its group whatever became of the last commit
-            await self._stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), 10)
+        await self._stop()
 
 
 def event_context(envelope: Envelope[Any]) -> Any:

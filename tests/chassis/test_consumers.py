@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from faststream import ContextRepo
 from faststream.kafka import KafkaBroker
 
@@ -82,100 +82,6 @@ async def test_an_empty_poll_is_not_followed_by_a_pause(monkeypatch, early) -> N
     assert slept == ([consumer.IDLE_POLL_MS / 1000] if early else [0.0])
     busy = _IdleConsumer(clock, early=early, records=["a", "b"])
     assert await subscriber.get_msg(busy) == ("a", "b")
-
-
-class _SlowCommits:
-    """A consumer's own commit and stop, whose commits wait until `answer` is set."""
-
-    def __init__(self) -> None:
-        self.committed: list[dict[str, int]] = []
-        self.answer = asyncio.Event()
-        self.stopped_after: list[dict[str, int]] | None = None
-
-    async def commit(self, offsets: dict[str, int]) -> None:
-        await self.answer.wait()
-        self.committed.append(offsets)
-
-    async def stop(self) -> None:
-        self.stopped_after = list(self.committed)
-
-
-async def test_offsets_are_committed_beside_the_next_batches_the_newest_at_once() -> None:
-    """An ack does not wait for the broker; acks made while a commit is under way are
-    passed over for the newest positions (one commit more, not one per batch); stopping
-    commits what was asked for before the consumer leaves its group."""
-    own = _SlowCommits()
-    commits = consumer.OffsetCommits(own, interval_s=0.0)
-    commits.install()
-    await own.commit({"p0": 1})  # the ack: returns before the broker answered
-    await asyncio.sleep(0)
-    await own.commit({"p0": 2})
-    await own.commit({"p0": 3})
-    assert own.committed == []
-    own.answer.set()
-    await commits.flush()
-    assert own.committed == [{"p0": 1}, {"p0": 3}]
-    own.answer.clear()
-    await own.commit({"p0": 4})
-    stopping = asyncio.create_task(own.stop())
-    await asyncio.sleep(0.01)
-    assert own.stopped_after is None  # waits for the commit under way
-    own.answer.set()
-    await stopping
-    assert own.stopped_after == [{"p0": 1}, {"p0": 3}, {"p0": 4}]
-
-
-async def test_offset_commits_keep_to_their_interval() -> None:
-    own = _SlowCommits()
-    own.answer.set()
-    commits = consumer.OffsetCommits(own, interval_s=0.2)
-    commits.install()
-    await own.commit({"p0": 1})
-    await asyncio.sleep(0.01)
-    await own.commit({"p0": 2})
-    await asyncio.sleep(0.05)
-    assert own.committed == [{"p0": 1}]  # the next waits out the interval
-    await own.commit({"p0": 3})
-    await asyncio.sleep(0.3)
-    assert own.committed == [{"p0": 1}, {"p0": 3}]
-
-
-async def test_a_stopped_worker_has_committed_what_it_applied(
-    migrated, serve, kafka_bootstrap, topic_prefix
-) -> None:
-    """The commits run in the background; still, once the worker stopped, its group's
-    offsets are at the end of what it applied (a restart gets none of it again)."""
-    settings = await migrated(LEDGER, consumer_commit_interval_s=5.0)
-    pool = await db.create_pool(settings)
-    reviews = [review() for _ in range(3)]
-    try:
-        async with serve(build(LEDGER, settings, "worker")):
-            for one in reviews:  # one at a time: each batch's commit after the first waits
-                await publish(kafka_bootstrap, topic_prefix, one)
-                await eventually(lambda one=one: _applied(pool, one.therapist_id))
-        topic = settings.topic(REGISTRY.topic(ReviewPublished))
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=kafka_bootstrap, group_id=settings.group("ledger")
-        )
-        await reader.start()
-        try:
-            partitions = sorted(reader.partitions_for_topic(topic) or ())
-            if not partitions:
-                await reader._client.force_metadata_update()
-                partitions = sorted(reader.partitions_for_topic(topic) or ())
-            tps = [TopicPartition(topic, p) for p in partitions]
-            ends = await reader.end_offsets(tps)
-            committed = {tp: await reader.committed(tp) for tp in tps}
-        finally:
-            await reader.stop()
-        assert sum(ends.values()) >= len(reviews)
-        assert {tp: offset or 0 for tp, offset in committed.items()} == ends
-    finally:
-        await pool.close()
-
-
-async def _applied(pool, therapist_id) -> bool:
-    return await entries_for(pool, therapist_id) == 1
 
 
 async def test_duplicates_do_nothing_and_transient_failures_are_retried(

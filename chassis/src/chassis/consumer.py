@@ -22,9 +22,7 @@ publisher there):
 
 What FastStream does: the consumer group and its Kafka consumer, fetching up to
 `consumer_batch_size` records at once, committing offsets only after the subscriber
-returned (`AckPolicy.NACK_ON_ERROR`: on an error the batch comes again; the commit itself
-runs beside the next batches, at most one per `consumer_commit_interval_s`:
-`OffsetCommits`), the AsyncAPI
+returned (`AckPolicy.NACK_ON_ERROR`: on an error the batch comes again), the AsyncAPI
 document from these very subscribers, the context the subscriber's and the handlers'
 dependencies come from (`Context()`, `Depends`), and `TestKafkaBroker` for fast tests
 of the handlers (`chassis.testing.handlers`).
@@ -53,7 +51,6 @@ from typing import Annotated, Any, Concatenate, ParamSpec, Protocol, TypeVar, ge
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer
 from faststream import AckPolicy, Context, ContextRepo
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.message import KafkaMessage
@@ -232,28 +229,21 @@ class EventConsumers:
                 description=" ".join(f"{s.name}: {(s.func.__doc__ or '').strip()}" for s in specs),
             )
             subscriber(applier.endpoint())
-            _poll_without_pause(subscriber, settings.consumer_commit_interval_s)
+            _poll_without_pause(subscriber)
 
 
 # A poll of an idle consumer group waits this long for records before it polls again.
 IDLE_POLL_MS = 100
 
 
-def _poll_without_pause(subscriber: Any, commit_interval_s: float | None = None) -> None:
+def _poll_without_pause(subscriber: Any) -> None:
     """FastStream's batch subscriber sleeps `batch_timeout_ms` after an empty poll, although
     the poll itself already waited that long for records: a record arriving meanwhile
     waits out the sleep. Its poll is replaced by one that only waits in the poll (which
     returns the moment records come); an empty poll that returned early (it should not)
-    still waits out the rest, so nothing spins. With `commit_interval_s` the consumer it
-    polls commits its offsets beside the next batches (`OffsetCommits`)."""
+    still waits out the rest, so nothing spins."""
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
-        if (
-            commit_interval_s is not None
-            and isinstance(consumer, AIOKafkaConsumer)
-            and not isinstance(consumer.commit, _CommitInBackground)
-        ):
-            OffsetCommits(consumer, commit_interval_s).install()
         timeout_ms = subscriber.batch_timeout_ms
         started = time.monotonic()
         batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=subscriber.max_records)
@@ -263,85 +253,6 @@ def _poll_without_pause(subscriber: Any, commit_interval_s: float | None = None)
         return tuple(record for records in batches.values() for record in records)
 
     subscriber.get_msg = get_msg
-
-
-class _CommitInBackground:
-    """The `commit` an `OffsetCommits` puts on its consumer (recognisable, so it is put once)."""
-
-    def __init__(self, commits: "OffsetCommits") -> None:
-        self.commits = commits
-
-    async def __call__(self, offsets: Any = None) -> None:
-        self.commits.request(offsets)
-
-
-class OffsetCommits:
-    """A consumer's offset commits, beside its next batches instead of before them.
-
-    FastStream commits after each batch (the ack) and polls again only once the broker
-    answered: about 1 ms a batch on the embedded broker, during which records that came
-    wait, and a commit request per batch for the broker to serve. Here the ack takes the
-    consumer's positions as they are (the end of the batch just applied: the next poll
-    has not run) and returns; one commit at a time runs in the background, at most one
-    per `interval_s`, with the newest positions asked for by then (older ones are passed
-    over). A commit that fails (a rebalance took the partition) is left to the next one.
-
-    What a crash or a rebalance loses is at most the last interval's commits: those
-    records come again and the inbox makes them do nothing, as for any redelivery. On
-    stop the newest positions are committed before the consumer leaves its group."""
-
-    def __init__(self, consumer: Any, interval_s: float) -> None:
-        self.consumer = consumer
-        self.interval_s = interval_s
-        self._commit = consumer.commit  # the consumer's own: waits for the broker
-        self._stop = consumer.stop
-        self._wanted: dict[Any, int] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._last = -float("inf")
-        self._stopping = False
-
-    def install(self) -> None:
-        self.consumer.commit = _CommitInBackground(self)
-        self.consumer.stop = self.stop
-
-    def request(self, offsets: dict[Any, int] | None = None) -> None:
-        """Commit these offsets (default: the consumer's positions now) soon."""
-        if offsets is None:
-            subscription = self.consumer._subscription.subscription
-            assignment = subscription.assignment if subscription is not None else None
-            if assignment is None:
-                return  # nothing assigned (a rebalance): nothing to commit
-            offsets = assignment.all_consumed_offsets()
-        self._wanted = dict(offsets)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while self._wanted is not None:
-            wait = self._last + self.interval_s - time.monotonic()
-            if wait > 0 and not self._stopping:
-                await asyncio.sleep(wait)  # more positions may come meanwhile: the newest go
-            offsets, self._wanted = self._wanted, None
-            self._last = time.monotonic()
-            if not offsets:
-                continue
-            try:
-                await self._commit(offsets)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the next commit carries newer positions
-                log.info("offset commit failed; the next one covers it", error=repr(exc))
-
-    async def flush(self) -> None:
-        """Until what was asked for is committed (or failed)."""
-        self._stopping = True
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
-
-    async def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flush(), 10)
-        await self._stop()
 
 
 def event_context(envelope: Envelope[Any]) -> Any:

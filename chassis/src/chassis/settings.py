@@ -63,10 +63,6 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
     # A batch's partitions are applied side by side on this many connections at most.
     consumer_lanes: int = Field(default=4, ge=1, le=64)
-    # Offsets are committed beside the next batches (the next poll does not wait for the
-    # broker's answer), at most once per this interval with the newest positions. A crash
-    # or rebalance delivers at most this interval's records again (the inbox ignores them).
-    consumer_commit_interval_s: float = Field(default=0.1, ge=0, le=60)
     # Outbox relay.
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_s: float = Field(default=0.25, gt=0)

@@ -338,6 +338,23 @@ def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
     return answer
 
 
+
+def _calendar_read(alias: str, revision: str, kept: str, owner: str, span: str) -> str:
+    """`_CHECK`'s read of one calendar's busy times in the window ($13, $14): only for a
+    refusal, and only when its `revision` is not the one the caller `kept`."""
+    asked = (
+        f"c.verdict IN ('taken', 'client_busy')"
+        f" AND (c.{revision} IS NULL OR c.{revision} IS DISTINCT FROM {kept}::bigint)"
+    )
+    return f"""LEFT JOIN LATERAL (
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
+    FROM sessions s
+    WHERE {asked}
+      AND s.{owner} AND s.{span} && tstzrange($13, $14) AND s.{LIVE_SQL}
+) {alias} ON {asked}"""
+
+
 # What book_one decides before it writes, as one plain statement (no function call: one
 # executor start instead of one per statement of the function, and 16 parameters instead of
 # 40). Parameters: the five of `decided_on`, the first and the last cell, client, actor, key,
@@ -383,24 +400,8 @@ SELECT c.verdict, NULL::bigint AS revision, c.earlier_hash, c.earlier_response,
        c.calendar_revision, t.starts AS nearby_starts, t.ends AS nearby_ends,
        c.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
 FROM calendar c
-LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
-           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
-    FROM sessions s
-    WHERE c.verdict IN ('taken', 'client_busy')
-      AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
-      AND s.client_id = $8 AND s.client_span && tstzrange($13, $14) AND s.{LIVE_SQL}
-) cl ON c.verdict IN ('taken', 'client_busy')
-        AND (c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $16::bigint)
-LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
-           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
-    FROM sessions s
-    WHERE c.verdict IN ('taken', 'client_busy')
-      AND (c.calendar_revision IS NULL OR c.calendar_revision IS DISTINCT FROM $15::bigint)
-      AND s.therapist_id = $3 AND s.therapist_span && tstzrange($13, $14) AND s.{LIVE_SQL}
-) t ON c.verdict IN ('taken', 'client_busy')
-       AND (c.calendar_revision IS NULL OR c.calendar_revision IS DISTINCT FROM $15::bigint)
+{_calendar_read("cl", "client_revision", "$16", "client_id = $8", "client_span")}
+{_calendar_read("t", "calendar_revision", "$15", "therapist_id = $3", "therapist_span")}
 """
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from booking.domain.availability import Busy
-from booking.store.common import LIVE_SQL, epoch_us_sql, moments
+from booking.store.common import LIVE_SQL, epoch_us_sql, with_moments
 
 # --------------------------------------------------------------------------- therapists
 
@@ -152,10 +152,8 @@ async def slot_view(
         now,
     )
     assert row is not None
-    view = dict(row)
-    for name in ("therapist_starts", "therapist_ends", "client_starts", "client_ends"):
-        view[name] = moments(view[name])  # (sent as microseconds since the epoch)
-    return view
+    # (the busy times are sent as microseconds since the epoch)
+    return with_moments(row, ("therapist_starts", "therapist_ends", "client_starts", "client_ends"))
 
 
 # --------------------------------------------------------------------------- summaries

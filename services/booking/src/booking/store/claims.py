@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from booking.domain.availability import Busy
-from booking.store.common import LIVE_SQL, epoch_us_sql, moments
+from booking.store.common import LIVE_SQL, epoch_us_sql, with_moments
 from chassis import observability, outbox
 from contracts import EventPayload
 
@@ -332,10 +332,7 @@ async def book_one(
 
 def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
     """A `book_one` (or `_CHECK`) row, its busy times made datetimes."""
-    answer = dict(row)
-    for name in _BUSY_ARRAYS:
-        answer[name] = moments(answer[name])
-    return answer
+    return with_moments(row, _BUSY_ARRAYS)
 
 
 

@@ -50,6 +50,14 @@ def moments(micros: Sequence[int] | None) -> list[datetime] | None:
     return found  # type: ignore[return-value]  # (no None left)
 
 
+def with_moments(row: asyncpg.Record, names: Sequence[str]) -> dict[str, Any]:
+    """`row` as a dict, its `names` columns (`epoch_us_sql` arrays) made datetimes."""
+    found = dict(row)
+    for name in names:
+        found[name] = moments(found[name])
+    return found
+
+
 # --------------------------------------------------------------------------- outbox
 
 

@@ -444,8 +444,8 @@ class OutboxRelay:
                         await producer.stop()
         finally:
             self.is_leader = False
-            # Apart: a failed unlock (the connection is gone) must not leave the listener on
-            # a connection that goes back to the pool, nor the other way round.
+            # Apart: an UNLISTEN that fails must not skip the unlock (a connection still open
+            # would go back to the pool holding the lock).
             with contextlib.suppress(Exception):
                 await conn.remove_listener(channel(self.schema), self._on_notify)
             with contextlib.suppress(Exception):

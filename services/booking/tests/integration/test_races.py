@@ -300,3 +300,59 @@ async def test_the_listing_leaves_out_both_calendars_busy_times_read_in_one_roun
         await service.apply_profile(conn, kit.profile(no_hours), now)
     unopened = await service.free_slots_for(pool, Principal(no_hours, "therapist"), no_hours, now)
     assert unopened.slots == []
+
+
+async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_asked_about_after(
+    pool, kit, monkeypatch
+) -> None:
+    """Eight clients of one replica ask for the same time at once. The first sends the
+    booking; the others wait for it, then ask whether the time is still free (the small
+    question) instead of each sending a whole booking that blocks on the first's claim: one
+    session, seven refusals with alternatives, and one booking statement sent."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    clients = [uuid.uuid4() for _ in range(8)]
+    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
+    listed = await service.free_slots_for(
+        pool, Principal(clients[0], "client"), therapist, now, limit=2000
+    )
+    wanted = listed.slots[2].starts_at
+    # Each client has booked another time before (one by one), so this replica knows their
+    # courses and the contended bookings decide from memory.
+    elsewhere = [s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)]
+    for n, (client, course) in enumerate(zip(clients, courses, strict=True)):
+        await service.book_session(
+            pool, Principal(client, "client"), course, elsewhere[8 * n], f"before-{client}", now
+        )
+    # Eight connections open already: none of the eight arrives late, after a connect.
+    held = [await pool.acquire() for _ in clients]
+    for conn in held:
+        await pool.release(conn)
+    sent = {"book_one": 0, "check_time": 0}
+    for name in sent:
+
+        def counting(real=getattr(store, name), name=name):  # a spy: the database still answers
+            async def call(*args, **kwargs):
+                sent[name] += 1
+                return await real(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(store, name, counting())
+
+    async def book(client: uuid.UUID, course: uuid.UUID) -> str:
+        try:
+            await service.book_session(
+                pool, Principal(client, "client"), course, wanted, f"once-{client}", now
+            )
+        except Conflict as exc:
+            assert len(exc.extra["alternatives"]) == 3, exc.extra
+            assert wanted.isoformat() not in [a["starts_at"] for a in exc.extra["alternatives"]]
+            return exc.code
+        return "booked"
+
+    outcomes = await asyncio.gather(*(book(c, k) for c, k in zip(clients, courses, strict=True)))
+    assert sorted(outcomes) == ["booked"] + ["taken"] * 7, outcomes
+    assert sent == {"book_one": 1, "check_time": 7}, sent
+    booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
+    assert booked.count(wanted) == 1 and len(booked) == 9

@@ -11,9 +11,12 @@ booking reads again and decides on what the database holds.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import operator
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -301,3 +304,52 @@ def unseen(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> N
     index = _window(therapist_id, starts_at, ends_at)
     if index is not None:
         del _SEEN[therapist_id][index]
+
+
+# --------------------------------------------------------------------------- in flight
+
+
+# The bookings this replica is sending right now, per therapist: (start, end + buffer, done).
+# Under contention many clients are offered the same few free times and ask for them at
+# once. A booking whose time overlaps one in flight here waits for it first, then asks
+# whether the time is free (`store.check_time`) and books only if it is: when the first has
+# booked, the rest are refused by that small question instead of each sending a whole
+# booking that would block on the first's claim in the database and fail there. Nothing is
+# decided here: only this replica's bookings wait (about one round trip), and those of other
+# replicas meet in the database as before.
+_IN_FLIGHT: dict[uuid.UUID, list[tuple[datetime, datetime, asyncio.Future[None]]]] = {}
+
+
+async def after_overlapping(therapist_id: uuid.UUID, starts_at: datetime, until: datetime) -> bool:
+    """Returns once no booking of this replica for the therapist's time [starts_at, until)
+    (the session and its buffer) is in flight: whether it waited for one."""
+    waited = False
+    while True:
+        waiting = next(
+            (
+                done
+                for low, high, done in _IN_FLIGHT.get(therapist_id, ())
+                if low < until and starts_at < high
+            ),
+            None,
+        )
+        if waiting is None:
+            return waited
+        await asyncio.shield(waiting)  # (a cancelled waiter must not cancel it for the rest)
+        waited = True
+
+
+@contextlib.contextmanager
+def in_flight(therapist_id: uuid.UUID, starts_at: datetime, until: datetime) -> Iterator[None]:
+    """A booking of the therapist's time [starts_at, until) being sent, for as long as the
+    block runs (`after_overlapping` waits for it)."""
+    entry = (starts_at, until, asyncio.get_running_loop().create_future())
+    _IN_FLIGHT.setdefault(therapist_id, []).append(entry)
+    try:
+        yield
+    finally:
+        entries = _IN_FLIGHT[therapist_id]
+        entries.remove(entry)
+        if not entries:
+            del _IN_FLIGHT[therapist_id]
+        entry[2].set_result(None)

@@ -405,12 +405,17 @@ async def book_session(
             ends_at = starts_at + timedelta(minutes=row["session_minutes"])
             buffer = timedelta(minutes=rules.buffer_minutes)
             window = refusal_window(rules, row["therapist_id"], now, starts_at)
+            waited = await contexts.after_overlapping(
+                row["therapist_id"], starts_at, ends_at + buffer
+            )
             known = contexts.calendar_kept(row["therapist_id"], *window)
             calendar = None if known is None else known.revision
-            if nearby is None and contexts.seems_taken(
-                row["therapist_id"], starts_at, ends_at, buffer
+            if waited or (
+                nearby is None
+                and contexts.seems_taken(row["therapist_id"], starts_at, ends_at, buffer)
             ):
-                # Believed taken: ask, and book only if the answer is 'free'.
+                # Believed taken (or just booked by this replica): ask, and book only if the
+                # answer is 'free'.
                 client_known = contexts.client_kept(row["therapist_id"], row["client_id"], *window)
                 checked = await store.check_time(
                     conn,
@@ -441,15 +446,16 @@ async def book_session(
             answer = SessionRecord.of(booked)
             request_hash = _session_fingerprint(course_id, starts_at)
             try:
-                outcome = await store.book_one(
-                    conn,
-                    decided_on=context.decided_on,
-                    session=booked,
-                    answer=(who.subject, idempotency_key, request_hash, kept_json(answer)),
-                    event=_booked_event(booked),
-                    near=window,
-                    calendar=calendar,
-                )
+                with contexts.in_flight(row["therapist_id"], starts_at, ends_at + buffer):
+                    outcome = await store.book_one(
+                        conn,
+                        decided_on=context.decided_on,
+                        session=booked,
+                        answer=(who.subject, idempotency_key, request_hash, kept_json(answer)),
+                        event=_booked_event(booked),
+                        near=window,
+                        calendar=calendar,
+                    )
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
                     _client_busy() if exc.constraint_name == "client_free" else taken_refusal()

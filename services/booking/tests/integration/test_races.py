@@ -302,13 +302,13 @@ async def test_the_listing_leaves_out_both_calendars_busy_times_read_in_one_roun
     assert unopened.slots == []
 
 
-async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_asked_about_after(
+async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_rest_asked_together(
     pool, kit, monkeypatch
 ) -> None:
     """Eight clients of one replica ask for the same time at once. The first sends the
-    booking; the others wait for it, then ask whether the time is still free (the small
-    question) instead of each sending a whole booking that blocks on the first's claim: one
-    session, seven refusals with alternatives, and one booking statement sent."""
+    booking; the others wait for it, then ask together, in one statement, whether their times
+    are still free (instead of each sending a whole booking that blocks on the first's claim):
+    one session, seven refusals with alternatives, one booking and one question sent."""
     now = datetime.now(UTC)
     therapist = await kit.open_therapist(pool, now)
     clients = [uuid.uuid4() for _ in range(8)]
@@ -328,7 +328,7 @@ async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_asked_
     held = [await pool.acquire() for _ in clients]
     for conn in held:
         await pool.release(conn)
-    sent = {"book_one": 0, "check_time": 0}
+    sent = {"book_one": 0, "check_time": 0, "check_times": 0}
     for name in sent:
 
         def counting(real=getattr(store, name), name=name):  # a spy: the database still answers
@@ -353,6 +353,73 @@ async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_asked_
 
     outcomes = await asyncio.gather(*(book(c, k) for c, k in zip(clients, courses, strict=True)))
     assert sorted(outcomes) == ["booked"] + ["taken"] * 7, outcomes
-    assert sent == {"book_one": 1, "check_time": 7}, sent
+    assert sent == {"book_one": 1, "check_time": 0, "check_times": 1}, sent
     booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
     assert booked.count(wanted) == 1 and len(booked) == 9
+
+
+async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, kit) -> None:
+    """`store.check_times` gives every booking of a therapist the row `store.check_time`
+    gives it alone: taken, free, an earlier answer to the key, a stale decision, the client
+    busy with another therapist; with the therapist's busy times, or without them when the
+    revision kept is the current one."""
+    now = datetime.now(UTC)
+    therapist, elsewhere = await kit.open_therapist(pool, now), await kit.open_therapist(pool, now)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other = await kit.open_course(pool, second, therapist, now)
+    away = await kit.open_course(pool, first, elsewhere, now)
+    free = await service.free_slots_for(pool, Principal(first, "client"), therapist, now, limit=50)
+    taken, open_, busy_away = (free.slots[n].starts_at for n in (0, 8, 16))
+    await service.book_session(pool, Principal(first, "client"), course, taken, "a1", now)
+    await service.book_session(pool, Principal(first, "client"), away, busy_away, "a2", now)
+    revisions = await pool.fetchrow(
+        "SELECT (SELECT revision FROM courses WHERE course_id = $1) AS mine,"
+        " (SELECT revision FROM courses WHERE course_id = $2) AS theirs,"
+        " (SELECT revision FROM therapists WHERE therapist_id = $3) AS therapist,"
+        " (SELECT revision FROM availability WHERE therapist_id = $3) AS hours,"
+        " (SELECT revision FROM calendar_revisions WHERE therapist_id = $3) AS calendar",
+        course,
+        other,
+        therapist,
+    )
+
+    def question(course_id, revision, client, at, key, client_calendar=None):
+        return {
+            "decided_on": (
+                course_id,
+                revision,
+                therapist,
+                revisions["therapist"],
+                revisions["hours"],
+            ),
+            "client_id": client,
+            "span": (at, at + timedelta(minutes=45), 15),
+            "key": (client, key),
+            "client_calendar": client_calendar,
+        }
+
+    asked = [
+        question(other, revisions["theirs"], second, taken, "b1"),  # taken
+        question(other, revisions["theirs"], second, open_, "b2"),  # free
+        question(course, revisions["mine"], first, taken, "a1"),  # earlier
+        question(other, revisions["theirs"] - 1, second, open_, "b3"),  # stale
+        question(course, revisions["mine"], first, busy_away, "a3"),  # client busy
+    ]
+    near = (now, now + timedelta(days=60))
+    async with pool.acquire() as conn:
+        for calendar in (None, revisions["calendar"]):
+            alone = [await store.check_time(conn, near=near, calendar=calendar, **q) for q in asked]
+            together = await store.check_times(
+                conn, therapist_id=therapist, asked=asked, near=near, calendar=calendar
+            )
+            assert together == alone
+            assert [row["verdict"] for row in together] == [
+                "taken",
+                "free",
+                "earlier",
+                "stale",
+                "client_busy",
+            ]
+            assert (together[0]["nearby_starts"] is None) == (calendar is not None)
+    assert together[0]["nearby_starts"] is None and alone[0]["client_starts"] is not None

@@ -19,13 +19,15 @@ async def test_a_booking_overlapping_one_in_flight_waits_for_it_and_says_so() ->
     order: list[str] = []
     release = asyncio.Event()
 
-    async def first() -> None:
-        with contexts.in_flight(therapist, NINE, NINE + HOUR):
+    async def first() -> contexts.Flight:
+        with contexts.in_flight(therapist, NINE, NINE + HOUR) as flight:
             order.append("first sends")
             await release.wait()
-            order.append("first answered")
+            flight.booked = True
+            order.append("first booked")
+        return flight
 
-    async def second() -> bool:
+    async def second() -> tuple[bool, contexts.Flight | None]:
         waited = await contexts.after_overlapping(therapist, NINE + HOUR / 2, NINE + 2 * HOUR)
         order.append("second goes on")
         return waited
@@ -36,9 +38,8 @@ async def test_a_booking_overlapping_one_in_flight_waits_for_it_and_says_so() ->
     await asyncio.sleep(0.01)
     assert order == ["first sends"] and not waiting.done()
     release.set()
-    assert await waiting is True
-    await sending
-    assert order == ["first sends", "first answered", "second goes on"]
+    assert await waiting == (True, await sending)  # it waited, for the one that booked
+    assert order == ["first sends", "first booked", "second goes on"]
 
 
 async def test_other_times_other_therapists_and_touching_times_do_not_wait() -> None:
@@ -48,13 +49,13 @@ async def test_other_times_other_therapists_and_touching_times_do_not_wait() -> 
         # it waits).
         assert await asyncio.wait_for(
             contexts.after_overlapping(therapist, NINE + HOUR, NINE + 2 * HOUR), 1
-        ) is False
+        ) == (False, None)
         assert await asyncio.wait_for(
             contexts.after_overlapping(therapist, NINE - HOUR, NINE), 1
-        ) is False
+        ) == (False, None)
         assert await asyncio.wait_for(
             contexts.after_overlapping(uuid.uuid4(), NINE, NINE + HOUR), 1
-        ) is False
+        ) == (False, None)
 
 
 async def test_a_failed_booking_ends_the_wait_and_a_cancelled_waiter_cancels_nothing() -> None:
@@ -77,7 +78,7 @@ async def test_a_failed_booking_ends_the_wait_and_a_cancelled_waiter_cancels_not
     release.set()
     with pytest.raises(RuntimeError):
         await sending
-    assert await patient is True
+    assert await patient == (True, None)  # it waited, for one that did not book
     with pytest.raises(asyncio.CancelledError):
         await impatient
-    assert await contexts.after_overlapping(therapist, NINE, NINE + HOUR) is False
+    assert await contexts.after_overlapping(therapist, NINE, NINE + HOUR) == (False, None)

@@ -317,39 +317,81 @@ def unseen(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> N
 # booking that would block on the first's claim in the database and fail there. Nothing is
 # decided here: only this replica's bookings wait (about one round trip), and those of other
 # replicas meet in the database as before.
-_IN_FLIGHT: dict[uuid.UUID, list[tuple[datetime, datetime, asyncio.Future[None]]]] = {}
+@dataclass(slots=True)
+class Asking:
+    """The bookings that waited for one that booked, asking together whether their times are
+    free (`store.check_times`): in the `window` of busy times the first chose, with the
+    therapist's busy times `known` then; `answers` their rows in order (None when the one
+    asking for all failed: each asks alone)."""
+
+    window: tuple[datetime, datetime]
+    known: Calendar | None
+    questions: list[dict[str, Any]]
+    answers: asyncio.Future[list[dict[str, Any]] | None]
+    sent: bool = False
 
 
-async def after_overlapping(therapist_id: uuid.UUID, starts_at: datetime, until: datetime) -> bool:
+@dataclass(slots=True)
+class Flight:
+    """A booking of the therapist's time [low, high) being sent; `booked` once it booked;
+    `asking`: the bookings that waited for it, once one of them asks."""
+
+    low: datetime
+    high: datetime
+    done: asyncio.Future[Flight]
+    booked: bool = False
+    asking: Asking | None = None
+
+
+_IN_FLIGHT: dict[uuid.UUID, list[Flight]] = {}
+
+
+async def after_overlapping(
+    therapist_id: uuid.UUID, starts_at: datetime, until: datetime
+) -> tuple[bool, Flight | None]:
     """Returns once no booking of this replica for the therapist's time [starts_at, until)
-    (the session and its buffer) is in flight: whether it waited for one."""
-    waited = False
+    (the session and its buffer) is in flight: whether it waited for one, and the last it
+    waited for that booked (None if none did)."""
+    waited, booked = False, None
     while True:
         waiting = next(
             (
-                done
-                for low, high, done in _IN_FLIGHT.get(therapist_id, ())
-                if low < until and starts_at < high
+                flight.done
+                for flight in _IN_FLIGHT.get(therapist_id, ())
+                if flight.low < until and starts_at < flight.high
             ),
             None,
         )
         if waiting is None:
-            return waited
-        await asyncio.shield(waiting)  # (a cancelled waiter must not cancel it for the rest)
+            return waited, booked
+        flight = await asyncio.shield(waiting)  # (a cancelled waiter must not cancel it)
         waited = True
+        if flight.booked:
+            booked = flight
+
+
+def asking_after(
+    flight: Flight, window: tuple[datetime, datetime], known: Calendar | None
+) -> Asking | None:
+    """The question asked together by the bookings that waited for `flight`, made with this
+    `window` and the therapist's busy times `known` in it if none asked yet; None once it has
+    been sent (ask alone then)."""
+    if flight.asking is None:
+        flight.asking = Asking(window, known, [], asyncio.get_running_loop().create_future())
+    return None if flight.asking.sent else flight.asking
 
 
 @contextlib.contextmanager
-def in_flight(therapist_id: uuid.UUID, starts_at: datetime, until: datetime) -> Iterator[None]:
+def in_flight(therapist_id: uuid.UUID, starts_at: datetime, until: datetime) -> Iterator[Flight]:
     """A booking of the therapist's time [starts_at, until) being sent, for as long as the
-    block runs (`after_overlapping` waits for it)."""
-    entry = (starts_at, until, asyncio.get_running_loop().create_future())
-    _IN_FLIGHT.setdefault(therapist_id, []).append(entry)
+    block runs (`after_overlapping` waits for it); the block sets `booked` when it booked."""
+    flight = Flight(starts_at, until, asyncio.get_running_loop().create_future())
+    _IN_FLIGHT.setdefault(therapist_id, []).append(flight)
     try:
-        yield
+        yield flight
     finally:
-        entries = _IN_FLIGHT[therapist_id]
-        entries.remove(entry)
-        if not entries:
+        flights = _IN_FLIGHT[therapist_id]
+        flights.remove(flight)
+        if not flights:
             del _IN_FLIGHT[therapist_id]
-        entry[2].set_result(None)
+        flight.done.set_result(flight)

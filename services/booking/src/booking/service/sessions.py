@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -405,10 +406,15 @@ async def book_session(
             ends_at = starts_at + timedelta(minutes=row["session_minutes"])
             buffer = timedelta(minutes=rules.buffer_minutes)
             window = refusal_window(rules, row["therapist_id"], now, starts_at)
-            waited = await contexts.after_overlapping(
+            waited, booked_by = await contexts.after_overlapping(
                 row["therapist_id"], starts_at, ends_at + buffer
             )
             known = contexts.calendar_kept(row["therapist_id"], *window)
+            together = None
+            if booked_by is not None:  # ask with the others that waited for it
+                together = contexts.asking_after(booked_by, window, known)
+                if together is not None:
+                    window, known = together.window, together.known
             calendar = None if known is None else known.revision
             if waited or (
                 nearby is None
@@ -417,16 +423,22 @@ async def book_session(
                 # Believed taken (or just booked by this replica): ask, and book only if the
                 # answer is 'free'.
                 client_known = contexts.client_kept(row["therapist_id"], row["client_id"], *window)
-                checked = await store.check_time(
-                    conn,
-                    decided_on=context.decided_on,
-                    client_id=row["client_id"],
-                    span=(starts_at, ends_at, rules.buffer_minutes),
-                    key=(who.subject, idempotency_key),
-                    near=window,
-                    calendar=calendar,
-                    client_calendar=None if client_known is None else client_known.client_revision,
-                )
+                question = {
+                    "decided_on": context.decided_on,
+                    "client_id": row["client_id"],
+                    "span": (starts_at, ends_at, rules.buffer_minutes),
+                    "key": (who.subject, idempotency_key),
+                    "client_calendar": None
+                    if client_known is None
+                    else client_known.client_revision,
+                }
+                checked = None
+                if together is not None:
+                    checked = await _asked_together(conn, together, row["therapist_id"], question)
+                if checked is None:
+                    checked = await store.check_time(
+                        conn, near=window, calendar=calendar, **question
+                    )
                 if checked["verdict"] != "free":
                     settled = await _settled(
                         conn, checked, context, now, (starts_at, window), (known, client_known)
@@ -446,7 +458,7 @@ async def book_session(
             answer = SessionRecord.of(booked)
             request_hash = _session_fingerprint(course_id, starts_at)
             try:
-                with contexts.in_flight(row["therapist_id"], starts_at, ends_at + buffer):
+                with contexts.in_flight(row["therapist_id"], starts_at, ends_at + buffer) as flight:
                     outcome = await store.book_one(
                         conn,
                         decided_on=context.decided_on,
@@ -456,6 +468,7 @@ async def book_session(
                         near=window,
                         calendar=calendar,
                     )
+                    flight.booked = outcome["verdict"] == "booked"
             except asyncpg.ExclusionViolationError as exc:
                 refused = (
                     _client_busy() if exc.constraint_name == "client_free" else taken_refusal()
@@ -486,6 +499,37 @@ async def book_session(
                 continue
             return settled
     raise _course_changed()
+
+
+async def _asked_together(
+    conn: asyncpg.Connection,
+    together: contexts.Asking,
+    therapist_id: uuid.UUID,
+    question: dict[str, Any],
+) -> dict[str, Any] | None:
+    """This booking's answer to the question asked together (`store.check_times`) by the
+    bookings that waited for one that booked: the first to ask lets the others that woke with
+    it add theirs, then asks for all on its connection. None when that failed (ask alone)."""
+    index = len(together.questions)
+    together.questions.append(question)
+    if index > 0:
+        answers = await asyncio.shield(together.answers)
+        return None if answers is None else answers[index]
+    await asyncio.sleep(0)  # the others woken with it run up to here and add their questions
+    together.sent = True
+    answers = None
+    try:
+        known = together.known
+        answers = await store.check_times(
+            conn,
+            therapist_id=therapist_id,
+            asked=together.questions,
+            near=together.window,
+            calendar=None if known is None else known.revision,
+        )
+    finally:
+        together.answers.set_result(answers)
+    return answers[0]
 
 
 async def _settled(

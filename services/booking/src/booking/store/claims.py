@@ -335,7 +335,6 @@ def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
     return with_moments(row, _BUSY_ARRAYS)
 
 
-
 def _calendar_read(alias: str, revision: str, kept: str, owner: str, span: str) -> str:
     """`_CHECK`'s read of one calendar's busy times in the window ($13, $14): only for a
     refusal, and only when its `revision` is not the one the caller `kept`."""
@@ -437,3 +436,112 @@ async def check_time(
     )
     assert row is not None
     return busy_as_moments(row)
+
+
+# `check_time` for many bookings of one therapist at once (those that waited for one booking
+# in flight and now ask whether their times are free): one statement, the therapist's
+# calendar revision and busy times in the window ($14, $15) read once (only when not at the
+# revision kept, $16), each booking's own answer, decision revisions, cells and client
+# calendar as `_CHECK` reads them. Parameters: arrays of course id, course revision,
+# therapist revision, availability revision, first cell, last cell, client, actor, key,
+# start, end, client calendar revision kept ($1..$12); therapist ($13).
+_CHECK_MANY = f"""
+WITH asked AS MATERIALIZED (
+    SELECT q.n, q.client_id, q.starts_at, q.ends_at, q.client_kept,
+           k.request_hash AS earlier_hash, k.response AS earlier_response,
+           EXISTS (SELECT FROM courses c WHERE c.course_id = q.course_id
+                   AND c.revision = q.revision)
+           AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = $13
+                       AND t.revision = q.therapist_revision)
+           AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = $13
+                       AND a.revision = q.availability_revision) AS current,
+           EXISTS (SELECT FROM claimed_cells WHERE therapist_id = $13
+                   AND cell BETWEEN q.first_cell AND q.last_cell) AS taken
+    FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[],
+                $6::timestamptz[], $7::uuid[], $8::uuid[], $9::text[], $10::timestamptz[],
+                $11::timestamptz[], $12::bigint[])
+         WITH ORDINALITY AS q(course_id, revision, therapist_revision, availability_revision,
+                              first_cell, last_cell, client_id, actor_id, key, starts_at,
+                              ends_at, client_kept, n)
+    LEFT JOIN idempotency_keys k ON k.actor_id = q.actor_id AND k.key = q.key
+), verdict AS MATERIALIZED (
+    SELECT a.*,
+           CASE WHEN a.earlier_hash IS NOT NULL THEN 'earlier' WHEN NOT a.current THEN 'stale'
+                WHEN a.taken THEN 'taken'
+                WHEN EXISTS (SELECT FROM sessions s WHERE s.client_id = a.client_id
+                             AND s.client_span && tstzrange(a.starts_at, a.ends_at)
+                             AND s.{LIVE_SQL}) THEN 'client_busy'
+                ELSE 'free' END AS verdict
+    FROM asked a
+), calendar AS MATERIALIZED (
+    SELECT (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $13)
+           AS revision
+), therapist AS MATERIALIZED (
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
+    FROM calendar c, sessions s
+    WHERE (c.revision IS NULL OR c.revision IS DISTINCT FROM $16::bigint)
+      AND s.therapist_id = $13 AND s.therapist_span && tstzrange($14, $15) AND s.{LIVE_SQL}
+), refused AS MATERIALIZED (
+    SELECT v.*, CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
+               (SELECT max(o.revision) FROM courses o WHERE o.client_id = v.client_id)
+           END AS client_revision
+    FROM verdict v
+)
+SELECT r.verdict, NULL::bigint AS revision, r.earlier_hash, r.earlier_response,
+       CASE WHEN r.verdict IN ('taken', 'client_busy') THEN c.revision END
+           AS calendar_revision,
+       CASE WHEN r.verdict IN ('taken', 'client_busy')
+                 AND (c.revision IS NULL OR c.revision IS DISTINCT FROM $16::bigint)
+            THEN t.starts END AS nearby_starts,
+       CASE WHEN r.verdict IN ('taken', 'client_busy')
+                 AND (c.revision IS NULL OR c.revision IS DISTINCT FROM $16::bigint)
+            THEN t.ends END AS nearby_ends,
+       r.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
+FROM refused r CROSS JOIN calendar c CROSS JOIN therapist t
+LEFT JOIN LATERAL (
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
+    FROM sessions s
+    WHERE r.verdict IN ('taken', 'client_busy')
+      AND (r.client_revision IS NULL OR r.client_revision IS DISTINCT FROM r.client_kept)
+      AND s.client_id = r.client_id AND s.client_span && tstzrange($14, $15) AND s.{LIVE_SQL}
+) cl ON r.verdict IN ('taken', 'client_busy')
+        AND (r.client_revision IS NULL OR r.client_revision IS DISTINCT FROM r.client_kept)
+ORDER BY r.n
+"""
+
+
+async def check_times(
+    conn: asyncpg.Connection,
+    *,
+    therapist_id: uuid.UUID,
+    asked: Sequence[dict[str, Any]],
+    near: tuple[datetime, datetime],
+    calendar: int | None = None,
+) -> list[dict[str, Any]]:
+    """`check_time` for many bookings of one therapist in one round trip, each in `asked` a
+    dict of `check_time`'s arguments (`decided_on`, `client_id`, `span`, `key`,
+    `client_calendar`), all read in the window `near` with the therapist's busy times kept
+    at `calendar`: their rows, in order, as `check_time` answers them."""
+    spans = [a["span"] for a in asked]
+    cells = [_cells(start, end, buffer) for start, end, buffer in spans]
+    rows = await conn.fetch(
+        _CHECK_MANY,
+        [a["decided_on"][0] for a in asked],
+        [a["decided_on"][1] for a in asked],
+        [a["decided_on"][3] for a in asked],
+        [a["decided_on"][4] for a in asked],
+        [c[0] if c else None for c in cells],
+        [c[-1] if c else None for c in cells],
+        [a["client_id"] for a in asked],
+        [a["key"][0] for a in asked],
+        [a["key"][1] for a in asked],
+        [start for start, _, _ in spans],
+        [end for _, end, _ in spans],
+        [a["client_calendar"] for a in asked],
+        therapist_id,
+        *near,
+        calendar,
+    )
+    return [busy_as_moments(row) for row in rows]

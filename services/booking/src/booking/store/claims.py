@@ -331,73 +331,70 @@ async def book_one(
 
 
 def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
-    """A `book_one` (or `_CHECK`) row, its busy times made datetimes."""
+    """A `book_one` (or `_BUSY`, `_CHECK_MANY`) row, its busy times made datetimes."""
     return with_moments(row, _BUSY_ARRAYS)
 
 
-def _calendar_read(alias: str, revision: str, kept: str, owner: str, span: str) -> str:
-    """`_CHECK`'s read of one calendar's busy times in the window ($13, $14): only for a
-    refusal, and only when its `revision` is not the one the caller `kept`."""
-    asked = (
-        f"c.verdict IN ('taken', 'client_busy')"
-        f" AND (c.{revision} IS NULL OR c.{revision} IS DISTINCT FROM {kept}::bigint)"
-    )
-    return f"""LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
-           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
-    FROM sessions s
-    WHERE {asked}
-      AND s.{owner} AND s.{span} && tstzrange($13, $14) AND s.{LIVE_SQL}
-) {alias} ON {asked}"""
-
-
 # What book_one decides before it writes, as one plain statement (no function call: one
-# executor start instead of one per statement of the function, and 16 parameters instead of
+# executor start instead of one per statement of the function, and 12 parameters instead of
 # 40). Parameters: the five of `decided_on`, the first and the last cell, client, actor, key,
-# start, end, the window (since, until), the therapist's and the client's calendar revisions
-# kept. One snapshot answers the revisions and the busy times alike. The calendars are read
-# only for a refusal (a CASE, and a LATERAL gated on it, run their reads only when asked),
-# each only when it is not at the revision kept (`client_revision`, `client_starts` and
-# `client_ends` are NULL then, as `nearby_starts` and `nearby_ends` are for the therapist).
+# start, end. One snapshot answers the verdict and both calendars' revisions.
+# It stays this small on purpose: every table and index a statement touches is locked for
+# it, and past sixteen a backend's locks leave its own fast-path slots for the lock table
+# all backends share. With the busy-time reads of a refusal in it, the statement cost about
+# twice as much Postgres time with 32 clients at once (about the same with one); those reads
+# are a second statement (`_BUSY`), sent only for a refusal whose calendars moved.
 # The client's calendar revision is the newest of their courses' revisions: every change of
 # a course's sessions gives the course a new revision from one sequence (what the kept
 # course contexts rely on too), so any change of the client's sessions moves the newest, and
 # nothing is written for it.
 _CHECK = f"""
-WITH asked AS MATERIALIZED (
+SELECT verdict, earlier_hash, earlier_response,
+       CASE WHEN verdict IN ('taken', 'client_busy') THEN
+           (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $3)
+       END AS calendar_revision,
+       CASE WHEN verdict IN ('taken', 'client_busy') THEN
+           (SELECT max(o.revision) FROM courses o WHERE o.client_id = $8)
+       END AS client_revision
+FROM (
     SELECT k.request_hash AS earlier_hash, k.response AS earlier_response,
-           EXISTS (SELECT FROM courses c WHERE c.course_id = $1 AND c.revision = $2)
-           AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = $3 AND t.revision = $4)
-           AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = $3
-                       AND a.revision = $5) AS current,
-           cells.taken,
-           NOT cells.taken  -- (AND stops at the first false: not asked when the cells are)
-           AND EXISTS (SELECT FROM sessions s WHERE s.client_id = $8
-                       AND s.client_span && tstzrange($11, $12) AND s.{LIVE_SQL}) AS client_busy
+           CASE WHEN k.request_hash IS NOT NULL THEN 'earlier'
+                WHEN NOT (EXISTS (SELECT FROM courses c WHERE c.course_id = $1
+                                  AND c.revision = $2)
+                          AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = $3
+                                      AND t.revision = $4)
+                          AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = $3
+                                      AND a.revision = $5)) THEN 'stale'
+                WHEN cells.taken THEN 'taken'
+                WHEN EXISTS (SELECT FROM sessions s WHERE s.client_id = $8
+                             AND s.client_span && tstzrange($11, $12) AND s.{LIVE_SQL})
+                     THEN 'client_busy'
+                ELSE 'free' END AS verdict
     FROM (SELECT EXISTS (SELECT FROM claimed_cells WHERE therapist_id = $3
                          AND cell BETWEEN $6 AND $7) AS taken) AS cells
     LEFT JOIN idempotency_keys k ON k.actor_id = $9 AND k.key = $10
-), verdict AS MATERIALIZED (
-    SELECT earlier_hash, earlier_response,
-           CASE WHEN earlier_hash IS NOT NULL THEN 'earlier' WHEN NOT current THEN 'stale'
-                WHEN taken THEN 'taken' WHEN client_busy THEN 'client_busy' ELSE 'free'
-           END AS verdict
-    FROM asked
-), calendar AS MATERIALIZED (
-    SELECT v.*, CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
-               (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $3)
-           END AS calendar_revision,
-           CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
-               (SELECT max(o.revision) FROM courses o WHERE o.client_id = $8)
-           END AS client_revision
-    FROM verdict v
-)
-SELECT c.verdict, NULL::bigint AS revision, c.earlier_hash, c.earlier_response,
-       c.calendar_revision, t.starts AS nearby_starts, t.ends AS nearby_ends,
-       c.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
-FROM calendar c
-{_calendar_read("cl", "client_revision", "$16", "client_id = $8", "client_span")}
-{_calendar_read("t", "calendar_revision", "$15", "therapist_id = $3", "therapist_span")}
+    OFFSET 0  -- (kept a subquery: the verdict is worked out once, not once per use)
+) AS asked
+"""
+
+
+def _busy_of(alias: str, owner: str, span: str, wanted: str) -> str:
+    """`_BUSY`'s read of one calendar's live busy times in the window ($3, $4), when `wanted`."""
+    return f"""LEFT JOIN LATERAL (
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
+    FROM sessions s
+    WHERE {wanted} AND s.{owner} AND s.{span} && tstzrange($3, $4) AND s.{LIVE_SQL}
+) {alias} ON {wanted}"""
+
+
+# A refusal's busy times in a window: the therapist's ($1) when $5, the client's ($2) when $6.
+_BUSY = f"""
+SELECT t.starts AS nearby_starts, t.ends AS nearby_ends,
+       cl.starts AS client_starts, cl.ends AS client_ends
+FROM (SELECT) AS one
+{_busy_of("t", "therapist_id = $1", "therapist_span", "$5::boolean")}
+{_busy_of("cl", "client_id = $2", "client_span", "$6::boolean")}
 """
 
 
@@ -413,10 +410,12 @@ async def check_time(
     client_calendar: int | None = None,
 ) -> dict[str, Any]:
     """What `book_one` would answer for a session at `span` (start, end, buffer minutes),
-    without booking it: its verdict is 'free' where `book_one` would book (the same row, as
-    `_CHECK` reads it, with `client_revision`; the client's busy times are NULL when it is
-    `client_calendar`, the revision of the client's busy times the caller kept). For a
-    time believed taken: the question is smaller than the booking."""
+    without booking it: its verdict is 'free' where `book_one` would book (the same row,
+    with `client_revision`; the client's busy times are NULL when it is `client_calendar`,
+    the revision of the client's busy times the caller kept). For a time believed taken: the
+    question is smaller than the booking. One round trip, two for a refusal whose calendars
+    moved since the revisions kept (the busy times are read after the revisions: a change
+    committing between the two only makes the revision kept older than the busy times)."""
     starts_at, ends_at, buffer_minutes = span
     actor_id, idempotency_key = key
     cells = _cells(starts_at, ends_at, buffer_minutes)
@@ -430,12 +429,21 @@ async def check_time(
         idempotency_key,
         starts_at,
         ends_at,
-        *near,
-        calendar,
-        client_calendar,
     )
     assert row is not None
-    return busy_as_moments(row)
+    found = {**row, "revision": None, "nearby_starts": None, "nearby_ends": None}
+    found.update(client_starts=None, client_ends=None)
+    if row["verdict"] not in ("taken", "client_busy"):
+        return found
+    therapist_moved = row["calendar_revision"] is None or row["calendar_revision"] != calendar
+    client_moved = row["client_revision"] is None or row["client_revision"] != client_calendar
+    if therapist_moved or client_moved:
+        busy = await conn.fetchrow(
+            _BUSY, decided_on[2], client_id, *near, therapist_moved, client_moved
+        )
+        assert busy is not None
+        found.update(busy_as_moments(busy))
+    return found
 
 
 # `check_time` for many bookings of one therapist at once (those that waited for one booking

@@ -378,13 +378,13 @@ FROM (
 """
 
 
-def _busy_of(alias: str, owner: str, span: str, wanted: str) -> str:
-    """`_BUSY`'s read of one calendar's live busy times in the window ($3, $4), when `wanted`."""
+def _busy_of(alias: str, owner: str, span: str, window: str, wanted: str) -> str:
+    """A read of one calendar's live busy times in `window` (two parameters), when `wanted`."""
     return f"""LEFT JOIN LATERAL (
     SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
            coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
     FROM sessions s
-    WHERE {wanted} AND s.{owner} AND s.{span} && tstzrange($3, $4) AND s.{LIVE_SQL}
+    WHERE {wanted} AND s.{owner} AND s.{span} && tstzrange({window}) AND s.{LIVE_SQL}
 ) {alias} ON {wanted}"""
 
 
@@ -393,8 +393,22 @@ _BUSY = f"""
 SELECT t.starts AS nearby_starts, t.ends AS nearby_ends,
        cl.starts AS client_starts, cl.ends AS client_ends
 FROM (SELECT) AS one
-{_busy_of("t", "therapist_id = $1", "therapist_span", "$5::boolean")}
-{_busy_of("cl", "client_id = $2", "client_span", "$6::boolean")}
+{_busy_of("t", "therapist_id = $1", "therapist_span", "$3, $4", "$5::boolean")}
+{_busy_of("cl", "client_id = $2", "client_span", "$3, $4", "$6::boolean")}
+"""
+
+# `_CHECK` and, for a refusal, the therapist's busy times in the window ($13, $14) and the
+# client's unless their revision is the one kept ($15), in one round trip: for a question
+# sent with no therapist's busy times kept, whose refusal reads them whatever the revision
+# (two round trips would cost more than the larger statement).
+_REFUSED = "c.verdict IN ('taken', 'client_busy')"
+_CLIENT_MOVED = "(c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $15::bigint)"
+_CHECK_READING = f"""
+SELECT c.*, t.starts AS nearby_starts, t.ends AS nearby_ends,
+       cl.starts AS client_starts, cl.ends AS client_ends
+FROM ({_CHECK}) AS c
+{_busy_of("t", "therapist_id = $3", "therapist_span", "$13, $14", _REFUSED)}
+{_busy_of("cl", "client_id = $8", "client_span", "$13, $14", f"{_REFUSED} AND {_CLIENT_MOVED}")}
 """
 
 
@@ -419,8 +433,7 @@ async def check_time(
     starts_at, ends_at, buffer_minutes = span
     actor_id, idempotency_key = key
     cells = _cells(starts_at, ends_at, buffer_minutes)
-    row = await conn.fetchrow(
-        _CHECK,
+    asked = (
         *decided_on,
         cells[0] if cells else None,
         cells[-1] if cells else None,
@@ -430,6 +443,11 @@ async def check_time(
         starts_at,
         ends_at,
     )
+    if calendar is None:
+        reading = await conn.fetchrow(_CHECK_READING, *asked, *near, client_calendar)
+        assert reading is not None
+        return {**busy_as_moments(reading), "revision": None}
+    row = await conn.fetchrow(_CHECK, *asked)
     assert row is not None
     found = {**row, "revision": None, "nearby_starts": None, "nearby_ends": None}
     found.update(client_starts=None, client_ends=None)

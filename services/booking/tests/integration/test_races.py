@@ -384,6 +384,10 @@ async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, 
         therapist,
     )
 
+    client_now = await pool.fetchval(
+        "SELECT max(revision) FROM courses WHERE client_id = $1", second
+    )
+
     def question(course_id, revision, client, at, key, client_calendar=None):
         return {
             "decided_on": (
@@ -405,10 +409,13 @@ async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, 
         question(course, revisions["mine"], first, taken, "a1"),  # earlier
         question(other, revisions["theirs"] - 1, second, open_, "b3"),  # stale
         question(course, revisions["mine"], first, busy_away, "a3"),  # client busy
+        question(other, revisions["theirs"], second, taken, "b4", client_now),  # taken
     ]
     near = (now, now + timedelta(days=60))
     async with pool.acquire() as conn:
-        for calendar in (None, revisions["calendar"]):
+        # Nothing kept (asked and read at once), the current revision kept (nothing read),
+        # an older one kept (asked, then read).
+        for calendar in (None, revisions["calendar"], revisions["calendar"] - 1):
             alone = [await store.check_time(conn, near=near, calendar=calendar, **q) for q in asked]
             together = await store.check_times(
                 conn, therapist_id=therapist, asked=asked, near=near, calendar=calendar
@@ -420,6 +427,8 @@ async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, 
                 "earlier",
                 "stale",
                 "client_busy",
+                "taken",
             ]
-            assert (together[0]["nearby_starts"] is None) == (calendar is not None)
-    assert together[0]["nearby_starts"] is None and alone[0]["client_starts"] is not None
+            assert (together[0]["nearby_starts"] is None) == (calendar == revisions["calendar"])
+            assert together[5]["client_starts"] is None  # the client's revision kept
+            assert together[0]["client_starts"] == []  # read: no revision kept; none busy

@@ -129,6 +129,40 @@ async def test_the_database_refuses_overlap_even_without_the_lock(pool, kit) -> 
     assert len(await live_sessions(pool, therapist)) == 2
 
 
+async def _book_directly(
+    conn: asyncpg.Connection,
+    course_id: uuid.UUID,
+    client: uuid.UUID,
+    therapist: uuid.UUID,
+    start: datetime,
+    key: str,
+    session_id: uuid.UUID | None = None,
+) -> bool:
+    """One session booked through `store.book` (as a series is), on the caller's connection."""
+    view = await store.booking_view(conn, course_id, client, key, start)
+    session = {
+        "session_id": session_id or uuid.uuid4(),
+        "course_id": course_id,
+        "client_id": client,
+        "therapist_id": therapist,
+        "number": 1,
+        "phase": "initial",
+        "starts_at": start,
+        "ends_at": start + timedelta(minutes=45),
+        "buffer_minutes": 15,
+        "time_zone": "Europe/Stockholm",
+        "mode": "video",
+        "meeting_url": "https://meet.samtal.example/x",
+        "practice_address": None,
+        "booked_by": "client",
+        "series_id": None,
+        "policy_version": "2026-01",
+    }
+    return await store.book(
+        conn, course=view, sessions=[session], answer=(client, key, "h", {}), events=[]
+    )
+
+
 async def test_a_time_a_committed_booking_holds_is_refused_without_writing(pool, kit) -> None:
     """What the read before a booking did not see yet: the statement that books finds the
     cells claimed and refuses at once, writing nothing (no session, answer, event, request)."""
@@ -141,28 +175,7 @@ async def test_a_time_a_committed_booking_holds_is_refused_without_writing(pool,
 
     async def book(course_id: uuid.UUID, client: uuid.UUID, key: str) -> bool:
         async with pool.acquire() as conn:
-            view = await store.booking_view(conn, course_id, client, key, start)
-            session = {
-                "session_id": uuid.uuid4(),
-                "course_id": course_id,
-                "client_id": client,
-                "therapist_id": therapist,
-                "number": 1,
-                "phase": "initial",
-                "starts_at": start,
-                "ends_at": start + timedelta(minutes=45),
-                "buffer_minutes": 15,
-                "time_zone": "Europe/Stockholm",
-                "mode": "video",
-                "meeting_url": "https://meet.samtal.example/x",
-                "practice_address": None,
-                "booked_by": "client",
-                "series_id": None,
-                "policy_version": "2026-01",
-            }
-            return await store.book(
-                conn, course=view, sessions=[session], answer=(client, key, "h", {}), events=[]
-            )
+            return await _book_directly(conn, course_id, client, therapist, start, key)
 
     counts = (
         "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM idempotency_keys),"
@@ -432,3 +445,41 @@ async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, 
             assert (together[0]["nearby_starts"] is None) == (calendar == revisions["calendar"])
             assert together[5]["client_starts"] is None  # the client's revision kept
             assert together[0]["client_starts"] == []  # read: no revision kept; none busy
+
+
+async def test_bookings_of_one_therapist_commit_without_waiting_for_each_other(pool, kit) -> None:
+    """Two bookings of one therapist at different times: the second commits while the first
+    is still open (their sessions move different slots of the calendar's revision, not one
+    row both would lock until commit), and the revision moves with each commit."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, first, therapist, now)
+    other_course = await kit.open_course(pool, second, therapist, now)
+    day = (now + timedelta(days=3)).replace(hour=9, minute=0, second=0, microsecond=0)
+    # Sessions whose ids fall in different slots (the last byte, modulo sixteen).
+    one, two = (
+        uuid.UUID(int=(uuid.uuid4().int >> 8 << 8) | 1),
+        uuid.UUID(int=(uuid.uuid4().int >> 8 << 8) | 2),
+    )
+
+    async def revision() -> int | None:
+        return await pool.fetchval(
+            "SELECT revision FROM calendar_revisions WHERE therapist_id = $1", therapist
+        )
+
+    async with pool.acquire() as open_, pool.acquire() as other:
+        opened = open_.transaction()
+        await opened.start()
+        assert await _book_directly(open_, course, first, therapist, day, "k1", one)
+        assert await asyncio.wait_for(
+            _book_directly(
+                other, other_course, second, therapist, day + timedelta(hours=2), "k2", two
+            ),
+            timeout=10,
+        )
+        between = await revision()
+        await opened.commit()
+    after = await revision()
+    assert between is not None and after is not None and after > between
+    assert len(await live_sessions(pool, therapist)) == 2

@@ -191,8 +191,10 @@ def refusal_window(
     as far as the last refusal of this therapist needed (a calendar nearly full needs it
     whole), so that one round trip holds the alternatives."""
     needed = contexts.refusal_reach(therapist_id)
-    if needed == 0:
-        return _around(starts_at, store.NEARBY)
+    if needed == 0:  # NEARBY either side of the UTC day of the time: the same window for all
+        # the times of a day, so the busy times kept for one serve the next (when unchanged)
+        day = starts_at - (starts_at - _EPOCH) % _DAY
+        return day - store.NEARBY, day + _DAY + store.NEARBY
     if needed == 1:
         return _around(starts_at, REFUSAL_REACH)
     return _whole_window(rules, now)

@@ -30,6 +30,7 @@ install: uv
 
 lint: install
 	$(RUN) ruff check .
+	$(RUN) ruff format --check .
 	$(RUN) lint-imports
 	$(RUN) mypy contracts/src chassis/src $(wildcard services/*/src) deploy/src
 

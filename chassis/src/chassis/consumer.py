@@ -539,9 +539,7 @@ class BatchApplier:
             raise _Retry() from exc
         outcome.applied.extend(units)
 
-    async def _claimed(
-        self, conn: db.Connection, units: list[_Unit]
-    ) -> set[tuple[str, uuid.UUID]]:
+    async def _claimed(self, conn: db.Connection, units: list[_Unit]) -> set[tuple[str, uuid.UUID]]:
         """What the inbox insert sent with BEGIN claimed: all of the batch when it inserted
         a row per distinct event, else (a redelivery) the rows this transaction inserted."""
         keys = {(u.spec.name, u.envelope.event_id) for u in units}

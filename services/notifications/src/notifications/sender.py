@@ -247,9 +247,7 @@ class Sender:
                 self.urgent_sends.add(task)
                 task.add_done_callback(self.urgent_sends.discard)
             else:
-                self.queue.put_nowait(
-                    (c.delivery.priority != "urgent", c.delivery.due_at, c.id, c)
-                )
+                self.queue.put_nowait((c.delivery.priority != "urgent", c.delivery.due_at, c.id, c))
         return len(claimed), room
 
     async def send_due(self) -> int:

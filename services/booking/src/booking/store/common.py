@@ -20,6 +20,7 @@ LIVE_SQL = "status IN ('booked', 'attended', 'no_show')"
 
 # --------------------------------------------------------------------------- busy times
 
+
 # Busy times that come back in bulk (a calendar with a refusal, or with a listing) travel as
 # microseconds since the epoch (int8 arrays), made datetimes here through a kept map: asyncpg
 # makes each timestamptz a new datetime (about half a microsecond each, half a millisecond for

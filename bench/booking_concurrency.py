@@ -12,6 +12,8 @@ database, and stops within about three minutes.
    checks must find zero overlapping sessions and zero sessions inside another's buffer.
    Beside it, in the same run, the rate of bare single-row inserts with the same concurrency
    (on the same pool), and the ratios. The outbox relay counts as awake, as under load.
+   With each phase, where the CPU went per attempt: this process (the clients and the
+   service) and the database's backends. The pool opens every connection before timing.
 2. Free-slot listing for an 8-week horizon (`free_slots`, from the precomputed day tables),
    median and p99, beside a trivial baseline that only lists the same number of times.
 3. A refresh pass: every one of 10,000 bookable therapists' summaries requested and published
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from outbox import cpu_seconds  # (bench/outbox.py: Linux /proc)
 
 from booking import service
 from booking.app import DEFINITION, Settings
@@ -162,10 +165,23 @@ async def race(
                     else await earliest()
                 )
 
+    # Where the CPU goes (a diagnostic beside the ratios): this process (the clients and the
+    # service) and the database's backends serving it.
+    backends = [
+        row["pid"]
+        for row in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    ]
+    cpu_before = time.process_time(), sum(cpu_seconds(pid) for pid in backends)
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(c, list(courses)) for c, courses in clients))
     elapsed = time.perf_counter() - started
-    return {**counts, "seconds": elapsed, "latencies": latencies}
+    cpu = (
+        time.process_time() - cpu_before[0],
+        sum(cpu_seconds(pid) for pid in backends) - cpu_before[1],
+    )
+    return {**counts, "seconds": elapsed, "latencies": latencies, "cpu": cpu}
 
 
 async def double_bookings(pool: asyncpg.Pool, therapist: uuid.UUID) -> tuple[int, int]:
@@ -329,6 +345,11 @@ async def main() -> int:
             f" attempts/s {attempt_rate:,.0f} ({attempt_rate / inserts:.3f})"
         )
         print(f"    attempt latency ms: median {median:.1f}, p99 {p99:.1f}")
+        python_s, postgres_s = result["cpu"]
+        print(
+            f"    CPU per attempt µs: this process (clients + service)"
+            f" {python_s / attempts * 1e6:.0f}, Postgres backends {postgres_s / attempts * 1e6:.0f}"
+        )
         print(
             f"    double bookings (SQL overlap check): {overlaps}; inside the buffer: {too_close}"
         )

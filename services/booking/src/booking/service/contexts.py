@@ -309,14 +309,6 @@ def unseen(therapist_id: uuid.UUID, starts_at: datetime, ends_at: datetime) -> N
 # --------------------------------------------------------------------------- in flight
 
 
-# The bookings this replica is sending right now, per therapist: (start, end + buffer, done).
-# Under contention many clients are offered the same few free times and ask for them at
-# once. A booking whose time overlaps one in flight here waits for it first, then asks
-# whether the time is free (`store.check_time`) and books only if it is: when the first has
-# booked, the rest are refused by that small question instead of each sending a whole
-# booking that would block on the first's claim in the database and fail there. Nothing is
-# decided here: only this replica's bookings wait (about one round trip), and those of other
-# replicas meet in the database as before.
 @dataclass(slots=True)
 class Asking:
     """The bookings that waited for one that booked, asking together whether their times are
@@ -343,6 +335,14 @@ class Flight:
     asking: Asking | None = None
 
 
+# The bookings this replica is sending right now, per therapist. Under contention many
+# clients are offered the same few free times and ask for them at once. A booking whose time
+# overlaps one in flight here waits for it first; when that one booked, all that waited for
+# it ask together, in one statement (`Asking`, `store.check_times`), whether their times are
+# free, and book only those that are: they are refused by that small question instead of
+# each sending a whole booking that would block on the first's claim in the database and
+# fail there. Nothing is decided here: only this replica's bookings wait (about one round
+# trip), and those of other replicas meet in the database as before.
 _IN_FLIGHT: dict[uuid.UUID, list[Flight]] = {}
 
 

@@ -172,11 +172,15 @@ def _around(starts_at: datetime, reach: timedelta) -> tuple[datetime, datetime]:
 def _whole_window(rules: AvailabilityRules, now: datetime) -> tuple[datetime, datetime]:
     """A window that covers every time bookable now with days to spare, in whole UTC days:
     the same for every refusal of the day (its busy times are kept between refusals)."""
-    if now.tzinfo is UTC:  # as the service's clock gives it (cheaper than the arithmetic)
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    else:
-        midnight = now - (now - _EPOCH) % _DAY
+    midnight = _utc_midnight(now)
     return midnight - _TWO_DAYS, midnight + rules.horizon + _FOUR_DAYS
+
+
+def _utc_midnight(moment: datetime) -> datetime:
+    """The start of the UTC day of `moment`."""
+    if moment.tzinfo is UTC:  # as the service's clock gives it (cheaper than the arithmetic)
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment - (moment - _EPOCH) % _DAY
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -193,7 +197,7 @@ def refusal_window(
     needed = contexts.refusal_reach(therapist_id)
     if needed == 0:  # NEARBY either side of the UTC day of the time: the same window for all
         # the times of a day, so the busy times kept for one serve the next (when unchanged)
-        day = starts_at - (starts_at - _EPOCH) % _DAY
+        day = _utc_midnight(starts_at)
         return day - store.NEARBY, day + _DAY + store.NEARBY
     if needed == 1:
         return _around(starts_at, REFUSAL_REACH)

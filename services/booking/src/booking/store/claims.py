@@ -335,6 +335,53 @@ def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
     return with_moments(row, _BUSY_ARRAYS)
 
 
+# The pieces the questions below are written of (SQL text from SQL expressions).
+def _refused(alias: str) -> str:
+    """SQL: the verdict of `alias` is a refusal (the busy times are read for it)."""
+    return f"{alias}.verdict IN ('taken', 'client_busy')"
+
+
+def _moved(revision: str, kept: str) -> str:
+    """SQL: a calendar's `revision` is not the one `kept` (or it has none yet)."""
+    return f"({revision} IS NULL OR {revision} IS DISTINCT FROM {kept})"
+
+
+def _verdict(
+    earlier: str,
+    decided_on: tuple[str, str, str, str, str],
+    taken: str,
+    client: str,
+    span: tuple[str, str],
+) -> str:
+    """SQL of the verdict `book_one` reaches before it writes, from SQL expressions: the hash
+    of an earlier answer to the key, the five of `decided_on`, whether a claimed cell holds
+    the time, the client and the session's [start, end)."""
+    course, revision, therapist, therapist_revision, availability_revision = decided_on
+    return f"""CASE WHEN {earlier} IS NOT NULL THEN 'earlier'
+                WHEN NOT (EXISTS (SELECT FROM courses c WHERE c.course_id = {course}
+                                  AND c.revision = {revision})
+                          AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = {therapist}
+                                      AND t.revision = {therapist_revision})
+                          AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = {therapist}
+                                      AND a.revision = {availability_revision})) THEN 'stale'
+                WHEN {taken} THEN 'taken'
+                WHEN EXISTS (SELECT FROM sessions s WHERE s.client_id = {client}
+                             AND s.client_span && tstzrange({span[0]}, {span[1]})
+                             AND s.{LIVE_SQL})
+                     THEN 'client_busy'
+                ELSE 'free' END"""
+
+
+def _busy_of(alias: str, owner: str, span: str, window: str, wanted: str) -> str:
+    """A read of one calendar's live busy times in `window` (two parameters), when `wanted`."""
+    return f"""LEFT JOIN LATERAL (
+    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
+           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
+    FROM sessions s
+    WHERE {wanted} AND s.{owner} AND s.{span} && tstzrange({window}) AND s.{LIVE_SQL}
+) {alias} ON {wanted}"""
+
+
 # What book_one decides before it writes, as one plain statement (no function call: one
 # executor start instead of one per statement of the function, and 12 parameters instead of
 # 40). Parameters: the five of `decided_on`, the first and the last cell, client, actor, key,
@@ -348,44 +395,25 @@ def busy_as_moments(row: asyncpg.Record) -> dict[str, Any]:
 # a course's sessions gives the course a new revision from one sequence (what the kept
 # course contexts rely on too), so any change of the client's sessions moves the newest, and
 # nothing is written for it.
+_DECIDED_ON = ("$1", "$2", "$3", "$4", "$5")
 _CHECK = f"""
 SELECT verdict, earlier_hash, earlier_response,
-       CASE WHEN verdict IN ('taken', 'client_busy') THEN
+       CASE WHEN {_refused("asked")} THEN
            (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $3)
        END AS calendar_revision,
-       CASE WHEN verdict IN ('taken', 'client_busy') THEN
+       CASE WHEN {_refused("asked")} THEN
            (SELECT max(o.revision) FROM courses o WHERE o.client_id = $8)
        END AS client_revision
 FROM (
     SELECT k.request_hash AS earlier_hash, k.response AS earlier_response,
-           CASE WHEN k.request_hash IS NOT NULL THEN 'earlier'
-                WHEN NOT (EXISTS (SELECT FROM courses c WHERE c.course_id = $1
-                                  AND c.revision = $2)
-                          AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = $3
-                                      AND t.revision = $4)
-                          AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = $3
-                                      AND a.revision = $5)) THEN 'stale'
-                WHEN cells.taken THEN 'taken'
-                WHEN EXISTS (SELECT FROM sessions s WHERE s.client_id = $8
-                             AND s.client_span && tstzrange($11, $12) AND s.{LIVE_SQL})
-                     THEN 'client_busy'
-                ELSE 'free' END AS verdict
+           {_verdict("k.request_hash", _DECIDED_ON, "cells.taken", "$8", ("$11", "$12"))}
+           AS verdict
     FROM (SELECT EXISTS (SELECT FROM claimed_cells WHERE therapist_id = $3
                          AND cell BETWEEN $6 AND $7) AS taken) AS cells
     LEFT JOIN idempotency_keys k ON k.actor_id = $9 AND k.key = $10
     OFFSET 0  -- (kept a subquery: the verdict is worked out once, not once per use)
 ) AS asked
 """
-
-
-def _busy_of(alias: str, owner: str, span: str, window: str, wanted: str) -> str:
-    """A read of one calendar's live busy times in `window` (two parameters), when `wanted`."""
-    return f"""LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
-           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
-    FROM sessions s
-    WHERE {wanted} AND s.{owner} AND s.{span} && tstzrange({window}) AND s.{LIVE_SQL}
-) {alias} ON {wanted}"""
 
 
 # A refusal's busy times in a window: the therapist's ($1) when $5, the client's ($2) when $6.
@@ -401,14 +429,13 @@ FROM (SELECT) AS one
 # client's unless their revision is the one kept ($15), in one round trip: for a question
 # sent with no therapist's busy times kept, whose refusal reads them whatever the revision
 # (two round trips would cost more than the larger statement).
-_REFUSED = "c.verdict IN ('taken', 'client_busy')"
-_CLIENT_MOVED = "(c.client_revision IS NULL OR c.client_revision IS DISTINCT FROM $15::bigint)"
+_CLIENT_READ = f"{_refused('c')} AND {_moved('c.client_revision', '$15::bigint')}"
 _CHECK_READING = f"""
 SELECT c.*, t.starts AS nearby_starts, t.ends AS nearby_ends,
        cl.starts AS client_starts, cl.ends AS client_ends
 FROM ({_CHECK}) AS c
-{_busy_of("t", "therapist_id = $3", "therapist_span", "$13, $14", _REFUSED)}
-{_busy_of("cl", "client_id = $8", "client_span", "$13, $14", f"{_REFUSED} AND {_CLIENT_MOVED}")}
+{_busy_of("t", "therapist_id = $3", "therapist_span", "$13, $14", _refused("c"))}
+{_busy_of("cl", "client_id = $8", "client_span", "$13, $14", _CLIENT_READ)}
 """
 
 
@@ -471,18 +498,21 @@ async def check_time(
 # calendar as `_CHECK` reads them. Parameters: arrays of course id, course revision,
 # therapist revision, availability revision, first cell, last cell, client, actor, key,
 # start, end, client calendar revision kept ($1..$12); therapist ($13).
+_EACH_VERDICT = _verdict(
+    "k.request_hash",
+    ("q.course_id", "q.revision", "$13", "q.therapist_revision", "q.availability_revision"),
+    "EXISTS (SELECT FROM claimed_cells WHERE therapist_id = $13"
+    " AND cell BETWEEN q.first_cell AND q.last_cell)",
+    "q.client_id",
+    ("q.starts_at", "q.ends_at"),
+)
+_THERAPIST_MOVED = _moved("c.revision", "$16::bigint")
+_EACH_CLIENT_READ = f"{_refused('r')} AND {_moved('r.client_revision', 'r.client_kept')}"
 _CHECK_MANY = f"""
-WITH asked AS MATERIALIZED (
-    SELECT q.n, q.client_id, q.starts_at, q.ends_at, q.client_kept,
+WITH verdict AS MATERIALIZED (
+    SELECT q.n, q.client_id, q.client_kept,
            k.request_hash AS earlier_hash, k.response AS earlier_response,
-           EXISTS (SELECT FROM courses c WHERE c.course_id = q.course_id
-                   AND c.revision = q.revision)
-           AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = $13
-                       AND t.revision = q.therapist_revision)
-           AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = $13
-                       AND a.revision = q.availability_revision) AS current,
-           EXISTS (SELECT FROM claimed_cells WHERE therapist_id = $13
-                   AND cell BETWEEN q.first_cell AND q.last_cell) AS taken
+           {_EACH_VERDICT} AS verdict
     FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[],
                 $6::timestamptz[], $7::uuid[], $8::uuid[], $9::text[], $10::timestamptz[],
                 $11::timestamptz[], $12::bigint[])
@@ -490,50 +520,25 @@ WITH asked AS MATERIALIZED (
                               first_cell, last_cell, client_id, actor_id, key, starts_at,
                               ends_at, client_kept, n)
     LEFT JOIN idempotency_keys k ON k.actor_id = q.actor_id AND k.key = q.key
-), verdict AS MATERIALIZED (
-    SELECT a.*,
-           CASE WHEN a.earlier_hash IS NOT NULL THEN 'earlier' WHEN NOT a.current THEN 'stale'
-                WHEN a.taken THEN 'taken'
-                WHEN EXISTS (SELECT FROM sessions s WHERE s.client_id = a.client_id
-                             AND s.client_span && tstzrange(a.starts_at, a.ends_at)
-                             AND s.{LIVE_SQL}) THEN 'client_busy'
-                ELSE 'free' END AS verdict
-    FROM asked a
 ), calendar AS MATERIALIZED (
     SELECT (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $13)
            AS revision
 ), therapist AS MATERIALIZED (
-    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
-           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
-    FROM calendar c, sessions s
-    WHERE (c.revision IS NULL OR c.revision IS DISTINCT FROM $16::bigint)
-      AND s.therapist_id = $13 AND s.therapist_span && tstzrange($14, $15) AND s.{LIVE_SQL}
+    SELECT t.starts, t.ends FROM calendar c
+    {_busy_of("t", "therapist_id = $13", "therapist_span", "$14, $15", _THERAPIST_MOVED)}
 ), refused AS MATERIALIZED (
-    SELECT v.*, CASE WHEN v.verdict IN ('taken', 'client_busy') THEN
+    SELECT v.*, CASE WHEN {_refused("v")} THEN
                (SELECT max(o.revision) FROM courses o WHERE o.client_id = v.client_id)
            END AS client_revision
     FROM verdict v
 )
 SELECT r.verdict, NULL::bigint AS revision, r.earlier_hash, r.earlier_response,
-       CASE WHEN r.verdict IN ('taken', 'client_busy') THEN c.revision END
-           AS calendar_revision,
-       CASE WHEN r.verdict IN ('taken', 'client_busy')
-                 AND (c.revision IS NULL OR c.revision IS DISTINCT FROM $16::bigint)
-            THEN t.starts END AS nearby_starts,
-       CASE WHEN r.verdict IN ('taken', 'client_busy')
-                 AND (c.revision IS NULL OR c.revision IS DISTINCT FROM $16::bigint)
-            THEN t.ends END AS nearby_ends,
+       CASE WHEN {_refused("r")} THEN c.revision END AS calendar_revision,
+       CASE WHEN {_refused("r")} THEN t.starts END AS nearby_starts,
+       CASE WHEN {_refused("r")} THEN t.ends END AS nearby_ends,
        r.client_revision, cl.starts AS client_starts, cl.ends AS client_ends
 FROM refused r CROSS JOIN calendar c CROSS JOIN therapist t
-LEFT JOIN LATERAL (
-    SELECT coalesce(array_agg({epoch_us_sql("s.starts_at")}), '{{}}') AS starts,
-           coalesce(array_agg({epoch_us_sql("s.ends_at")}), '{{}}') AS ends
-    FROM sessions s
-    WHERE r.verdict IN ('taken', 'client_busy')
-      AND (r.client_revision IS NULL OR r.client_revision IS DISTINCT FROM r.client_kept)
-      AND s.client_id = r.client_id AND s.client_span && tstzrange($14, $15) AND s.{LIVE_SQL}
-) cl ON r.verdict IN ('taken', 'client_busy')
-        AND (r.client_revision IS NULL OR r.client_revision IS DISTINCT FROM r.client_kept)
+{_busy_of("cl", "client_id = r.client_id", "client_span", "$14, $15", _EACH_CLIENT_READ)}
 ORDER BY r.n
 """
 

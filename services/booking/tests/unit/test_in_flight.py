@@ -28,9 +28,9 @@ async def test_a_booking_overlapping_one_in_flight_waits_for_it_and_says_so() ->
         return flight
 
     async def second() -> tuple[bool, contexts.Flight | None]:
-        waited = await contexts.after_overlapping(therapist, NINE + HOUR / 2, NINE + 2 * HOUR)
+        answer = await contexts.after_overlapping(therapist, NINE + HOUR / 2, NINE + 2 * HOUR)
         order.append("second goes on")
-        return waited
+        return answer
 
     sending = asyncio.create_task(first())
     await asyncio.sleep(0)

@@ -371,6 +371,66 @@ async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_re
     assert booked.count(wanted) == 1 and len(booked) == 9
 
 
+async def test_questions_that_come_while_one_is_asked_are_asked_together_after_it(
+    pool, kit, monkeypatch
+) -> None:
+    """Clients of one replica ask for a time this replica has seen taken, one after another:
+    the first is asked alone; those that come while its answer is on the way wait for it and
+    are asked together in one statement (one question in flight per therapist and window,
+    as a database groups commits). Each gets its own refusal with alternatives."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    clients = [uuid.uuid4() for _ in range(9)]
+    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
+    who = [Principal(client, "client") for client in clients]
+    listed = await service.free_slots_for(pool, who[0], therapist, now, limit=2000)
+    wanted = listed.slots[2].starts_at
+    elsewhere = [s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)]
+    for n, course in enumerate(courses):  # this replica knows every course
+        await service.book_session(pool, who[n], course, elsewhere[8 * n], f"before-{n}", now)
+    await service.book_session(pool, who[0], courses[0], wanted, "wanted", now)
+    with pytest.raises(Conflict):  # refused: this replica has now seen the busy times there
+        await service.book_session(pool, who[1], courses[1], wanted, "seen", now)
+    held = [await pool.acquire() for _ in clients]  # every connection open already
+    for conn in held:
+        await pool.release(conn)
+    sent = {"book_one": 0, "check_time": 0, "check_times": 0}
+    asked, answer = asyncio.Event(), asyncio.Event()
+    for name in sent:
+
+        def counting(real=getattr(store, name), name=name):  # a spy: the database still answers
+            async def call(*args, **kwargs):
+                sent[name] += 1
+                if name == "check_time":  # the first question: held until the rest came
+                    asked.set()
+                    await answer.wait()
+                return await real(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(store, name, counting())
+
+    async def book(n: int) -> str:
+        try:
+            await service.book_session(pool, who[n], courses[n], wanted, f"again-{n}", now)
+        except Conflict as exc:
+            assert len(exc.extra["alternatives"]) == 3, exc.extra
+            assert wanted.isoformat() not in [a["starts_at"] for a in exc.extra["alternatives"]]
+            return exc.code
+        return "booked"
+
+    first = asyncio.create_task(book(1))
+    await asyncio.wait_for(asked.wait(), 10)
+    rest = [asyncio.create_task(book(n)) for n in range(2, 9)]
+    await asyncio.sleep(0.2)  # (they decide in memory: all wait behind the first by now)
+    answer.set()
+    outcomes = await asyncio.gather(first, *rest)
+    assert outcomes == ["taken"] * 8, outcomes
+    assert sent == {"book_one": 0, "check_time": 1, "check_times": 1}, sent
+    booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
+    assert booked.count(wanted) == 1 and len(booked) == 10
+
+
 async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, kit) -> None:
     """`store.check_times` gives every booking of a therapist the row `store.check_time`
     gives it alone: taken, free, an earlier answer to the key, a stale decision, the client

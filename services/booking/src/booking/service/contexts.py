@@ -321,6 +321,7 @@ class Asking:
     questions: list[dict[str, Any]]
     answers: asyncio.Future[list[dict[str, Any]] | None]
     sent: bool = False
+    after: Asking | None = None  # the question in flight this one waits for (`asking_next`)
 
 
 @dataclass(slots=True)
@@ -379,6 +380,36 @@ def asking_after(
     if flight.asking is None:
         flight.asking = Asking(window, known, [], asyncio.get_running_loop().create_future())
     return None if flight.asking.sent else flight.asking
+
+
+# The questions asked by bookings that did not wait for one (believed taken from the busy
+# times seen), per therapist and window: one statement in flight at a time, and those that
+# come while it is answered are asked together next (as a database groups commits).
+_ASKING: dict[tuple[uuid.UUID, tuple[datetime, datetime]], Asking] = {}
+
+
+def asking_next(
+    therapist_id: uuid.UUID, window: tuple[datetime, datetime], known: Calendar | None
+) -> Asking:
+    """The question to join for the therapist's `window`: the one gathering, or a new one
+    (made with the busy times `known`), asked after the one in flight if any."""
+    latest = _ASKING.get((therapist_id, window))
+    if latest is not None and not latest.sent:
+        return latest
+    ahead = latest if latest is not None and not latest.answers.done() else None
+    asking = Asking(window, known, [], asyncio.get_running_loop().create_future(), after=ahead)
+    if len(_ASKING) >= _KEPT:
+        _ASKING.clear()
+    _ASKING[(therapist_id, window)] = asking
+    return asking
+
+
+def answered(therapist_id: uuid.UUID, asking: Asking, answers: list[dict[str, Any]] | None) -> None:
+    """The question asked together has its answers (None: failed, each asks alone)."""
+    asking.answers.set_result(answers)
+    key = (therapist_id, asking.window)
+    if _ASKING.get(key) is asking:
+        del _ASKING[key]
 
 
 @contextlib.contextmanager

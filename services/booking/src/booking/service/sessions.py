@@ -428,6 +428,10 @@ async def book_session(
             ):
                 # Believed taken (or just booked by this replica): ask, and book only if the
                 # answer is 'free'.
+                if together is None:  # with the others asking about this window meanwhile
+                    together = contexts.asking_next(row["therapist_id"], window, known)
+                    known = together.known
+                    calendar = None if known is None else known.revision
                 client_known = contexts.client_kept(row["therapist_id"], row["client_id"], *window)
                 question = {
                     "decided_on": context.decided_on,
@@ -438,9 +442,7 @@ async def book_session(
                     if client_known is None
                     else client_known.client_revision,
                 }
-                checked = None
-                if together is not None:
-                    checked = await _asked_together(conn, together, row["therapist_id"], question)
+                checked = await _asked_together(conn, together, row["therapist_id"], question)
                 if checked is None:
                     checked = await store.check_time(
                         conn, near=window, calendar=calendar, **question
@@ -513,28 +515,38 @@ async def _asked_together(
     therapist_id: uuid.UUID,
     question: dict[str, Any],
 ) -> dict[str, Any] | None:
-    """This booking's answer to the question asked together (`store.check_times`) by the
-    bookings that waited for one that booked: the first to ask lets the others that woke with
-    it add theirs, then asks for all on its connection. None when that failed (ask alone)."""
+    """This booking's answer to the question asked together (`store.check_times`, or
+    `store.check_time` when it is asked alone): the first to ask waits for the question asked
+    before it, if any (else lets the others that woke with it add theirs), then asks for all
+    that joined meanwhile on its connection. None when that failed (ask alone)."""
     index = len(together.questions)
     together.questions.append(question)
     if index > 0:
         answers = await asyncio.shield(together.answers)
         return None if answers is None else answers[index]
-    await asyncio.sleep(0)  # the others woken with it run up to here and add their questions
-    together.sent = True
     answers = None
     try:
+        if together.after is None:
+            await asyncio.sleep(0)  # the others woken with it run up to here and add theirs
+        else:  # one question at a time per window: the others gather meanwhile
+            await asyncio.shield(together.after.answers)
+        together.sent = True
         known = together.known
-        answers = await store.check_times(
-            conn,
-            therapist_id=therapist_id,
-            asked=together.questions,
-            near=together.window,
-            calendar=None if known is None else known.revision,
-        )
+        calendar = None if known is None else known.revision
+        if len(together.questions) == 1:
+            answers = [
+                await store.check_time(conn, near=together.window, calendar=calendar, **question)
+            ]
+        else:
+            answers = await store.check_times(
+                conn,
+                therapist_id=therapist_id,
+                asked=together.questions,
+                near=together.window,
+                calendar=calendar,
+            )
     finally:
-        together.answers.set_result(answers)
+        contexts.answered(therapist_id, together, answers)
     return answers[0]
 
 

@@ -97,3 +97,27 @@ async def test_a_pooled_connection_goes_back_without_a_reset_unless_it_kept_sess
         assert not any("RESET" in q for q in sent), sent  # the mark lasted one use
     finally:
         await pool.close()
+
+
+async def test_a_connection_on_demand_is_taken_when_first_needed_and_given_back(
+    migrated,
+) -> None:
+    settings = await migrated(LEDGER, db_pool_min=1, db_pool_max=1)
+    pool = await db.create_pool(settings)
+    try:
+        async with db.OnDemand(pool):
+            # never asked for: the pool's only connection stays free for others meanwhile
+            async with pool.acquire() as other:
+                assert await other.fetchval("SELECT 1") == 1
+        async with db.OnDemand(pool) as conn:
+            first = await conn()
+            assert await conn() is first  # one connection for the whole block
+            assert pool.get_idle_size() == 0
+        assert pool.get_idle_size() == 1
+        with pytest.raises(ZeroDivisionError):
+            async with db.OnDemand(pool) as conn:
+                assert await (await conn()).fetchval("SELECT 2") == 2
+                raise ZeroDivisionError
+        assert pool.get_idle_size() == 1  # given back when the block failed too
+    finally:
+        await pool.close()

@@ -86,6 +86,30 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
         self._keeps_session_state = False
 
 
+class OnDemand:
+    """A pool connection taken only when a request first needs one (`await on_demand()`),
+    given back when the block ends. For a request often answered without a statement of its
+    own (from memory, or by a statement another request sends for it): taking a connection
+    and giving it back costs asyncpg a task and a timeout each time."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.Connection | None = None
+
+    async def __call__(self) -> asyncpg.Connection:
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        return self._conn
+
+    async def __aenter__(self) -> OnDemand:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._pool.release(conn)
+
+
 def literal(text: str) -> str:
     """A quoted SQL string literal (standard_conforming_strings, as Postgres has by
     default: only the quote is doubled), for a statement that takes no parameters."""

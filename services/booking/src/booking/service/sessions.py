@@ -47,6 +47,7 @@ from booking.service.records import (
     series_kept,
     session_kept,
 )
+from chassis import db
 from chassis.auth import Principal
 from chassis.errors import Conflict
 from contracts.events import (
@@ -218,7 +219,7 @@ def _reach_needed(
 
 
 async def refuse(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | db.OnDemand,
     exc: errors.SlotUnavailable,
     rules: AvailabilityRules,
     row: Any,
@@ -243,7 +244,7 @@ async def refuse(
         if nearby is not None and read[0] <= wider[0] and wider[1] <= read[1]:
             continue
         therapist_busy, client_busy = await store.busy_of(
-            conn,
+            conn if isinstance(conn, asyncpg.Connection) else await conn(),
             since=wider[0],
             until=wider[1],
             therapist_id=row["therapist_id"],
@@ -380,12 +381,14 @@ async def book_session(
     alternatives are computed here). Otherwise, or when the statement finds the course or
     the therapist changed, one read first (`store.booking_view`: everything the decision
     needs, an earlier answer to the key, both calendars near the time)."""
-    async with pool.acquire() as conn:
+    # Most attempts under contention are refused by a question another attempt sends for
+    # them: the connection is taken only when this one sends a statement.
+    async with db.OnDemand(pool) as conn:
         context = contexts.cached(course_id)
         for _ in range(BOOKING_ROUNDS):
             nearby: tuple[list[Busy], list[Busy]] | None = None
             if context is None:
-                view = await _booking_view(conn, who, course_id, idempotency_key, starts_at)
+                view = await _booking_view(await conn(), who, course_id, idempotency_key, starts_at)
                 earlier = _earlier(_answer_of(view), _session_fingerprint(course_id, starts_at))
                 if earlier is not None:  # a retry of a booking already made
                     return session_kept(earlier)
@@ -445,7 +448,7 @@ async def book_session(
                 checked = await _asked_together(conn, together, row["therapist_id"], question)
                 if checked is None:
                     checked = await store.check_time(
-                        conn, near=window, calendar=calendar, **question
+                        await conn(), near=window, calendar=calendar, **question
                     )
                 if checked["verdict"] != "free":
                     settled = await _settled(
@@ -468,7 +471,7 @@ async def book_session(
             try:
                 with contexts.in_flight(row["therapist_id"], starts_at, ends_at + buffer) as flight:
                     outcome = await store.book_one(
-                        conn,
+                        await conn(),
                         decided_on=context.decided_on,
                         session=booked,
                         answer=(who.subject, idempotency_key, request_hash, kept_json(answer)),
@@ -487,7 +490,7 @@ async def book_session(
                     contexts.forget(course_id)  # the place in the plan was taken: read again
                     context = None
                     continue
-                earlier = await _earlier_answer(conn, who, idempotency_key, request_hash)
+                earlier = await _earlier_answer(await conn(), who, idempotency_key, request_hash)
                 if earlier is None:  # pragma: no cover - the key's row exists by now
                     raise _course_changed() from exc
                 return session_kept(earlier)  # the same request, booked by a twin meanwhile
@@ -510,7 +513,7 @@ async def book_session(
 
 
 async def _asked_together(
-    conn: asyncpg.Connection,
+    conn: db.OnDemand,
     together: contexts.Asking,
     therapist_id: uuid.UUID,
     question: dict[str, Any],
@@ -535,11 +538,13 @@ async def _asked_together(
         calendar = None if known is None else known.revision
         if len(together.questions) == 1:
             answers = [
-                await store.check_time(conn, near=together.window, calendar=calendar, **question)
+                await store.check_time(
+                    await conn(), near=together.window, calendar=calendar, **question
+                )
             ]
         else:
             answers = await store.check_times(
-                conn,
+                await conn(),
                 therapist_id=therapist_id,
                 asked=together.questions,
                 near=together.window,
@@ -551,7 +556,7 @@ async def _asked_together(
 
 
 async def _settled(
-    conn: asyncpg.Connection,
+    conn: db.OnDemand,
     outcome: Any,
     context: contexts.BookingContext,
     now: datetime,

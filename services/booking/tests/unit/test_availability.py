@@ -418,3 +418,28 @@ def test_a_kept_merge_offers_the_same_nearest_slots(
     blocked = Blocked(busy, timedelta(minutes=15))
     for _ in range(3):  # walked, then listed, then from the list
         assert FreeTime(r, 45, blocked, now).nearest(requested, count) == sorted(nearest)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    full_days=st.integers(0, 5),
+    busy_starts=st.lists(st.integers(0, 8 * 24 * 4), max_size=12),
+    requested_offset=st.integers(-24 * 4, 9 * 24 * 4),
+    count=st.integers(1, 5),
+)
+def test_alternatives_after_days_booked_full_are_still_the_nearest(
+    full_days: int, busy_starts: list[int], requested_offset: int, count: int
+) -> None:
+    # Under contention the calendar fills from its start: the nearest free slots to a time
+    # at the edge lie after it, and the days before it are not walked (the same answer).
+    base, quarter = utc(2026, 3, 26), timedelta(minutes=15)
+    busy = [(base, base + timedelta(days=full_days))] if full_days else []
+    busy += [(base + n * quarter, base + (n + 3) * quarter) for n in busy_starts]
+    r = rules("08:00-12:00,13:00-18:00", buffer_minutes=15, horizon=timedelta(days=8))
+    requested = base + requested_offset * quarter
+    every = free_slots(r, 45, busy, base)
+    nearest = sorted(every, key=lambda s: (abs(s.starts_at - requested), s.starts_at))[:count]
+    assert alternatives(r, 45, busy, base, requested, count) == sorted(nearest)
+    blocked = Blocked(busy, timedelta(minutes=15))
+    for _ in range(3):  # walked, then listed, then from the list
+        assert FreeTime(r, 45, blocked, base).nearest(requested, count) == sorted(nearest)

@@ -480,16 +480,24 @@ class FreeTime:
         # Nearest first on either side: before it going back, from it going forward.
         middle_slots = self.on(middle)
         split = bisect.bisect_left(middle_slots, requested, key=_starts_at)
-        before = middle_slots[split - 1 :: -1] if split else []
-        day = middle - one_day
-        while len(before) < count and day >= self.first_day:
-            before.extend(reversed(self.on(day)))
-            day -= one_day
         after = middle_slots[split:]
         day = middle + one_day
         while len(after) < count and day <= self.last_day:
             after.extend(self.on(day))
             day += one_day
+        # Going back, a day whose last possible start is further from the time than the
+        # `count`-th after it holds none of the nearest, nor does any day before it (a
+        # calendar full up to the time is not walked back to its start).
+        reach = after[count - 1].starts_at - requested if len(after) >= count else None
+        before = middle_slots[split - 1 :: -1] if split else []
+        day = middle - one_day
+        while len(before) < count and day >= self.first_day:
+            if reach is not None:
+                table = self._table(day)
+                if table.starts and requested - table.starts[-1] > reach:
+                    break
+            before.extend(reversed(self.on(day)))
+            day -= one_day
         return _closest(requested, count, before, after)
 
     def _nearest_of(self, requested: datetime, count: int, between: list[Slot]) -> list[Slot]:

@@ -315,6 +315,45 @@ async def test_the_listing_leaves_out_both_calendars_busy_times_read_in_one_roun
     assert unopened.slots == []
 
 
+async def test_a_listing_reads_the_therapists_calendar_again_only_when_it_moved(
+    pool, kit, monkeypatch
+) -> None:
+    """Listings are many more than changes: a replica keeps the therapist's busy times it
+    last listed with their calendar's revision, and reads them again only when that moved,
+    by a booking here or a change made anywhere else."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    me, other = Principal(uuid.uuid4(), "client"), Principal(uuid.uuid4(), "client")
+    await kit.open_course(pool, me.subject, therapist, now)
+    theirs = await kit.open_course(pool, other.subject, therapist, now)
+    read: list[bool] = []
+
+    def spying(real=store.slot_view):  # a spy: the database still answers
+        async def call(*args, **kwargs):
+            view = await real(*args, **kwargs)
+            read.append(not view["calendar_unchanged"])
+            return view
+
+        return call
+
+    monkeypatch.setattr(store, "slot_view", spying())
+
+    async def listed() -> list[datetime]:
+        return [s.starts_at for s in (await service.free_slots_for(pool, me, therapist, now)).slots]
+
+    first = await listed()  # nothing booked yet: no revision to keep
+    booked = await service.book_session(pool, other, theirs, first[0], "first", now)
+    after_booking, again = await listed(), await listed()
+    assert first[0] not in after_booking and again == after_booking
+    # another replica cancels it (as the database sees it: the revision moves)
+    await pool.execute(
+        "UPDATE sessions SET status = 'cancelled' WHERE session_id = $1", booked.session_id
+    )
+    after_cancel = await listed()
+    assert first[0] in after_cancel
+    assert read == [True, True, False, True], read
+
+
 async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_rest_asked_together(
     pool, kit, monkeypatch
 ) -> None:

@@ -8,6 +8,7 @@ import functools
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
@@ -209,12 +210,20 @@ async def free_slots_for(
 ) -> FreeSlots:
     """Free slots of a therapist, for the therapist and for clients with a course with them:
     the precomputed day tables (domain `FreeTime`) minus the busy times, one round trip (the
-    therapist's hours and both calendars read together)."""
+    therapist's hours and both calendars read together; the therapist's busy times only
+    when their calendar moved since this replica last listed it)."""
     client = who.subject if who.role == "client" else None
     if client is None:
         own_calendar(who, therapist_id)
+    kept = _LISTED.get(therapist_id)
     async with pool.acquire() as conn:
-        view = await store.slot_view(conn, therapist_id, client, now)
+        view = await store.slot_view(
+            conn,
+            therapist_id,
+            client,
+            now,
+            None if kept is None else (kept.revision, kept.low, kept.high),
+        )
     if client is not None:
         if not view["has_course"]:
             raise not_found("therapist")
@@ -223,13 +232,42 @@ async def free_slots_for(
     rules = open_rules(view if view["time_zone"] is not None else None)
     slots: list[Slot] = []
     if rules is not None:
+        if view["calendar_unchanged"]:
+            assert kept is not None
+            therapist_busy = kept.busy
+        else:
+            therapist_busy = list(
+                zip(view["therapist_starts"], view["therapist_ends"], strict=True)
+            )
+            _list_kept(therapist_id, view, therapist_busy)
         # A client cannot be in two sessions at once either.
-        busy = [
-            *zip(view["therapist_starts"], view["therapist_ends"], strict=True),
-            *zip(view["client_starts"], view["client_ends"], strict=True),
-        ]
+        busy = [*therapist_busy, *zip(view["client_starts"], view["client_ends"], strict=True)]
         slots = FreeTime(rules, minutes, busy, now).first(limit, since)
     return FreeSlots(therapist_id, view["time_zone"] or DEFAULT_TIME_ZONE, minutes, slots)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    revision: int
+    low: datetime
+    high: datetime
+    busy: list[Busy]
+
+
+# Per therapist, the busy times the last listing of their free slots read (whole days around
+# the bookable time), with their calendar's revision then: listings are many more than
+# changes, and one that finds the revision unchanged does not read them again. Bounded.
+_LISTED: dict[uuid.UUID, _Listed] = {}
+_LISTED_KEPT = 10_000
+
+
+def _list_kept(therapist_id: uuid.UUID, view: dict[str, Any], busy: list[Busy]) -> None:
+    if view["calendar_revision"] is None or view["low"] is None:
+        _LISTED.pop(therapist_id, None)  # (no revision yet: nothing to tell a change by)
+        return
+    if len(_LISTED) >= _LISTED_KEPT:
+        _LISTED.clear()
+    _LISTED[therapist_id] = _Listed(view["calendar_revision"], view["low"], view["high"], busy)
 
 
 async def publish_summaries(

@@ -115,41 +115,58 @@ async def put_availability(
 
 
 async def slot_view(
-    conn: asyncpg.Connection, therapist_id: uuid.UUID, client_id: uuid.UUID | None, now: datetime
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    client_id: uuid.UUID | None,
+    now: datetime,
+    kept: tuple[int, datetime, datetime] | None = None,
 ) -> dict[str, Any]:
     """For listing free slots, in one round trip: the therapist's row with `availability`
     (columns NULL when unknown), whether the client has a course with them (`has_course`), the
     length of the client's latest course with them (`course_minutes`), and both calendars'
-    live busy times that can matter to a booking made `now` (touching a day before `now` to
-    a day after `now` + the horizon): `therapist_starts` and `therapist_ends`, and
-    `client_starts` and `client_ends` (the client's, with any therapist; empty without
-    hours), each pair in the same order, not sorted (`FreeTime` sorts them)."""
+    live busy times that can matter to a booking made `now`, read in whole UTC days (two
+    before `now`'s to four after the horizon: `low`, `high`): `therapist_starts` and
+    `therapist_ends`, and `client_starts` and `client_ends` (the client's, with any
+    therapist; empty without hours), each pair in the same order, not sorted (`FreeTime`
+    sorts them). With the therapist's calendar revision (`calendar_revision`); when that and
+    the window are those `kept` (revision, low, high), the therapist's busy times are not
+    read (`calendar_unchanged`: the caller has them)."""
+    revision, low, high = kept if kept is not None else (None, None, None)
     row = await conn.fetchrow(
         "SELECT t.time_zone, t.published, to_jsonb(a) AS availability,"
         " EXISTS (SELECT 1 FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1)"
         "  AS has_course,"
         " (SELECT c.session_minutes FROM courses c WHERE c.client_id = $2 AND c.therapist_id = $1"
         "  ORDER BY c.status = 'active' DESC, c.started_at DESC LIMIT 1) AS course_minutes,"
-        " b.therapist_starts, b.therapist_ends, b.client_starts, b.client_ends"
+        " cal.revision AS calendar_revision, lower(w.span) AS low, upper(w.span) AS high,"
+        " coalesce(w.unchanged, false) AS calendar_unchanged,"
+        " tb.therapist_starts, tb.therapist_ends, cb.client_starts, cb.client_ends"
         " FROM (SELECT 1) AS one LEFT JOIN therapists t ON t.therapist_id = $1"
         " LEFT JOIN availability a ON a.therapist_id = $1"
-        " LEFT JOIN LATERAL (SELECT tstzrange($3::timestamptz - interval '1 day',"
-        "  $3::timestamptz + make_interval(days => a.horizon_days + 1)) AS span) w ON true"
+        " LEFT JOIN LATERAL (SELECT revision FROM calendar_revisions"
+        "  WHERE therapist_id = $1) cal ON true"
+        " LEFT JOIN LATERAL (SELECT d.span, (cal.revision = $4 AND lower(d.span) = $5"
+        "   AND upper(d.span) = $6) AS unchanged"
+        "  FROM (SELECT tstzrange(date_trunc('day', $3::timestamptz, 'UTC') - interval '2 days',"
+        "   date_trunc('day', $3::timestamptz, 'UTC') + make_interval(days => a.horizon_days + 4))"
+        "   AS span) d) w ON true"
+        # (apart, so that a calendar unchanged is not read at all)
         " LEFT JOIN LATERAL (SELECT"
-        f"  coalesce(array_agg({epoch_us_sql('s.starts_at')})"
-        "   FILTER (WHERE s.therapist_id = $1), '{}') AS therapist_starts,"
-        f"  coalesce(array_agg({epoch_us_sql('s.ends_at')})"
-        "   FILTER (WHERE s.therapist_id = $1), '{}') AS therapist_ends,"
-        f"  coalesce(array_agg({epoch_us_sql('s.starts_at')})"
-        "   FILTER (WHERE s.client_id = $2), '{}') AS client_starts,"
-        f"  coalesce(array_agg({epoch_us_sql('s.ends_at')})"
-        "   FILTER (WHERE s.client_id = $2), '{}') AS client_ends"
+        f"  coalesce(array_agg({epoch_us_sql('s.starts_at')}), '{{}}') AS therapist_starts,"
+        f"  coalesce(array_agg({epoch_us_sql('s.ends_at')}), '{{}}') AS therapist_ends"
+        "  FROM sessions s WHERE a.therapist_id IS NOT NULL AND w.unchanged IS NOT TRUE"
+        f"  AND s.therapist_id = $1 AND s.therapist_span && w.span AND s.{LIVE_SQL}) tb ON true"
+        " LEFT JOIN LATERAL (SELECT"
+        f"  coalesce(array_agg({epoch_us_sql('s.starts_at')}), '{{}}') AS client_starts,"
+        f"  coalesce(array_agg({epoch_us_sql('s.ends_at')}), '{{}}') AS client_ends"
         "  FROM sessions s WHERE a.therapist_id IS NOT NULL"
-        f"  AND ((s.therapist_id = $1 AND s.therapist_span && w.span AND s.{LIVE_SQL})"
-        f"   OR (s.client_id = $2 AND s.client_span && w.span AND s.{LIVE_SQL}))) b ON true",
+        f"  AND s.client_id = $2 AND s.client_span && w.span AND s.{LIVE_SQL}) cb ON true",
         therapist_id,
         client_id,
         now,
+        revision,
+        low,
+        high,
     )
     assert row is not None
     # (the busy times are sent as microseconds since the epoch)

@@ -11,6 +11,7 @@ import pytest
 
 from booking import service, store
 from booking.app import DEFINITION
+from booking.service import contexts
 from chassis.app import build
 from chassis.auth import Principal
 from chassis.errors import Conflict
@@ -466,6 +467,7 @@ async def test_questions_that_come_while_one_is_asked_are_asked_together_after_i
     outcomes = await asyncio.gather(first, *rest)
     assert outcomes == ["taken"] * 8, outcomes
     assert sent == {"book_one": 0, "check_time": 1, "check_times": 1}, sent
+    assert contexts._ASKING == {}  # every question answered is let go (none kept in a chain)
     booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
     assert booked.count(wanted) == 1 and len(booked) == 10
 

@@ -533,6 +533,7 @@ async def _asked_together(
             await asyncio.sleep(0)  # the others woken with it run up to here and add theirs
         else:  # one question at a time per window: the others gather meanwhile
             await asyncio.shield(together.after.answers)
+            together.after = None  # (answered: not kept alive by those asked after it)
         together.sent = True
         known = together.known
         calendar = None if known is None else known.revision

@@ -443,3 +443,37 @@ def test_alternatives_after_days_booked_full_are_still_the_nearest(
     blocked = Blocked(busy, timedelta(minutes=15))
     for _ in range(3):  # walked, then listed, then from the list
         assert FreeTime(r, 45, blocked, base).nearest(requested, count) == sorted(nearest)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    kept=st.lists(st.integers(0, 5 * 24 * 4), max_size=30),
+    more=st.lists(st.integers(0, 5 * 24 * 4), max_size=5),
+    requested_offset=st.integers(-24 * 4, 6 * 24 * 4),
+    now_offset=st.integers(0, 24 * 4),
+)
+def test_busy_times_added_to_a_kept_merge_leave_the_same_free_slots_as_one_merge(
+    kept: list[int], more: list[int], requested_offset: int, now_offset: int
+) -> None:
+    # A therapist's merge is kept and each client's busy times go on top of it (`adding`):
+    # the free slots, the nearest and the overlaps are those of both merged at once.
+    base, quarter = utc(2026, 3, 26), timedelta(minutes=15)
+
+    def busy(starts: list[int]) -> list[tuple[datetime, datetime]]:
+        return [(base + n * quarter, base + (n + 3) * quarter) for n in starts]
+
+    r = rules("08:00-12:00,13:00-18:00", buffer_minutes=15, horizon=timedelta(days=5))
+    now, requested = base + now_offset * quarter, base + requested_offset * quarter
+    buffer = timedelta(minutes=15)
+    therapist = Blocked(busy(kept), buffer)
+    together = Blocked(busy(kept) + busy(more), buffer)
+    for _ in range(2):  # a fresh merge, then one whose day lists are kept
+        added = therapist.adding(busy(more))
+        assert FreeTime(r, 45, added, now).first(1000) == FreeTime(r, 45, together, now).first(1000)
+        for count in (1, 3):
+            assert FreeTime(r, 45, added, now).nearest(requested, count) == FreeTime(
+                r, 45, together, now
+            ).nearest(requested, count)
+    for n in range(0, 5 * 24 * 4, 3):
+        at = base + n * quarter
+        assert added.overlaps(at, at + 3 * quarter) == together.overlaps(at, at + 3 * quarter)

@@ -195,10 +195,14 @@ class Slot:
 
 
 class Blocked:
-    """Busy intervals widened by the buffer on both sides, merged, for fast overlap tests."""
+    """Busy intervals widened by the buffer on both sides, merged, for fast overlap tests;
+    on top of a `base` merge when made by `adding`."""
 
-    def __init__(self, busy: Iterable[Busy], buffer: timedelta) -> None:
+    def __init__(
+        self, busy: Iterable[Busy], buffer: timedelta, base: Blocked | None = None
+    ) -> None:
         self.buffer = buffer
+        self._base = base
         # A refusal may bring a whole calendar (hundreds of busy times): sorted by start
         # alone (a tuple compares twice), converted only when not UTC already, widened
         # once per merged span.
@@ -241,6 +245,13 @@ class Blocked:
         # table's id, low, high): the same until the clock passes a slot's start.
         self._parts: dict[tuple[int, int, int], tuple[_DayTable, list[Slot]]] = {}
 
+    def adding(self, busy: Iterable[Busy]) -> Blocked:
+        """These busy times and `busy`, as one. A slot is free of both when it is free of
+        these and of `busy`: so a therapist's merge, kept, lists the free slots of a day
+        once, and each client's refusal only takes out those its own few busy times block,
+        instead of merging and listing the whole calendar again."""
+        return Blocked(busy, self.buffer, base=self)
+
     def free_of_day(self, table: _DayTable) -> list[Slot]:
         """`free_of` the whole table, listed once per table (the caller must not change it)."""
         found = self._whole_days.get(id(table))
@@ -264,6 +275,16 @@ class Blocked:
         slots, starts = table.slots, table.starts
         if low >= high:
             return []
+        if self._base is not None:
+            whole = (low, high) == (0, len(slots))
+            of_base = (
+                self._base.free_of_day(table)
+                if whole
+                else self._base.free_of_part(table, low, high)
+            )
+            if not of_base or not self._overlaps_own(of_base[0].starts_at, of_base[-1].ends_at):
+                return of_base  # (the base's list: the callers do not change it)
+            return [s for s in of_base if not self._overlaps_own(s.starts_at, s.ends_at)]
         length = slots[low].ends_at - slots[low].starts_at
         index = bisect.bisect_right(self._ends, starts[low])  # first span ending after it
         last_end, count = slots[high - 1].ends_at, len(self._starts)
@@ -279,6 +300,11 @@ class Blocked:
         return free
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self._overlaps_own(start, end) or (
+            self._base is not None and self._base.overlaps(start, end)
+        )
+
+    def _overlaps_own(self, start: datetime, end: datetime) -> bool:
         index = bisect.bisect_right(self._ends, start)  # first span ending after `start`
         return index < len(self._starts) and self._starts[index] < end
 

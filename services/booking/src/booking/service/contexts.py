@@ -242,11 +242,20 @@ def busy_read(
         assert known is not None
         calendar = known
     else:
-        therapist = list(zip(outcome["nearby_starts"], outcome["nearby_ends"], strict=True))
-        calendar = Calendar(outcome["calendar_revision"], *window, therapist)
-        if len(_CALENDARS) >= _KEPT:
-            _CALENDARS.clear()
-        _CALENDARS[therapist_id] = calendar
+        revision, current = outcome["calendar_revision"], _CALENDARS.get(therapist_id)
+        if (
+            current is not None
+            and revision is not None
+            and current.revision == revision
+            and (current.low, current.high) == window
+        ):  # the same busy times (a revision is one state of the calendar), as asked together
+            calendar = current
+        else:
+            therapist = list(zip(outcome["nearby_starts"], outcome["nearby_ends"], strict=True))
+            calendar = Calendar(revision, *window, therapist)
+            if len(_CALENDARS) >= _KEPT:
+                _CALENDARS.clear()
+            _CALENDARS[therapist_id] = calendar
     if outcome["client_starts"] is None:  # unchanged since `client_known` was read
         assert client_known is not None
         starts, ends = client_known.starts, client_known.ends
@@ -271,13 +280,28 @@ def busy_read(
         if (read.client_revision, read.low, read.high) == (client_revision, low, high):
             return calendar.busy, blocked
     else:
-        blocked = Blocked([*calendar.busy, *zip(starts, ends, strict=True)], buffer)
+        blocked = _merged(therapist_id, calendar, buffer).adding(zip(starts, ends, strict=True))
     if len(_READ) >= _KEPT:
         _READ.clear()
     _READ[(therapist_id, client_id)] = Read(
         calendar, starts, ends, blocked, client_revision, low, high
     )
     return calendar.busy, blocked
+
+
+# Per therapist, their kept calendar's busy times merged: the refusals of its clients put
+# their own busy times on top (`Blocked.adding`), and the therapist's free slots of a day are
+# listed once for all of them instead of once per refusal.
+_MERGED: dict[uuid.UUID, tuple[Calendar, Blocked]] = {}
+
+
+def _merged(therapist_id: uuid.UUID, calendar: Calendar, buffer: timedelta) -> Blocked:
+    found = _MERGED.get(therapist_id)
+    if found is None or found[0] is not calendar or found[1].buffer != buffer:
+        if len(_MERGED) >= _KEPT:
+            _MERGED.clear()
+        found = _MERGED[therapist_id] = (calendar, Blocked(calendar.busy, buffer))
+    return found[1]
 
 
 # Per therapist, how far around a refused time its last refusal had to read the busy times

@@ -419,22 +419,23 @@ async def book_session(
                 row["therapist_id"], starts_at, ends_at + buffer
             )
             known = contexts.calendar_kept(row["therapist_id"], *window)
-            together = None
-            if booked_by is not None:  # ask with the others that waited for it
-                together = contexts.asking_after(booked_by, window, known)
-                if together is not None:
-                    window, known = together.window, together.known
-            calendar = None if known is None else known.revision
-            if waited or (
+            # Believed taken (or just booked by this replica): ask, and book only if the
+            # answer is 'free'; with the others that waited for the same booking, else with
+            # those asking about this window meanwhile.
+            asking = waited or (
                 nearby is None
                 and contexts.seems_taken(row["therapist_id"], starts_at, ends_at, buffer)
-            ):
-                # Believed taken (or just booked by this replica): ask, and book only if the
-                # answer is 'free'.
-                if together is None:  # with the others asking about this window meanwhile
-                    together = contexts.asking_next(row["therapist_id"], window, known)
-                    known = together.known
-                    calendar = None if known is None else known.revision
+            )
+            together = (
+                None if booked_by is None else contexts.asking_after(booked_by, window, known)
+            )
+            if asking and together is None:
+                together = contexts.asking_next(row["therapist_id"], window, known)
+            if together is not None:
+                window, known = together.window, together.known
+            calendar = None if known is None else known.revision
+            if asking:
+                assert together is not None
                 client_known = contexts.client_kept(row["therapist_id"], row["client_id"], *window)
                 question = {
                     "decided_on": context.decided_on,

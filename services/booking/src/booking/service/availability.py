@@ -247,8 +247,12 @@ async def free_slots_for(
 
 
 @dataclass(frozen=True, slots=True)
-class _Listed:
-    revision: int
+class Calendar:
+    """A therapist's busy times as read in the window [low, high), with their calendar's
+    revision then (kept by a replica: a statement sent with the revision leaves them out
+    while it still holds)."""
+
+    revision: int | None  # None: not kept (the calendar had no revision yet)
     low: datetime
     high: datetime
     busy: list[Busy]
@@ -257,7 +261,7 @@ class _Listed:
 # Per therapist, the busy times the last listing of their free slots read (whole days around
 # the bookable time), with their calendar's revision then: listings are many more than
 # changes, and one that finds the revision unchanged does not read them again. Bounded.
-_LISTED: dict[uuid.UUID, _Listed] = {}
+_LISTED: dict[uuid.UUID, Calendar] = {}
 _LISTED_KEPT = 10_000
 
 
@@ -267,7 +271,7 @@ def _list_kept(therapist_id: uuid.UUID, view: dict[str, Any], busy: list[Busy]) 
         return
     if len(_LISTED) >= _LISTED_KEPT:
         _LISTED.clear()
-    _LISTED[therapist_id] = _Listed(view["calendar_revision"], view["low"], view["high"], busy)
+    _LISTED[therapist_id] = Calendar(view["calendar_revision"], view["low"], view["high"], busy)
 
 
 async def publish_summaries(

@@ -23,7 +23,7 @@ from typing import Any
 
 from booking.domain.availability import AvailabilityRules, Blocked, Busy
 from booking.domain.course import Course
-from booking.service.availability import rules_of
+from booking.service.availability import Calendar, rules_of
 from booking.service.common import course_of
 from chassis.errors import Conflict
 
@@ -174,14 +174,6 @@ def seems_taken(
 # revision then (`store.book_one`): the next refusal within that window sends the revision,
 # and the statement leaves the therapist's busy times out while it still holds. A full
 # calendar, refused over and over, is then read and sent once per change, not per refusal.
-@dataclass(frozen=True, slots=True)
-class Calendar:
-    revision: int | None  # None: not kept (the calendar had no revision yet)
-    low: datetime
-    high: datetime
-    busy: list[Busy]
-
-
 _CALENDARS: dict[uuid.UUID, Calendar] = {}
 
 

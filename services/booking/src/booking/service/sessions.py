@@ -30,7 +30,7 @@ from booking.domain.policy import (
 )
 from booking.domain.series import weekly_series
 from booking.service import contexts
-from booking.service.availability import calendars, rules_of
+from booking.service.availability import Calendar, calendars, rules_of
 from booking.service.common import (
     ALTERNATIVES_OFFERED,
     MEETING_BASE_URL,
@@ -563,7 +563,7 @@ async def _settled(
     context: contexts.BookingContext,
     now: datetime,
     asked: tuple[datetime, tuple[datetime, datetime]],
-    known: tuple[contexts.Calendar | None, contexts.Read | None],
+    known: tuple[Calendar | None, contexts.Read | None],
 ) -> SessionRecord | None:
     """What a `store.book_one` (or `check_time`) verdict other than 'booked' and 'free'
     answers for `asked` (the start, and the window the busy times were read in, the

@@ -119,7 +119,7 @@ async def slot_view(
     therapist_id: uuid.UUID,
     client_id: uuid.UUID | None,
     now: datetime,
-    kept: tuple[int, datetime, datetime] | None = None,
+    kept: tuple[int | None, datetime, datetime] | None = None,
 ) -> dict[str, Any]:
     """For listing free slots, in one round trip: the therapist's row with `availability`
     (columns NULL when unknown), whether the client has a course with them (`has_course`), the

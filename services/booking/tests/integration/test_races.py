@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -22,6 +23,37 @@ async def live_sessions(pool: asyncpg.Pool, therapist_id: uuid.UUID) -> list[asy
         "SELECT * FROM sessions WHERE therapist_id = $1 AND status = 'booked' ORDER BY starts_at",
         therapist_id,
     )
+
+
+async def open_connections(pool: asyncpg.Pool, count: int) -> None:
+    """`count` of the pool's connections opened now: none of the bookings that follow
+    arrives late, after a connect."""
+    held = [await pool.acquire() for _ in range(count)]
+    for conn in held:
+        await pool.release(conn)
+
+
+def count_calls(
+    monkeypatch: pytest.MonkeyPatch,
+    names: tuple[str, ...],
+    before: Callable[[str], Awaitable[None]] | None = None,
+) -> dict[str, int]:
+    """Spies on the store's functions `names` (the database still answers): how many times
+    each was called; `before(name)`, if given, is awaited before each call goes on."""
+    sent = dict.fromkeys(names, 0)
+    for name in names:
+
+        def counting(real=getattr(store, name), name=name):
+            async def call(*args, **kwargs):
+                sent[name] += 1
+                if before is not None:
+                    await before(name)
+                return await real(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(store, name, counting())
+    return sent
 
 
 async def test_fifty_clients_racing_for_one_slot_get_one_booking(
@@ -377,21 +409,8 @@ async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_re
         await service.book_session(
             pool, Principal(client, "client"), course, elsewhere[8 * n], f"before-{client}", now
         )
-    # Eight connections open already: none of the eight arrives late, after a connect.
-    held = [await pool.acquire() for _ in clients]
-    for conn in held:
-        await pool.release(conn)
-    sent = {"book_one": 0, "check_time": 0, "check_times": 0}
-    for name in sent:
-
-        def counting(real=getattr(store, name), name=name):  # a spy: the database still answers
-            async def call(*args, **kwargs):
-                sent[name] += 1
-                return await real(*args, **kwargs)
-
-            return call
-
-        monkeypatch.setattr(store, name, counting())
+    await open_connections(pool, len(clients))
+    sent = count_calls(monkeypatch, ("book_one", "check_time", "check_times"))
 
     async def book(client: uuid.UUID, course: uuid.UUID) -> str:
         try:
@@ -431,24 +450,15 @@ async def test_questions_that_come_while_one_is_asked_are_asked_together_after_i
     await service.book_session(pool, who[0], courses[0], wanted, "wanted", now)
     with pytest.raises(Conflict):  # refused: this replica has now seen the busy times there
         await service.book_session(pool, who[1], courses[1], wanted, "seen", now)
-    held = [await pool.acquire() for _ in clients]  # every connection open already
-    for conn in held:
-        await pool.release(conn)
-    sent = {"book_one": 0, "check_time": 0, "check_times": 0}
+    await open_connections(pool, len(clients))
     asked, answer = asyncio.Event(), asyncio.Event()
-    for name in sent:
 
-        def counting(real=getattr(store, name), name=name):  # a spy: the database still answers
-            async def call(*args, **kwargs):
-                sent[name] += 1
-                if name == "check_time":  # the first question: held until the rest came
-                    asked.set()
-                    await answer.wait()
-                return await real(*args, **kwargs)
+    async def holding(name: str) -> None:
+        if name == "check_time":  # the first question: held until the rest came
+            asked.set()
+            await answer.wait()
 
-            return call
-
-        monkeypatch.setattr(store, name, counting())
+    sent = count_calls(monkeypatch, ("book_one", "check_time", "check_times"), holding)
 
     async def book(n: int) -> str:
         try:

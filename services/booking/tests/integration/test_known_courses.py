@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from booking import service, store
-from booking.service import contexts
+from booking.service import availability, contexts
 from booking.store import claims
 from chassis.auth import Principal
 from chassis.errors import Conflict
@@ -109,7 +109,7 @@ async def test_a_kept_calendar_is_read_again_once_a_booking_or_a_cancellation_ch
 
     before = await offered("b1")  # from the busy times read with the course
     assert await offered("b2") == before
-    assert contexts._CALENDARS[therapist].revision is not None  # kept with its revision
+    assert availability._CALENDARS[therapist].revision is not None  # kept with its revision
     assert await offered("b3") == before  # answered from the kept busy times
     # Another replica books the first alternative: this one's kept busy times lack it.
     other = await service.book_session(

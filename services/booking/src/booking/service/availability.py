@@ -18,6 +18,7 @@ from booking import store
 from booking.domain.availability import (
     WEEKDAYS,
     AvailabilityRules,
+    Blocked,
     Busy,
     DateException,
     FreeTime,
@@ -215,7 +216,7 @@ async def free_slots_for(
     client = who.subject if who.role == "client" else None
     if client is None:
         own_calendar(who, therapist_id)
-    kept = _LISTED.get(therapist_id)
+    kept = _CALENDARS.get(therapist_id)
     async with pool.acquire() as conn:
         view = await store.slot_view(
             conn,
@@ -234,15 +235,19 @@ async def free_slots_for(
     if rules is not None:
         if view["calendar_unchanged"]:
             assert kept is not None
-            therapist_busy = kept.busy
+            calendar = kept
         else:
-            therapist_busy = list(
-                zip(view["therapist_starts"], view["therapist_ends"], strict=True)
+            calendar = calendar_read(
+                therapist_id,
+                view["calendar_revision"],
+                (view["low"], view["high"]),
+                view["therapist_starts"],
+                view["therapist_ends"],
             )
-            _list_kept(therapist_id, view, therapist_busy)
-        # A client cannot be in two sessions at once either.
-        busy = [*therapist_busy, *zip(view["client_starts"], view["client_ends"], strict=True)]
-        slots = FreeTime(rules, minutes, busy, now).first(limit, since)
+        blocked = merged(therapist_id, calendar, timedelta(minutes=rules.buffer_minutes))
+        if view["client_starts"]:  # a client cannot be in two sessions at once either
+            blocked = blocked.adding(zip(view["client_starts"], view["client_ends"], strict=True))
+        slots = FreeTime(rules, minutes, blocked, now).first(limit, since)
     return FreeSlots(therapist_id, view["time_zone"] or DEFAULT_TIME_ZONE, minutes, slots)
 
 
@@ -258,20 +263,63 @@ class Calendar:
     busy: list[Busy]
 
 
-# Per therapist, the busy times the last listing of their free slots read (whole days around
-# the bookable time), with their calendar's revision then: listings are many more than
-# changes, and one that finds the revision unchanged does not read them again. Bounded.
-_LISTED: dict[uuid.UUID, Calendar] = {}
-_LISTED_KEPT = 10_000
+# Per therapist, the busy times last read in a window of their calendar, with its revision
+# then: by a listing of free slots or a refusal, on this replica. A statement sent with that
+# revision leaves the therapist's busy times out while it still holds (a listing, or a full
+# calendar refused over and over, reads them once per change). Bounded.
+_CALENDARS: dict[uuid.UUID, Calendar] = {}
+_CALENDARS_KEPT = 10_000
 
 
-def _list_kept(therapist_id: uuid.UUID, view: dict[str, Any], busy: list[Busy]) -> None:
-    if view["calendar_revision"] is None or view["low"] is None:
-        _LISTED.pop(therapist_id, None)  # (no revision yet: nothing to tell a change by)
-        return
-    if len(_LISTED) >= _LISTED_KEPT:
-        _LISTED.clear()
-    _LISTED[therapist_id] = Calendar(view["calendar_revision"], view["low"], view["high"], busy)
+def calendar_kept(therapist_id: uuid.UUID, low: datetime, high: datetime) -> Calendar | None:
+    """The therapist's busy times kept for a window holding [low, high), if any."""
+    kept = _CALENDARS.get(therapist_id)
+    if kept is None or kept.revision is None or low < kept.low or kept.high < high:
+        return None
+    return kept
+
+
+def calendar_read(
+    therapist_id: uuid.UUID,
+    revision: int | None,
+    window: tuple[datetime, datetime],
+    starts: Sequence[datetime],
+    ends: Sequence[datetime],
+) -> Calendar:
+    """The therapist's busy times (`starts`, `ends`) just read in `window` at `revision`, kept:
+    the one kept already when it is the same (a revision is one state of the calendar, and
+    another listing or refusal may have read it meanwhile), so its merge serves both."""
+    current = _CALENDARS.get(therapist_id)
+    if (
+        current is not None
+        and revision is not None
+        and current.revision == revision
+        and (current.low, current.high) == window
+    ):
+        return current
+    calendar = Calendar(revision, *window, list(zip(starts, ends, strict=True)))
+    if revision is None:  # (no revision yet: nothing to tell a change by)
+        return calendar
+    if len(_CALENDARS) >= _CALENDARS_KEPT:
+        _CALENDARS.clear()
+    _CALENDARS[therapist_id] = calendar
+    return calendar
+
+
+# Per therapist, their kept calendar's busy times merged: listings and the refusals of their
+# clients put the client's own busy times on top (`Blocked.adding`), and the therapist's free
+# slots of a day are listed once for all of them instead of once each.
+_MERGED: dict[uuid.UUID, tuple[Calendar, Blocked]] = {}
+
+
+def merged(therapist_id: uuid.UUID, calendar: Calendar, buffer: timedelta) -> Blocked:
+    """`calendar`'s busy times merged with `buffer` (once per calendar kept)."""
+    found = _MERGED.get(therapist_id)
+    if found is None or found[0] is not calendar or found[1].buffer != buffer:
+        if len(_MERGED) >= _CALENDARS_KEPT:
+            _MERGED.clear()
+        found = _MERGED[therapist_id] = (calendar, Blocked(calendar.busy, buffer))
+    return found[1]
 
 
 async def publish_summaries(

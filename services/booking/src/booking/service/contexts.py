@@ -23,7 +23,7 @@ from typing import Any
 
 from booking.domain.availability import AvailabilityRules, Blocked, Busy
 from booking.domain.course import Course
-from booking.service.availability import Calendar, rules_of
+from booking.service.availability import Calendar, calendar_read, merged, rules_of
 from booking.service.common import course_of
 from chassis.errors import Conflict
 
@@ -170,21 +170,6 @@ def seems_taken(
     return before > 0 and starts_at < seen.ends[before - 1] + buffer
 
 
-# Per therapist, the busy times a refusal last read, in which window, with their calendar's
-# revision then (`store.book_one`): the next refusal within that window sends the revision,
-# and the statement leaves the therapist's busy times out while it still holds. A full
-# calendar, refused over and over, is then read and sent once per change, not per refusal.
-_CALENDARS: dict[uuid.UUID, Calendar] = {}
-
-
-def calendar_kept(therapist_id: uuid.UUID, low: datetime, high: datetime) -> Calendar | None:
-    """The therapist's busy times kept for a window holding [low, high), if any."""
-    kept = _CALENDARS.get(therapist_id)
-    if kept is None or kept.revision is None or low < kept.low or kept.high < high:
-        return None
-    return kept
-
-
 # The busy times the last refusal for a therapist and a client came back with, as read and
 # merged: a calendar read again unchanged (a full one, refused over and over) is not merged
 # again. Keyed by exactly what was read (the therapist's kept calendar, the client's busy
@@ -234,20 +219,13 @@ def busy_read(
         assert known is not None
         calendar = known
     else:
-        revision, current = outcome["calendar_revision"], _CALENDARS.get(therapist_id)
-        if (
-            current is not None
-            and revision is not None
-            and current.revision == revision
-            and (current.low, current.high) == window
-        ):  # the same busy times (a revision is one state of the calendar), as asked together
-            calendar = current
-        else:
-            therapist = list(zip(outcome["nearby_starts"], outcome["nearby_ends"], strict=True))
-            calendar = Calendar(revision, *window, therapist)
-            if len(_CALENDARS) >= _KEPT:
-                _CALENDARS.clear()
-            _CALENDARS[therapist_id] = calendar
+        calendar = calendar_read(
+            therapist_id,
+            outcome["calendar_revision"],
+            window,
+            outcome["nearby_starts"],
+            outcome["nearby_ends"],
+        )
     if outcome["client_starts"] is None:  # unchanged since `client_known` was read
         assert client_known is not None
         starts, ends = client_known.starts, client_known.ends
@@ -272,28 +250,13 @@ def busy_read(
         if (read.client_revision, read.low, read.high) == (client_revision, low, high):
             return calendar.busy, blocked
     else:
-        blocked = _merged(therapist_id, calendar, buffer).adding(zip(starts, ends, strict=True))
+        blocked = merged(therapist_id, calendar, buffer).adding(zip(starts, ends, strict=True))
     if len(_READ) >= _KEPT:
         _READ.clear()
     _READ[(therapist_id, client_id)] = Read(
         calendar, starts, ends, blocked, client_revision, low, high
     )
     return calendar.busy, blocked
-
-
-# Per therapist, their kept calendar's busy times merged: the refusals of its clients put
-# their own busy times on top (`Blocked.adding`), and the therapist's free slots of a day are
-# listed once for all of them instead of once per refusal.
-_MERGED: dict[uuid.UUID, tuple[Calendar, Blocked]] = {}
-
-
-def _merged(therapist_id: uuid.UUID, calendar: Calendar, buffer: timedelta) -> Blocked:
-    found = _MERGED.get(therapist_id)
-    if found is None or found[0] is not calendar or found[1].buffer != buffer:
-        if len(_MERGED) >= _KEPT:
-            _MERGED.clear()
-        found = _MERGED[therapist_id] = (calendar, Blocked(calendar.busy, buffer))
-    return found[1]
 
 
 # Per therapist, how far around a refused time its last refusal had to read the busy times

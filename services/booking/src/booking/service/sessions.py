@@ -30,7 +30,7 @@ from booking.domain.policy import (
 )
 from booking.domain.series import weekly_series
 from booking.service import contexts
-from booking.service.availability import Calendar, calendars, rules_of
+from booking.service.availability import Calendar, calendar_kept, calendars, rules_of
 from booking.service.common import (
     ALTERNATIVES_OFFERED,
     MEETING_BASE_URL,
@@ -238,9 +238,10 @@ async def refuse(
     read = window or _around(starts_at, store.NEARBY)
     if nearby is not None:
         offered = _covered(rules, minutes, nearby, now, starts_at, read)
-    for wider in (_around(starts_at, REFUSAL_REACH), _whole_window(rules, now)):
+    for reach in (REFUSAL_REACH, None):  # (most refusals need neither: made only if needed)
         if offered is not None:
             break
+        wider = _whole_window(rules, now) if reach is None else _around(starts_at, reach)
         if nearby is not None and read[0] <= wider[0] and wider[1] <= read[1]:
             continue
         therapist_busy, client_busy = await store.busy_of(
@@ -418,7 +419,7 @@ async def book_session(
             waited, booked_by = await contexts.after_overlapping(
                 row["therapist_id"], starts_at, ends_at + buffer
             )
-            known = contexts.calendar_kept(row["therapist_id"], *window)
+            known = calendar_kept(row["therapist_id"], *window)
             # Believed taken (or just booked by this replica): ask, and book only if the
             # answer is 'free'; with the others that waited for the same booking, else with
             # those asking about this window meanwhile.

@@ -39,9 +39,8 @@ def moments(micros: Sequence[int] | None) -> list[datetime] | None:
     """Microseconds since the epoch (`epoch_us_sql`) as UTC datetimes (None stays None)."""
     if micros is None:
         return None
-    known = _MOMENTS.get
-    found = [known(m) for m in micros]
-    if None in found:
+    found = list(map(_MOMENTS.get, micros))
+    if not all(found):  # (a datetime is always true: only a None is not)
         if len(_MOMENTS) >= _MOMENTS_KEPT:
             _MOMENTS.clear()
         for index, at in enumerate(found):

@@ -423,17 +423,19 @@ def test_a_kept_merge_offers_the_same_nearest_slots(
 @settings(max_examples=60, deadline=None)
 @given(
     full_days=st.integers(0, 5),
+    full_quarters=st.integers(0, 24 * 4),
     busy_starts=st.lists(st.integers(0, 8 * 24 * 4), max_size=12),
     requested_offset=st.integers(-24 * 4, 9 * 24 * 4),
     count=st.integers(1, 5),
 )
 def test_alternatives_after_days_booked_full_are_still_the_nearest(
-    full_days: int, busy_starts: list[int], requested_offset: int, count: int
+    full_days: int, full_quarters: int, busy_starts: list[int], requested_offset: int, count: int
 ) -> None:
     # Under contention the calendar fills from its start: the nearest free slots to a time
     # at the edge lie after it, and the days before it are not walked (the same answer).
     base, quarter = utc(2026, 3, 26), timedelta(minutes=15)
-    busy = [(base, base + timedelta(days=full_days))] if full_days else []
+    full = timedelta(days=full_days) + full_quarters * quarter  # (up to a part of a day)
+    busy = [(base, base + full)] if full_days else []
     busy += [(base + n * quarter, base + (n + 3) * quarter) for n in busy_starts]
     r = rules("08:00-12:00,13:00-18:00", buffer_minutes=15, horizon=timedelta(days=8))
     requested = base + requested_offset * quarter
@@ -443,6 +445,13 @@ def test_alternatives_after_days_booked_full_are_still_the_nearest(
     blocked = Blocked(busy, timedelta(minutes=15))
     for _ in range(3):  # walked, then listed, then from the list
         assert FreeTime(r, 45, blocked, base).nearest(requested, count) == sorted(nearest)
+    # The earliest free slots pass the days booked full at once (one merge, or two).
+    layered = Blocked(busy[: bool(full_days)], timedelta(minutes=15)).adding(
+        busy[bool(full_days) :]
+    )
+    for merge in (blocked, layered):
+        assert FreeTime(r, 45, merge, base).first(count) == every[:count]
+        assert FreeTime(r, 45, merge, base).first(1000) == every
 
 
 @settings(max_examples=80, deadline=None)

@@ -303,6 +303,21 @@ class Blocked:
         free.extend(slots[kept:high])
         return free
 
+    def covers(self, first: Slot, last: Slot) -> bool:
+        """Whether one busy span overlaps both slots, and so every slot between them (a
+        calendar filled from its start is mostly days booked full)."""
+        for merge in (self, self._base):
+            if merge is None:
+                break
+            index = bisect.bisect_right(merge._ends, first.starts_at)  # first span ending after
+            if (
+                index < len(merge._starts)
+                and merge._starts[index] < first.ends_at
+                and last.starts_at < merge._ends[index]
+            ):
+                return True
+        return False
+
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return self._overlaps_own(start, end) or (
             self._base is not None and self._base.overlaps(start, end)
@@ -471,7 +486,12 @@ class FreeTime:
         if limit <= 0:
             return found
         since = as_utc(since, "earliest start") if since is not None else None
+        blocked = self._blocked
         for day in self.days(local_date(since, self.rules.zone) if since else None):
+            if self.first_day < day < self.last_day:  # a day booked full is passed at once
+                table = self._table(day)
+                if table.slots and blocked.covers(table.slots[0], table.slots[-1]):
+                    continue
             slots = self.on(day)
             if since is not None and slots and slots[0].starts_at < since:
                 slots = [slot for slot in slots if slot.starts_at >= since]

@@ -244,10 +244,6 @@ class Blocked:
         # `free_of` part of a table (the first and the last day of a FreeTime), by (the
         # table's id, low, high): the same until the clock passes a slot's start.
         self._parts: dict[tuple[int, int, int], tuple[_DayTable, list[Slot]]] = {}
-        # FreeTime's nearest free slots to a time, nearest first, by (rules' id, minutes,
-        # step, bounds, time, count): the merges added on top of this one (each client's
-        # refusal for the time) take out only those their own busy times block.
-        self._nearest: dict[tuple[Any, ...], tuple[AvailabilityRules, list[Slot]]] = {}
 
     def adding(self, busy: Iterable[Busy]) -> Blocked:
         """These busy times and `busy`, as one. A slot is free of both when it is free of
@@ -330,10 +326,6 @@ class Blocked:
 
 _first = operator.itemgetter(0)
 _PARTS_KEPT = 64
-# How many more of a base merge's nearest free slots a merge on top of it looks at: a client's
-# own sessions near the time take out a few (one session and its buffers, about eight slots
-# of a quarter of an hour).
-_SPARE = 9
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -435,7 +427,7 @@ class FreeTime:
     ) -> None:
         _check_lengths(session_minutes, step_minutes)
         now = as_utc(now, "current time")
-        self.rules, self.now = rules, now
+        self.rules = rules
         self.minutes, self.step = session_minutes, step_minutes
         self.earliest, self.latest = now + rules.min_notice, now + rules.horizon
         self.first_day = local_date(self.earliest, rules.zone)
@@ -526,10 +518,6 @@ class FreeTime:
         requested = as_utc(requested, "requested time")
         if count <= 0:
             return []
-        if self._blocked._base is not None:
-            found = self._nearest_on_base(requested, count)
-            if found is not None:
-                return found
         between = self._between()
         if between is not None:
             return self._nearest_of(requested, count, between)
@@ -557,42 +545,6 @@ class FreeTime:
             before.extend(reversed(self.on(day)))
             day -= one_day
         return _closest(requested, count, before, after)
-
-    def _nearest_on_base(self, requested: datetime, count: int) -> list[Slot] | None:
-        """`nearest` on a merge added on top of a base (a client's busy times on their
-        therapist's kept merge): the base's `count + _SPARE` nearest, found once per base,
-        bounds and time (every client refused for that time shares them), less those the
-        added busy times block, when `count` remain or the base has no more; else None.
-        Those left are the nearest: the base's are the first in the order of distance
-        (earlier first on a tie), and taking some out keeps the rest in that order."""
-        blocked = self._blocked
-        base = blocked._base
-        assert base is not None
-        wanted = count + _SPARE
-        key = (id(self.rules), self.minutes, self.step, self._bounds(), requested, wanted)
-        found = base._nearest.get(key)
-        if found is None or found[0] is not self.rules:
-            on_base = FreeTime(self.rules, self.minutes, base, self.now, self.step)
-            ordered = sorted(
-                on_base.nearest(requested, wanted),
-                key=lambda slot: (abs(slot.starts_at - requested), slot.starts_at),
-            )
-            if len(base._nearest) >= _PARTS_KEPT:
-                base._nearest.clear()
-            found = base._nearest[key] = (self.rules, ordered)
-        ordered = found[1]
-        mine = [s for s in ordered if not blocked._overlaps_own(s.starts_at, s.ends_at)]
-        if len(mine) < count and len(ordered) == wanted:  # more may lie further: look there
-            return None
-        return sorted(mine[:count])
-
-    def _bounds(self) -> tuple[date, int, date, int]:
-        """Which slots of the first and the last day are bookable (from the first day's
-        index low, up to the last day's index high): the same until the clock passes a
-        slot's start, unlike `earliest` and `latest`."""
-        first, last = self._table(self.first_day), self._table(self.last_day)
-        low = bisect.bisect_left(first.starts, self.earliest)
-        return self.first_day, low, self.last_day, bisect.bisect_right(last.starts, self.latest)
 
     def _nearest_of(self, requested: datetime, count: int, between: list[Slot]) -> list[Slot]:
         """`nearest`, with the whole days between the first and the last listed already."""

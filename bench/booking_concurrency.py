@@ -140,11 +140,12 @@ async def race(
 
         listed: list[datetime] = []
 
-        async def earliest() -> datetime | None:
+        async def earliest(again: bool = False) -> datetime | None:
             # Racing: the app lists the few earliest times again after each booking. Spread:
             # a client picks among all the times listed once (a taken one is refused with
-            # alternatives), and lists again only when its list is used up.
-            if choose_from <= RELIST_UP_TO or not listed:
+            # alternatives), and lists again only when its list is used up, or when a
+            # refusal offers no alternative (the calendar is full: its list is all taken).
+            if choose_from <= RELIST_UP_TO or not listed or again:
                 found = await service.free_slots_for(pool, who, therapist, now, limit=choose_from)
                 listed[:] = [slot.starts_at for slot in found.slots]
                 rng.shuffle(listed)
@@ -168,7 +169,7 @@ async def race(
                 target = (
                     datetime.fromisoformat(rng.choice(offered)["starts_at"])
                     if offered
-                    else await earliest()
+                    else await earliest(again=True)
                 )
 
     # Where the CPU goes (a diagnostic beside the ratios): this process (the clients and the

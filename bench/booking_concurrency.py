@@ -6,7 +6,8 @@ It starts its own infrastructure through chassis.infra.provide_postgres, works i
 database, and stops within about three minutes.
 
 1. Attempts per second: 32 concurrent clients each book one of the therapist's earliest free
-   times (and, refused, one of the alternatives offered), through the service layer (one
+   times (and, refused, one of the alternatives offered; offered none, the calendar is full:
+   they list again and stop when nothing is free), through the service layer (one
    read, the rules, one statement that claims the time as cells and writes session, answer,
    event and summary request, or refuses at once a time a committed booking holds). Then SQL
    checks must find zero overlapping sessions and zero sessions inside another's buffer.

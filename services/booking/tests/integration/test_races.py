@@ -387,6 +387,41 @@ async def test_a_listing_reads_the_therapists_calendar_again_only_when_it_moved(
     assert read == [True, True, False, True], read
 
 
+async def test_a_refusal_after_a_listing_is_answered_with_the_busy_times_the_listing_read(
+    pool, kit, monkeypatch
+) -> None:
+    """A replica keeps one calendar per therapist, whoever read it: a booking refused right
+    after a listing at the same revision is not sent the therapist's busy times again, and
+    its alternatives are still the nearest free times."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    me, other = Principal(uuid.uuid4(), "client"), Principal(uuid.uuid4(), "client")
+    mine = await kit.open_course(pool, me.subject, therapist, now)
+    theirs = await kit.open_course(pool, other.subject, therapist, now)
+    slots = (await service.free_slots_for(pool, me, therapist, now, limit=2000)).slots
+    wanted = slots[10].starts_at
+    await service.book_session(pool, other, theirs, wanted, "theirs", now)
+    # This replica knows my course (so the next booking sends one statement) ...
+    await service.book_session(pool, me, mine, slots[-1].starts_at, "before", now)
+    # ... and lists the calendar as it is now, both bookings in it.
+    listed = [s.starts_at for s in (await service.free_slots_for(pool, me, therapist, now)).slots]
+    answers: list[dict] = []
+
+    async def spying(*args, real=store.book_one, **kwargs):
+        answers.append(answer := await real(*args, **kwargs))
+        return answer
+
+    monkeypatch.setattr(store, "book_one", spying)
+    with pytest.raises(Conflict) as refused:
+        await service.book_session(pool, me, mine, wanted, "mine", now)
+    assert refused.value.code == "taken"
+    assert [a["verdict"] for a in answers] == ["taken"]
+    assert answers[0]["nearby_starts"] is None  # the listing's busy times, still current
+    offered = [datetime.fromisoformat(a["starts_at"]) for a in refused.value.extra["alternatives"]]
+    nearest = sorted(listed, key=lambda at: (abs(at - wanted), at))[:3]
+    assert offered == sorted(nearest)
+
+
 async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_rest_asked_together(
     pool, kit, monkeypatch
 ) -> None:

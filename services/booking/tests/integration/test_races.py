@@ -12,7 +12,8 @@ import pytest
 
 from booking import service, store
 from booking.app import DEFINITION
-from booking.service import contexts
+from booking.service import availability, contexts, sessions
+from booking.service.common import reread_course
 from chassis.app import build
 from chassis.auth import Principal
 from chassis.errors import Conflict
@@ -313,6 +314,59 @@ async def test_a_refusal_in_a_calendar_almost_full_offers_the_few_times_left(poo
                 pool, Principal(first, "client"), course, offered[0], f"e{key}", now
             )
     assert left == [2, 0]
+
+
+async def test_refusals_that_read_a_week_around_the_time_read_the_busy_times_once_per_change(
+    pool, kit, monkeypatch
+) -> None:
+    """A refusal whose alternatives lie further than the busy times read with it reads a
+    week around the time; the replica keeps those with the calendar's revision, and the next
+    such refusal is not sent them again while it holds. A change's refusal, inside its own
+    transaction (whose reads see its writes, which may roll back), keeps nothing."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now, kit.hours("09:00-10:00", horizon_days=6))
+    clients = [uuid.uuid4() for _ in range(3)]
+    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
+    listed = await service.free_slots_for(pool, Principal(clients[0], "client"), therapist, now)
+    days = sorted({slot.starts_at.date(): slot.starts_at for slot in listed.slots}.values())
+    assert len(days) >= 5
+    for n, day in enumerate(days[:3]):  # three days in a row taken: alternatives further off
+        await service.book_session(
+            pool, Principal(clients[0], "client"), courses[0], day, f"a{n}", now
+        )
+    free = [
+        s.starts_at
+        for s in (
+            await service.free_slots_for(pool, Principal(clients[1], "client"), therapist, now)
+        ).slots
+    ]
+    read: list[tuple[int | None, bool]] = []
+
+    async def spying(*args, real=store.calendars_in, **kwargs):
+        found = await real(*args, **kwargs)
+        read.append((args[4], found["nearby_starts"] is not None))
+        return found
+
+    monkeypatch.setattr(store, "calendars_in", spying)
+    for client, course in zip(clients[1:], courses[1:], strict=True):
+        with pytest.raises(Conflict) as refused:
+            await service.book_session(pool, Principal(client, "client"), course, days[1], "b", now)
+        offered = [
+            datetime.fromisoformat(s["starts_at"]) for s in refused.value.extra["alternatives"]
+        ]
+        assert offered == _nearest(free, days[1])
+    week = (days[1] - timedelta(days=7), days[1] + timedelta(days=7))
+    kept = availability.calendar_kept(therapist, *week)
+    assert kept is not None
+    assert read == [(None, True), (kept.revision, False)]
+    async with pool.acquire() as conn, conn.transaction():
+        row = await reread_course(conn, courses[2])
+        rules = availability.rules_of(await store.get_therapist(conn, therapist))
+        answer = await sessions.refuse(conn, sessions.taken_refusal(), rules, row, now, days[1])
+    assert read[2:] == [(None, True)]  # sent no revision kept
+    assert availability.calendar_kept(therapist, *week) is kept  # and kept nothing
+    alternatives = [datetime.fromisoformat(s["starts_at"]) for s in answer.extra["alternatives"]]
+    assert alternatives == offered
 
 
 async def test_the_listing_leaves_out_both_calendars_busy_times_read_in_one_round_trip(

@@ -30,7 +30,14 @@ from booking.domain.policy import (
 )
 from booking.domain.series import weekly_series
 from booking.service import contexts
-from booking.service.availability import Calendar, calendar_kept, calendars, rules_of
+from booking.service.availability import (
+    Calendar,
+    calendar_kept,
+    calendar_read,
+    calendars,
+    merged,
+    rules_of,
+)
 from booking.service.common import (
     ALTERNATIVES_OFFERED,
     MEETING_BASE_URL,
@@ -244,18 +251,50 @@ async def refuse(
         wider = _whole_window(rules, now) if reach is None else _around(starts_at, reach)
         if nearby is not None and read[0] <= wider[0] and wider[1] <= read[1]:
             continue
-        therapist_busy, client_busy = await store.busy_of(
-            conn if isinstance(conn, asyncpg.Connection) else await conn(),
-            since=wider[0],
-            until=wider[1],
-            therapist_id=row["therapist_id"],
-            client_id=row["client_id"],
-        )
-        offered = _covered(rules, minutes, therapist_busy + client_busy, now, starts_at, wider)
+        blocked = await _calendars_in(conn, rules, row, wider)
+        offered = _covered(rules, minutes, blocked, now, starts_at, wider)
     assert offered is not None  # the whole calendar covers every bookable time
     needed = _reach_needed(rules, minutes, starts_at, offered)
     contexts.reached(row["therapist_id"], needed)
     return taken(exc.code, exc.message, offered)
+
+
+async def _calendars_in(
+    conn: asyncpg.Connection | db.OnDemand,
+    rules: AvailabilityRules,
+    row: Any,
+    window: tuple[datetime, datetime],
+) -> Blocked:
+    """Both calendars' busy times in `window`, merged: the therapist's through the calendar
+    this replica keeps (read only when its revision moved; one merge per revision, shared
+    with the listings and the other refusals). Inside a caller's transaction (a change's
+    refusal) nothing is kept: its reads see its own writes, which may yet roll back."""
+    therapist_id, buffer = row["therapist_id"], timedelta(minutes=rules.buffer_minutes)
+    in_transaction = isinstance(conn, asyncpg.Connection)
+    known = None if in_transaction else calendar_kept(therapist_id, *window)
+    found = await store.calendars_in(
+        conn if in_transaction else await conn(),
+        therapist_id,
+        row["client_id"],
+        window,
+        None if known is None else known.revision,
+    )
+    client = zip(found["client_starts"], found["client_ends"], strict=True)
+    if in_transaction:
+        therapist = zip(found["nearby_starts"], found["nearby_ends"], strict=True)
+        return Blocked([*therapist, *client], buffer)
+    if found["nearby_starts"] is None:  # unchanged since `known` was read
+        assert known is not None
+        calendar = known
+    else:
+        calendar = calendar_read(
+            therapist_id,
+            found["calendar_revision"],
+            window,
+            found["nearby_starts"],
+            found["nearby_ends"],
+        )
+    return merged(therapist_id, calendar, buffer).adding(client)
 
 
 def check_slot(

@@ -439,6 +439,35 @@ FROM ({_CHECK}) AS c
 """
 
 
+# Both calendars' busy times in a window ($3, $4), with the therapist's calendar revision:
+# the therapist's ($1) only when the revision is not the one kept ($5), the client's ($2).
+_CALENDARS_IN = f"""
+SELECT c.revision AS calendar_revision, t.starts AS nearby_starts, t.ends AS nearby_ends,
+       cl.starts AS client_starts, cl.ends AS client_ends
+FROM (SELECT (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $1)
+      AS revision) AS c
+{_busy_of("t", "therapist_id = $1", "therapist_span", "$3, $4", _moved("c.revision", "$5::bigint"))}
+{_busy_of("cl", "client_id = $2", "client_span", "$3, $4", "true")}
+"""
+
+
+async def calendars_in(
+    conn: asyncpg.Connection,
+    therapist_id: uuid.UUID,
+    client_id: uuid.UUID,
+    window: tuple[datetime, datetime],
+    calendar: int | None = None,
+) -> dict[str, Any]:
+    """The therapist's and the client's live busy times in `window` (since, until), one round
+    trip, as `book_one` answers a refusal: `calendar_revision`, `nearby_starts` and
+    `nearby_ends` (the therapist's; NULL when the revision is `calendar`, the one of the busy
+    times the caller kept), `client_starts` and `client_ends`; each pair in the same order,
+    not sorted."""
+    row = await conn.fetchrow(_CALENDARS_IN, therapist_id, client_id, *window, calendar)
+    assert row is not None
+    return busy_as_moments(row)
+
+
 async def check_time(
     conn: asyncpg.Connection,
     *,

@@ -233,17 +233,15 @@ async def free_slots_for(
     rules = open_rules(view if view["time_zone"] is not None else None)
     slots: list[Slot] = []
     if rules is not None:
-        if view["calendar_unchanged"]:
-            assert kept is not None
-            calendar = kept
-        else:
-            calendar = calendar_read(
-                therapist_id,
-                view["calendar_revision"],
-                (view["low"], view["high"]),
-                view["therapist_starts"],
-                view["therapist_ends"],
-            )
+        unchanged = view["calendar_unchanged"]
+        calendar = calendar_read(
+            therapist_id,
+            kept,
+            view["calendar_revision"],
+            (view["low"], view["high"]),
+            None if unchanged else view["therapist_starts"],
+            None if unchanged else view["therapist_ends"],
+        )
         blocked = merged(therapist_id, calendar, timedelta(minutes=rules.buffer_minutes))
         if view["client_starts"]:  # a client cannot be in two sessions at once either
             blocked = blocked.adding(zip(view["client_starts"], view["client_ends"], strict=True))
@@ -281,14 +279,20 @@ def calendar_kept(therapist_id: uuid.UUID, low: datetime, high: datetime) -> Cal
 
 def calendar_read(
     therapist_id: uuid.UUID,
+    known: Calendar | None,
     revision: int | None,
     window: tuple[datetime, datetime],
-    starts: Sequence[datetime],
-    ends: Sequence[datetime],
+    starts: Sequence[datetime] | None,
+    ends: Sequence[datetime] | None,
 ) -> Calendar:
     """The therapist's busy times (`starts`, `ends`) just read in `window` at `revision`, kept:
-    the one kept already when it is the same (a revision is one state of the calendar, and
-    another listing or refusal may have read it meanwhile), so its merge serves both."""
+    `known` when they were not read (None: the statement found `known`'s revision
+    unchanged), the one kept already when it is the same (a revision is one state of the
+    calendar, and another listing or refusal may have read it meanwhile), so its merge
+    serves both."""
+    if starts is None or ends is None:
+        assert known is not None
+        return known
     current = _CALENDARS.get(therapist_id)
     if (
         current is not None

@@ -215,17 +215,14 @@ def busy_read(
     those of the calendar `kept` when it answered them unchanged, the client's those of the
     read `kept` when it answered them unchanged."""
     known, client_known = kept
-    if outcome["nearby_starts"] is None:  # unchanged since `known` was read
-        assert known is not None
-        calendar = known
-    else:
-        calendar = calendar_read(
-            therapist_id,
-            outcome["calendar_revision"],
-            window,
-            outcome["nearby_starts"],
-            outcome["nearby_ends"],
-        )
+    calendar = calendar_read(
+        therapist_id,
+        known,
+        outcome["calendar_revision"],
+        window,
+        outcome["nearby_starts"],
+        outcome["nearby_ends"],
+    )
     if outcome["client_starts"] is None:  # unchanged since `client_known` was read
         assert client_known is not None
         starts, ends = client_known.starts, client_known.ends

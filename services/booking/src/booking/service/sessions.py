@@ -283,17 +283,14 @@ async def _calendars_in(
     if in_transaction:
         therapist = zip(found["nearby_starts"], found["nearby_ends"], strict=True)
         return Blocked([*therapist, *client], buffer)
-    if found["nearby_starts"] is None:  # unchanged since `known` was read
-        assert known is not None
-        calendar = known
-    else:
-        calendar = calendar_read(
-            therapist_id,
-            found["calendar_revision"],
-            window,
-            found["nearby_starts"],
-            found["nearby_ends"],
-        )
+    calendar = calendar_read(
+        therapist_id,
+        known,
+        found["calendar_revision"],
+        window,
+        found["nearby_starts"],
+        found["nearby_ends"],
+    )
     return merged(therapist_id, calendar, buffer).adding(client)
 
 

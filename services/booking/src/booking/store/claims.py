@@ -357,9 +357,11 @@ def _verdict(
     of an earlier answer to the key, the five of `decided_on`, whether a claimed cell holds
     the time, the client and the session's [start, end)."""
     course, revision, therapist, therapist_revision, availability_revision = decided_on
+    # The course's revision as a scalar subquery: asked for many bookings at once, each is
+    # looked up by its key (an EXISTS may be hashed over the whole table instead).
     return f"""CASE WHEN {earlier} IS NOT NULL THEN 'earlier'
-                WHEN NOT (EXISTS (SELECT FROM courses c WHERE c.course_id = {course}
-                                  AND c.revision = {revision})
+                WHEN NOT ((SELECT c.revision = {revision} FROM courses c
+                           WHERE c.course_id = {course}) IS TRUE
                           AND EXISTS (SELECT FROM therapists t WHERE t.therapist_id = {therapist}
                                       AND t.revision = {therapist_revision})
                           AND EXISTS (SELECT FROM availability a WHERE a.therapist_id = {therapist}
@@ -413,6 +415,7 @@ FROM (
     LEFT JOIN idempotency_keys k ON k.actor_id = $9 AND k.key = $10
     OFFSET 0  -- (kept a subquery: the verdict is worked out once, not once per use)
 ) AS asked
+OFFSET 0  -- (the revisions are read once: not once per use by `_CHECK_READING`)
 """
 
 
@@ -445,7 +448,7 @@ _CALENDARS_IN = f"""
 SELECT c.revision AS calendar_revision, t.starts AS nearby_starts, t.ends AS nearby_ends,
        cl.starts AS client_starts, cl.ends AS client_ends
 FROM (SELECT (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $1)
-      AS revision) AS c
+      AS revision OFFSET 0) AS c  -- (summed once: not once per use of c.revision)
 {_busy_of("t", "therapist_id = $1", "therapist_span", "$3, $4", _moved("c.revision", "$5::bigint"))}
 {_busy_of("cl", "client_id = $2", "client_span", "$3, $4", "true")}
 """
@@ -548,7 +551,9 @@ WITH verdict AS MATERIALIZED (
          WITH ORDINALITY AS q(course_id, revision, therapist_revision, availability_revision,
                               first_cell, last_cell, client_id, actor_id, key, starts_at,
                               ends_at, client_kept, n)
-    LEFT JOIN idempotency_keys k ON k.actor_id = q.actor_id AND k.key = q.key
+    -- (each booking's answer looked up by its key: a join may hash the whole table)
+    LEFT JOIN LATERAL (SELECT k.request_hash, k.response FROM idempotency_keys k
+                       WHERE k.actor_id = q.actor_id AND k.key = q.key OFFSET 0) AS k ON true
 ), calendar AS MATERIALIZED (
     SELECT (SELECT cal.revision FROM calendar_revisions cal WHERE cal.therapist_id = $13)
            AS revision

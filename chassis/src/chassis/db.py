@@ -135,6 +135,7 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
             server_settings={
                 "search_path": settings.db_schema,
                 "application_name": settings.service,
+                "plan_cache_mode": settings.db_plan_cache_mode,
             },
             timeout=settings.startup_timeout_s,
         ),

@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
     db_password: SecretStr = SecretStr("samtal-local")
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
+    # How Postgres plans the pool's prepared statements (its `plan_cache_mode`): "auto" plans
+    # a statement afresh for its parameters until a generic plan looks no costlier, and may
+    # never settle; "force_generic_plan" plans each statement once per connection.
+    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = "auto"
     # Kafka.
     kafka_bootstrap: str = "127.0.0.1:9092"
     # On for real Kafka; the embedded broker (Tansu) fails the idempotent producer.

@@ -60,8 +60,11 @@ def render() -> str:
     ]
     for service in SERVICES:
         settings = importlib.import_module(f"{service}.settings").Settings
-        own = {
-            k: v for k, v in settings.model_fields.items() if k not in ServiceSettings.model_fields
+        shared = ServiceSettings.model_fields
+        own = {  # its own settings, and the shared ones it gives another default
+            k: v
+            for k, v in settings.model_fields.items()
+            if k != "service" and (k not in shared or _default(v) != _default(shared[k]))
         }
         if own:
             lines += [f"Only {service}:", "", "| setting | default |", "|---|---|"]

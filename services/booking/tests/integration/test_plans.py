@@ -70,3 +70,9 @@ async def test_the_questions_asked_together_look_each_one_up_by_its_keys(pool) -
         plan = await generic_plan(conn, claims._CHECK_MANY)
     assert set(scans_of(plan, "idempotency_keys")) <= {"Index Scan", "Index Only Scan"}
     assert set(scans_of(plan, "courses")) <= {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
+
+
+async def test_the_services_connections_keep_one_plan_per_statement(pool) -> None:
+    """Booking's statements are written to have one plan good for every parameter (above):
+    its connections plan each once, instead of afresh on call after call."""
+    assert await pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"

@@ -18,6 +18,10 @@ def service_config(service: str) -> SettingsConfigDict:
     )
 
 
+# Postgres's `plan_cache_mode` values (`ServiceSettings.db_plan_cache_mode`).
+PlanCacheMode = Literal["auto", "force_generic_plan", "force_custom_plan"]
+
+
 class ServiceSettings(BaseSettings):
     model_config = service_config("service")
 
@@ -32,7 +36,7 @@ class ServiceSettings(BaseSettings):
     # How Postgres plans the pool's prepared statements (its `plan_cache_mode`): "auto" plans
     # a statement afresh for its parameters until a generic plan looks no costlier, and may
     # never settle; "force_generic_plan" plans each statement once per connection.
-    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = "auto"
+    db_plan_cache_mode: PlanCacheMode = "auto"
     # Kafka.
     kafka_bootstrap: str = "127.0.0.1:9092"
     # On for real Kafka; the embedded broker (Tansu) fails the idempotent producer.

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from chassis.settings import ServiceSettings, service_config
+from chassis.settings import PlanCacheMode, ServiceSettings, service_config
 
 
 class Settings(ServiceSettings):
@@ -17,9 +15,7 @@ class Settings(ServiceSettings):
     # The booking path's statements each have one plan good for any parameters (see
     # store.claims): planned once per connection, not afresh at every call as "auto" went on
     # doing for many of them (a quarter of Postgres's time under contention went to planning).
-    db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = (
-        "force_generic_plan"
-    )
+    db_plan_cache_mode: PlanCacheMode = "force_generic_plan"
     # How often free-slot summaries are published again as time passes.
     summary_refresh_s: float = Field(default=900, gt=0)
     # A change's summary leaves at most this long after the change (one per therapist per

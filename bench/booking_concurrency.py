@@ -22,6 +22,11 @@ database, and stops within about three minutes.
    of its database time planning).
    With each phase, where the CPU went per attempt: this process (the clients and the
    service) and the database's backends. The pool opens every connection before timing.
+   Then, beside them, what a booking costs with nobody in its way: each client books times
+   no other client tries (every 32nd free hour, its own), one after another, until its
+   courses are full; bookings per second over bare inserts (`uncontended`) and the CPU per
+   booking, with the CPU per bare insert for comparison. Every attempt of the two phases is
+   a booking or a refusal: this says how far from bare inserts the bookings alone are.
 2. Free-slot listing for an 8-week horizon (`free_slots`, from the precomputed day tables),
    median and p99, beside a trivial baseline that only lists the same number of times.
 3. A refresh pass: every one of 10,000 bookable therapists' summaries requested and published
@@ -195,6 +200,55 @@ async def race(
     return {**counts, "seconds": elapsed, "latencies": latencies, "cpu": cpu}
 
 
+async def own_times(
+    pool: asyncpg.Pool, therapist: uuid.UUID, clients: list[list[Any]], now: datetime
+) -> dict[str, Any]:
+    """Each client books times no other client tries, until its courses are full or its
+    times run out: bookings without contention (none refused, none waiting on another)."""
+    found = await service.free_slots_for(
+        pool, Principal(therapist, "therapist"), therapist, now, limit=2000
+    )
+    hours = [slot.starts_at for slot in found.slots if slot.starts_at.minute == 0]
+    keys = map(str, itertools.count())
+    booked = 0
+
+    async def client_loop(client: uuid.UUID, courses: list[uuid.UUID], times: list[datetime]):
+        nonlocal booked
+        who = Principal(client, "client")
+        for starts_at in times:
+            while courses:
+                try:
+                    await service.book_session(pool, who, courses[0], starts_at, next(keys), now)
+                except Conflict as exc:
+                    if exc.code != "course_full":
+                        raise
+                    courses.pop(0)
+                    continue
+                booked += 1
+                break
+
+    backends = [
+        row["pid"]
+        for row in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    ]
+    cpu_before = time.process_time(), sum(cpu_seconds(pid) for pid in backends)
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            client_loop(client, list(courses), hours[n :: len(clients)])
+            for n, (client, courses) in enumerate(clients)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    cpu = (
+        time.process_time() - cpu_before[0],
+        sum(cpu_seconds(pid) for pid in backends) - cpu_before[1],
+    )
+    return {"booked": booked, "seconds": elapsed, "cpu": cpu}
+
+
 async def double_bookings(pool: asyncpg.Pool, therapist: uuid.UUID) -> tuple[int, int]:
     """(overlapping sessions, sessions closer than the buffer) among live sessions."""
     live = "status IN ('booked', 'attended', 'no_show')"
@@ -250,8 +304,9 @@ async def refresh_pass(pool: asyncpg.Pool, now: datetime) -> tuple[float, int, i
     return seconds, sum(done), most
 
 
-async def bare_inserts(pool: asyncpg.Pool) -> float:
-    """Single-row insert transactions per second at the same concurrency."""
+async def bare_inserts(pool: asyncpg.Pool) -> tuple[float, tuple[float, float]]:
+    """Single-row insert transactions per second at the same concurrency, and the CPU per
+    insert (this process, the database's backends)."""
     await pool.execute(
         "CREATE TABLE IF NOT EXISTS bench_rows (id uuid PRIMARY KEY, at timestamptz)"
     )
@@ -267,9 +322,21 @@ async def bare_inserts(pool: asyncpg.Pool) -> float:
                 )
             done += 1
 
+    backends = [
+        row["pid"]
+        for row in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    ]
+    cpu_before = time.process_time(), sum(cpu_seconds(pid) for pid in backends)
     started = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(CLIENTS)))
-    return done / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu = (
+        (time.process_time() - cpu_before[0]) / done,
+        (sum(cpu_seconds(pid) for pid in backends) - cpu_before[1]) / done,
+    )
+    return done / elapsed, cpu
 
 
 def slot_timings(now: datetime) -> tuple[list[float], list[float], int]:
@@ -331,7 +398,9 @@ async def main() -> int:
                 therapist, clients = await set_up(pool, now)
                 result = await race(pool, therapist, clients, now, choose_from)
                 results.append((title, result, *await double_bookings(pool, therapist)))
-            inserts = await bare_inserts(pool)
+            now = datetime.now(UTC)
+            uncontended = await own_times(pool, *await set_up(pool, now), now)
+            inserts, insert_cpu = await bare_inserts(pool)
             refresh_s, refreshed, most = await refresh_pass(pool, datetime.now(UTC))
         finally:
             await pool.close()
@@ -340,7 +409,11 @@ async def main() -> int:
         server.stop()
 
     print(f"postgres: {server.path}; {CLIENTS} clients booking one therapist through the service")
-    print(f"  bare single-row inserts/s (same concurrency): {inserts:,.0f}")
+    print(
+        f"  bare single-row inserts/s (same concurrency): {inserts:,.0f};"
+        f" CPU per insert µs: this process {insert_cpu[0] * 1e6:.0f},"
+        f" Postgres backends {insert_cpu[1] * 1e6:.0f}"
+    )
     failed = False
     ratios, p99s, doubles, inside_buffer = [], [], 0, 0
     for title, result, overlaps, too_close in results:
@@ -372,6 +445,19 @@ async def main() -> int:
         p99s.append(p99)
         doubles, inside_buffer = doubles + overlaps, inside_buffer + too_close
 
+    alone_rate = uncontended["booked"] / uncontended["seconds"]
+    python_s, postgres_s = uncontended["cpu"]
+    print("  each client booking its own times (no contention):")
+    print(
+        f"    {uncontended['booked']} booked in {uncontended['seconds']:.1f} s;"
+        f" bookings/s {alone_rate:,.0f} ({alone_rate / inserts:.3f} of bare inserts/s)"
+    )
+    print(
+        f"    CPU per booking µs: this process {python_s / uncontended['booked'] * 1e6:.0f},"
+        f" Postgres backends {postgres_s / uncontended['booked'] * 1e6:.0f}"
+    )
+    failed = failed or uncontended["booked"] == 0
+
     computed, baseline, found = slot_timings(datetime.now(UTC))
     ms = [s * 1000 for s in computed]
     base_ms = [s * 1000 for s in baseline]
@@ -393,7 +479,8 @@ async def main() -> int:
     failed = failed or refreshed < REFRESH_THERAPISTS or most != 1
     print(
         f"bench booking: racing={ratios[0]:.2f} spread={ratios[1]:.2f} doubles={doubles}"
-        f" inside_buffer={inside_buffer} slots_over_baseline={slots_ratio:.2f}"
+        f" inside_buffer={inside_buffer} uncontended={alone_rate / inserts:.2f}"
+        f" slots_over_baseline={slots_ratio:.2f}"
         f" refresh_s={refresh_s:.1f} attempt_p99_ms={max(p99s):.0f}"
     )
     if failed:

@@ -43,6 +43,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,24 @@ async def admin(server_dsn: str, sql: str) -> None:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def cpu_clock(pool: asyncpg.Pool) -> Callable[[], tuple[float, float]]:
+    """Where the CPU goes (a diagnostic beside the ratios): a function that tells the CPU
+    seconds used since now by this process (the clients and the service) and by the
+    database's backends serving the pool."""
+    backends = [
+        row["pid"]
+        for row in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    ]
+
+    def postgres() -> float:
+        return sum(cpu_seconds(pid) for pid in backends)
+
+    before = time.process_time(), postgres()
+    return lambda: (time.process_time() - before[0], postgres() - before[1])
 
 
 async def set_up(pool: asyncpg.Pool, now: datetime) -> tuple[uuid.UUID, list[list[Any]]]:
@@ -181,22 +200,11 @@ async def race(
                     else await earliest(again=True)
                 )
 
-    # Where the CPU goes (a diagnostic beside the ratios): this process (the clients and the
-    # service) and the database's backends serving it.
-    backends = [
-        row["pid"]
-        for row in await pool.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        )
-    ]
-    cpu_before = time.process_time(), sum(cpu_seconds(pid) for pid in backends)
+    cpu_used = await cpu_clock(pool)
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(c, list(courses)) for c, courses in clients))
     elapsed = time.perf_counter() - started
-    cpu = (
-        time.process_time() - cpu_before[0],
-        sum(cpu_seconds(pid) for pid in backends) - cpu_before[1],
-    )
+    cpu = cpu_used()
     return {**counts, "seconds": elapsed, "latencies": latencies, "cpu": cpu}
 
 
@@ -227,13 +235,7 @@ async def own_times(
                 booked += 1
                 break
 
-    backends = [
-        row["pid"]
-        for row in await pool.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        )
-    ]
-    cpu_before = time.process_time(), sum(cpu_seconds(pid) for pid in backends)
+    cpu_used = await cpu_clock(pool)
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -242,10 +244,7 @@ async def own_times(
         )
     )
     elapsed = time.perf_counter() - started
-    cpu = (
-        time.process_time() - cpu_before[0],
-        sum(cpu_seconds(pid) for pid in backends) - cpu_before[1],
-    )
+    cpu = cpu_used()
     return {"booked": booked, "seconds": elapsed, "cpu": cpu}
 
 
@@ -322,20 +321,12 @@ async def bare_inserts(pool: asyncpg.Pool) -> tuple[float, tuple[float, float]]:
                 )
             done += 1
 
-    backends = [
-        row["pid"]
-        for row in await pool.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        )
-    ]
-    cpu_before = time.process_time(), sum(cpu_seconds(pid) for pid in backends)
+    cpu_used = await cpu_clock(pool)
     started = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(CLIENTS)))
     elapsed = time.perf_counter() - started
-    cpu = (
-        (time.process_time() - cpu_before[0]) / done,
-        (sum(cpu_seconds(pid) for pid in backends) - cpu_before[1]) / done,
-    )
+    python_s, postgres_s = cpu_used()
+    cpu = python_s / done, postgres_s / done
     return done / elapsed, cpu
 
 

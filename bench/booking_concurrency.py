@@ -220,20 +220,21 @@ async def own_times(
     keys = map(str, itertools.count())
     booked = 0
 
-    async def client_loop(client: uuid.UUID, courses: list[uuid.UUID], times: list[datetime]):
+    async def client_loop(
+        client: uuid.UUID, courses: list[uuid.UUID], times: list[datetime]
+    ) -> None:
         nonlocal booked
         who = Principal(client, "client")
         for starts_at in times:
-            while courses:
+            while courses:  # (a full course: the same time with the next course)
                 try:
                     await service.book_session(pool, who, courses[0], starts_at, next(keys), now)
+                    booked += 1
+                    break
                 except Conflict as exc:
                     if exc.code != "course_full":
                         raise
                     courses.pop(0)
-                    continue
-                booked += 1
-                break
 
     cpu_used = await cpu_clock(pool)
     started = time.perf_counter()

@@ -90,7 +90,11 @@ class OnDemand:
     """A pool connection taken only when a request first needs one (`await on_demand()`),
     given back when the block ends. For a request often answered without a statement of its
     own (from memory, or by a statement another request sends for it): taking a connection
-    and giving it back costs asyncpg a task and a timeout each time."""
+    and giving it back costs asyncpg a task and a timeout each time.
+
+    A request that waits for another request's work gives its connection back first
+    (`release`): the other may be waiting for a connection itself, and with every connection
+    held by requests waiting for it, none would ever go on."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -104,10 +108,14 @@ class OnDemand:
     async def __aenter__(self) -> OnDemand:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def release(self) -> None:
+        """Give the connection back now, if one is held (the next call takes one again)."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._pool.release(conn)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
 
 
 def literal(text: str) -> str:

@@ -14,6 +14,7 @@ from booking import service, store
 from booking.app import DEFINITION
 from booking.service import availability, contexts, sessions
 from booking.service.common import reread_course
+from chassis import db
 from chassis.app import build
 from chassis.auth import Principal
 from chassis.errors import Conflict
@@ -569,6 +570,54 @@ async def test_questions_that_come_while_one_is_asked_are_asked_together_after_i
     assert contexts._ASKING == {}  # every question answered is let go (none kept in a chain)
     booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
     assert booked.count(wanted) == 1 and len(booked) == 10
+
+
+async def test_bookings_waiting_for_one_in_flight_leave_it_a_connection(
+    settings, pool, kit
+) -> None:
+    """A replica with fewer connections than bookings at once. Two bookings read their
+    courses (each holding a connection) and then wait for an overlapping booking of the same
+    replica in flight, which is itself waiting for a connection: they give theirs back
+    before they wait, so it is sent, books, and they are refused. (Holding them, every
+    booking hung for good: with 8 connections and 32 clients, the benchmark did.)"""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    clients = [uuid.uuid4() for _ in range(3)]
+    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
+    who = [Principal(client, "client") for client in clients]
+    listed = await service.free_slots_for(pool, who[0], therapist, now, limit=2000)
+    wanted = listed.slots[2].starts_at
+    elsewhere = next(
+        s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)
+    )
+    # The first client's course is known to this replica (it booked before): its booking
+    # decides from memory and takes a connection only to send. The others' are not known.
+    await service.book_session(pool, who[0], courses[0], elsewhere, "before", now)
+    small = await db.create_pool(settings.model_copy(update={"db_pool_min": 2, "db_pool_max": 2}))
+    try:
+        held = [await small.acquire() for _ in range(2)]  # both busy elsewhere for a moment
+
+        async def book(n: int) -> str:
+            try:
+                await service.book_session(small, who[n], courses[n], wanted, f"few-{n}", now)
+            except Conflict as exc:
+                return exc.code
+            return "booked"
+
+        # The two unknown courses queue first for a connection to read them; the known one,
+        # in flight at once, queues after them.
+        unknown = [asyncio.create_task(book(n)) for n in (1, 2)]
+        await asyncio.sleep(0.1)
+        known = asyncio.create_task(book(0))
+        await asyncio.sleep(0.1)
+        for conn in held:
+            await small.release(conn)
+        outcomes = await asyncio.wait_for(asyncio.gather(known, *unknown), 30)
+    finally:
+        await small.close()
+    assert outcomes == ["booked", "taken", "taken"], outcomes
+    booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
+    assert booked.count(wanted) == 1
 
 
 async def test_asking_together_answers_each_booking_as_asking_alone_would(pool, kit) -> None:

@@ -14,6 +14,14 @@ NINE = datetime(2026, 3, 2, 9, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
+async def never_waits() -> None:
+    raise AssertionError("gave back its connection without waiting")
+
+
+async def gives_back() -> None:
+    """(nothing held in these tests)"""
+
+
 async def test_a_booking_overlapping_one_in_flight_waits_for_it_and_says_so() -> None:
     therapist = uuid.uuid4()
     order: list[str] = []
@@ -27,8 +35,13 @@ async def test_a_booking_overlapping_one_in_flight_waits_for_it_and_says_so() ->
             order.append("first booked")
         return flight
 
+    async def giving_back() -> None:
+        order.append("second gives back its connection")
+
     async def second() -> tuple[bool, contexts.Flight | None]:
-        answer = await contexts.after_overlapping(therapist, NINE + HOUR / 2, NINE + 2 * HOUR)
+        answer = await contexts.after_overlapping(
+            therapist, NINE + HOUR / 2, NINE + 2 * HOUR, before_waiting=giving_back
+        )
         order.append("second goes on")
         return answer
 
@@ -36,10 +49,12 @@ async def test_a_booking_overlapping_one_in_flight_waits_for_it_and_says_so() ->
     await asyncio.sleep(0)
     waiting = asyncio.create_task(second())
     await asyncio.sleep(0.01)
-    assert order == ["first sends"] and not waiting.done()
+    # Before it waits, it gives back its connection: the first may need one to send.
+    assert order == ["first sends", "second gives back its connection"]
+    assert not waiting.done()
     release.set()
     assert await waiting == (True, await sending)  # it waited, for the one that booked
-    assert order == ["first sends", "first booked", "second goes on"]
+    assert order[2:] == ["first booked", "second goes on"]
 
 
 async def test_other_times_other_therapists_and_touching_times_do_not_wait() -> None:
@@ -48,13 +63,18 @@ async def test_other_times_other_therapists_and_touching_times_do_not_wait() -> 
         # Each returns without waiting (a wait would hang here: the block never ends while
         # it waits).
         assert await asyncio.wait_for(
-            contexts.after_overlapping(therapist, NINE + HOUR, NINE + 2 * HOUR), 1
+            contexts.after_overlapping(
+                therapist, NINE + HOUR, NINE + 2 * HOUR, before_waiting=never_waits
+            ),
+            1,
         ) == (False, None)
         assert await asyncio.wait_for(
-            contexts.after_overlapping(therapist, NINE - HOUR, NINE), 1
+            contexts.after_overlapping(therapist, NINE - HOUR, NINE, before_waiting=never_waits),
+            1,
         ) == (False, None)
         assert await asyncio.wait_for(
-            contexts.after_overlapping(uuid.uuid4(), NINE, NINE + HOUR), 1
+            contexts.after_overlapping(uuid.uuid4(), NINE, NINE + HOUR, before_waiting=never_waits),
+            1,
         ) == (False, None)
 
 
@@ -69,8 +89,12 @@ async def test_a_failed_booking_ends_the_wait_and_a_cancelled_waiter_cancels_not
 
     sending = asyncio.create_task(failing())
     await asyncio.sleep(0)
-    patient = asyncio.create_task(contexts.after_overlapping(therapist, NINE, NINE + HOUR))
-    impatient = asyncio.create_task(contexts.after_overlapping(therapist, NINE, NINE + HOUR))
+    patient = asyncio.create_task(
+        contexts.after_overlapping(therapist, NINE, NINE + HOUR, before_waiting=gives_back)
+    )
+    impatient = asyncio.create_task(
+        contexts.after_overlapping(therapist, NINE, NINE + HOUR, before_waiting=gives_back)
+    )
     await asyncio.sleep(0.01)
     impatient.cancel()
     await asyncio.sleep(0.01)
@@ -81,4 +105,5 @@ async def test_a_failed_booking_ends_the_wait_and_a_cancelled_waiter_cancels_not
     assert await patient == (True, None)  # it waited, for one that did not book
     with pytest.raises(asyncio.CancelledError):
         await impatient
-    assert await contexts.after_overlapping(therapist, NINE, NINE + HOUR) == (False, None)
+    again = contexts.after_overlapping(therapist, NINE, NINE + HOUR, before_waiting=never_waits)
+    assert await again == (False, None)

@@ -16,7 +16,7 @@ import bisect
 import contextlib
 import operator
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -324,11 +324,15 @@ _IN_FLIGHT: dict[uuid.UUID, list[Flight]] = {}
 
 
 async def after_overlapping(
-    therapist_id: uuid.UUID, starts_at: datetime, until: datetime
+    therapist_id: uuid.UUID,
+    starts_at: datetime,
+    until: datetime,
+    before_waiting: Callable[[], Awaitable[None]],
 ) -> tuple[bool, Flight | None]:
     """Returns once no booking of this replica for the therapist's time [starts_at, until)
     (the session and its buffer) is in flight: whether it waited for one, and the last it
-    waited for that booked (None if none did)."""
+    waited for that booked (None if none did). `before_waiting` is awaited before the first
+    wait (the waiter gives back its connection there: the booking in flight may need it)."""
     waited, booked = False, None
     while True:
         waiting = next(
@@ -341,6 +345,8 @@ async def after_overlapping(
         )
         if waiting is None:
             return waited, booked
+        if not waited:
+            await before_waiting()
         flight = await asyncio.shield(waiting)  # (a cancelled waiter must not cancel it)
         waited = True
         if flight.booked:

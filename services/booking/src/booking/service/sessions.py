@@ -453,7 +453,7 @@ async def book_session(
             buffer = timedelta(minutes=rules.buffer_minutes)
             window = refusal_window(rules, row["therapist_id"], now, starts_at)
             waited, booked_by = await contexts.after_overlapping(
-                row["therapist_id"], starts_at, ends_at + buffer
+                row["therapist_id"], starts_at, ends_at + buffer, before_waiting=conn.release
             )
             known = calendar_kept(row["therapist_id"], *window)
             # Believed taken (or just booked by this replica): ask, and book only if the
@@ -563,6 +563,7 @@ async def _asked_together(
     index = len(together.questions)
     together.questions.append(question)
     if index > 0:
+        await conn.release()  # (the one asking for all may be waiting for a connection)
         answers = await asyncio.shield(together.answers)
         return None if answers is None else answers[index]
     answers = None
@@ -570,6 +571,7 @@ async def _asked_together(
         if together.after is None:
             await asyncio.sleep(0)  # the others woken with it run up to here and add theirs
         else:  # one question at a time per window: the others gather meanwhile
+            await conn.release()
             await asyncio.shield(together.after.answers)
             together.after = None  # (answered: not kept alive by those asked after it)
         together.sent = True

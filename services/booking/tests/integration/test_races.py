@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -477,6 +479,22 @@ async def test_a_refusal_after_a_listing_is_answered_with_the_busy_times_the_lis
     assert offered == sorted(nearest)
 
 
+async def contended(pool: asyncpg.Pool, kit: Any, count: int) -> SimpleNamespace:
+    """A therapist and `count` clients with a course each (`who`, `courses`): the time they
+    will contend for (`wanted`, the third free one) and, from two hours after it, free times
+    to book first, far from it (`elsewhere`)."""
+    now = datetime.now(UTC)
+    therapist = await kit.open_therapist(pool, now)
+    who = [Principal(uuid.uuid4(), "client") for _ in range(count)]
+    courses = [await kit.open_course(pool, w.subject, therapist, now) for w in who]
+    listed = await service.free_slots_for(pool, who[0], therapist, now, limit=2000)
+    wanted = listed.slots[2].starts_at
+    elsewhere = [s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)]
+    return SimpleNamespace(
+        now=now, therapist=therapist, who=who, courses=courses, wanted=wanted, elsewhere=elsewhere
+    )
+
+
 async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_rest_asked_together(
     pool, kit, monkeypatch
 ) -> None:
@@ -484,39 +502,28 @@ async def test_one_time_asked_for_at_once_in_one_replica_is_sent_once_and_the_re
     booking; the others wait for it, then ask together, in one statement, whether their times
     are still free (instead of each sending a whole booking that blocks on the first's claim):
     one session, seven refusals with alternatives, one booking and one question sent."""
-    now = datetime.now(UTC)
-    therapist = await kit.open_therapist(pool, now)
-    clients = [uuid.uuid4() for _ in range(8)]
-    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
-    listed = await service.free_slots_for(
-        pool, Principal(clients[0], "client"), therapist, now, limit=2000
-    )
-    wanted = listed.slots[2].starts_at
+    race = await contended(pool, kit, 8)
+    now, who, courses, wanted = race.now, race.who, race.courses, race.wanted
     # Each client has booked another time before (one by one), so this replica knows their
     # courses and the contended bookings decide from memory.
-    elsewhere = [s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)]
-    for n, (client, course) in enumerate(zip(clients, courses, strict=True)):
-        await service.book_session(
-            pool, Principal(client, "client"), course, elsewhere[8 * n], f"before-{client}", now
-        )
-    await open_connections(pool, len(clients))
+    for n, course in enumerate(courses):
+        await service.book_session(pool, who[n], course, race.elsewhere[8 * n], f"before-{n}", now)
+    await open_connections(pool, len(who))
     sent = count_calls(monkeypatch, ("book_one", "check_time", "check_times"))
 
-    async def book(client: uuid.UUID, course: uuid.UUID) -> str:
+    async def book(n: int) -> str:
         try:
-            await service.book_session(
-                pool, Principal(client, "client"), course, wanted, f"once-{client}", now
-            )
+            await service.book_session(pool, who[n], courses[n], wanted, f"once-{n}", now)
         except Conflict as exc:
             assert len(exc.extra["alternatives"]) == 3, exc.extra
             assert wanted.isoformat() not in [a["starts_at"] for a in exc.extra["alternatives"]]
             return exc.code
         return "booked"
 
-    outcomes = await asyncio.gather(*(book(c, k) for c, k in zip(clients, courses, strict=True)))
+    outcomes = await asyncio.gather(*(book(n) for n in range(len(who))))
     assert sorted(outcomes) == ["booked"] + ["taken"] * 7, outcomes
     assert sent == {"book_one": 1, "check_time": 0, "check_times": 1}, sent
-    booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
+    booked = [s["starts_at"] for s in await live_sessions(pool, race.therapist)]
     assert booked.count(wanted) == 1 and len(booked) == 9
 
 
@@ -527,20 +534,14 @@ async def test_questions_that_come_while_one_is_asked_are_asked_together_after_i
     the first is asked alone; those that come while its answer is on the way wait for it and
     are asked together in one statement (one question in flight per therapist and window,
     as a database groups commits). Each gets its own refusal with alternatives."""
-    now = datetime.now(UTC)
-    therapist = await kit.open_therapist(pool, now)
-    clients = [uuid.uuid4() for _ in range(9)]
-    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
-    who = [Principal(client, "client") for client in clients]
-    listed = await service.free_slots_for(pool, who[0], therapist, now, limit=2000)
-    wanted = listed.slots[2].starts_at
-    elsewhere = [s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)]
+    race = await contended(pool, kit, 9)
+    now, who, courses, wanted = race.now, race.who, race.courses, race.wanted
     for n, course in enumerate(courses):  # this replica knows every course
-        await service.book_session(pool, who[n], course, elsewhere[8 * n], f"before-{n}", now)
+        await service.book_session(pool, who[n], course, race.elsewhere[8 * n], f"before-{n}", now)
     await service.book_session(pool, who[0], courses[0], wanted, "wanted", now)
     with pytest.raises(Conflict):  # refused: this replica has now seen the busy times there
         await service.book_session(pool, who[1], courses[1], wanted, "seen", now)
-    await open_connections(pool, len(clients))
+    await open_connections(pool, len(who))
     asked, answer = asyncio.Event(), asyncio.Event()
 
     async def holding(name: str) -> None:
@@ -568,7 +569,7 @@ async def test_questions_that_come_while_one_is_asked_are_asked_together_after_i
     assert outcomes == ["taken"] * 8, outcomes
     assert sent == {"book_one": 0, "check_time": 1, "check_times": 1}, sent
     assert contexts._ASKING == {}  # every question answered is let go (none kept in a chain)
-    booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
+    booked = [s["starts_at"] for s in await live_sessions(pool, race.therapist)]
     assert booked.count(wanted) == 1 and len(booked) == 10
 
 
@@ -580,19 +581,11 @@ async def test_bookings_waiting_for_one_in_flight_leave_it_a_connection(
     replica in flight, which is itself waiting for a connection: they give theirs back
     before they wait, so it is sent, books, and they are refused. (Holding them, every
     booking hung for good: with 8 connections and 32 clients, the benchmark did.)"""
-    now = datetime.now(UTC)
-    therapist = await kit.open_therapist(pool, now)
-    clients = [uuid.uuid4() for _ in range(3)]
-    courses = [await kit.open_course(pool, client, therapist, now) for client in clients]
-    who = [Principal(client, "client") for client in clients]
-    listed = await service.free_slots_for(pool, who[0], therapist, now, limit=2000)
-    wanted = listed.slots[2].starts_at
-    elsewhere = next(
-        s.starts_at for s in listed.slots if s.starts_at >= wanted + timedelta(hours=2)
-    )
+    race = await contended(pool, kit, 3)
+    now, who, courses, wanted = race.now, race.who, race.courses, race.wanted
     # The first client's course is known to this replica (it booked before): its booking
     # decides from memory and takes a connection only to send. The others' are not known.
-    await service.book_session(pool, who[0], courses[0], elsewhere, "before", now)
+    await service.book_session(pool, who[0], courses[0], race.elsewhere[0], "before", now)
     small = await db.create_pool(settings.model_copy(update={"db_pool_min": 2, "db_pool_max": 2}))
     try:
         held = [await small.acquire() for _ in range(2)]  # both busy elsewhere for a moment
@@ -616,7 +609,7 @@ async def test_bookings_waiting_for_one_in_flight_leave_it_a_connection(
     finally:
         await small.close()
     assert outcomes == ["booked", "taken", "taken"], outcomes
-    booked = [s["starts_at"] for s in await live_sessions(pool, therapist)]
+    booked = [s["starts_at"] for s in await live_sessions(pool, race.therapist)]
     assert booked.count(wanted) == 1
 
 

@@ -43,7 +43,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,10 +96,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def cpu_clock(pool: asyncpg.Pool) -> Callable[[], tuple[float, float]]:
-    """Where the CPU goes (a diagnostic beside the ratios): a function that tells the CPU
-    seconds used since now by this process (the clients and the service) and by the
-    database's backends serving the pool."""
+async def measured(
+    pool: asyncpg.Pool, work: Callable[[], Awaitable[Any]]
+) -> tuple[float, tuple[float, float]]:
+    """Runs `work()` (made only once the clocks start: `asyncio.gather` starts its tasks at
+    once): the seconds it took and, where the CPU went (a diagnostic beside the
+    ratios), the CPU seconds used meanwhile by this process (the clients and the service)
+    and by the database's backends serving the pool."""
     backends = [
         row["pid"]
         for row in await pool.fetch(
@@ -110,8 +113,11 @@ async def cpu_clock(pool: asyncpg.Pool) -> Callable[[], tuple[float, float]]:
     def postgres() -> float:
         return sum(cpu_seconds(pid) for pid in backends)
 
-    before = time.process_time(), postgres()
-    return lambda: (time.process_time() - before[0], postgres() - before[1])
+    cpu_before = time.process_time(), postgres()
+    started = time.perf_counter()
+    await work()
+    elapsed = time.perf_counter() - started
+    return elapsed, (time.process_time() - cpu_before[0], postgres() - cpu_before[1])
 
 
 async def set_up(pool: asyncpg.Pool, now: datetime) -> tuple[uuid.UUID, list[list[Any]]]:
@@ -200,11 +206,9 @@ async def race(
                     else await earliest(again=True)
                 )
 
-    cpu_used = await cpu_clock(pool)
-    started = time.perf_counter()
-    await asyncio.gather(*(client_loop(c, list(courses)) for c, courses in clients))
-    elapsed = time.perf_counter() - started
-    cpu = cpu_used()
+    elapsed, cpu = await measured(
+        pool, lambda: asyncio.gather(*(client_loop(c, list(courses)) for c, courses in clients))
+    )
     return {**counts, "seconds": elapsed, "latencies": latencies, "cpu": cpu}
 
 
@@ -236,16 +240,15 @@ async def own_times(
                         raise
                     courses.pop(0)
 
-    cpu_used = await cpu_clock(pool)
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(
-            client_loop(client, list(courses), hours[n :: len(clients)])
-            for n, (client, courses) in enumerate(clients)
-        )
+    elapsed, cpu = await measured(
+        pool,
+        lambda: asyncio.gather(
+            *(
+                client_loop(client, list(courses), hours[n :: len(clients)])
+                for n, (client, courses) in enumerate(clients)
+            )
+        ),
     )
-    elapsed = time.perf_counter() - started
-    cpu = cpu_used()
     return {"booked": booked, "seconds": elapsed, "cpu": cpu}
 
 
@@ -322,11 +325,9 @@ async def bare_inserts(pool: asyncpg.Pool) -> tuple[float, tuple[float, float]]:
                 )
             done += 1
 
-    cpu_used = await cpu_clock(pool)
-    started = time.perf_counter()
-    await asyncio.gather(*(writer() for _ in range(CLIENTS)))
-    elapsed = time.perf_counter() - started
-    python_s, postgres_s = cpu_used()
+    elapsed, (python_s, postgres_s) = await measured(
+        pool, lambda: asyncio.gather(*(writer() for _ in range(CLIENTS)))
+    )
     cpu = python_s / done, postgres_s / done
     return done / elapsed, cpu
 

@@ -237,3 +237,51 @@ async def test_a_batch_handler_takes_a_batch_at_once_and_a_failed_batch_goes_one
         assert await entries_for(pool, again.therapist_id, twice.therapist_id) == 2
     finally:
         await pool.close()
+
+
+async def test_a_handler_waits_for_what_it_needs_holding_no_connection(migrated_offline) -> None:
+    """`ready` is awaited before the lane takes a connection: with a pool of one, what the
+    handler waits for can still take that one (as the matcher's index keeper rebuilds)."""
+    settings = await migrated_offline(LEDGER, consumer_lanes=1, db_pool_min=0, db_pool_max=1)
+    pool = await db.create_pool(settings)
+    waiting, built = asyncio.Event(), asyncio.Event()
+    seen_ready: list[bool] = []
+
+    async def index_built(given: LedgerSettings) -> None:
+        assert given is settings
+        waiting.set()
+        await built.wait()
+
+    gated = EventConsumers("ledger")
+
+    @gated.batch_handler(ReviewPublished, name="ledger-gated", ready=index_built)
+    async def record_all(events: list[Envelope[ReviewPublished]], conn: asyncpg.Connection) -> None:
+        seen_ready.append(built.is_set())
+        await conn.executemany(
+            "INSERT INTO entries (event_id, therapist_id, rating, rating_count)"
+            " VALUES ($1, $2, $3, $4)",
+            [(e.event_id, e.payload.therapist_id, e.payload.rating, 1) for e in events],
+        )
+
+    topic = settings.topic(REGISTRY.topic(ReviewPublished))
+    applier = consumer.BatchApplier(
+        "ledger", "ledger-gated", {topic: gated.handlers}, settings, ContextRepo()
+    )
+    reviews = [review(rating=5), review(rating=4)]
+    records = [_Record(topic, 0, n, Envelope.wrap(r).to_bytes()) for n, r in enumerate(reviews)]
+    applying = asyncio.create_task(
+        applier.apply(records, consumer.Batch(pool, None, ContextRepo()))
+    )
+    try:
+        await asyncio.wait_for(waiting.wait(), 10)
+        # The one connection is free while the lane waits: the "keeper" takes and uses it.
+        async with pool.acquire(timeout=5) as conn:
+            await conn.execute("SELECT 1")
+        assert not applying.done()
+        built.set()
+        await asyncio.wait_for(applying, 10)
+        assert seen_ready == [True]
+        assert await entries_for(pool, *(r.therapist_id for r in reviews)) == 2
+    finally:
+        applying.cancel()  # (failed: it may hold the connection the pool waits for)
+        await pool.close()

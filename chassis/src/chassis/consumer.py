@@ -12,7 +12,9 @@ FastStream batch subscriber on the worker's broker:
 A handler is typed by the envelope it takes, and runs on the batch's connection. What
 else it needs it declares as FastStream `Context()` parameters, resolved from the
 broker's context once a batch (`provide` puts the worker's settings, pool and dead-letter
-publisher there):
+publisher there). What it must wait for before it can decide at all (an index being
+built) it names as `ready`, awaited before its records take a connection: a lane never
+waits holding one (what it waits for may need one from the same pool):
 
     async def match(
         event: Envelope[IntakeSubmitted],
@@ -81,6 +83,8 @@ E = TypeVar("E", bound=EventPayload)
 P = ParamSpec("P")
 # A handler: the record's envelope, the batch's connection, and its `Context()` parameters.
 Handler = Callable[..., Awaitable[None]]
+# What a handler waits for before its records take a connection (`ready=`).
+Ready = Callable[[ServiceSettings], Awaitable[None]]
 # What `Context()` gives: the marker a handler's dependency is annotated with.
 _CONTEXT_MARKER = type(Context())
 
@@ -110,6 +114,9 @@ class HandlerSpec:
     dependencies: tuple[tuple[str, str], ...] = ()
     # Takes a list of envelopes (`batch_handler`): a batch's fresh records at once.
     batched: bool = False
+    # Awaited (with the worker's settings) before a pass over its records takes a
+    # connection: what the handler needs ready before it can decide.
+    ready: Ready | None = None
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -156,25 +163,26 @@ class EventConsumers:
         self.handlers: list[HandlerSpec] = []
 
     def handler(
-        self, model: type[E], *, name: str, group: str | None = None
+        self, model: type[E], *, name: str, group: str | None = None, ready: Ready | None = None
     ) -> Callable[
         [Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]]],
         Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]],
     ]:
         """Registers `func(event: Envelope[model], conn, **dependencies)` under the inbox
-        name `name`, in consumer group `group` (default: a group of its own)."""
+        name `name`, in consumer group `group` (default: a group of its own); `ready(settings)`
+        is awaited before its records take a connection."""
 
         def register(
             func: Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]],
         ) -> Callable[Concatenate[Envelope[E], asyncpg.Connection, P], Awaitable[None]]:
             needs = context_dependencies(func)
-            self.handlers.append(HandlerSpec(model, name, func, group or name, needs))
+            self.handlers.append(HandlerSpec(model, name, func, group or name, needs, ready=ready))
             return func
 
         return register
 
     def batch_handler(
-        self, model: type[E], *, name: str, group: str | None = None
+        self, model: type[E], *, name: str, group: str | None = None, ready: Ready | None = None
     ) -> Callable[
         [Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]]],
         Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]],
@@ -190,7 +198,9 @@ class EventConsumers:
             func: Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]],
         ) -> Callable[Concatenate[list[Envelope[E]], asyncpg.Connection, P], Awaitable[None]]:
             needs = context_dependencies(func)
-            self.handlers.append(HandlerSpec(model, name, func, group or name, needs, True))
+            self.handlers.append(
+                HandlerSpec(model, name, func, group or name, needs, batched=True, ready=ready)
+            )
             return func
 
         return register
@@ -450,6 +460,8 @@ class BatchApplier:
     async def _apply_lane(self, batch: Batch, units: list[_Unit]) -> None:
         optimistic = True
         while units:
+            for ready in {u.spec.ready for u in units if u.spec.ready is not None}:
+                await ready(self.settings)  # (holding no connection: see the module's text)
             done = await self._pass(batch, units, careful=not optimistic)
             if done is None:  # the optimistic pass failed somewhere: again, record by record
                 optimistic = False

@@ -37,15 +37,16 @@ consumers = EventConsumers("matching")
 READ_MODEL = "read-model"
 
 
-@consumers.batch_handler(IntakeSubmitted, name="matcher")
+@consumers.batch_handler(IntakeSubmitted, name="matcher", ready=service.index_ready)
 async def match_submitted(
     events: list[Envelope[IntakeSubmitted]],
     conn: asyncpg.Connection,
     settings: Annotated[Settings, Context()],
 ) -> None:
     """Matches submitted intakes, or waitlists them; skips intakes held for a clinician."""
-    index = await service.worker_index(settings)
-    await service.match_submitted(conn, events, index)
+    # Built: `ready` waited for it before this transaction took its connection. Should it
+    # be building again meanwhile, this fails at once (retried after `ready`), not waits here.
+    await service.match_submitted(conn, events, service.built_index(settings))
 
 
 @consumers.handler(TherapistProfilePublished, name="therapist-profiles", group=READ_MODEL)

@@ -28,6 +28,7 @@ from matching import service, store
 from matching.app import DEFINITION
 from matching.domain.candidate_index import CandidateIndex
 from matching.domain.matcher import TherapistCandidate
+from matching.service.index import _keeping as index_keeping
 
 from .conftest import Matching
 
@@ -222,6 +223,58 @@ async def test_a_worker_restarted_under_load_rebuilds_its_index_first_and_loses_
         assert all(matched_to.get(i) == first.therapist_id for i in intake_ids)
         # Decided from an index rebuilt at start: it knew the therapist added while down.
         assert all(matched_to.get(i) == newcomer.therapist_id for i in newcomers_intakes)
+
+
+async def test_a_worker_that_lost_its_database_builds_its_index_again_and_matches_meanwhile(
+    matching_service, serve
+) -> None:
+    """Every connection of the worker cut (as by a Postgres restart) with intakes arriving:
+    the keeper notices at once, the index is built anew and every intake is matched, none
+    retried or dead-lettered, on a pool of four (the matcher's lanes wait for the index
+    holding no connection, so the keeper can take one to build it)."""
+    async with matching_service(worker=False, db_pool_max=4) as m:
+        therapist = m.therapist(capacity=100)
+        await m.publish(therapist)
+        dead = counted('samtal_dead_letters_total{service="matching",consumer="matcher"}')
+        retried = counted(
+            'samtal_events_handled_total{service="matching",consumer="matcher",outcome="retried"}'
+        )
+        dead_before, retried_before = dead(), retried()
+        async with workers(serve, m.settings, count=1):
+            await m.in_read_model(therapist)
+            before = [await m.submitted(uuid.uuid4()) for _ in range(3)]
+            await until(lambda: len(outcomes(m, before)) == 3)
+            old = (await service.worker_index(m.settings)).index
+            keeping = index_keeping(m.settings)
+            cut = await m.pool.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'matching' AND pid <> pg_backend_pid()"
+            )
+            assert cut >= 2  # the worker's (index keeper, relay) and the api's at least
+            # The keeper waits a second before it builds again: these come meanwhile.
+            await until(lambda: not keeping.ready.is_set())
+            during = [await m.submitted(uuid.uuid4()) for _ in range(8)]
+            # Meanwhile no lane of the worker sits in a transaction waiting for the index.
+            waiting_in_transaction = 0
+            while not keeping.ready.is_set():
+                waiting_in_transaction = max(
+                    waiting_in_transaction,
+                    await m.pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE application_name = 'matching' AND state LIKE 'idle in trans%'"
+                        " AND now() - xact_start > interval '500 milliseconds'"
+                    ),
+                )
+                await asyncio.sleep(0.05)
+            assert waiting_in_transaction == 0
+            every = [*before, *during]
+            await until(lambda: len(outcomes(m, every)) == len(every), timeout=60)
+            assert keeping.ready.is_set() and keeping.index is not old  # built anew
+        decided = outcomes(m, every)
+        assert set(decided.values()) == {1}
+        matched = {e.payload.intake_id for e in m.probe.envelopes("TherapistMatched")}
+        assert set(every) <= matched
+        assert (dead(), retried()) == (dead_before, retried_before)
 
 
 async def test_a_batch_decision_passes_over_a_held_therapist_but_waits_for_a_chosen_one(

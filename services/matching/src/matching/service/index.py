@@ -61,7 +61,38 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     return IndexedCandidates(keeping.index, keeping.own)
 
 
+class IndexNotReady(Exception):
+    """The candidate index is being built again: the intakes are retried once it is."""
+
+
+async def index_ready(settings: ServiceSettings) -> None:
+    """Returns once the worker's candidate index is built (the matcher's `ready`: awaited
+    before its intakes take a connection, since the keeper may need one of the same pool
+    to build it). Waits as long as that takes, saying so now and then: the intakes are
+    not dead-lettered for waiting."""
+    keeping = _keeping(settings)
+    began = time.monotonic()
+    while not keeping.ready.is_set():
+        try:
+            await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
+        except TimeoutError:
+            waited = round(time.monotonic() - began)
+            log.warning("the matcher waits for the candidate index", waited_s=waited)
+
+
+def built_index(settings: ServiceSettings) -> IndexedCandidates:
+    """The worker's candidate index as it is, without waiting: IndexNotReady while it is
+    being built (the matcher's intakes then go back, unapplied, to wait in `index_ready`)."""
+    keeping = _keeping(settings)
+    if not keeping.ready.is_set():
+        raise IndexNotReady("the candidate index is being built again")
+    return IndexedCandidates(keeping.index, keeping.own)
+
+
 INDEX_PAGE = 1000
+# A quiet keeper asks its connection this often whether it is still there: a connection
+# that died without closing (a network gone) says nothing, and its notifications with it.
+FEED_CHECK_S = 5.0
 
 
 async def _built_index(conn: asyncpg.Connection) -> CandidateIndex:
@@ -79,8 +110,9 @@ async def _built_index(conn: asyncpg.Connection) -> CandidateIndex:
 async def keep_candidate_index(runtime: Runtime) -> None:
     """Worker task: builds the candidate index from the read model, then reads again every
     therapist a committed NOTIFY names (store.therapist_changed). It listens before it
-    reads, so no change falls between; a lost connection (notifications may be lost
-    with it) builds the index anew."""
+    reads, so no change falls between; a lost connection (its notifications are lost with
+    it) builds the index anew: noticed when it closes, or by a probe when it went quiet
+    without closing."""
     pool = runtime.pool
     assert pool is not None
     keeping = _keeping(runtime.settings)
@@ -90,10 +122,16 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     changed: list[tuple[uuid.UUID, uuid.UUID | None]] = []
     poke = asyncio.Event()
     waitlist_woken = False
+    feed_lost = False  # the listening connection closed: its notifications are lost with it
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         therapist, _, match = payload.partition(" ")
         changed.append((uuid.UUID(therapist), uuid.UUID(match) if match else None))
+        poke.set()
+
+    def on_lost(_conn: object) -> None:
+        nonlocal feed_lost
+        feed_lost = True
         poke.set()
 
     def on_waitlist(*_: object) -> None:
@@ -109,6 +147,8 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                 conn.keep_session_state()  # LISTENs
                 await conn.add_listener(channel, on_notify)
                 await conn.add_listener(waitlist, on_waitlist)
+                feed_lost = False
+                conn.add_termination_listener(on_lost)
                 try:
                     started = time.perf_counter()
                     changed.clear()
@@ -128,7 +168,13 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                         ms=round((time.perf_counter() - started) * 1000),
                     )
                     while True:
-                        await poke.wait()
+                        try:
+                            await asyncio.wait_for(poke.wait(), FEED_CHECK_S)
+                        except TimeoutError:  # quiet: is the feed still there?
+                            await conn.execute("SELECT 1")
+                            continue
+                        if feed_lost:
+                            raise ConnectionError("the candidate index's connection closed")
                         poke.clear()
                         notified = list(changed)
                         changed.clear()
@@ -158,7 +204,8 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                         if wake:
                             keeping.waitlist_wake.set()
                 finally:
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception):  # (a closed one is gone already)
+                        conn.remove_termination_listener(on_lost)
                         await conn.remove_listener(channel, on_notify)
                         await conn.remove_listener(waitlist, on_waitlist)
         except asyncio.CancelledError:

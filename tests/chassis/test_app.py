@@ -4,13 +4,14 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from chassis import auth, db
-from chassis.app import build
+from chassis.app import build, worker_pool_floor
 from chassis.testing.kafka import TopicProbe
 from contracts import REGISTRY
 from contracts.events import ReviewPublished, TherapistAvailabilityPublished
@@ -180,3 +181,13 @@ async def test_start_up_fails_loudly_and_in_bounded_time(settings_for, serve, da
             pass
     assert time.monotonic() - started < 15
     await asyncio.sleep(0)
+
+
+def test_a_worker_refuses_a_pool_too_small_for_what_it_holds(offline_settings_for) -> None:
+    listening = replace(LEDGER, worker_connections_held=1)  # as a task with a LISTEN would
+    assert worker_pool_floor(LEDGER) == 2 and worker_pool_floor(listening) == 3
+    small = offline_settings_for(LedgerSettings, db_pool_max=2)
+    with pytest.raises(ValueError, match="SAMTAL_LEDGER_DB_POOL_MAX is 2: .* set it to 3 or more"):
+        build(listening, small, "worker")
+    build(LEDGER, small, "worker")  # the relay's lock and one more: enough
+    build(listening, offline_settings_for(LedgerSettings, db_pool_max=1), "api")  # holds none

@@ -94,6 +94,9 @@ class ServiceDefinition:
     consumers: EventConsumers | None = None
     # Long-running worker tasks beyond the relay (e.g. a message sender).
     worker_tasks: Sequence[BackgroundTask] = ()
+    # Pool connections those tasks hold for as long as they run (a LISTEN each), beside
+    # the relay's lock: the worker's pool must leave room for work besides them.
+    worker_connections_held: int = 0
     # The events this service publishes (through its outbox). Unset: every event the
     # registry names this service the producer of, so the declaration cannot drift. The
     # worker creates their topics, the AsyncAPI document lists them, and the relay refuses
@@ -341,8 +344,23 @@ async def _broker_answers(broker: KafkaBroker) -> bool:
     return True
 
 
+def worker_pool_floor(definition: ServiceDefinition) -> int:
+    """The fewest pool connections a worker can run on: those held for good (the relay's
+    lock, the worker tasks' listeners) and one for everything else (handlers, the relay's
+    marks, the tasks' own statements), which all take turns on it; with fewer, the rest
+    would wait for a connection forever."""
+    return 1 + definition.worker_connections_held + 1
+
+
 def build(definition: ServiceDefinition, settings: ServiceSettings, process: Process) -> Any:
     """The ASGI app of one process kind."""
+    if process == "worker" and settings.db_pool_max < worker_pool_floor(definition):
+        floor, held = worker_pool_floor(definition), worker_pool_floor(definition) - 1
+        raise ValueError(
+            f"SAMTAL_{settings.service.upper()}_DB_POOL_MAX is {settings.db_pool_max}: the"
+            f" {definition.name} worker holds {held} connection(s) for as long as it runs and"
+            f" needs one more for its work; set it to {floor} or more"
+        )
     observability.configure_logging(settings)
     broker = make_broker(settings)
     runtime = Runtime(

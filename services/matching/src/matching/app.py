@@ -36,6 +36,7 @@ DEFINITION = ServiceDefinition(
         service.waiting_watch,
         retention.retention_task(service.purge_expired),
     ],
+    worker_connections_held=1,  # the candidate index keeper's LISTEN
     publishes=[
         IntakeSubmitted,
         IntakeEscalated,

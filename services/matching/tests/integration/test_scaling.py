@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from chassis.app import build
+from chassis.app import build, worker_pool_floor
 from contracts import decode
 from contracts.events import (
     FreeSlot,
@@ -230,9 +230,10 @@ async def test_a_worker_that_lost_its_database_builds_its_index_again_and_matche
 ) -> None:
     """Every connection of the worker cut (as by a Postgres restart) with intakes arriving:
     the keeper notices at once, the index is built anew and every intake is matched, none
-    retried or dead-lettered, on a pool of four (the matcher's lanes wait for the index
-    holding no connection, so the keeper can take one to build it)."""
-    async with matching_service(worker=False, db_pool_max=4) as m:
+    retried or dead-lettered, on the smallest pool a worker may have (three: the relay's
+    lock, the keeper's, one for the rest; the matcher's lanes wait for the index holding
+    no connection, so the keeper can take one to build it)."""
+    async with matching_service(worker=False, db_pool_max=worker_pool_floor(DEFINITION)) as m:
         therapist = m.therapist(capacity=100)
         await m.publish(therapist)
         dead = counted('samtal_dead_letters_total{service="matching",consumer="matcher"}')

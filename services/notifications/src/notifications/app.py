@@ -25,6 +25,7 @@ DEFINITION = ServiceDefinition(
     routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
     worker_tasks=[sender.run, retention.retention_task(service.purge_expired), overdue.watch],
+    worker_connections_held=1,  # the sender's LISTEN
     publishes=[RightsRequested, NotificationsAccessRecorded],
     description="Contacts, messages per event in the recipient's language, reminders, "
     "e-mail, SMS and the in-app inbox.",

@@ -13,7 +13,7 @@ from typing import Any
 import icalendar
 
 from chassis import db
-from chassis.app import build
+from chassis.app import build, worker_pool_floor
 from chassis.auth import mint
 from chassis.testing.kafka import publish
 from contracts import Envelope
@@ -90,6 +90,8 @@ async def test_events_become_the_right_messages_once(
         on_call_clinicians=[p.cia, p.carl],
         # Long poll: crisis speed below comes from the NOTIFY wake-up, not from polling.
         sender_poll_s=10,
+        # The smallest pool a notifications worker may have: all of it works on it.
+        db_pool_max=worker_pool_floor(DEFINITION),
     )
     pool = await db.create_pool(settings)
     now = datetime.now(UTC).replace(microsecond=0)

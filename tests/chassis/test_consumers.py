@@ -187,6 +187,27 @@ class _Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+async def insert_entries(conn: asyncpg.Connection, events: list[Envelope[ReviewPublished]]) -> None:
+    await conn.executemany(
+        "INSERT INTO entries (event_id, therapist_id, rating, rating_count)"
+        " VALUES ($1, $2, $3, $4)",
+        [(e.event_id, e.payload.therapist_id, e.payload.rating, 1) for e in events],
+    )
+
+
+def review_applier(
+    settings: LedgerSettings, handlers: EventConsumers, group: str
+) -> tuple[str, consumer.BatchApplier]:
+    """(the reviews' topic, the applier of `handlers` for it)."""
+    topic = settings.topic(REGISTRY.topic(ReviewPublished))
+    routes = {topic: handlers.handlers}
+    return topic, consumer.BatchApplier("ledger", group, routes, settings, ContextRepo())
+
+
+def records_of(topic: str, *reviews: ReviewPublished) -> list[_Record]:
+    return [_Record(topic, 0, n, Envelope.wrap(r).to_bytes()) for n, r in enumerate(reviews)]
+
+
 async def test_a_batch_handler_takes_a_batch_at_once_and_a_failed_batch_goes_one_by_one(
     migrated,
 ) -> None:
@@ -200,23 +221,13 @@ async def test_a_batch_handler_takes_a_batch_at_once_and_a_failed_batch_goes_one
         calls.append([e.payload.rating for e in events])
         if len(events) > 1 and any(e.payload.rating == 2 for e in events):
             raise RuntimeError("a two-star review spoils a batch, not a record of its own")
-        await conn.executemany(
-            "INSERT INTO entries (event_id, therapist_id, rating, rating_count)"
-            " VALUES ($1, $2, $3, $4)",
-            [(e.event_id, e.payload.therapist_id, e.payload.rating, 1) for e in events],
-        )
+        await insert_entries(conn, events)
 
-    topic = settings.topic(REGISTRY.topic(ReviewPublished))
-    applier = consumer.BatchApplier(
-        "ledger", "ledger-together", {topic: together.handlers}, settings, ContextRepo()
-    )
-
-    def records(*reviews: ReviewPublished) -> list[_Record]:
-        return [_Record(topic, 0, n, Envelope.wrap(r).to_bytes()) for n, r in enumerate(reviews)]
+    topic, applier = review_applier(settings, together, "ledger-together")
 
     try:
         first = [review(rating=5), review(rating=4), review(rating=3)]
-        batch = records(*first)
+        batch = records_of(topic, *first)
         await applier.apply(batch, consumer.Batch(pool, None, ContextRepo()))
         assert calls == [[5, 4, 3]]  # once, in the order they came
         await applier.apply(batch, consumer.Batch(pool, None, ContextRepo()))
@@ -224,13 +235,13 @@ async def test_a_batch_handler_takes_a_batch_at_once_and_a_failed_batch_goes_one
         calls.clear()
         # Redelivered beside fresh ones, and one event twice in a batch: the fresh, once.
         again, twice = review(rating=1), review(rating=3)
-        [fresh, repeated] = records(again, twice)
+        [fresh, repeated] = records_of(topic, again, twice)
         mixed = [batch[0], fresh, batch[1], repeated, repeated]
         await applier.apply(mixed, consumer.Batch(pool, None, ContextRepo()))
         assert calls == [[1, 3]]
         calls.clear()
         spoilt = [review(rating=5), review(rating=2), review(rating=4)]
-        await applier.apply(records(*spoilt), consumer.Batch(pool, None, ContextRepo()))
+        await applier.apply(records_of(topic, *spoilt), consumer.Batch(pool, None, ContextRepo()))
         assert calls == [[5, 2, 4], [5], [2], [4]]  # failed together: each alone
         therapists = [r.therapist_id for r in first + spoilt]
         assert await entries_for(pool, *therapists) == 6
@@ -257,18 +268,11 @@ async def test_a_handler_waits_for_what_it_needs_holding_no_connection(migrated_
     @gated.batch_handler(ReviewPublished, name="ledger-gated", ready=index_built)
     async def record_all(events: list[Envelope[ReviewPublished]], conn: asyncpg.Connection) -> None:
         seen_ready.append(built.is_set())
-        await conn.executemany(
-            "INSERT INTO entries (event_id, therapist_id, rating, rating_count)"
-            " VALUES ($1, $2, $3, $4)",
-            [(e.event_id, e.payload.therapist_id, e.payload.rating, 1) for e in events],
-        )
+        await insert_entries(conn, events)
 
-    topic = settings.topic(REGISTRY.topic(ReviewPublished))
-    applier = consumer.BatchApplier(
-        "ledger", "ledger-gated", {topic: gated.handlers}, settings, ContextRepo()
-    )
+    topic, applier = review_applier(settings, gated, "ledger-gated")
     reviews = [review(rating=5), review(rating=4)]
-    records = [_Record(topic, 0, n, Envelope.wrap(r).to_bytes()) for n, r in enumerate(reviews)]
+    records = records_of(topic, *reviews)
     applying = asyncio.create_task(
         applier.apply(records, consumer.Batch(pool, None, ContextRepo()))
     )

@@ -1,5 +1,7 @@
 """Roles, schemas and migrations: each service sees its own tables only."""
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -119,5 +121,35 @@ async def test_a_connection_on_demand_is_taken_when_first_needed_and_given_back(
                 assert await (await conn()).fetchval("SELECT 2") == 2
                 raise ZeroDivisionError
         assert pool.get_idle_size() == 1  # given back when the block failed too
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_listened_on_wakes_its_waiter_when_it_closes(migrated) -> None:
+    settings = await migrated(LEDGER, db_pool_min=1, db_pool_max=2)
+    pool = await db.create_pool(settings)
+    heard: list[str] = []
+    wake = asyncio.Event()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        heard.append(payload)
+        wake.set()
+
+    try:
+        async with (
+            pool.acquire() as conn,
+            db.listening(conn, {"ledger_test_feed": on_notify}, wake) as feed,
+        ):
+            await pool.execute("SELECT pg_notify('ledger_test_feed', 'hello')")
+            await asyncio.wait_for(wake.wait(), 5)
+            assert heard == ["hello"]
+            feed.check()  # open: nothing to say
+            wake.clear()
+            await pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            await asyncio.wait_for(wake.wait(), 5)  # woken by the close itself
+            with pytest.raises(ConnectionError):
+                feed.check()
+        # Gone back to the pool without a word; the pool opens a new one next time.
+        assert await pool.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
     finally:
         await pool.close()

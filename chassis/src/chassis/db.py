@@ -9,11 +9,13 @@ migration lock so concurrent migrate jobs wait for each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sysconfig
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -116,6 +118,48 @@ class OnDemand:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.release()
+
+
+class Listening:
+    """What `listening` gives: whether the connection listened on has closed."""
+
+    lost = False
+
+    def check(self) -> None:
+        """ConnectionError once the connection closed: its notifications are lost with it, so
+        whoever waits for them must listen again on another (and read what it missed)."""
+        if self.lost:
+            raise ConnectionError("the connection listened on closed; its notifications with it")
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    conn: asyncpg.Connection,
+    channels: Mapping[str, Callable[..., None]],
+    wake: asyncio.Event,
+) -> AsyncIterator[Listening]:
+    """LISTENs on `conn` (a pool's: kept in its session) to each channel, calling its
+    callback, for as long as the block runs. `wake` is set when the connection closes too
+    (a Postgres restart, a killed backend), so a waiter hears that at once and finds it
+    with `check()`; a connection that died without closing says nothing, and a waiter that
+    sat quiet for a while sends it a statement to find out."""
+    conn.keep_session_state()
+    feed = Listening()
+
+    def closed(_conn: object) -> None:
+        feed.lost = True
+        wake.set()
+
+    for channel, callback in channels.items():
+        await conn.add_listener(channel, callback)
+    conn.add_termination_listener(closed)
+    try:
+        yield feed
+    finally:
+        with contextlib.suppress(Exception):  # (a closed connection has none left)
+            conn.remove_termination_listener(closed)
+            for channel, callback in channels.items():
+                await conn.remove_listener(channel, callback)
 
 
 def literal(text: str) -> str:

@@ -44,6 +44,7 @@ import jinja2
 import structlog
 from prometheus_client import Counter, Gauge
 
+from chassis import db
 from chassis.app import Runtime
 from notifications import store
 from notifications.channels import EmailChannel, SendFailed, SmsChannel
@@ -153,19 +154,20 @@ class Sender:
         channel = store.wake_channel(self.settings.db_schema)
         while True:
             try:
-                async with self.pool.acquire() as listener:
-                    listener.keep_session_state()  # LISTENs
-                    await listener.add_listener(channel, self._on_notify)
-                    try:
-                        while True:
-                            self.wake.clear()
-                            if not await self.round():
-                                idle = await self._idle_for()
-                                with contextlib.suppress(TimeoutError):
-                                    await asyncio.wait_for(self.wake.wait(), idle)
-                    finally:
-                        with contextlib.suppress(Exception):
-                            await listener.remove_listener(channel, self._on_notify)
+                async with (
+                    self.pool.acquire() as listener,
+                    db.listening(listener, {channel: self._on_notify}, self.wake) as feed,
+                ):
+                    while True:
+                        self.wake.clear()
+                        if not await self.round():
+                            idle = await self._idle_for()
+                            try:
+                                await asyncio.wait_for(self.wake.wait(), idle)
+                            except TimeoutError:  # quiet: is the feed still there?
+                                await listener.execute("SELECT 1")
+                        # Closed (it woke us): a crisis's wake-up would be lost with it.
+                        feed.check()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: wait, then go on

@@ -276,3 +276,57 @@ receipt = a_submitted_intake
 def arrived(mail_server: Any, addresses: set[str]) -> list[str]:
     """The addresses among `addresses` in order of arrival."""
     return [m.to[0] for m in list(mail_server.mails) if m.to[0] in addresses]
+
+
+async def test_a_sender_whose_listening_connection_is_cut_listens_again(
+    migrated, mail_server, channel_settings, eventually
+) -> None:
+    """A crisis is sent on the NOTIFY its messages wake the sender with; the poll (a minute
+    here) is only the fallback. The connection the sender listens on cut while it sits idle
+    (as by a Postgres restart): it hears that, listens again on another, and the next
+    crisis still goes at once."""
+    clinician, in_crisis = uuid.uuid4(), uuid.uuid4()
+    settings = await migrated(
+        DEFINITION, **channel_settings, on_call_clinicians=[clinician], sender_poll_s=60
+    )
+    pool = await db.create_pool(settings)
+    tag = uuid.uuid4().hex[:8]
+    mail = {in_crisis: f"crisis-{tag}@example.se", clinician: f"on-call-{tag}@example.se"}
+    async with pool.acquire() as conn:
+        for person, address in mail.items():
+            await store.save_contacts(conn, ContactSettings(person_id=person, email=address))
+
+    async def listening() -> set[int]:
+        # The sender's listener: the only connection whose last statement is its LISTEN.
+        found = await pool.fetchval(
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE application_name ="
+            " 'notifications' AND state = 'idle' AND query LIKE 'LISTEN %'"
+        )
+        return set(found or ())
+
+    async def listening_again(old: int) -> bool:
+        return bool(await listening() - {old})
+
+    async with httpx.AsyncClient() as client:
+        sender = Sender(settings, pool, EmailChannel(settings), SmsChannel(settings, client))
+        running = asyncio.create_task(sender.run())
+        try:
+            await eventually(listening, what="the sender listening")
+            [cut] = await listening()
+            assert await pool.fetchval("SELECT pg_terminate_backend($1)", cut)
+            await eventually(
+                lambda: listening_again(cut), timeout=15, what="the sender listening again"
+            )
+            escalated = IntakeEscalated(
+                intake_id=uuid.uuid4(), client_id=in_crisis, severity_band="severe"
+            )
+            async with pool.acquire() as conn:
+                assert await handle(conn, Envelope.wrap(escalated), settings) == 2
+            crisis = set(mail.values())
+            await eventually(
+                lambda: set(arrived(mail_server, crisis)) == crisis, timeout=15, what="crisis"
+            )
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await pool.close()

@@ -4,7 +4,6 @@ notifications of committed therapist changes; one per database and schema in a p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 import uuid
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from prometheus_client import Counter, Gauge
 
+from chassis import db
 from chassis.app import Runtime
 from chassis.settings import ServiceSettings
 from matching import store
@@ -122,16 +122,10 @@ async def keep_candidate_index(runtime: Runtime) -> None:
     changed: list[tuple[uuid.UUID, uuid.UUID | None]] = []
     poke = asyncio.Event()
     waitlist_woken = False
-    feed_lost = False  # the listening connection closed: its notifications are lost with it
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         therapist, _, match = payload.partition(" ")
         changed.append((uuid.UUID(therapist), uuid.UUID(match) if match else None))
-        poke.set()
-
-    def on_lost(_conn: object) -> None:
-        nonlocal feed_lost
-        feed_lost = True
         poke.set()
 
     def on_waitlist(*_: object) -> None:
@@ -143,71 +137,60 @@ async def keep_candidate_index(runtime: Runtime) -> None:
 
     while True:
         try:
-            async with pool.acquire() as conn:
-                conn.keep_session_state()  # LISTENs
-                await conn.add_listener(channel, on_notify)
-                await conn.add_listener(waitlist, on_waitlist)
-                feed_lost = False
-                conn.add_termination_listener(on_lost)
-                try:
-                    started = time.perf_counter()
+            async with (
+                pool.acquire() as conn,
+                db.listening(conn, {channel: on_notify, waitlist: on_waitlist}, poke) as feed,
+            ):
+                started = time.perf_counter()
+                changed.clear()
+                gc.unfreeze()  # a rebuild: the old index may go
+                keeping.index = await _built_index(conn)
+                keeping.own = OwnMatches()
+                # Tens of thousands of long-lived objects: out of the collector's way,
+                # so its passes (and the pauses they add to decisions) stay short.
+                gc.collect()
+                gc.freeze()
+                keeping.ready.set()
+                keeping.waitlist_wake.set()  # wake-ups may have been lost meanwhile
+                INDEX_THERAPISTS.set(len(keeping.index))
+                log.info(
+                    "candidate index built",
+                    therapists=len(keeping.index),
+                    ms=round((time.perf_counter() - started) * 1000),
+                )
+                while True:
+                    try:
+                        await asyncio.wait_for(poke.wait(), FEED_CHECK_S)
+                    except TimeoutError:  # quiet: is the feed still there?
+                        await conn.execute("SELECT 1")
+                        continue
+                    feed.check()  # (a closed connection wakes it: build anew)
+                    poke.clear()
+                    notified = list(changed)
                     changed.clear()
-                    gc.unfreeze()  # a rebuild: the old index may go
-                    keeping.index = await _built_index(conn)
-                    keeping.own = OwnMatches()
-                    # Tens of thousands of long-lived objects: out of the collector's way,
-                    # so its passes (and the pauses they add to decisions) stay short.
-                    gc.collect()
-                    gc.freeze()
-                    keeping.ready.set()
-                    keeping.waitlist_wake.set()  # wake-ups may have been lost meanwhile
-                    INDEX_THERAPISTS.set(len(keeping.index))
-                    log.info(
-                        "candidate index built",
-                        therapists=len(keeping.index),
-                        ms=round((time.perf_counter() - started) * 1000),
-                    )
-                    while True:
-                        try:
-                            await asyncio.wait_for(poke.wait(), FEED_CHECK_S)
-                        except TimeoutError:  # quiet: is the feed still there?
-                            await conn.execute("SELECT 1")
-                            continue
-                        if feed_lost:
-                            raise ConnectionError("the candidate index's connection closed")
-                        poke.clear()
-                        notified = list(changed)
-                        changed.clear()
-                        wake, waitlist_woken = waitlist_woken, False
-                        # A match decided here is held here (OwnMatches); the rest is read.
-                        to_read: dict[uuid.UUID, None] = {}
-                        for therapist_id, match_id in notified:
-                            if match_id is not None and keeping.own.held_already(
-                                therapist_id, match_id
-                            ):
-                                INDEX_OWN_MATCHES.inc()
+                    wake, waitlist_woken = waitlist_woken, False
+                    # A match decided here is held here (OwnMatches); the rest is read.
+                    to_read: dict[uuid.UUID, None] = {}
+                    for therapist_id, match_id in notified:
+                        if match_id is not None and keeping.own.held_already(
+                            therapist_id, match_id
+                        ):
+                            INDEX_OWN_MATCHES.inc()
+                        else:
+                            to_read[therapist_id] = None
+                    ids = list(to_read)
+                    if ids:
+                        fresh = {c.therapist_id: c for c in await store.candidates_of(conn, ids)}
+                        for therapist_id in ids:
+                            if therapist_id in fresh:
+                                keeping.index.put(fresh[therapist_id])
                             else:
-                                to_read[therapist_id] = None
-                        ids = list(to_read)
-                        if ids:
-                            fresh = {
-                                c.therapist_id: c for c in await store.candidates_of(conn, ids)
-                            }
-                            for therapist_id in ids:
-                                if therapist_id in fresh:
-                                    keeping.index.put(fresh[therapist_id])
-                                else:
-                                    keeping.index.drop(therapist_id)
-                                keeping.own.read_again(therapist_id)
-                            INDEX_READS.inc(len(ids))
-                            INDEX_THERAPISTS.set(len(keeping.index))
-                        if wake:
-                            keeping.waitlist_wake.set()
-                finally:
-                    with contextlib.suppress(Exception):  # (a closed one is gone already)
-                        conn.remove_termination_listener(on_lost)
-                        await conn.remove_listener(channel, on_notify)
-                        await conn.remove_listener(waitlist, on_waitlist)
+                                keeping.index.drop(therapist_id)
+                            keeping.own.read_again(therapist_id)
+                        INDEX_READS.inc(len(ids))
+                        INDEX_THERAPISTS.set(len(keeping.index))
+                    if wake:
+                        keeping.waitlist_wake.set()
         except asyncio.CancelledError:
             keeping.ready.clear()
             raise

@@ -104,8 +104,8 @@ async def resend_delivery(conn: asyncpg.Connection, delivery_id: int) -> Deliver
 # (its export part; or erasing contacts, channel choices and messages), and announces
 # `RightsRequested` (ids and the kind only). Catalog, matching and booking do theirs
 # (chassis.rights) and answer; when all have, the request is done and the person gets a
-# notice in the inbox (and by e-mail when they have an address): the export is ready, or
-# what was erased and what is kept and why. A request should be done by `due_at`
+# notice in the inbox: the export is ready (also by e-mail when they have an address), or
+# what was erased and what is kept and why (in-app only: their contacts are erased). A request should be done by `due_at`
 # (DUE_AFTER); a repeated request while one runs is that same request.
 
 RightsKind = Literal["export", "erasure"]

@@ -49,7 +49,7 @@ from chassis.app import Runtime
 from notifications import store
 from notifications.channels import EmailChannel, SendFailed, SmsChannel
 from notifications.domain.contacts import delivery_channels
-from notifications.domain.delivery import Delivery, record_failure, record_sent
+from notifications.domain.delivery import Delivery, dispatch_order, record_failure, record_sent
 from notifications.domain.plan import reminder_has_lapsed
 from notifications.domain.render import UnknownTemplate, render
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
@@ -85,8 +85,8 @@ async def run(runtime: Runtime) -> None:
         await sender.run()
 
 
-# Queued in priority order: urgent first, then the longest waiting.
-_Queued = tuple[bool, datetime, int, store.ClaimedDelivery]
+# Queued in priority order (`dispatch_order`: urgent first, then the longest waiting).
+_Queued = tuple[int, datetime, int, store.ClaimedDelivery]
 
 
 class Sender:
@@ -249,7 +249,9 @@ class Sender:
                 self.urgent_sends.add(task)
                 task.add_done_callback(self.urgent_sends.discard)
             else:
-                self.queue.put_nowait((c.delivery.priority != "urgent", c.delivery.due_at, c.id, c))
+                self.queue.put_nowait(
+                    (*dispatch_order(c.delivery.priority, c.delivery.due_at), c.id, c)
+                )
         return len(claimed), room
 
     async def send_due(self) -> int:

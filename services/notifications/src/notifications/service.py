@@ -105,8 +105,9 @@ async def resend_delivery(conn: asyncpg.Connection, delivery_id: int) -> Deliver
 # `RightsRequested` (ids and the kind only). Catalog, matching and booking do theirs
 # (chassis.rights) and answer; when all have, the request is done and the person gets a
 # notice in the inbox: the export is ready (also by e-mail when they have an address), or
-# what was erased and what is kept and why (in-app only: their contacts are erased). A request should be done by `due_at`
-# (DUE_AFTER); a repeated request while one runs is that same request.
+# what was erased and what is kept and why (in-app only: their contacts are erased). A
+# request should be done by `due_at` (DUE_AFTER); a repeated request while one runs is that
+# same request.
 
 RightsKind = Literal["export", "erasure"]
 # Every service that holds a person's data besides this one, and so must answer.

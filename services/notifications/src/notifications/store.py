@@ -678,8 +678,8 @@ async def erased_before(
 async def purge_expired(
     conn: asyncpg.Connection, messages_before: datetime, clinical_before: datetime
 ) -> dict[str, int]:
-    """Delivered (or dropped) messages past their retention; access log entries and finished
-    requests past the clinical retention."""
+    """Delivered, dropped or failed messages past their retention; access log entries and
+    finished requests past the clinical retention."""
 
     def count(status: str) -> int:
         return int(status.split()[-1])

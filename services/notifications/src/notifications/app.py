@@ -12,7 +12,7 @@ from chassis import retention, rights
 from chassis.app import ServiceDefinition
 from chassis.cli import service_cli
 from contracts.events import NotificationsAccessRecorded, RightsRequested
-from notifications import api, handlers, overdue, sender, service
+from notifications import api, handlers, on_call, overdue, sender, service
 from notifications.settings import Settings
 
 __all__ = ["DEFINITION", "Settings", "cli"]
@@ -24,7 +24,12 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[api.router, rights.export_router],
     consumers=handlers.consumers,
-    worker_tasks=[sender.run, retention.retention_task(service.purge_expired), overdue.watch],
+    worker_tasks=[
+        sender.run,
+        retention.retention_task(service.purge_expired),
+        overdue.watch,
+        on_call.watch,
+    ],
     worker_connections_held=1,  # the sender's LISTEN
     publishes=[RightsRequested, NotificationsAccessRecorded],
     description="Contacts, messages per event in the recipient's language, reminders, "

@@ -21,10 +21,15 @@ from contracts.events import (
     SessionCancelled,
     SessionRescheduled,
 )
-from notifications import store
+from notifications import on_call, store
 from notifications.app import DEFINITION, Settings
 from notifications.channels import EmailChannel, SmsChannel
-from notifications.domain.contacts import ChannelPreferences, ContactSettings
+from notifications.domain.contacts import (
+    ChannelPreferences,
+    ContactSettings,
+    OnCallRoster,
+    OnCallShift,
+)
 from notifications.domain.plan import plan, session_reminder_key
 from notifications.sender import Sender
 
@@ -330,3 +335,48 @@ async def test_a_sender_whose_listening_connection_is_cut_listens_again(
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
             await pool.close()
+
+
+async def test_the_on_call_watch_counts_the_clinicians_a_crisis_alert_reaches_outside_the_app(
+    migrated, channel_settings
+) -> None:
+    settings = await migrated(DEFINITION, **channel_settings)
+    pool = await db.create_pool(settings)
+    quiet, mobile, none_saved = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    try:
+        async with pool.acquire() as conn:
+            await store.save_contacts(
+                conn,
+                ContactSettings(
+                    person_id=quiet,
+                    email="quiet@example.se",
+                    channels=ChannelPreferences(email=False),
+                ),
+            )
+            await store.save_contacts(
+                conn,
+                ContactSettings(
+                    person_id=mobile,
+                    phone="070-123 45 67",
+                    channels=ChannelPreferences(email=False),
+                ),
+            )
+            everyone = OnCallRoster(clinician_ids=[quiet, mobile, none_saved])
+            assert await on_call.check(conn, everyone, now, sms_available=True) == 2
+            assert REGISTRY.get_sample_value("samtal_on_call_clinicians_reachable") == 2
+            assert await on_call.check(conn, everyone, now, sms_available=False) == 1
+            # Only the one who saved nothing is on shift now: an alert reaches nobody outside.
+            shift = OnCallShift(
+                clinician_id=none_saved,
+                starts_at=now - timedelta(hours=1),
+                ends_at=now + timedelta(hours=1),
+            )
+            on_shift = OnCallRoster(clinician_ids=[quiet, mobile, none_saved], shifts=[shift])
+            assert await on_call.check(conn, on_shift, now, sms_available=True) == 0
+            assert REGISTRY.get_sample_value("samtal_on_call_clinicians_reachable") == 0
+            later = now + timedelta(hours=2)  # the shift is over: everyone again
+            assert await on_call.check(conn, on_shift, later, sms_available=True) == 2
+            assert await on_call.check(conn, None, now, sms_available=True) == 0
+    finally:
+        await pool.close()

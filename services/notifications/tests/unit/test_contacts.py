@@ -14,6 +14,7 @@ from notifications.domain.contacts import (
     OnCallRoster,
     OnCallShift,
     delivery_channels,
+    reached_outside_the_app,
 )
 
 PERSON = uuid.uuid4()
@@ -194,3 +195,19 @@ def test_delivery_channels_without_contacts_or_sms_provider() -> None:
     c = contact(phone="070-123 45 67", channels=ChannelPreferences(sms=True))
     assert delivery_channels(c, "normal") == ["in_app", "email", "sms"]
     assert delivery_channels(c, "normal", sms_available=False) == ["in_app", "email"]
+
+
+def test_a_crisis_alert_reaches_outside_the_app_only_on_a_saved_address() -> None:
+    assert not reached_outside_the_app(None)  # nothing saved: the inbox only
+    # E-mail switched off still gets an urgent message; SMS only with a provider.
+    quiet = contact(channels=ChannelPreferences(email=False))
+    assert reached_outside_the_app(quiet)
+    mobile_only = contact(
+        email=None, phone="070-123 45 67", channels=ChannelPreferences(email=False)
+    )
+    assert reached_outside_the_app(mobile_only)
+    assert not reached_outside_the_app(mobile_only, sms_available=False)
+    landline_only = contact(
+        email=None, phone="08-123 456 78", channels=ChannelPreferences(email=False)
+    )
+    assert not reached_outside_the_app(landline_only)

@@ -176,6 +176,14 @@ class ContactSettings(ContactDetails):
     person_id: uuid.UUID
 
 
+def reached_outside_the_app(
+    contacts: ContactSettings | ContactDetails | None, *, sms_available: bool = True
+) -> bool:
+    """Whether an urgent message reaches the person anywhere but the in-app inbox (which
+    an on-call clinician may not be looking at): by e-mail or SMS."""
+    return delivery_channels(contacts, "urgent", sms_available=sms_available) != ["in_app"]
+
+
 def delivery_channels(
     contacts: ContactSettings | ContactDetails | None,
     priority: Priority,

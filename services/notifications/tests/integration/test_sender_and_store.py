@@ -346,22 +346,12 @@ async def test_the_on_call_watch_counts_the_clinicians_a_crisis_alert_reaches_ou
     now = datetime.now(UTC)
     try:
         async with pool.acquire() as conn:
-            await store.save_contacts(
-                conn,
-                ContactSettings(
-                    person_id=quiet,
-                    email="quiet@example.se",
-                    channels=ChannelPreferences(email=False),
-                ),
-            )
-            await store.save_contacts(
-                conn,
-                ContactSettings(
-                    person_id=mobile,
-                    phone="070-123 45 67",
-                    channels=ChannelPreferences(email=False),
-                ),
-            )
+            # Both chose no e-mail: an urgent alert goes to what they saved all the same.
+            saved = {quiet: {"email": "quiet@example.se"}, mobile: {"phone": "070-123 45 67"}}
+            for person, address in saved.items():
+                no_email = ChannelPreferences(email=False)
+                contacts = ContactSettings(person_id=person, channels=no_email, **address)
+                await store.save_contacts(conn, contacts)
             everyone = OnCallRoster(clinician_ids=[quiet, mobile, none_saved])
             assert await on_call.check(conn, everyone, now, sms_available=True) == 2
             assert REGISTRY.get_sample_value("samtal_on_call_clinicians_reachable") == 2

@@ -354,8 +354,9 @@ def worker_pool_floor(definition: ServiceDefinition) -> int:
 
 def build(definition: ServiceDefinition, settings: ServiceSettings, process: Process) -> Any:
     """The ASGI app of one process kind."""
-    if process == "worker" and settings.db_pool_max < worker_pool_floor(definition):
-        floor, held = worker_pool_floor(definition), worker_pool_floor(definition) - 1
+    floor = worker_pool_floor(definition)
+    if process == "worker" and settings.db_pool_max < floor:
+        held = floor - 1
         raise ValueError(
             f"SAMTAL_{settings.service.upper()}_DB_POOL_MAX is {settings.db_pool_max}: the"
             f" {definition.name} worker holds {held} connection(s) for as long as it runs and"

@@ -121,9 +121,23 @@ class OnDemand:
 
 
 class Listening:
-    """What `listening` gives: whether the connection listened on has closed."""
+    """What `listening` gives: waiting for a wake-up on the connection listened on, and
+    whether that connection has closed."""
 
-    lost = False
+    def __init__(self, conn: asyncpg.Connection, wake: asyncio.Event) -> None:
+        self._conn, self._wake = conn, wake
+        self.lost = False
+
+    async def wait(self, seconds: float) -> bool:
+        """Waits up to `seconds` for the wake-up (a notification, or the connection closing):
+        True once woken. False when the time ran out, after a statement sent on the
+        connection: one that died without closing says nothing else, and fails it."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:  # quiet: is the feed still there?
+            await self._conn.execute("SELECT 1")
+            return False
+        return True
 
     def check(self) -> None:
         """ConnectionError once the connection closed: its notifications are lost with it, so
@@ -141,10 +155,10 @@ async def listening(
     """LISTENs on `conn` (a pool's: kept in its session) to each channel, calling its
     callback, for as long as the block runs. `wake` is set when the connection closes too
     (a Postgres restart, a killed backend), so a waiter hears that at once and finds it
-    with `check()`; a connection that died without closing says nothing, and a waiter that
-    sat quiet for a while sends it a statement to find out."""
+    with `check()`; a connection that died without closing says nothing, so a waiter quiet
+    for a while sends it a statement to find out (`Listening.wait`)."""
     conn.keep_session_state()
-    feed = Listening()
+    feed = Listening(conn, wake)
 
     def closed(_conn: object) -> None:
         feed.lost = True

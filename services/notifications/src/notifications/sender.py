@@ -161,11 +161,7 @@ class Sender:
                     while True:
                         self.wake.clear()
                         if not await self.round():
-                            idle = await self._idle_for()
-                            try:
-                                await asyncio.wait_for(self.wake.wait(), idle)
-                            except TimeoutError:  # quiet: is the feed still there?
-                                await listener.execute("SELECT 1")
+                            await feed.wait(await self._idle_for())
                         # Closed (it woke us): a crisis's wake-up would be lost with it.
                         feed.check()
             except asyncio.CancelledError:

@@ -58,7 +58,7 @@ async def worker_index(settings: ServiceSettings) -> IndexedCandidates:
     keeping = _keeping(settings)
     if not keeping.ready.is_set():  # (wait_for makes a task even for a set event)
         await asyncio.wait_for(keeping.ready.wait(), settings.startup_timeout_s)
-    return IndexedCandidates(keeping.index, keeping.own)
+    return built_index(settings)
 
 
 class IndexNotReady(Exception):
@@ -159,11 +159,8 @@ async def keep_candidate_index(runtime: Runtime) -> None:
                     ms=round((time.perf_counter() - started) * 1000),
                 )
                 while True:
-                    try:
-                        await asyncio.wait_for(poke.wait(), FEED_CHECK_S)
-                    except TimeoutError:  # quiet: is the feed still there?
-                        await conn.execute("SELECT 1")
-                        continue
+                    if not await feed.wait(FEED_CHECK_S):
+                        continue  # (quiet, and the connection answered)
                     feed.check()  # (a closed connection wakes it: build anew)
                     poke.clear()
                     notified = list(changed)

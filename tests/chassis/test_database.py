@@ -1,11 +1,14 @@
 """Roles, schemas and migrations: each service sees its own tables only."""
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 import pytest
 
 from chassis import db
+from chassis.testing.network import SilentHop
 from tests.chassis.ledger import LEDGER, LedgerSettings
 
 
@@ -138,7 +141,7 @@ async def test_a_connection_listened_on_wakes_its_waiter_when_it_closes(migrated
     try:
         async with (
             pool.acquire() as conn,
-            db.listening(conn, {"ledger_test_feed": on_notify}, wake) as feed,
+            db.listening(conn, {"ledger_test_feed": on_notify}, wake, answer_within=5) as feed,
         ):
             await pool.execute("SELECT pg_notify('ledger_test_feed', 'hello')")
             await asyncio.wait_for(wake.wait(), 5)
@@ -153,3 +156,94 @@ async def test_a_connection_listened_on_wakes_its_waiter_when_it_closes(migrated
         assert await pool.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
     finally:
         await pool.close()
+
+
+async def client_port_of(admin: asyncpg.Pool, conn: asyncpg.Connection) -> int:
+    """The port Postgres sees a connection come from (through a hop: the hop's link)."""
+    port: int = await admin.fetchval(
+        "SELECT client_port FROM pg_stat_activity WHERE pid = $1", conn.get_server_pid()
+    )
+    return port
+
+
+async def finished_within(seconds: float, work: Coroutine[Any, Any, None]) -> None:
+    """Runs `work`, failing if it still waits after `seconds`: waiting on a silent connection
+    may be past cancelling (asyncpg shields the release of a pool's connection)."""
+    task = asyncio.create_task(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        raise AssertionError(f"still waiting after {seconds:g} s")
+    task.result()
+
+
+async def through_silent_hop(
+    migrated: Any, **overrides: Any
+) -> tuple[asyncpg.Pool, asyncpg.Pool, SilentHop]:
+    """(a pool straight to Postgres, one through the hop, the hop), for LEDGER."""
+    settings = await migrated(LEDGER, **overrides)
+    hop = await SilentHop.to(settings.database_url).__aenter__()
+    through = settings.model_copy(update={"database_url": hop.dsn(settings.database_url)})
+    return await db.create_pool(settings), await db.create_pool(through), hop
+
+
+async def test_a_listened_connection_that_stops_answering_is_found_dead_and_closed(
+    migrated,
+) -> None:
+    """A connection that died without closing (a partition, a failover) says nothing: a
+    waiter's probe goes unanswered, and within `answer_within` the connection is closed and
+    the waiter told to listen again, instead of waiting on it for good."""
+    admin, pool, hop = await through_silent_hop(migrated, db_pool_min=1, db_pool_max=2)
+    wake = asyncio.Event()
+
+    async def listen_until_silent() -> None:
+        async with (
+            pool.acquire() as conn,
+            db.listening(conn, {"ledger_test_feed": print}, wake, answer_within=0.5) as feed,
+        ):
+            assert await feed.wait(0.05) is False  # quiet, and answering
+            feed.check()
+            hop.silence(await client_port_of(admin, conn))
+            assert await feed.wait(0.05) is False
+            with pytest.raises(ConnectionError):
+                feed.check()
+        # Closed, it went back to the pool at once; the pool opens another.
+        async with pool.acquire() as other:
+            assert await other.fetchval("SELECT 1") == 1
+
+    try:
+        await finished_within(5, listen_until_silent())
+    finally:
+        pool.terminate()  # (a silent link: nothing to close politely)
+        await hop.__aexit__(None, None, None)
+        await admin.close()
+
+
+async def test_a_statement_on_a_connection_that_stopped_answering_fails_within_the_timeout(
+    migrated,
+) -> None:
+    """Every statement on a service's pool is bounded (`db_command_timeout_s`): one whose
+    connection went silent fails, the connection is dropped, and the next one works. And
+    Postgres is told to end the session of a client gone silent within about a minute."""
+    admin, pool, hop = await through_silent_hop(
+        migrated, db_pool_min=1, db_pool_max=1, db_command_timeout_s=0.5
+    )
+
+    async def ask_until_silent() -> None:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW tcp_keepalives_idle") == "30"
+            assert await conn.fetchval("SHOW tcp_user_timeout") == "60000"
+            hop.silence(await client_port_of(admin, conn))
+            with pytest.raises(TimeoutError):
+                await conn.fetchval("SELECT 1")
+        # Back in the pool (its reset not waited for forever), and the pool's only
+        # connection is a new one.
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+
+    try:
+        await finished_within(5, ask_until_silent())
+    finally:
+        pool.terminate()  # (a silent link: nothing to close politely)
+        await hop.__aexit__(None, None, None)
+        await admin.close()

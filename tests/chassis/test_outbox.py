@@ -12,6 +12,8 @@ from chassis.app import build
 from chassis.infra import start_embedded_kafka
 from chassis.outbox import OutboxRelay
 from chassis.testing.kafka import TopicProbe
+from chassis.testing.network import SilentHop
+from chassis.testing.waiting import until
 from contracts import REGISTRY
 from contracts.events import ReviewPublished
 from tests.chassis.ledger import LEDGER, review
@@ -394,3 +396,46 @@ async def test_a_fenced_leader_stops_at_once_and_nothing_goes_twice(
             await relay.stop()
         for pool in [*pools, writers]:
             await pool.close()
+
+
+async def test_a_leader_whose_lock_connection_goes_silent_steps_down_and_leads_again(
+    migrated, kafka_bootstrap
+) -> None:
+    """The only relay's lock connection stops answering (a partition, a failover): within
+    `db_held_timeout_s` it stops leading and lets that connection go, instead of waiting on
+    it for good; once Postgres has ended the silent session (its keepalives do, within about
+    a minute; here the test does it), the relay leads again and what was written meanwhile
+    is published, each record once."""
+    settings = await migrated(LEDGER, db_held_timeout_s=1.0)
+    writers = await db.create_pool(settings)
+    name = "ledger-relay-silenced"
+    async with SilentHop.to(settings.database_url) as hop:
+        through = settings.model_copy(update={"database_url": hop.dsn(settings.database_url)})
+        pool = await relay_pool(through, name)
+        relay = OutboxRelay(settings, pool)
+        before, meanwhile = keyed_events(keys=2, per_key=3), keyed_events(keys=2, per_key=3)
+        try:
+            async with TopicProbe(kafka_bootstrap, [settings.topic(TOPIC)]) as probe:
+                relay.start()
+                await write(writers, before)
+                await probe.wait_for(lambda p: len(mine(p, before)) == len(before))
+                lock = await writers.fetchrow(
+                    "SELECT a.pid, a.client_port FROM pg_locks l JOIN pg_stat_activity a"
+                    " USING (pid) WHERE l.locktype = 'advisory' AND a.application_name = $1",
+                    name,
+                )
+                assert lock is not None and relay.is_leader
+                hop.silence(lock["client_port"])
+                await write(writers, meanwhile)
+                await until("the relay stepping down", lambda: not relay.is_leader, timeout=8)
+                # What Postgres's keepalives do to the silent session: its lock goes with it.
+                await writers.execute("SELECT pg_terminate_backend($1)", lock["pid"])
+                await probe.wait_for(lambda p: len(mine(p, meanwhile)) == len(meanwhile))
+                await probe.quiet(0.5)
+                assert relay.is_leader
+            ids = [e.event_id for e in mine(probe, before + meanwhile)]
+            assert len(ids) == len(set(ids)) == len(before + meanwhile)
+        finally:
+            await asyncio.wait_for(relay.stop(), 20)
+            pool.terminate()
+            await writers.close()

@@ -124,18 +124,24 @@ class Listening:
     """What `listening` gives: waiting for a wake-up on the connection listened on, and
     whether that connection has closed."""
 
-    def __init__(self, conn: asyncpg.Connection, wake: asyncio.Event) -> None:
-        self._conn, self._wake = conn, wake
+    def __init__(self, conn: asyncpg.Connection, wake: asyncio.Event, answer_within: float) -> None:
+        self._conn, self._wake, self._answer_within = conn, wake, answer_within
         self.lost = False
 
     async def wait(self, seconds: float) -> bool:
         """Waits up to `seconds` for the wake-up (a notification, or the connection closing):
         True once woken. False when the time ran out, after a statement sent on the
-        connection: one that died without closing says nothing else, and fails it."""
+        connection: one that died without closing says nothing else. Unanswered within
+        `answer_within`, the connection is closed here (nobody waits on it again: the
+        pool replaces it) and `check()` says it is lost."""
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except TimeoutError:  # quiet: is the feed still there?
-            await self._conn.execute("SELECT 1")
+            try:
+                await self._conn.execute("SELECT 1", timeout=self._answer_within)
+            except TimeoutError:
+                self._conn.terminate()
+                self.lost = True
             return False
         return True
 
@@ -151,14 +157,17 @@ async def listening(
     conn: asyncpg.Connection,
     channels: Mapping[str, Callable[..., None]],
     wake: asyncio.Event,
+    *,
+    answer_within: float,
 ) -> AsyncIterator[Listening]:
     """LISTENs on `conn` (a pool's: kept in its session) to each channel, calling its
     callback, for as long as the block runs. `wake` is set when the connection closes too
     (a Postgres restart, a killed backend), so a waiter hears that at once and finds it
     with `check()`; a connection that died without closing says nothing, so a waiter quiet
-    for a while sends it a statement to find out (`Listening.wait`)."""
+    for a while sends it a statement, unanswered within `answer_within` seconds (the
+    settings' `db_held_timeout_s`) taken for dead (`Listening.wait`)."""
     conn.keep_session_state()
-    feed = Listening(conn, wake)
+    feed = Listening(conn, wake, answer_within)
 
     def closed(_conn: object) -> None:
         feed.lost = True
@@ -189,6 +198,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# How soon Postgres ends the session of a client that went away without closing (a
+# partition, a crashed host): probes after 30 s of quiet, every 10 s, gone after 3 unanswered
+# (about a minute), or data unacknowledged for a minute. Until then the session keeps its
+# locks: the outbox relay's advisory lock (no other replica can lead) and the row locks of
+# a transaction it had open (bookings of the same time wait). Postgres's own default is the
+# kernel's: two hours.
+GONE_CLIENT_SETTINGS = {
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+
+
 async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
     """A pool as the service's own role; fails within `startup_timeout_s` if Postgres is away."""
     pool = await asyncio.wait_for(
@@ -202,8 +225,10 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
                 "search_path": settings.db_schema,
                 "application_name": settings.service,
                 "plan_cache_mode": settings.db_plan_cache_mode,
+                **GONE_CLIENT_SETTINGS,
             },
             timeout=settings.startup_timeout_s,
+            command_timeout=settings.db_command_timeout_s,
         ),
         settings.startup_timeout_s,
     )

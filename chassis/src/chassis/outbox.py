@@ -401,21 +401,30 @@ class OutboxRelay:
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         conn.keep_session_state()  # the lock, the LISTEN and the SET below are the session's
+        answer_within = self.settings.db_held_timeout_s
         while not self._stopping.is_set():
-            if await conn.fetchval("select pg_try_advisory_lock($1)", self.lock_id):
+            try:
+                locked = await conn.fetchval(
+                    "select pg_try_advisory_lock($1)", self.lock_id, timeout=answer_within
+                )
+            except BaseException:
+                conn.terminate()  # (unanswered: nobody waits on it again, not even the pool)
+                raise
+            if locked:
                 break
             await self._sleep(self.settings.outbox_poll_s * 2)
         else:
             return
+        ended_well = False
         try:
             await conn.add_listener(channel(self.schema), self._on_notify)
-            row = await conn.fetchrow(_TAKE_LEAD, self.name)
+            row = await conn.fetchrow(_TAKE_LEAD, self.name, timeout=answer_within)
             self.epoch = int(row["epoch"])
             # The relay's own bookkeeping (claims, marks) commits without waiting for the WAL
             # flush, so it does not queue behind the writers' commits. A Postgres crash may
             # forget the last claims and marks: those rows are published again, and
             # consumers' inboxes make that once. The epoch above was committed durably.
-            await conn.execute("SET synchronous_commit = off")
+            await conn.execute("SET synchronous_commit = off", timeout=answer_within)
             self.is_leader = True
             OUTBOX_TAKEOVERS.labels(self.settings.service).inc()
             log.info("outbox relay leads", epoch=self.epoch)
@@ -442,14 +451,21 @@ class OutboxRelay:
                 finally:
                     with contextlib.suppress(Exception):
                         await producer.stop()
+            ended_well = True
         finally:
             self.is_leader = False
-            # Apart: an UNLISTEN that fails must not skip the unlock (a connection still open
-            # would go back to the pool holding the lock).
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(channel(self.schema), self._on_notify)
-            with contextlib.suppress(Exception):
-                await conn.execute("select pg_advisory_unlock($1)", self.lock_id)
+            if not ended_well:
+                # Whatever ended the lead (the lock connection cut or unanswered, fenced,
+                # cancelled), the connection goes, its session's lock with it: nothing waits
+                # on one that may have stopped answering (an unlock, the pool's reset).
+                conn.terminate()
+            else:
+                # Apart: an UNLISTEN that fails must not skip the unlock (a connection still
+                # open would go back to the pool holding the lock).
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(channel(self.schema), self._on_notify)
+                with contextlib.suppress(Exception):
+                    await conn.execute("select pg_advisory_unlock($1)", self.lock_id)
 
     async def _await_predecessor(self, conn: asyncpg.Connection, in_flight: str) -> None:
         """Let the previous leader finish what it had sent; after the grace, send it again."""
@@ -461,6 +477,7 @@ class OutboxRelay:
                 "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
                 " AND id <@ $1::text::int8multirange",
                 in_flight,
+                timeout=self.settings.db_held_timeout_s,
             )
             if not left:
                 return
@@ -492,6 +509,7 @@ class OutboxRelay:
                         ranges(in_flight),
                         acked,
                         self._acked_at,
+                        timeout=self.settings.db_held_timeout_s,
                     )
                 except asyncio.CancelledError:
                     self._acked[:0] = acked

@@ -37,6 +37,14 @@ class ServiceSettings(BaseSettings):
     # a statement afresh for its parameters until a generic plan looks no costlier, and may
     # never settle; "force_generic_plan" plans each statement once per connection.
     db_plan_cache_mode: PlanCacheMode = "auto"
+    # A statement unanswered this long fails (TimeoutError) and its connection is dropped.
+    # A connection that died without closing (a network partition, a database failover)
+    # would otherwise hold whoever waits on it until the kernel gives up, some 15 minutes.
+    db_command_timeout_s: float = Field(default=60, gt=0)
+    # The same, sooner, for a connection a task holds for as long as it runs (the outbox
+    # relay's lock, a LISTEN): it only answers small statements, and while it is silent the
+    # relay publishes nothing and a listener hears nothing.
+    db_held_timeout_s: float = Field(default=10, gt=0)
     # Kafka.
     kafka_bootstrap: str = "127.0.0.1:9092"
     # On for real Kafka; the embedded broker (Tansu) fails the idempotent producer.

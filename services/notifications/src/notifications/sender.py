@@ -156,7 +156,12 @@ class Sender:
             try:
                 async with (
                     self.pool.acquire() as listener,
-                    db.listening(listener, {channel: self._on_notify}, self.wake) as feed,
+                    db.listening(
+                        listener,
+                        {channel: self._on_notify},
+                        self.wake,
+                        answer_within=self.settings.db_held_timeout_s,
+                    ) as feed,
                 ):
                     while True:
                         self.wake.clear()

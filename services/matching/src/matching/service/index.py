@@ -139,7 +139,12 @@ async def keep_candidate_index(runtime: Runtime) -> None:
         try:
             async with (
                 pool.acquire() as conn,
-                db.listening(conn, {channel: on_notify, waitlist: on_waitlist}, poke) as feed,
+                db.listening(
+                    conn,
+                    {channel: on_notify, waitlist: on_waitlist},
+                    poke,
+                    answer_within=runtime.settings.db_held_timeout_s,
+                ) as feed,
             ):
                 started = time.perf_counter()
                 changed.clear()

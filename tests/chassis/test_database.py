@@ -1,7 +1,8 @@
 """Roles, schemas and migrations: each service sees its own tables only."""
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import asyncpg
@@ -177,14 +178,23 @@ async def finished_within(seconds: float, work: Coroutine[Any, Any, None]) -> No
     task.result()
 
 
+@contextlib.asynccontextmanager
 async def through_silent_hop(
     migrated: Any, **overrides: Any
-) -> tuple[asyncpg.Pool, asyncpg.Pool, SilentHop]:
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool, SilentHop]]:
     """(a pool straight to Postgres, one through the hop, the hop), for LEDGER."""
     settings = await migrated(LEDGER, **overrides)
-    hop = await SilentHop.to(settings.database_url).__aenter__()
-    through = settings.model_copy(update={"database_url": hop.dsn(settings.database_url)})
-    return await db.create_pool(settings), await db.create_pool(through), hop
+    admin = await db.create_pool(settings)
+    try:
+        async with SilentHop.to(settings.database_url) as hop:
+            through = settings.model_copy(update={"database_url": hop.dsn(settings.database_url)})
+            pool = await db.create_pool(through)
+            try:
+                yield admin, pool, hop
+            finally:
+                pool.terminate()  # (a silent link: nothing to close politely)
+    finally:
+        await admin.close()
 
 
 async def test_a_listened_connection_that_stops_answering_is_found_dead_and_closed(
@@ -193,10 +203,9 @@ async def test_a_listened_connection_that_stops_answering_is_found_dead_and_clos
     """A connection that died without closing (a partition, a failover) says nothing: a
     waiter's probe goes unanswered, and within `answer_within` the connection is closed and
     the waiter told to listen again, instead of waiting on it for good."""
-    admin, pool, hop = await through_silent_hop(migrated, db_pool_min=1, db_pool_max=2)
     wake = asyncio.Event()
 
-    async def listen_until_silent() -> None:
+    async def listen_until_silent(admin: asyncpg.Pool, pool: asyncpg.Pool, hop: SilentHop) -> None:
         async with (
             pool.acquire() as conn,
             db.listening(conn, {"ledger_test_feed": print}, wake, answer_within=0.5) as feed,
@@ -211,12 +220,8 @@ async def test_a_listened_connection_that_stops_answering_is_found_dead_and_clos
         async with pool.acquire() as other:
             assert await other.fetchval("SELECT 1") == 1
 
-    try:
-        await finished_within(5, listen_until_silent())
-    finally:
-        pool.terminate()  # (a silent link: nothing to close politely)
-        await hop.__aexit__(None, None, None)
-        await admin.close()
+    async with through_silent_hop(migrated, db_pool_min=1, db_pool_max=2) as hopping:
+        await finished_within(5, listen_until_silent(*hopping))
 
 
 async def test_a_statement_on_a_connection_that_stopped_answering_fails_within_the_timeout(
@@ -225,11 +230,8 @@ async def test_a_statement_on_a_connection_that_stopped_answering_fails_within_t
     """Every statement on a service's pool is bounded (`db_command_timeout_s`): one whose
     connection went silent fails, the connection is dropped, and the next one works. And
     Postgres is told to end the session of a client gone silent within about a minute."""
-    admin, pool, hop = await through_silent_hop(
-        migrated, db_pool_min=1, db_pool_max=1, db_command_timeout_s=0.5
-    )
 
-    async def ask_until_silent() -> None:
+    async def ask_until_silent(admin: asyncpg.Pool, pool: asyncpg.Pool, hop: SilentHop) -> None:
         async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW tcp_keepalives_idle") == "30"
             assert await conn.fetchval("SHOW tcp_user_timeout") == "60000"
@@ -241,9 +243,6 @@ async def test_a_statement_on_a_connection_that_stopped_answering_fails_within_t
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT 1") == 1
 
-    try:
-        await finished_within(5, ask_until_silent())
-    finally:
-        pool.terminate()  # (a silent link: nothing to close politely)
-        await hop.__aexit__(None, None, None)
-        await admin.close()
+    overrides = {"db_pool_min": 1, "db_pool_max": 1, "db_command_timeout_s": 0.5}
+    async with through_silent_hop(migrated, **overrides) as hopping:
+        await finished_within(5, ask_until_silent(*hopping))

@@ -10,7 +10,6 @@ the work is shared, never done twice at once, and a crashed round is simply done
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ import asyncpg
 import structlog
 
 from chassis.app import BackgroundTask, Runtime
+from chassis.periodic import periodic
 
 log = structlog.get_logger("chassis.retention")
 
@@ -68,17 +68,11 @@ async def run_round(
 
 
 def retention_task(purge: Purge | None = None) -> BackgroundTask:
-    """A worker task (ServiceDefinition.worker_tasks) running a round every hour."""
+    """A worker task (ServiceDefinition.worker_tasks) running a round every hour (one that
+    fails, the database away, is caught up by the next)."""
 
-    async def task(runtime: Runtime) -> None:
+    async def round_of_retention(runtime: Runtime) -> None:
         assert runtime.pool is not None
-        while True:
-            try:
-                await run_round(runtime.pool, runtime.settings.db_schema, purge)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is away: the next round catches up
-                log.warning("retention round failed", error=str(exc))
-            await asyncio.sleep(EVERY.total_seconds())
+        await run_round(runtime.pool, runtime.settings.db_schema, purge)
 
-    return task
+    return periodic("retention", lambda _: EVERY.total_seconds(), round_of_retention)

@@ -11,7 +11,6 @@ clinicians (ids only) who would not, which is whom to ask to save their contacts
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
@@ -20,6 +19,7 @@ import structlog
 from prometheus_client import Gauge
 
 from chassis.app import Runtime
+from chassis.periodic import periodic
 from notifications import store
 from notifications.domain.contacts import OnCallRoster, reached_outside_the_app
 
@@ -58,18 +58,18 @@ async def check(
     return reachable
 
 
-async def watch(runtime: Runtime) -> None:
-    """Checks every minute (contacts change through the api, shifts with the clock); the
-    database being away only skips a round."""
+async def check_now(runtime: Runtime) -> None:
+    """`check` with the roster of the settings, at the time it is now."""
     assert runtime.pool is not None
     settings = cast("Settings", runtime.settings)
-    roster, sms_available = settings.on_call_roster, settings.sms_url is not None
-    while True:
-        try:
-            async with runtime.pool.acquire() as conn:
-                await check(conn, roster, datetime.now(UTC), sms_available=sms_available)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("on-call check failed", error=str(exc))
-        await asyncio.sleep(EVERY.total_seconds())
+    async with runtime.pool.acquire() as conn:
+        await check(
+            conn,
+            settings.on_call_roster,
+            datetime.now(UTC),
+            sms_available=settings.sms_url is not None,
+        )
+
+
+# Every minute: contacts change through the api, shifts with the clock.
+watch = periodic("on-call-watch", lambda _: EVERY.total_seconds(), check_now)

@@ -9,7 +9,6 @@ and the services it still waits for, which is where to look.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ import structlog
 from prometheus_client import Gauge
 
 from chassis.app import Runtime
+from chassis.periodic import periodic
 from notifications import store
 from notifications.service import ANSWERING
 
@@ -51,15 +51,11 @@ async def check(conn: asyncpg.Connection, now: datetime) -> list[Any]:
     return rows
 
 
-async def watch(runtime: Runtime) -> None:
-    """Checks every few minutes; the database being away only skips a round."""
+async def check_now(runtime: Runtime) -> None:
+    """`check` at the time it is now."""
     assert runtime.pool is not None
-    while True:
-        try:
-            async with runtime.pool.acquire() as conn:
-                await check(conn, datetime.now(UTC))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("overdue check failed", error=str(exc))
-        await asyncio.sleep(EVERY.total_seconds())
+    async with runtime.pool.acquire() as conn:
+        await check(conn, datetime.now(UTC))
+
+
+watch = periodic("overdue-watch", lambda _: EVERY.total_seconds(), check_now)

@@ -3,7 +3,6 @@ the free-slot summaries published for matching."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import uuid
@@ -37,6 +36,7 @@ from booking.settings import Settings
 from chassis.app import Runtime
 from chassis.auth import Principal
 from chassis.errors import Conflict
+from chassis.periodic import periodic
 from contracts.events import (
     FreeSlot,
     TherapistAvailabilityPublished,
@@ -414,24 +414,28 @@ async def refresh_summaries(pool: asyncpg.Pool, now: datetime, every_s: float) -
     return requested
 
 
-async def summary_publisher(runtime: Runtime) -> None:
-    """Worker task: every `summary_poll_s`, queue the periodic refresh if it is due and
-    publish the summaries that are due (see `publish_due_summaries` for the delay bound)."""
+async def publish_summaries_due(runtime: Runtime) -> None:
+    """Queue the periodic refresh if it is due and publish the summaries that are due (see
+    `publish_due_summaries` for the delay bound). A round that fails keeps the requests:
+    the next one publishes them."""
     settings = cast(Settings, runtime.settings)
     pool: asyncpg.Pool = runtime.pool
-    while True:
-        try:
-            offset = await _clock_offset(pool, settings)
-            now = datetime.now(UTC) + offset
-            await refresh_summaries(pool, now, settings.summary_refresh_s)
-            count = await publish_due_summaries(
-                pool, functools.partial(_ahead, offset), settings.summary_window_s
-            )
-            if count:
-                log.debug("free-slot summaries published", therapists=count)
-        except Exception as exc:  # the next round tries again; the requests are kept
-            log.warning("publishing free-slot summaries failed", error=str(exc))
-        await asyncio.sleep(settings.summary_poll_s)
+    offset = await _clock_offset(pool, settings)
+    now = datetime.now(UTC) + offset
+    await refresh_summaries(pool, now, settings.summary_refresh_s)
+    count = await publish_due_summaries(
+        pool, functools.partial(_ahead, offset), settings.summary_window_s
+    )
+    if count:
+        log.debug("free-slot summaries published", therapists=count)
+
+
+# Worker task: a round every `summary_poll_s`.
+summary_publisher = periodic(
+    "summary-publisher",
+    lambda settings: cast(Settings, settings).summary_poll_s,
+    publish_summaries_due,
+)
 
 
 async def _clock_offset(pool: asyncpg.Pool, settings: Settings) -> timedelta:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client import Gauge
 
 from chassis.app import Runtime
+from chassis.periodic import periodic
 from matching import store
-from matching.service.common import log
 
 AWAITING_TRIAGE_OLDEST = Gauge(
     "samtal_intakes_awaiting_triage_oldest_seconds",
@@ -17,20 +15,20 @@ AWAITING_TRIAGE_OLDEST = Gauge(
 WAITLISTED = Gauge("samtal_intakes_waitlisted", "Intakes waiting on the waitlist")
 
 
-async def waiting_watch(runtime: Runtime) -> None:
-    """Worker task: keeps the waiting gauges fresh (a page fires when a crisis intake waits
+async def refresh_waiting_figures(runtime: Runtime) -> None:
+    """Sets the waiting gauges from the database (a page fires when a crisis intake waits
     too long for triage; deploy/prometheus/alerts.yaml)."""
     pool = runtime.pool
     assert pool is not None
-    every: float = getattr(runtime.settings, "waiting_watch_s", 15.0)
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                figures = await store.waiting_figures(conn)
-            AWAITING_TRIAGE_OLDEST.set(figures["triage_oldest_s"])
-            WAITLISTED.set(figures["waitlisted"])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the database is away: the gauges keep their last value
-            log.warning("waiting figures unavailable", error=str(exc))
-        await asyncio.sleep(every)
+    async with pool.acquire() as conn:
+        figures = await store.waiting_figures(conn)
+    AWAITING_TRIAGE_OLDEST.set(figures["triage_oldest_s"])
+    WAITLISTED.set(figures["waitlisted"])
+
+
+# Worker task: the waiting gauges kept fresh every `waiting_watch_s`.
+waiting_watch = periodic(
+    "waiting-watch",
+    lambda settings: getattr(settings, "waiting_watch_s", 15.0),
+    refresh_waiting_figures,
+)

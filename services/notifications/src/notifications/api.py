@@ -202,6 +202,68 @@ async def resend_delivery(request: Request, delivery_id: RowId, who: Admin) -> R
     return Resent(id=delivery_id, state=again.state)
 
 
+class FailedMessage(BaseModel):
+    """A message the sender set aside: no language's template could render it."""
+
+    id: uuid.UUID
+    recipient_id: uuid.UUID
+    recipient_role: str
+    event_id: uuid.UUID
+    event_type: str
+    kind: str
+    purpose: str
+    urgent: bool
+    error: str | None
+    due_at: datetime
+    created_at: datetime
+
+
+class RenderedAgain(BaseModel):
+    id: uuid.UUID
+    state: str
+
+
+@router.get("/messages/failed", responses=problems(*SIGNED_IN, 422), tags=["operations"])
+async def failed_messages(
+    request: Request, who: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[FailedMessage]:
+    """Messages no template could render (a template bug), newest first: render them again
+    once the fix is deployed."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        rows = await service.failed_messages(conn, who, limit)
+    return [
+        FailedMessage(
+            id=r["id"],
+            recipient_id=r["recipient_id"],
+            recipient_role=r["recipient_role"],
+            event_id=r["event_id"],
+            event_type=r["event_type"],
+            kind=r["template"],
+            purpose=r["purpose"],
+            urgent=r["priority"] == "urgent",
+            error=r["note"],
+            due_at=r["due_at"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+@router.post(
+    "/messages/{message_id}/render-again",
+    status_code=202,
+    responses=problems(*SIGNED_IN, 404, 409, 422),
+    tags=["operations"],
+)
+async def render_message_again(
+    request: Request, message_id: uuid.UUID, who: Admin
+) -> RenderedAgain:
+    """Give a message that could not be rendered back to the sender (after the fix)."""
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        await service.render_again(conn, message_id)
+    return RenderedAgain(id=message_id, state="scheduled")
+
+
 # --------------------------------------------------------------------------- access log
 
 

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, cast
 
 import asyncpg
 import httpx
-import jinja2
 import structlog
 from prometheus_client import Counter, Gauge
 
@@ -51,7 +50,7 @@ from notifications.channels import EmailChannel, SendFailed, SmsChannel
 from notifications.domain.contacts import delivery_channels
 from notifications.domain.delivery import Delivery, dispatch_order, record_failure, record_sent
 from notifications.domain.plan import reminder_has_lapsed
-from notifications.domain.render import UnknownTemplate, render
+from notifications.domain.render import NotRendered, render_in_any_language
 from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
 
 if TYPE_CHECKING:
@@ -63,6 +62,12 @@ SENT = Counter("samtal_notifications_sent_total", "Messages sent", ["channel", "
 ON_CALL = Gauge(
     "samtal_on_call_clinicians",
     "Clinicians on the on-call roster: 0 means a crisis alert reaches no clinician",
+)
+RENDER_FAILURES = Counter(
+    "samtal_notifications_render_failures_total",
+    "Messages a template could not render, by template and language (then written in another"
+    " language, or set aside as failed when none could)",
+    ["template", "language"],
 )
 FAILED_ATTEMPTS = Counter(
     "samtal_notifications_failed_attempts_total",
@@ -219,14 +224,28 @@ class Sender:
         language = contacts.language if contacts else DEFAULT_LANGUAGE
         time_zone = contacts.time_zone if contacts else DEFAULT_TIME_ZONE
         try:
-            rendered = render(m.template, language, m.context, time_zone=time_zone)
-        except (UnknownTemplate, jinja2.TemplateError) as exc:
-            # A template bug: keep the message, with why, instead of blocking the queue.
-            log.error("message cannot be rendered", message_id=str(m.id), error=str(exc))
-            await store.set_message_aside(conn, m.id, "failed", f"render: {exc}")
+            written_in, rendered, failed = render_in_any_language(
+                m.template, language, m.context, time_zone=time_zone
+            )
+        except NotRendered as exc:
+            failed, written_in = exc.tried, None
+        for failed_in, error in failed:  # a template bug, in one language or in all
+            RENDER_FAILURES.labels(m.template, failed_in).inc()
+            log.error(
+                "message cannot be rendered in a language",
+                message_id=str(m.id),
+                template=m.template,
+                language=failed_in,
+                error=f"{type(error).__name__}: {error}",
+                written_in=written_in,
+            )
+        if written_in is None:
+            # Kept, with why, for operators to render again once fixed (GET /messages/failed);
+            # the rest of the queue goes on.
+            await store.set_message_aside(conn, m.id, "failed", f"render: {failed[0][1]!r}")
             return None
         channels = delivery_channels(contacts, m.priority, sms_available=self.sms.available)
-        return store.DeliveredMessage(m.id, language, rendered, channels)
+        return store.DeliveredMessage(m.id, written_in, rendered, channels)
 
     # ----------------------------------------------------------------------- sending
 

@@ -68,6 +68,15 @@ async def failed_deliveries(conn: asyncpg.Connection, who: Principal, limit: int
     kind of message (e.g. crisis information) is health data: the look is audited per client.
     Call inside a transaction."""
     rows = list(await store.failed_deliveries(conn, limit))
+    await _audit_clients_read(conn, who, rows, "failed_deliveries")
+    return rows
+
+
+async def _audit_clients_read(
+    conn: asyncpg.Connection, who: Principal, rows: list[Any], resource: str
+) -> None:
+    """One audit entry per client among the rows' recipients: an operator read which
+    messages of theirs failed (what kind of message a client got is health data)."""
     for client_id in {r["recipient_id"] for r in rows if r["recipient_role"] == "client"}:
         await audit.record(
             conn,
@@ -75,9 +84,8 @@ async def failed_deliveries(conn: asyncpg.Connection, who: Principal, limit: int
             actor_role=who.role,
             subject_id=client_id,
             action="read",
-            resource="failed_deliveries",
+            resource=resource,
         )
-    return rows
 
 
 async def resend_delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery:
@@ -96,6 +104,29 @@ async def resend_delivery(conn: asyncpg.Connection, delivery_id: int) -> Deliver
     await store.save_resend(conn, delivery_id, again)
     await store.wake_sender(conn)
     return again
+
+
+async def failed_messages(conn: asyncpg.Connection, who: Principal, limit: int) -> list[Any]:
+    """Messages no template could render (set aside by the sender), newest first; audited
+    per client, as failed deliveries are. Call inside a transaction."""
+    rows = await store.failed_messages(conn, limit)
+    await _audit_clients_read(conn, who, rows, "failed_messages")
+    return rows
+
+
+async def render_again(conn: asyncpg.Connection, message_id: uuid.UUID) -> None:
+    """Give a message set aside as failed back to the sender (once its template is fixed:
+    it is rendered anew, in the language its recipient has then) and wake the sender. Call
+    inside a transaction."""
+    state = await store.schedule_again(conn, message_id)
+    if state is None:
+        raise NotFound("No such message")
+    if state != "failed":
+        raise Conflict(
+            f"Only a message that could not be rendered can be rendered again; this one is {state}",
+            code="not_failed",
+        )
+    await store.wake_sender(conn)
 
 
 # --------------------------------------------------------------------------- patient rights

@@ -479,6 +479,33 @@ async def failed_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncp
     )
 
 
+async def failed_messages(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Messages set aside because no template could render them, newest first: ids, kind
+    and why, not the message's context."""
+    return list(
+        await conn.fetch(
+            "SELECT id, recipient_id, recipient_role, event_id, event_type, template, purpose,"
+            " priority, note, due_at, created_at FROM messages WHERE state = 'failed'"
+            " ORDER BY created_at DESC, id DESC LIMIT $1",
+            limit,
+        )
+    )
+
+
+async def schedule_again(conn: asyncpg.Connection, message_id: uuid.UUID) -> str | None:
+    """A message set aside as failed goes back to the sender's queue (due at once: its due
+    time has passed). Its state before (None: no such message); nothing changes unless it
+    was `failed`."""
+    state: str | None = await conn.fetchval(
+        "WITH was AS (SELECT id, state FROM messages WHERE id = $1 FOR UPDATE),"
+        " again AS (UPDATE messages m SET state = 'scheduled', note = NULL FROM was"
+        "  WHERE m.id = was.id AND was.state = 'failed')"
+        " SELECT state FROM was",
+        message_id,
+    )
+    return state
+
+
 async def lock_delivery(conn: asyncpg.Connection, delivery_id: int) -> Delivery | None:
     row = await conn.fetchrow(
         "SELECT state, priority, attempts, due_at, sent_at, last_error FROM deliveries"

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 from chassis import audit, db
 from chassis.app import build
 from chassis.auth import mint
 from chassis.testing.kafka import publish
-from contracts.events import IntakeEscalated, IntakeSubmitted, IntakeWaitlisted
+from contracts import Envelope
+from contracts.events import IntakeEscalated, IntakeSubmitted, IntakeWaitlisted, SessionBooked
+from notifications import store
 from notifications.app import DEFINITION
+from notifications.domain.plan import plan
 
 
 def auth(jwt_keys: Any, person: uuid.UUID, role: str) -> dict[str, str]:
@@ -177,3 +182,111 @@ async def test_an_outage_loses_nothing_and_failures_can_be_resent(
 
 async def _count(failures: Any, n: int) -> bool:
     return len(await failures) == n
+
+
+async def test_a_message_no_template_can_render_is_kept_aside_and_rendered_again_once_fixed(
+    migrated, serve, jwt_keys, mail_server, channel_settings, eventually
+) -> None:
+    """A template bug (here: a value its filter cannot show, in every language) must not
+    hold back the messages behind it: the message is set aside as failed and counted,
+    operators list it, and once fixed render it again, and it goes out."""
+    settings = await migrated(DEFINITION, **channel_settings, on_call_clinicians=[])
+    pool = await db.create_pool(settings)
+    tag = uuid.uuid4().hex[:8]
+    frank, frank_mail = uuid.uuid4(), f"frank-{tag}@example.se"
+    george, george_mail = uuid.uuid4(), f"george-{tag}@example.se"
+    admin = auth(jwt_keys, uuid.uuid4(), "admin")
+    starts_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    booking = Envelope.wrap(
+        SessionBooked(
+            session_id=uuid.uuid4(),
+            course_id=uuid.uuid4(),
+            client_id=frank,
+            therapist_id=uuid.uuid4(),
+            number=1,
+            phase="initial",
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(minutes=45),
+            time_zone="Europe/Stockholm",
+            mode="video",
+            booked_by="client",
+        )
+    )
+    planned = plan(booking, None)
+    broken = planned.model_copy(
+        update={
+            "messages": [
+                m.model_copy(update={"context": {**m.context, "starts_at": "soon"}})
+                if m.template == "session_booked"
+                else m
+                for m in planned.messages
+            ]
+        }
+    )
+    intake = Envelope.wrap(submitted(george))
+
+    def failures(language: str) -> float:
+        labels = {"template": "session_booked", "language": language}
+        return REGISTRY.get_sample_value("samtal_notifications_render_failures_total", labels) or 0
+
+    before = failures("sv"), failures("en")
+    async with (
+        serve(build(DEFINITION, settings, "api")) as http,
+        serve(build(DEFINITION, settings, "worker")),
+    ):
+        for person, mail in [(frank, frank_mail), (george, george_mail)]:
+            r = await http.put(
+                "/contacts/me", headers=auth(jwt_keys, person, "client"), json={"email": mail}
+            )
+            assert r.status_code == 200, r.text
+        # Both due at once, in one commit: the sender takes them in the same round.
+        async with pool.acquire() as conn, conn.transaction():
+            await store.save_plan(conn, booking, broken)
+            await store.save_plan(conn, intake, plan(intake, None))
+
+        async def franks() -> list[dict[str, Any]]:
+            r = await http.get("/messages/failed", headers=admin)
+            assert r.status_code == 200, r.text
+            return [m for m in r.json() if m["recipient_id"] == str(frank)]
+
+        await eventually(lambda: len(mail_server.to(george_mail)) == 1, what="george's message")
+        await eventually(lambda: _count(franks(), 1), what="frank's message set aside")
+        [failed] = await franks()
+        assert (failed["kind"], failed["event_type"], failed["urgent"]) == (
+            "session_booked",
+            "SessionBooked",
+            False,
+        )
+        assert "ValueError" in failed["error"]
+        assert mail_server.to(frank_mail) == []
+        assert (failures("sv"), failures("en")) >= (before[0] + 1, before[1] + 1)
+        async with pool.acquire() as conn:
+            trail = await audit.for_subject(conn, frank)
+        assert ("read", "failed_messages") in [(a["action"], a["resource"]) for a in trail]
+
+        # Only operators look or render again; what is not there, or not failed, says so.
+        as_frank = auth(jwt_keys, frank, "client")
+        again = f"/messages/{failed['id']}/render-again"
+        assert (await http.get("/messages/failed", headers=as_frank)).status_code == 403
+        assert (await http.post(again, headers=as_frank)).status_code == 403
+        r = await http.post(f"/messages/{uuid.uuid4()}/render-again", headers=admin)
+        assert r.status_code == 404
+        r = await http.post("/messages/not-a-message/render-again", headers=admin)
+        assert r.status_code == 422 and "message_id" in r.text
+
+        # The fix is deployed (here: the value made right), and the operator renders it again.
+        await pool.execute(
+            "UPDATE messages SET context = jsonb_set(context, '{starts_at}', to_jsonb($2::text))"
+            " WHERE id = $1",
+            uuid.UUID(failed["id"]),
+            starts_at.isoformat(),
+        )
+        r = await http.post(again, headers=admin)
+        assert r.status_code == 202, r.text
+        assert r.json() == {"id": failed["id"], "state": "scheduled"}
+        await eventually(lambda: len(mail_server.to(frank_mail)) == 1, what="frank's message")
+        assert mail_server.to(frank_mail)[0].subject.startswith("Bokad: session 1")
+        assert await franks() == []
+        r = await http.post(again, headers=admin)
+        assert r.status_code == 409 and r.json()["code"] == "not_failed"
+    await pool.close()

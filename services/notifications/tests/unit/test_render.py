@@ -8,7 +8,14 @@ import jinja2
 import pytest
 
 from notifications.domain.plan import plan_messages, plan_rights_notice
-from notifications.domain.render import SMS_MAX_CHARS, UnknownTemplate, render, template_names
+from notifications.domain.render import (
+    SMS_MAX_CHARS,
+    NotRendered,
+    UnknownTemplate,
+    render,
+    render_in_any_language,
+    template_names,
+)
 from notifications.domain.words import format_short, format_when, reason_words
 
 # GSM 03.38 basic character set (one SMS segment holds 160 of these).
@@ -223,3 +230,37 @@ def test_unknown_template_or_language_is_refused() -> None:
         render("no_such_message", "sv", {})
     with pytest.raises(UnknownTemplate):
         render("intake_received", "de", {})  # type: ignore[arg-type]
+
+
+def test_a_message_a_language_cannot_render_is_written_in_the_next(samples: Any) -> None:
+    m = plan_messages(samples.wrap(samples.session_booked()), samples.roster)[0]
+
+    def swedish_broken(template: str, language: str, context: Any, **kw: Any) -> Any:
+        if language == "sv":
+            raise jinja2.UndefinedError("'weekday' is undefined")  # a bug in one file
+        return render(template, language, context, **kw)  # type: ignore[arg-type]
+
+    written_in, out, failed = render_in_any_language(
+        m.template, "sv", m.context, render_one=swedish_broken
+    )
+    assert written_in == "en"
+    assert out == render(m.template, "en", m.context)
+    assert [(language, type(exc)) for language, exc in failed] == [("sv", jinja2.UndefinedError)]
+    # The reader's own language first, whenever it renders: nothing failed.
+    assert render_in_any_language(m.template, "sv", m.context)[0::2] == ("sv", [])
+    assert render_in_any_language(m.template, "en", m.context)[0::2] == ("en", [])
+
+
+def test_a_message_no_language_can_render_says_why_for_each(samples: Any) -> None:
+    m = plan_messages(samples.wrap(samples.session_booked()), samples.roster)[0]
+    # Not only the template's own errors: a filter given what it cannot show fails too.
+    context = {**m.context, "starts_at": "soon"}
+    with pytest.raises(ValueError):
+        render(m.template, "sv", context)
+    with pytest.raises(NotRendered) as caught:
+        render_in_any_language(m.template, "en", context)
+    assert [language for language, _ in caught.value.tried] == ["en", "sv"]
+    assert all(isinstance(exc, ValueError) for _, exc in caught.value.tried)
+    assert "'session_booked' renders in no language" in str(caught.value)
+    with pytest.raises(NotRendered):
+        render_in_any_language("no_such_message", "sv", {})

@@ -150,3 +150,35 @@ def render(
         body=_tidy_body(parts["body"]),
         sms=_one_line(parts["sms"]),
     )
+
+
+class NotRendered(Exception):
+    """A message no language's template could render; `tried` is why, per language."""
+
+    def __init__(self, template: str, tried: list[tuple[Language, Exception]]) -> None:
+        self.template, self.tried = template, tried
+        why = "; ".join(f"{language}: {type(exc).__name__}: {exc}" for language, exc in tried)
+        super().__init__(f"{template!r} renders in no language ({why})")
+
+
+def render_in_any_language(
+    template: str,
+    language: Language,
+    context: Mapping[str, Any],
+    *,
+    time_zone: str = DEFAULT_TIME_ZONE,
+    render_one: Callable[..., RenderedMessage] = render,
+) -> tuple[Language, RenderedMessage, list[tuple[Language, Exception]]]:
+    """The message in the recipient's language or, when that template fails (a bug in
+    one language's file), in the next language Samtal writes in: a reminder or a crisis
+    message in English reaches a Swedish reader; one never written reaches nobody. Any
+    failure counts, not only the template's own (a filter given a value it cannot show).
+    Returns (the language written in, the message, the languages that failed and why);
+    raises NotRendered when none could."""
+    failed: list[tuple[Language, Exception]] = []
+    for candidate in (language, *(other for other in LANGUAGES if other != language)):
+        try:
+            return candidate, render_one(template, candidate, context, time_zone=time_zone), failed
+        except Exception as exc:  # whatever it was, the next language may do
+            failed.append((candidate, exc))
+    raise NotRendered(template, failed)

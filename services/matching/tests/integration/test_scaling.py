@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from chassis.app import build, worker_pool_floor
+from chassis.testing.waiting import until
 from contracts import decode
 from contracts.events import (
     FreeSlot,
@@ -244,7 +245,9 @@ async def test_a_worker_that_lost_its_database_builds_its_index_again_and_matche
         async with workers(serve, m.settings, count=1):
             await m.in_read_model(therapist)
             before = [await m.submitted(uuid.uuid4()) for _ in range(3)]
-            await until(lambda: len(outcomes(m, before)) == 3)
+            await until(
+                "the first three decided", lambda: len(outcomes(m, before)) == 3, every=0.02
+            )
             old = (await service.worker_index(m.settings)).index
             keeping = index_keeping(m.settings)
             cut = await m.pool.fetchval(
@@ -253,7 +256,7 @@ async def test_a_worker_that_lost_its_database_builds_its_index_again_and_matche
             )
             assert cut >= 2  # the worker's (index keeper, relay) and the api's at least
             # The keeper waits a second before it builds again: these come meanwhile.
-            await until(lambda: not keeping.ready.is_set())
+            await until("the keeper noticing", lambda: not keeping.ready.is_set(), every=0.02)
             during = [await m.submitted(uuid.uuid4()) for _ in range(8)]
             # Meanwhile no lane of the worker sits in a transaction waiting for the index.
             waiting_in_transaction = 0
@@ -269,7 +272,12 @@ async def test_a_worker_that_lost_its_database_builds_its_index_again_and_matche
                 await asyncio.sleep(0.05)
             assert waiting_in_transaction == 0
             every = [*before, *during]
-            await until(lambda: len(outcomes(m, every)) == len(every), timeout=60)
+            await until(
+                "every intake decided",
+                lambda: len(outcomes(m, every)) == len(every),
+                timeout=60,
+                every=0.02,
+            )
             assert keeping.ready.is_set() and keeping.index is not old  # built anew
         decided = outcomes(m, every)
         assert set(decided.values()) == {1}
@@ -381,14 +389,6 @@ async def test_a_set_based_batch_keeps_what_it_claimed_and_decides_again_what_wa
         assert fresh[best.therapist_id].active_courses == 2
 
 
-async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("not within the timeout")
-        await asyncio.sleep(0.02)
-
-
 def counted(name: str) -> Callable[[], float]:
     return lambda: REGISTRY.get_sample_value(name) or 0.0
 
@@ -418,7 +418,7 @@ async def test_the_index_holds_its_own_matches_and_reads_a_therapist_changed_mea
             async with m.pool.acquire() as conn, conn.transaction():
                 matched = await service.match_intake(conn, first, candidates=candidates)
             assert matched is not None and matched.therapist_id == tid
-            await until(lambda: own() == own_before + 1)
+            await until("its own match held", lambda: own() == own_before + 1, every=0.02)
             assert reads() == reads_before
             assert (await index_agrees_with_read_model(m, [tid]))[tid].active_courses == 1
 
@@ -436,7 +436,9 @@ async def test_the_index_holds_its_own_matches_and_reads_a_therapist_changed_mea
                     async with m.pool.acquire() as other:  # commits before the match does
                         assert await store.apply_availability(other, summary)
                         await store.therapist_changed(other, tid)
-                    await until(lambda: reads() == reads_before + 1)
+                    await until(
+                        "the therapist read again", lambda: reads() == reads_before + 1, every=0.02
+                    )
                     held = candidates.index.held(tid)
                     assert held is not None and held.free_slots == (later,)
                     assert held.active_courses == 1  # read without the uncommitted match

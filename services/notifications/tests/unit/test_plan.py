@@ -408,6 +408,11 @@ def test_a_reminder_due_after_its_session_began_has_lapsed(samples: Any) -> None
     )
     assert not reminder_has_lapsed(reminder.reminder_key, reminder.context, start - timedelta(1))
     assert reminder_has_lapsed(reminder.reminder_key, reminder.context, start)
+    # A start that cannot be read is no reason to drop it (nor to fail the sender's round):
+    # the render fails on it too, and sets it aside for operators.
+    for unreadable in ("soon", None, 17):
+        context = {**reminder.context, "starts_at": unreadable}
+        assert not reminder_has_lapsed(reminder.reminder_key, context, start)
     # Messages that are not reminders never lapse.
     assert not reminder_has_lapsed(None, reminder.context, start + timedelta(days=1))
 

@@ -568,7 +568,11 @@ def reminder_has_lapsed(reminder_key: str | None, context: dict[str, Any], now: 
     arrive after the fact, e.g. when the booking event was consumed very late)."""
     if reminder_key is None or "starts_at" not in context:
         return False
-    return parse_time(context["starts_at"]) <= now
+    try:
+        starts_at = parse_time(context["starts_at"])
+    except (TypeError, ValueError):  # unreadable: not lapsed; rendering it sets it aside
+        return False
+    return starts_at <= now
 
 
 # --------------------------------------------------------------------------- patient rights

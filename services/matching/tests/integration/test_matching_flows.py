@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from prometheus_client import REGISTRY
+
 from contracts import Envelope
 from contracts.events import (
     CourseEnded,
@@ -308,3 +310,30 @@ async def test_waitlist_crisis_triage_and_the_read_model(matching_service) -> No
         # Solo is full, roomy withdrawn, gone never back: a new intake waits.
         newcomer = await m.submitted(uuid.uuid4())
         await m.wait_for("IntakeWaitlisted", newcomer)
+
+
+async def test_a_waitlisted_intake_that_cannot_be_decided_does_not_hold_back_the_line(
+    matching_service,
+) -> None:
+    """First come, first served, but one intake whose decision fails (here: a stored row
+    today's code cannot read) is passed over, still waitlisted, instead of failing every
+    retry pass before anyone behind it is reached."""
+    async with matching_service() as m:
+        early, late = uuid.uuid4(), uuid.uuid4()
+        unreadable = await m.submitted(early)
+        await m.wait_for("IntakeWaitlisted", unreadable)
+        behind = await m.submitted(late)
+        await m.wait_for("IntakeWaitlisted", behind)
+        await m.pool.execute(
+            "UPDATE intakes SET problem_areas = ARRAY['no_such_area'] WHERE intake_id = $1",
+            unreadable,
+        )
+        passed_over = REGISTRY.get_sample_value("samtal_waitlist_intakes_passed_over_total") or 0
+
+        await m.publish(m.therapist(capacity=1))
+        assert (await m.wait_for("TherapistMatched", behind)).client_id == late
+        status = "SELECT status FROM intakes WHERE intake_id = $1"
+        assert await m.pool.fetchval(status, unreadable) == "waitlisted"
+        assert m.events("TherapistMatched", unreadable) == []
+        counted = REGISTRY.get_sample_value("samtal_waitlist_intakes_passed_over_total") or 0
+        assert counted > passed_over

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import asyncpg
+from prometheus_client import Counter
 
 from chassis.app import Runtime
 from matching import store
@@ -16,6 +17,14 @@ from matching.service.common import log
 from matching.service.decisions import Candidates, match_intake
 from matching.service.index import _keeping, worker_index
 
+PASSED_OVER = Counter(
+    "samtal_waitlist_intakes_passed_over_total",
+    "Waitlisted intakes a retry pass could not decide (an error; still waitlisted, tried again"
+    " by the next pass)",
+)
+# Errors that say the database is away, not that one intake cannot be decided.
+DATABASE_AWAY = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
 
 async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = None) -> int:
     """One pass over the waitlist, first come first served, each intake in its own
@@ -25,10 +34,24 @@ async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = Non
     order = waitlist_order(WaitingIntake(r["intake_id"], r["waitlisted_at"]) for r in rows)
     matched = 0
     for waiting in order:
-        async with pool.acquire() as conn, conn.transaction():
-            result = await match_intake(
-                conn, waiting.intake_id, from_states=lifecycle.RETRYABLE, candidates=candidates
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                result = await match_intake(
+                    conn, waiting.intake_id, from_states=lifecycle.RETRYABLE, candidates=candidates
+                )
+        except DATABASE_AWAY:
+            raise  # the pass stops; the retrier tries again
+        except Exception as exc:
+            # One intake that cannot be decided (a stored row today's code cannot read, a
+            # bug) is passed over this time, still waitlisted (its transaction rolled back):
+            # the ones behind it in line must not wait for it forever.
+            PASSED_OVER.inc()
+            log.error(
+                "waitlisted intake cannot be decided; passed over",
+                intake_id=str(waiting.intake_id),
+                error=repr(exc),
             )
+            continue
         matched += isinstance(result, Match)
     if matched:
         log.info("waitlist retried", waiting=len(order), matched=matched)

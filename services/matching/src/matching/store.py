@@ -48,7 +48,8 @@ async def lock_therapist(conn: asyncpg.Connection, therapist_id: uuid.UUID) -> b
     """Hold the therapist's row until commit, waiting for a decision that holds it; False:
     not offered. Decisions on different therapists never wait."""
     locked = await conn.fetchval(
-        "SELECT true FROM therapists WHERE therapist_id = $1 AND NOT withdrawn FOR UPDATE",
+        "SELECT true FROM therapists t WHERE t.therapist_id = $1 AND NOT t.withdrawn"
+        f" AND {_WHOLE_PROFILE} FOR UPDATE",
         therapist_id,
     )
     return bool(locked)
@@ -729,7 +730,18 @@ async def course_finished(
 # - without any count: the courses we saw start and not end;
 # - plus current matches booking has not opened a course for yet (matching's own promises,
 #   so two intakes in a row cannot both take a therapist's last place).
-_CANDIDATES = """
+# A therapist is offered only with a whole profile: a row with a hole (a withdrawal's row made
+# offered again by hand, a column added before it is filled, a row from a newer version) is
+# left out where it is read, instead of failing every decision and every build of the
+# worker's index that reads it (`incomplete_therapists` names them).
+_WHOLE_PROFILE = (
+    "t.profession IS NOT NULL AND t.licensed IS NOT NULL AND t.methods IS NOT NULL"
+    " AND t.focus_areas IS NOT NULL AND t.languages IS NOT NULL AND t.modes IS NOT NULL"
+    " AND t.age_groups IS NOT NULL AND t.capacity IS NOT NULL"
+    " AND t.accepting_new_clients IS NOT NULL AND t.time_zone IS NOT NULL"
+)
+_CANDIDATES = (
+    """
 SELECT t.therapist_id, t.profession, t.licensed, t.methods, t.focus_areas, t.languages,
        t.modes, t.city, t.age_groups, t.capacity, t.accepting_new_clients, t.time_zone,
        r.rating_average, coalesce(r.rating_count, 0) AS rating_count,
@@ -752,8 +764,20 @@ SELECT t.therapist_id, t.profession, t.licensed, t.methods, t.focus_areas, t.lan
 FROM therapists t
 LEFT JOIN therapist_ratings r ON r.therapist_id = t.therapist_id
 LEFT JOIN therapist_availability a ON a.therapist_id = t.therapist_id
-WHERE NOT t.withdrawn
-"""
+WHERE NOT t.withdrawn AND """
+    + _WHOLE_PROFILE
+    + "\n"
+)
+
+
+async def incomplete_therapists(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    """Therapists offered (not withdrawn) whose profile has a hole: never offered as
+    candidates until it is whole."""
+    rows = await conn.fetch(
+        f"SELECT t.therapist_id FROM therapists t WHERE NOT t.withdrawn AND NOT ({_WHOLE_PROFILE})"
+        " ORDER BY t.therapist_id"
+    )
+    return [row["therapist_id"] for row in rows]
 
 
 def _candidate(row: asyncpg.Record) -> TherapistCandidate:

@@ -55,12 +55,6 @@ OUTBOX_PENDING = Gauge("samtal_outbox_pending", "Outbox rows not yet published",
 OUTBOX_OLDEST = Gauge(
     "samtal_outbox_oldest_seconds", "Age of the oldest unpublished outbox row", ["service"]
 )
-OUTBOX_HELD = Gauge(
-    "samtal_outbox_held",
-    "Outbox rows held back: their topic is not one this service declares (rows of another"
-    " version of the code); given back when a relay that declares it leads",
-    ["service"],
-)
 OUTBOX_TAKEOVERS = Counter(
     "samtal_outbox_takeovers_total", "Times a relay took the lead", ["service"]
 )
@@ -274,8 +268,7 @@ WITH marked AS (
     UPDATE outbox SET sent_at = $7 WHERE id = ANY($6::bigint[]) AND sent_at IS NULL
 ), batch AS (
     SELECT id, topic, key, value, headers FROM outbox
-    WHERE sent_at IS NULL AND held IS NULL AND id <> ALL($3::bigint[])
-      AND id <> ALL($6::bigint[])
+    WHERE sent_at IS NULL AND id <> ALL($3::bigint[]) AND id <> ALL($6::bigint[])
     ORDER BY id LIMIT $2
 ), fence AS (
     UPDATE outbox_relay SET
@@ -312,6 +305,10 @@ class LeadLost(Exception):
 
 class PublishFailed(Exception):
     """The broker did not acknowledge every record of a batch in time."""
+
+
+class UndeclaredEvent(Exception):
+    """A row of an event the service does not declare it publishes: the relay stops there."""
 
 
 @dataclass
@@ -432,7 +429,6 @@ class OutboxRelay:
             OUTBOX_TAKEOVERS.labels(self.settings.service).inc()
             log.info("outbox relay leads", epoch=self.epoch)
             await self._await_predecessor(conn, row["in_flight"])
-            await self._give_back_held(conn)
             while not self._stopping.is_set():
                 producer = self._producer_factory()
                 try:
@@ -525,13 +521,12 @@ class OutboxRelay:
                     OUTBOX_PUBLISHED.labels(self.settings.service).inc(len(acked))
                 if not rows:
                     raise LeadLost("fenced: another relay took the epoch")
-                claimed = [r for r in rows if r["id"] is not None]
-                batch_rows = await self._held_back(conn, claimed)
+                batch_rows = [r for r in rows if r["id"] is not None]
                 if batch_rows:
                     claimed_at, quiet = time.monotonic(), 0
                     pending.append(await self._send(producer, batch_rows))
                 await self._housekeeping()
-                if len(claimed) == self.settings.outbox_batch_size and (
+                if len(batch_rows) == self.settings.outbox_batch_size and (
                     len(pending) < self.PIPELINE_DEPTH
                 ):
                     continue  # a backlog: claim the next batch while this one is on the wire
@@ -552,45 +547,12 @@ class OutboxRelay:
             if acked:
                 await self._mark_sent(acked, self._acked_at)
 
-    async def _held_back(
-        self, conn: asyncpg.Connection, rows: list[asyncpg.Record]
-    ) -> list[asyncpg.Record]:
-        """The claimed rows this relay publishes; those of a topic the service does not
-        declare (written by another version of the code) are held, with why, on the lock
-        connection, and the rest go on: one such row must not stop every event behind it."""
-        if self.declared is None:
-            return rows
-        stray = [row for row in rows if row["topic"] not in self.declared]
-        if not stray:
-            return rows
-        topics = sorted({row["topic"] for row in stray})
-        await conn.execute(
-            "UPDATE outbox SET held = $2 WHERE id = ANY($1::bigint[])",
-            [row["id"] for row in stray],
-            f"{self.settings.service} does not declare {', '.join(topics)}",
-            timeout=self.settings.db_held_timeout_s,
-        )
-        log.error(
-            "outbox rows held: the service does not declare their topics",
-            topics=topics,
-            rows=len(stray),
-        )
-        return [row for row in rows if row["topic"] in self.declared]
-
-    async def _give_back_held(self, conn: asyncpg.Connection) -> None:
-        """Rows held by a relay that did not declare their topic, when this one does (the
-        version that writes them is deployed now): they are published in id order with
-        what comes next."""
-        given = await conn.execute(
-            "UPDATE outbox SET held = NULL WHERE held IS NOT NULL AND sent_at IS NULL"
-            " AND ($1::text[] IS NULL OR topic = ANY($1::text[]))",
-            None if self.declared is None else sorted(self.declared),
-            timeout=self.settings.db_held_timeout_s,
-        )
-        if given != "UPDATE 0":
-            log.info("outbox rows held before are published now", rows=int(given.split()[-1]))
-
     async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> _Batch:
+        if self.declared is not None:
+            undeclared = {row["topic"] for row in rows} - self.declared
+            if undeclared:
+                log.error("outbox holds events the service does not declare", topics=undeclared)
+                raise UndeclaredEvent(f"{self.settings.service} does not publish {undeclared}")
         # One record batch per partition (not a future per record: the relay's CPU per event
         # is what the writers' commit rate pays for on a shared machine). Rows go in id
         # order; the producer keeps batches in order per partition. Partitions are chosen
@@ -692,15 +654,12 @@ class OutboxRelay:
             log.warning("outbox housekeeping failed", error=repr(exc))
 
     async def _observe_lag(self, conn: asyncpg.Connection) -> None:
-        pending, oldest, held = await conn.fetchrow(
-            "SELECT count(*) FILTER (WHERE held IS NULL),"
-            " coalesce(extract(epoch from now() - min(created_at) FILTER (WHERE held IS NULL)), 0),"
-            " count(*) FILTER (WHERE held IS NOT NULL)"
+        pending, oldest = await conn.fetchrow(
+            "SELECT count(*), coalesce(extract(epoch from now() - min(created_at)), 0)"
             " FROM outbox WHERE sent_at IS NULL"
         )
         OUTBOX_PENDING.labels(self.settings.service).set(pending)
         OUTBOX_OLDEST.labels(self.settings.service).set(float(oldest))
-        OUTBOX_HELD.labels(self.settings.service).set(held)
 
     async def clean_up(self) -> int:
         async with self.pool.acquire() as conn:

@@ -4,10 +4,10 @@ matter to the case filled in (`**changes` sets what does)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contracts.events import CourseCompleted, IntakeSubmitted, TherapistMatched
+from contracts.events import CourseCompleted, IntakeSubmitted, SessionBooked, TherapistMatched
 
 
 def a_submitted_intake(client_id: uuid.UUID, **changes: Any) -> IntakeSubmitted:
@@ -44,6 +44,26 @@ def a_match(client_id: uuid.UUID, therapist_id: uuid.UUID, **changes: Any) -> Th
     )
     fields.update(changes)
     return TherapistMatched(**fields)
+
+
+def a_session_booked(client_id: uuid.UUID, starts_at: datetime, **changes: Any) -> SessionBooked:
+    """Booking's first session of a course, 45 minutes by video in Stockholm, booked by
+    the client."""
+    fields: dict[str, Any] = dict(
+        session_id=uuid.uuid4(),
+        course_id=uuid.uuid4(),
+        client_id=client_id,
+        therapist_id=uuid.uuid4(),
+        number=1,
+        phase="initial",
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=45),
+        time_zone="Europe/Stockholm",
+        mode="video",
+        booked_by="client",
+    )
+    fields.update(changes)
+    return SessionBooked(**fields)
 
 
 def a_completed_course(

@@ -13,9 +13,10 @@ from prometheus_client import REGISTRY
 from chassis import audit, db
 from chassis.app import build
 from chassis.auth import mint
+from chassis.testing.events import a_session_booked
 from chassis.testing.kafka import publish
 from contracts import Envelope
-from contracts.events import IntakeEscalated, IntakeSubmitted, IntakeWaitlisted, SessionBooked
+from contracts.events import IntakeEscalated, IntakeSubmitted, IntakeWaitlisted
 from notifications import store
 from notifications.app import DEFINITION
 from notifications.domain.plan import plan
@@ -197,21 +198,7 @@ async def test_a_message_no_template_can_render_is_kept_aside_and_rendered_again
     george, george_mail = uuid.uuid4(), f"george-{tag}@example.se"
     admin = auth(jwt_keys, uuid.uuid4(), "admin")
     starts_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-    booking = Envelope.wrap(
-        SessionBooked(
-            session_id=uuid.uuid4(),
-            course_id=uuid.uuid4(),
-            client_id=frank,
-            therapist_id=uuid.uuid4(),
-            number=1,
-            phase="initial",
-            starts_at=starts_at,
-            ends_at=starts_at + timedelta(minutes=45),
-            time_zone="Europe/Stockholm",
-            mode="video",
-            booked_by="client",
-        )
-    )
+    booking = Envelope.wrap(a_session_booked(frank, starts_at))
     planned = plan(booking, None)
     broken = planned.model_copy(
         update={

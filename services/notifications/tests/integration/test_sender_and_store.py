@@ -13,7 +13,7 @@ import httpx
 from prometheus_client import REGISTRY
 
 from chassis import db
-from chassis.testing.events import a_submitted_intake
+from chassis.testing.events import a_session_booked, a_submitted_intake
 from contracts import Envelope
 from contracts.events import (
     IntakeEscalated,
@@ -41,16 +41,11 @@ async def handle(conn: Any, envelope: Envelope[Any], settings: Settings) -> int:
 
 
 def booked(course: uuid.UUID, sid: uuid.UUID, start: datetime, client: uuid.UUID) -> Any:
-    return SessionBooked(
-        session_id=sid,
+    return a_session_booked(
+        client,
+        start,
         course_id=course,
-        client_id=client,
-        therapist_id=uuid.uuid4(),
-        number=1,
-        phase="initial",
-        starts_at=start,
-        ends_at=start + timedelta(minutes=45),
-        time_zone="Europe/Stockholm",
+        session_id=sid,
         mode="in_person",
         practice_address="Storgatan 1, Stockholm",
         booked_by="therapist",

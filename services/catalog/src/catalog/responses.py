@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from catalog.domain.profile import ProfileStatus, TherapistProfile
+from catalog.domain.profile import ProfileStatus
 from chassis.http import Timestamp
 from contracts.vocabulary import AgeGroup, FocusArea, MeetingMode, MethodCode, Profession
 
@@ -57,9 +57,26 @@ class Areas(BaseModel):
     areas: list[AreaInfo]
 
 
-class OwnProfile(TherapistProfile):
-    """The whole stored profile with its status: for admins and the therapist themself."""
+class OwnProfile(BaseModel):
+    """The whole stored profile with its status: for admins and the therapist themself. Not
+    a `TherapistProfile`: an answer shows the profile as stored, and the rules of writing one
+    are checked when it is written (a profile stored before a rule was tightened is shown)."""
 
+    name: str
+    profession: Profession
+    licence_number: str | None
+    certifications: list[MethodCode]
+    methods: list[MethodCode]
+    age_groups: list[AgeGroup]
+    focus_areas: list[FocusArea]
+    languages: list[str]
+    modes: list[MeetingMode]
+    city: str | None
+    practice_address: str | None
+    bio: str
+    capacity: int
+    accepting_new_clients: bool
+    time_zone: str
     therapist_id: uuid.UUID
     status: ProfileStatus
     version: int

@@ -41,8 +41,10 @@ def _therapist(row: asyncpg.Record) -> StoredTherapist:
     return StoredTherapist(
         therapist_id=row["therapist_id"],
         status=row["status"],
-        # Stored profiles were valid when written; validating again keeps one shape.
-        profile=TherapistProfile.model_validate({c: row[c] for c in PROFILE_COLUMNS}),
+        # As stored, not validated again: a profile valid when written stays readable (shown,
+        # found, recounted, erased from, withdrawn) after a rule is tightened; today's rules
+        # apply when it is edited or published (service.amend, service.publish).
+        profile=TherapistProfile.model_construct(**{c: row[c] for c in PROFILE_COLUMNS}),
         version=row["version"],
         rating_average=_float(row["rating_average"]),
         rating_count=row["rating_count"],

@@ -339,9 +339,12 @@ def completeness_problems(profile: TherapistProfile) -> list[str]:
 
 
 def publish(status: ProfileStatus, profile: TherapistProfile) -> ProfileStatus:
-    """Publish (or re-publish) a complete profile; raises `ProfileIncomplete`."""
+    """Publish (or re-publish) a complete profile valid under today's rules (one stored
+    before a rule was tightened is read as stored); raises `ProfileInvalid` or
+    `ProfileIncomplete`."""
     if (status, "published") not in ALLOWED_TRANSITIONS:
         raise InvalidTransition(f"A {status} profile cannot be published", code="cannot_publish")
+    validate_profile(profile.model_dump())
     problems = completeness_problems(profile)
     if problems:
         raise ProfileIncomplete("; ".join(problems))

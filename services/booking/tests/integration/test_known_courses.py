@@ -260,3 +260,26 @@ async def test_a_clients_kept_busy_times_are_read_again_once_their_sessions_chan
     await service.cancel(pool, me, booked.session_id, now)
     after_cancelling = await asked(after_booking["client_revision"])
     assert after_cancelling["client_starts"] == []
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+async def test_a_full_course_is_told_so_even_for_a_time_another_client_holds(
+    pool, kit, remembered: bool
+) -> None:
+    """A client whose course has every planned session booked learns that (`course_full`),
+    not that the time is taken with other times to try, which they could not book either."""
+    now = datetime.now(UTC)
+    therapist, client, other = await kit.open_therapist(pool, now), uuid.uuid4(), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    others = await kit.open_course(pool, other, therapist, now)
+    me = Principal(client, "client")
+    for day in range(2, 14):  # IPT: twelve planned sessions
+        await service.book_session(pool, me, course, _later(now, day, 9), f"k{day}", now)
+    held = _later(now, 20, 11)
+    await service.book_session(pool, Principal(other, "client"), others, held, "o", now)
+    if not remembered:
+        contexts.forget(course)
+    for starts_at in (held, _later(now, 21, 11)):  # taken by another client, and free
+        with pytest.raises(Conflict) as refused:
+            await service.book_session(pool, me, course, starts_at, f"late {starts_at}", now)
+        assert refused.value.code == "course_full", refused.value.code

@@ -12,6 +12,7 @@ from booking.domain.course import (
     Course,
     book_session,
     cancel_session,
+    check_room,
     completion,
     end_early,
     new_course,
@@ -122,6 +123,16 @@ def test_cannot_book_beyond_planned_sessions() -> None:
     with pytest.raises(CourseFull) as caught:
         book_session(course, uuid.uuid4(), FIRST + timedelta(weeks=9))
     assert caught.value.code == "course_full"
+
+
+def test_room_is_asked_of_the_course_alone() -> None:
+    """`check_room`: what `book_session` refuses whatever the time (asked before the time)."""
+    course, sids = booked(new_course("KBT", 8), 8)
+    with pytest.raises(CourseFull):
+        check_room(course)
+    check_room(cancel_session(course, sids[3], FREE))  # a place given back: room again
+    with pytest.raises(CourseClosed):
+        check_room(held_course(15, 5))
 
 
 def test_free_cancellation_gives_the_number_back() -> None:

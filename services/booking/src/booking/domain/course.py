@@ -177,6 +177,13 @@ def next_number(course: Course) -> int:
     raise CourseFull(course.planned_sessions)
 
 
+def check_room(course: Course) -> None:
+    """CourseClosed unless the course is active; CourseFull when no place in it is free.
+    Asked before the time is (a full course is told so, not offered other times)."""
+    _require_active(course)
+    next_number(course)
+
+
 def book_session(
     course: Course, session_id: uuid.UUID, starts_at: datetime
 ) -> tuple[Course, CourseSession]:

@@ -642,12 +642,13 @@ def _check_time(
     starts_at: datetime,
     nearby: tuple[list[Busy], list[Busy]] | None,
 ) -> None:
-    """The refusal (a chassis Conflict) unless the therapist takes bookings at `starts_at`.
-    With `nearby` (both calendars near the start, as just read) a time they show busy is
-    refused here too."""
+    """The refusal (a chassis Conflict) unless the course has room and the therapist takes
+    bookings at `starts_at`. With `nearby` (both calendars near the start, as just read) a
+    time they show busy is refused here too."""
     if context.closed is not None:
         code, message = context.closed
         raise Conflict(message, code=code)
+    rules_of_course.check_room(context.course)
     rules = context.rules
     assert rules is not None
     minutes = context.row["session_minutes"]

@@ -283,3 +283,30 @@ async def test_a_full_course_is_told_so_even_for_a_time_another_client_holds(
         with pytest.raises(Conflict) as refused:
             await service.book_session(pool, me, course, starts_at, f"late {starts_at}", now)
         assert refused.value.code == "course_full", refused.value.code
+
+
+async def test_stored_hours_that_no_longer_read_close_the_calendar_with_a_409(pool, kit) -> None:
+    """Hours valid when stored, refused by a stricter rule since (written here with SQL as a
+    row of that time would be): the client learns the therapist takes no bookings (409), not
+    a 422 about hours they never sent; the therapist sets them again and books open."""
+    now = datetime.now(UTC)
+    therapist, client = await kit.open_therapist(pool, now), uuid.uuid4()
+    course = await kit.open_course(pool, client, therapist, now)
+    me = Principal(client, "client")
+    await pool.execute(
+        "UPDATE availability SET weekly = $2 WHERE therapist_id = $1",
+        therapist,
+        {"monday": ["25:00-26:00"]},
+    )
+    contexts.forget(course)
+    with pytest.raises(Conflict) as refused:
+        await service.book_session(pool, me, course, _later(now, 2, 9), "k1", now)
+    assert refused.value.code == "no_availability", refused.value.code
+    with pytest.raises(Conflict) as listed:
+        await service.free_slots_for(pool, me, therapist, now)
+    assert listed.value.code == "no_availability", listed.value.code
+    await service.set_availability(
+        pool, Principal(therapist, "therapist"), therapist, kit.hours(), now
+    )
+    booked = await service.book_session(pool, me, course, _later(now, 2, 9), "k2", now)
+    assert booked.number == 1

@@ -25,6 +25,7 @@ from booking.domain.availability import (
     Slot,
 )
 from booking.domain.clock import DEFAULT_TIME_ZONE
+from booking.domain.errors import InvalidAvailability
 from booking.service.common import (
     SUMMARY_MAX_SLOTS,
     SUMMARY_SESSION_MINUTES,
@@ -174,7 +175,21 @@ def _stored_rules(therapist: Any) -> AvailabilityRules:
     key = json.dumps([therapist["time_zone"], *(stored[name] for name in _RULE_FIELDS)])
     found = _RULES.get(key)
     if found is None:
-        found = rules_from(stored, therapist["time_zone"])
+        try:
+            found = rules_from(stored, therapist["time_zone"])
+        except InvalidAvailability as exc:
+            # Valid when stored (`set_availability` checks), refused by a stricter rule since:
+            # not a 422 to a client about hours they never sent, but no bookings until the
+            # therapist sets their hours again (the summary goes out without slots).
+            log.error(
+                "stored availability unreadable",
+                therapist=stored.get("therapist_id"),
+                error=str(exc),
+            )
+            raise Conflict(
+                "This therapist's times cannot be booked just now; please try again later.",
+                code="no_availability",
+            ) from exc
         if len(_RULES) >= _RULES_KEPT:
             _RULES.clear()
         _RULES[key] = found

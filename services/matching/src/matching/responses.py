@@ -5,6 +5,7 @@ the reader's words (`api.py` answers with them)."""
 from __future__ import annotations
 
 import uuid
+from datetime import time
 from typing import Any, Literal
 
 import asyncpg
@@ -12,7 +13,14 @@ from pydantic import BaseModel
 
 from chassis.http import Timestamp
 from contracts.events import MatchAlternative, MatchReasonCode, RelaxedPreference, WaitlistReason
-from contracts.vocabulary import AgeGroup, MeetingMode, MethodCode, RiskLevel, SeverityBand
+from contracts.vocabulary import (
+    AgeGroup,
+    MeetingMode,
+    MethodCode,
+    PreferredMode,
+    RiskLevel,
+    SeverityBand,
+)
 from matching.domain.explain import (
     Lang,
     explain_choice_problem,
@@ -22,7 +30,6 @@ from matching.domain.explain import (
     explain_status,
     explain_waitlist,
 )
-from matching.domain.intake import Intake
 from matching.domain.lifecycle import IntakeStatus, MatchStatus, TriageDecision
 from matching.domain.matcher import ChoiceProblem, Waitlist
 from matching.domain.screening import CRISIS_MESSAGE
@@ -97,6 +104,32 @@ class WaitlistOut(BaseModel):
     reasons: list[WaitlistReasonOut]
 
 
+class TimeWindowOut(BaseModel):
+    """A weekly time the client can meet, in their local time (0 = Monday)."""
+
+    weekday: int
+    start: time
+    end: time
+
+
+class AnswersOut(BaseModel):
+    """The answers as stored. Not an `Intake`: the rules of submitting one are checked when
+    it is submitted, and a stored intake may no longer meet them (an erasure empties the
+    city of an in-person intake; a rule may be tightened later)."""
+
+    age: int
+    languages: list[str]
+    preferred_mode: PreferredMode
+    city: str | None
+    problem_areas: list[str]
+    phq9: list[int]
+    free_text: str | None
+    time_windows: list[TimeWindowOut]
+    direct_therapist_id: uuid.UUID | None
+    consent_to_treatment: bool
+    consent_to_health_data: bool
+
+
 class IntakeOut(BaseModel):
     """The client's own intake: answers, status, match or waitlist, explained in words."""
 
@@ -105,7 +138,7 @@ class IntakeOut(BaseModel):
     status: IntakeStatus
     status_text: str
     screening: ScreeningOut
-    answers: Intake
+    answers: AnswersOut
     crisis: Crisis | None
     match: MatchOut | None
     alternatives: list[MatchAlternative]

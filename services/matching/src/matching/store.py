@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 import asyncpg
@@ -23,7 +23,7 @@ from contracts.events import (
     TherapistProfileWithdrawn,
 )
 from contracts.methods import LICENSED_PROFESSIONS
-from matching.domain.intake import Intake
+from matching.domain.intake import Intake, WeeklyWindow
 from matching.domain.lifecycle import (
     AWAITING_CLINICIAN,
     CURRENT_MATCH,
@@ -206,21 +206,28 @@ async def intakes_to_match(
 
 
 def intake_of(row: asyncpg.Record) -> Intake:
-    """The intake as submitted, rebuilt from its row."""
-    return Intake.model_validate(
-        {
-            "age": row["age"],
-            "languages": row["languages"],
-            "preferred_mode": row["preferred_mode"],
-            "city": row["city"],
-            "problem_areas": row["problem_areas"],
-            "phq9": row["phq9"],
-            "free_text": row["free_text"],
-            "time_windows": row["time_windows"],
-            "direct_therapist_id": row["direct_therapist_id"],
-            "consent_to_treatment": row["consent_to_treatment"],
-            "consent_to_health_data": row["consent_to_health_data"],
-        }
+    """The intake as stored, rebuilt from its row without the rules of submitting one: an
+    erasure empties the city of an in-person intake, and a rule tightened since must not
+    make an intake stored before it unreadable (its client's view, the waitlist's pass)."""
+    return Intake.model_construct(
+        age=row["age"],
+        languages=row["languages"],
+        preferred_mode=row["preferred_mode"],
+        city=row["city"],
+        problem_areas=row["problem_areas"],
+        phq9=row["phq9"],
+        free_text=row["free_text"],
+        time_windows=[
+            WeeklyWindow.model_construct(
+                weekday=w["weekday"],
+                start=time.fromisoformat(w["start"]),
+                end=time.fromisoformat(w["end"]),
+            )
+            for w in row["time_windows"]
+        ],
+        direct_therapist_id=row["direct_therapist_id"],
+        consent_to_treatment=row["consent_to_treatment"],
+        consent_to_health_data=row["consent_to_health_data"],
     )
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import prometheus_client
+
 from chassis.testing.kafka import TopicProbe
 from contracts import REGISTRY
 from contracts.events import MatchingRightsRequestHandled, RightsRequested
+from matching.service import rights, waitlist
 
 
 async def test_erasure_empties_the_free_text_and_keeps_the_screening(matching_service) -> None:
@@ -70,3 +73,32 @@ async def test_erasure_empties_the_free_text_and_keeps_the_screening(matching_se
         view = await m.view(intake_id, client)
         assert view["answers"]["free_text"] is None
         assert view["screening"]["phq9_total"] == 8
+
+
+async def test_an_in_person_intake_is_still_read_and_retried_after_its_city_is_erased(
+    matching_service,
+) -> None:
+    """The city is erased, not the wish to meet in person: the intake as stored then no
+    longer passes the rule for submitting one (a city for in-person meetings), and is read
+    as stored all the same, by its client and by the waitlist's pass."""
+    async with matching_service() as m:
+        client = uuid.uuid4()
+        intake_id = await m.submitted(client, preferred_mode="in_person", city="Umeå")
+        erasure = RightsRequested(request_id=uuid.uuid4(), subject_id=client, kind="erasure")
+        async with m.pool.acquire() as conn, conn.transaction():
+            await rights.handle_rights_request(conn, erasure)
+
+        view = await m.view(intake_id, client)
+        assert (view["answers"]["preferred_mode"], view["answers"]["city"]) == ("in_person", None)
+        status = await m.pool.fetchval("SELECT status FROM intakes WHERE intake_id = $1", intake_id)
+        assert status == "waitlisted"  # nobody here to match: it waits and is retried
+        before = passed_over()
+        await waitlist.retry_waitlist(m.pool)
+        assert passed_over() == before
+
+
+def passed_over() -> float:
+    return (
+        prometheus_client.REGISTRY.get_sample_value("samtal_waitlist_intakes_passed_over_total")
+        or 0.0
+    )

@@ -317,8 +317,8 @@ async def test_a_waitlisted_intake_that_cannot_be_decided_does_not_hold_back_the
     matching_service,
 ) -> None:
     """First come, first served, but one intake whose decision fails (here: a stored row
-    today's code cannot read) is passed over, still waitlisted, instead of failing every
-    retry pass before anyone behind it is reached."""
+    with a hole, a time window without its times) is passed over, still waitlisted, instead
+    of failing every retry pass before anyone behind it is reached."""
     async with matching_service() as m:
         early, late = uuid.uuid4(), uuid.uuid4()
         unreadable = await m.submitted(early)
@@ -326,7 +326,7 @@ async def test_a_waitlisted_intake_that_cannot_be_decided_does_not_hold_back_the
         behind = await m.submitted(late)
         await m.wait_for("IntakeWaitlisted", behind)
         await m.pool.execute(
-            "UPDATE intakes SET problem_areas = ARRAY['no_such_area'] WHERE intake_id = $1",
+            """UPDATE intakes SET time_windows = '[{"weekday": 0}]' WHERE intake_id = $1""",
             unreadable,
         )
         passed_over = REGISTRY.get_sample_value("samtal_waitlist_intakes_passed_over_total") or 0
@@ -341,7 +341,7 @@ async def test_a_waitlisted_intake_that_cannot_be_decided_does_not_hold_back_the
             assert counted > passed_over
         finally:  # (readable again: the waitlist passes of later tests need not pass it over)
             await m.pool.execute(
-                "UPDATE intakes SET problem_areas = ARRAY['grief'] WHERE intake_id = $1",
+                "UPDATE intakes SET time_windows = '[]' WHERE intake_id = $1",
                 unreadable,
             )
 

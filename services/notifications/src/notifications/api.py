@@ -22,9 +22,9 @@ from chassis.errors import DomainError, NotFound
 from chassis.http import SIGNED_IN, problems
 from contracts.inputs import Offset, RowId
 from notifications import export_parts, service
-from notifications.domain.contacts import ChannelPreferences, ContactDetails, ContactSettings
+from notifications.domain.contacts import ContactDetails, ContactSettings
 from notifications.domain.delivery import MessageState
-from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE
+from notifications.domain.words import DEFAULT_LANGUAGE, DEFAULT_TIME_ZONE, Language
 from notifications.settings import Settings
 
 router = APIRouter()
@@ -36,7 +36,22 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 # --------------------------------------------------------------------------- contacts
 
 
-class ContactsOut(ContactDetails):
+class ChannelsOut(BaseModel):
+    email: bool
+    sms: bool
+    in_app: bool
+
+
+class ContactsOut(BaseModel):
+    """The contacts as stored. Not a `ContactDetails`: its rules are checked when they are
+    saved, and a saved number may no longer pass them (the phone-number data that says
+    what is a mobile changes with the library): shown, the person can fix it."""
+
+    email: str | None
+    phone: str | None
+    language: Language  # (the table allows no other)
+    time_zone: str
+    channels: ChannelsOut
     # False until the person has saved their contacts: then they get in-app messages only.
     saved: bool
     updated_at: datetime | None = None
@@ -53,7 +68,7 @@ async def my_contacts(request: Request, who: Person) -> ContactsOut:
             phone=None,
             language=DEFAULT_LANGUAGE,
             time_zone=DEFAULT_TIME_ZONE,
-            channels=ChannelPreferences.model_construct(email=False, sms=False, in_app=True),
+            channels=ChannelsOut(email=False, sms=False, in_app=True),
             saved=False,
             updated_at=None,
         )
@@ -73,7 +88,7 @@ async def set_my_contacts(request: Request, body: ContactDetails, who: Person) -
 def _out(c: ContactSettings, updated_at: datetime) -> ContactsOut:
     return ContactsOut.model_construct(
         **c.model_dump(exclude={"person_id", "channels"}),
-        channels=c.channels,
+        channels=ChannelsOut(**c.channels.model_dump()),
         saved=True,
         updated_at=updated_at,
     )

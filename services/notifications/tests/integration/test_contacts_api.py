@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from chassis import db
 from chassis.app import build
 from chassis.auth import mint
 from notifications.app import DEFINITION
@@ -102,3 +103,36 @@ async def test_a_person_sets_and_reads_only_their_own_contacts(migrated, serve, 
         doc = (await http.get("/asyncapi.json")).text
         for topic in ("matching.intake-escalated.v1", "booking.session-booked.v1"):
             assert settings.topic(topic) in doc, topic
+
+
+async def test_contacts_stored_before_a_rule_changed_are_shown_as_stored(
+    migrated, serve, jwt_keys
+) -> None:
+    """A number saved for SMS that the phone-number data no longer counts as mobile (it
+    changes with the library's updates; here a landline written with SQL, as such a row
+    would read) is shown as stored, with SMS as chosen: the person sees what to fix, and
+    saving it again is refused with the rule."""
+    settings = await migrated(DEFINITION)
+    ann = uuid.uuid4()
+    as_ann = auth(jwt_keys, ann, "client")
+    async with serve(build(DEFINITION, settings, "api")) as http:
+        r = await http.put(
+            "/contacts/me",
+            headers=as_ann,
+            json={"phone": "070-123 45 67", "channels": {"email": False, "sms": True}},
+        )
+        assert r.status_code == 200, r.text
+        pool = await db.create_pool(settings)
+        try:
+            await pool.execute(
+                "UPDATE contacts SET phone = '+46812345678' WHERE person_id = $1", ann
+            )
+        finally:
+            await pool.close()
+        shown = await http.get("/contacts/me", headers=as_ann)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["phone"] == "+46812345678"
+        assert shown.json()["channels"] == {"email": False, "sms": True, "in_app": True}
+        settable = {k: shown.json()[k] for k in ("phone", "channels")}
+        again = await http.put("/contacts/me", headers=as_ann, json=settable)
+        assert again.status_code == 422 and "mobile" in again.json()["detail"], again.text

@@ -98,6 +98,20 @@ def test_course_out_of_method_range(method: str, planned: int, minutes: int, cod
     assert caught.value.code == code
 
 
+def test_a_course_planned_before_a_range_was_narrowed_goes_on() -> None:
+    """A course read back with a plan outside today's range (20 IPT sessions of 90 minutes,
+    as a wider range once allowed) is booked and replanned; only what a replan changes must
+    be inside the range."""
+    course = Course(method="IPT", planned_sessions=20, session_minutes=90)
+    course, _ = booked(course, 3)
+    assert [s.number for s in course.sessions] == [1, 2, 3]
+    assert replan(course, session_minutes=60).planned_sessions == 20
+    with pytest.raises(InvalidCourse) as caught:
+        replan(course, planned_sessions=18)
+    assert caught.value.code == "planned_sessions_out_of_range"
+    assert replan(course, planned_sessions=16).planned_sessions == 16
+
+
 # ----------------------------------------------------------------------------- numbers and phases
 
 

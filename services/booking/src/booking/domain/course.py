@@ -81,22 +81,12 @@ class Course:
     status: CourseStatus = "active"
     end_reason: EndReason | None = None
 
+    # The method's ranges are checked where a plan is made (`new_course`, `replan`), not on
+    # every course read back: a range narrowed later must not lock the courses planned
+    # within the old one (no booking, cancelling, attendance or ending for them).
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InvalidCourse("unknown_method", f"{self.method!r} is not a method we offer.")
-        method = METHODS[self.method]
-        if not method.min_sessions <= self.planned_sessions <= method.max_sessions:
-            raise InvalidCourse(
-                "planned_sessions_out_of_range",
-                f"{self.method} plans {method.min_sessions}-{method.max_sessions} sessions,"
-                f" not {self.planned_sessions}.",
-            )
-        if not method.min_minutes <= self.session_minutes <= method.max_minutes:
-            raise InvalidCourse(
-                "session_minutes_out_of_range",
-                f"{self.method} sessions last {method.min_minutes}-{method.max_minutes} minutes,"
-                f" not {self.session_minutes}.",
-            )
 
     @property
     def method_data(self) -> Method:
@@ -131,11 +121,30 @@ def new_course(
     if method not in METHODS:
         raise InvalidCourse("unknown_method", f"{method!r} is not a method we offer.")
     data = METHODS[method]
-    return Course(
-        method=method,
-        planned_sessions=data.default_sessions if planned_sessions is None else planned_sessions,
-        session_minutes=data.default_minutes if session_minutes is None else session_minutes,
-    )
+    planned_sessions = data.default_sessions if planned_sessions is None else planned_sessions
+    session_minutes = data.default_minutes if session_minutes is None else session_minutes
+    _check_plan(data, planned_sessions, session_minutes)
+    return Course(method=method, planned_sessions=planned_sessions, session_minutes=session_minutes)
+
+
+def _check_plan(method: Method, planned_sessions: int | None, session_minutes: int | None) -> None:
+    """InvalidCourse unless the plan's sessions and minutes (those given) are in the range."""
+    if planned_sessions is not None and not (
+        method.min_sessions <= planned_sessions <= method.max_sessions
+    ):
+        raise InvalidCourse(
+            "planned_sessions_out_of_range",
+            f"{method.code} plans {method.min_sessions}-{method.max_sessions} sessions,"
+            f" not {planned_sessions}.",
+        )
+    if session_minutes is not None and not (
+        method.min_minutes <= session_minutes <= method.max_minutes
+    ):
+        raise InvalidCourse(
+            "session_minutes_out_of_range",
+            f"{method.code} sessions last {method.min_minutes}-{method.max_minutes} minutes,"
+            f" not {session_minutes}.",
+        )
 
 
 def replan(
@@ -145,6 +154,7 @@ def replan(
     (a longer plan moves the concluding phase later); places already held must stay inside
     it. A shorter plan may be what completes the course."""
     _require_active(course)
+    _check_plan(course.method_data, planned_sessions, session_minutes)  # what changes
     changed = replace(
         course,
         planned_sessions=course.planned_sessions if planned_sessions is None else planned_sessions,

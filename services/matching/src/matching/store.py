@@ -956,10 +956,13 @@ async def personal_data(conn: asyncpg.Connection, client_id: uuid.UUID) -> dict[
 
 
 async def erase_free_text(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
-    """Empty what the law does not require to keep: free text, city, preferred times."""
+    """Empty what the law does not require to keep: free text, city, preferred times, and
+    how the client wants to meet ('either': with no city, by video). An intake still
+    waiting is decided on what is left, as with no preferences given: meeting in person
+    with no city to meet in could never be matched."""
     status = await conn.execute(
         "UPDATE intakes SET free_text = NULL, city = NULL, time_windows = '[]'::jsonb,"
-        " erased_at = now() WHERE client_id = $1",
+        " preferred_mode = 'either', erased_at = now() WHERE client_id = $1",
         client_id,
     )
     return int(status.split()[-1])

@@ -13,7 +13,7 @@ import prometheus_client
 from chassis.testing.kafka import TopicProbe
 from contracts import REGISTRY
 from contracts.events import MatchingRightsRequestHandled, RightsRequested
-from matching.service import rights, waitlist
+from matching.service import rights
 
 
 async def test_erasure_empties_the_free_text_and_keeps_the_screening(matching_service) -> None:
@@ -52,7 +52,12 @@ async def test_erasure_empties_the_free_text_and_keeps_the_screening(matching_se
             await m.pool.fetchval("SELECT count(*) FROM export_parts WHERE subject_id = $1", client)
             == 0
         )
-        assert set(answer.erased) == {"intake_free_text", "intake_city", "intake_time_windows"}
+        assert set(answer.erased) == {
+            "intake_free_text",
+            "intake_city",
+            "intake_time_windows",
+            "intake_meeting_preference",
+        }
         assert {"intake_screening", "matches", "triage", "audit_log"} <= set(answer.kept)
         row = await m.pool.fetchrow(
             "SELECT free_text, city, time_windows, phq9_total, erased_at FROM intakes"
@@ -75,25 +80,26 @@ async def test_erasure_empties_the_free_text_and_keeps_the_screening(matching_se
         assert view["screening"]["phq9_total"] == 8
 
 
-async def test_an_in_person_intake_is_still_read_and_retried_after_its_city_is_erased(
+async def test_a_waiting_in_person_intake_is_matched_by_video_once_its_preferences_are_erased(
     matching_service,
 ) -> None:
-    """The city is erased, not the wish to meet in person: the intake as stored then no
-    longer passes the rule for submitting one (a city for in-person meetings), and is read
-    as stored all the same, by its client and by the waitlist's pass."""
+    """The city goes with the erasure, and the wish to meet in person with it (there is no
+    city left to meet in): the intake waiting for somebody in Umeå is read as stored, and
+    the next waitlist pass matches it as with no preferences given, by video."""
     async with matching_service() as m:
         client = uuid.uuid4()
         intake_id = await m.submitted(client, preferred_mode="in_person", city="Umeå")
+        await m.wait_for("IntakeWaitlisted", intake_id)
         erasure = RightsRequested(request_id=uuid.uuid4(), subject_id=client, kind="erasure")
         async with m.pool.acquire() as conn, conn.transaction():
             await rights.handle_rights_request(conn, erasure)
 
         view = await m.view(intake_id, client)
-        assert (view["answers"]["preferred_mode"], view["answers"]["city"]) == ("in_person", None)
-        status = await m.pool.fetchval("SELECT status FROM intakes WHERE intake_id = $1", intake_id)
-        assert status == "waitlisted"  # nobody here to match: it waits and is retried
+        assert (view["answers"]["preferred_mode"], view["answers"]["city"]) == ("either", None)
         before = passed_over()
-        await waitlist.retry_waitlist(m.pool)
+        await m.publish(m.therapist(modes=["video"], city="Malmö"))
+        matched = await m.wait_for("TherapistMatched", intake_id)
+        assert matched.client_id == client and matched.mode == "video"
         assert passed_over() == before
 
 

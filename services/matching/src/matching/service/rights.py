@@ -14,7 +14,7 @@ from matching import store
 
 # What an erasure empties here, and what it keeps as the clinical record (and why: the
 # notice in notifications says it in words).
-ERASED = ["intake_free_text", "intake_city", "intake_time_windows"]
+ERASED = ["intake_free_text", "intake_city", "intake_time_windows", "intake_meeting_preference"]
 KEPT = ["intake_screening", "matches", "triage", "audit_log"]
 
 

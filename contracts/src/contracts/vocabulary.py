@@ -42,8 +42,11 @@ LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 CityName = Annotated[
     str, StringConstraints(min_length=1, max_length=60), AfterValidator(clean_text)
 ]
+# The shape of every IANA name (the first part too may hold digits, '+' and '-': GMT0,
+# EST5EDT, W-SU), so that each zone the forms accept (contracts.inputs) can be announced.
 TimeZoneName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", max_length=64)
+    str,
+    StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$", max_length=64),
 ]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=48)]
 Score = Annotated[float, Field(ge=0, le=100)]

@@ -87,3 +87,16 @@ async def test_a_profile_stored_under_older_rules_is_read_and_erased_from_and_fi
             assert r.status_code == 200 and r.json()["status"] == "published", r.text
     finally:
         await pool.close()
+
+
+async def test_a_profile_in_any_known_time_zone_is_published(migrated, serve, auth, profile):
+    """`GMT0` is a time zone the profile form accepts; the event announcing it refused it
+    (500 on publish) until the event's rule took every known name."""
+    settings = await migrated(DEFINITION)
+    admin = auth("admin")
+    async with serve(build(DEFINITION, settings, "api")) as http:
+        created = await http.post("/therapists", json=profile(time_zone="GMT0"), headers=admin)
+        assert created.status_code == 201, created.text
+        therapist = created.json()["therapist_id"]
+        r = await http.post(f"/therapists/{therapist}/publish", headers=admin)
+        assert r.status_code == 200 and r.json()["time_zone"] == "GMT0", r.text

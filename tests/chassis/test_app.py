@@ -98,6 +98,30 @@ def test_rotated_keys_both_verify(jwt_keys) -> None:
     assert auth.verify(auth.mint(new_private, person, "therapist"), settings).role == "therapist"
 
 
+async def test_endless_journey_ids_are_cut_to_what_an_event_carries(
+    migrated, serve, jwt_keys
+) -> None:
+    """A client's own x-request-id (the gateway keeps it) or x-correlation-id of any length:
+    longer than an event's envelope takes (100), every write answered 500; now each is cut
+    to that, in the answer and on the events alike."""
+    settings = await migrated(LEDGER)
+    admin = auth.mint(jwt_keys[0], uuid.uuid4(), "admin")
+    long_request, long_journey = "r" * 300, "j" * 300
+    async with serve(build(LEDGER, settings, "api")) as http:
+        for ids in (
+            {"x-request-id": long_request},
+            {"x-request-id": "req-2", "x-correlation-id": long_journey},
+        ):
+            answer = await http.post(
+                "/reviews",
+                json={"therapist_id": str(uuid.uuid4()), "rating": 5},
+                headers={**bearer(admin), **ids},
+            )
+            assert answer.status_code == 201, answer.text
+            assert len(answer.headers["x-correlation-id"]) == 100
+        assert answer.headers["x-request-id"] == "req-2"
+
+
 async def test_journey_ids_flow_from_request_to_events_to_events(
     migrated, serve, jwt_keys, kafka_bootstrap, capsys
 ) -> None:

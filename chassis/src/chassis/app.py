@@ -56,6 +56,7 @@ from chassis.outbox import OutboxRelay
 from chassis.settings import ServiceSettings
 from chassis.topics import ensure_topics
 from contracts import REGISTRY, EventPayload, envelope_of
+from contracts.envelope import JOURNEY_ID_MAX
 
 log = structlog.get_logger("chassis.app")
 
@@ -173,8 +174,10 @@ class JourneyIds:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        request_id = headers.get("x-request-id") or str(uuid.uuid4())
-        correlation_id = headers.get("x-correlation-id") or request_id
+        # A client's own ids (the gateway keeps them) are cut to what an event's envelope
+        # carries: longer, every write of the request failed when its events were made.
+        request_id = (headers.get("x-request-id") or str(uuid.uuid4()))[:JOURNEY_ID_MAX]
+        correlation_id = (headers.get("x-correlation-id") or request_id)[:JOURNEY_ID_MAX]
         clear_contextvars()
         bind_contextvars(service=self.service, request_id=request_id, correlation_id=correlation_id)
         started = time.perf_counter()
@@ -230,7 +233,7 @@ class UnexpectedErrors:
             await self.app(scope, receive, tracked)
         except Exception as exc:
             headers = dict(scope.get("headers") or [])
-            request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:200]
+            request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:JOURNEY_ID_MAX]
             log.error(
                 "unexpected error",
                 error_type=type(exc).__name__,

@@ -41,6 +41,10 @@ class EventPayload(BaseModel):
 
 P = TypeVar("P", bound=EventPayload)
 
+# The longest correlation or causation id an envelope carries (a request's own ids are cut
+# to it where they come in: chassis.app.JourneyIds).
+JOURNEY_ID_MAX = 100
+
 
 class Envelope(BaseModel, Generic[P]):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,8 +54,8 @@ class Envelope(BaseModel, Generic[P]):
     schema_version: int = Field(ge=1)
     occurred_at: AwareDatetime
     producer: str = Field(min_length=1, max_length=40)
-    correlation_id: str = Field(min_length=1, max_length=100)
-    causation_id: str | None = Field(default=None, max_length=100)
+    correlation_id: str = Field(min_length=1, max_length=JOURNEY_ID_MAX)
+    causation_id: str | None = Field(default=None, max_length=JOURNEY_ID_MAX)
     payload: P
 
     @field_validator("occurred_at")

@@ -71,8 +71,8 @@ RENDER_FAILURES = Counter(
 )
 FAILED_ATTEMPTS = Counter(
     "samtal_notifications_failed_attempts_total",
-    "Failed send attempts, by what happens next",
-    ["channel", "next"],
+    "Failed send attempts, by priority (urgent: a crisis) and what happens next",
+    ["channel", "priority", "next"],
 )
 
 
@@ -380,11 +380,12 @@ class Sender:
             c.delivery, datetime.now(UTC), error, self.rng, permanent=permanent, policy=self.policy
         )
         nxt = "retry" if outcome.state == "pending" else "failed"
-        FAILED_ATTEMPTS.labels(c.channel, nxt).inc()
-        log.warning(
+        FAILED_ATTEMPTS.labels(c.channel, c.delivery.priority, nxt).inc()
+        (log.error if c.delivery.priority == "urgent" else log.warning)(
             "send failed",
             delivery_id=c.id,
             channel=c.channel,
+            priority=c.delivery.priority,
             next=nxt,
             attempts=outcome.attempts,
             error=error,

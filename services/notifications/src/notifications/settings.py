@@ -14,6 +14,7 @@ from notifications.domain.delivery import (
     MAX_ATTEMPTS,
     MAX_DELAY,
     URGENT_BASE_DELAY,
+    URGENT_MAX_ATTEMPTS,
     URGENT_MAX_DELAY,
     RetryPolicy,
 )
@@ -69,6 +70,7 @@ class Settings(ServiceSettings):
     retry_max_s: float = Field(default=MAX_DELAY.total_seconds(), ge=0)
     retry_urgent_base_s: float = Field(default=URGENT_BASE_DELAY.total_seconds(), ge=0)
     retry_urgent_max_s: float = Field(default=URGENT_MAX_DELAY.total_seconds(), ge=0)
+    retry_urgent_max_attempts: int = Field(default=URGENT_MAX_ATTEMPTS, ge=1, le=1000)
 
     # Where the other services' parts of a person's export are fetched when the person
     # fetches it as one document (`{service}` is replaced by each service's name): through
@@ -102,4 +104,5 @@ class Settings(ServiceSettings):
             max_delay=timedelta(seconds=self.retry_max_s),
             urgent_base_delay=timedelta(seconds=self.retry_urgent_base_s),
             urgent_max_delay=timedelta(seconds=self.retry_urgent_max_s),
+            urgent_max_attempts=self.retry_urgent_max_attempts,
         )

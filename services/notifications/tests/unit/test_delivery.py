@@ -11,6 +11,7 @@ from notifications.domain.delivery import (
     DEFAULT_POLICY,
     MAX_ATTEMPTS,
     MAX_DELAY,
+    URGENT_MAX_ATTEMPTS,
     URGENT_MAX_DELAY,
     Delivery,
     InvalidTransition,
@@ -73,6 +74,25 @@ def test_give_up_after_max_attempts() -> None:
     assert should_give_up(MAX_ATTEMPTS)
     assert next_attempt_at(MAX_ATTEMPTS, NOW, fixed(0.5)) is None
     assert next_attempt_at(1, NOW, fixed(0.5)) == NOW + backoff_delay(1, fixed(0.5))
+
+
+def test_an_urgent_message_is_tried_through_an_outage_of_an_hour() -> None:
+    """A crisis message (urgent) keeps being tried for an hour or more of a provider's
+    outage, on the urgent schedule (never more than URGENT_MAX_DELAY apart); a normal one
+    is given up after MAX_ATTEMPTS as before."""
+    urgent, normal = Delivery(due_at=NOW, priority="urgent"), Delivery(due_at=NOW)
+    for _ in range(MAX_ATTEMPTS):
+        normal = record_failure(normal, normal.due_at, "SMTP down", fixed(1.0))
+    assert normal.state is MessageState.FAILED
+    waited = []
+    while urgent.state is MessageState.PENDING:
+        before = urgent.due_at
+        urgent = record_failure(urgent, before, "SMTP down", fixed(0.0))
+        if urgent.state is MessageState.PENDING:
+            waited.append(urgent.due_at - before)
+    assert urgent.attempts == URGENT_MAX_ATTEMPTS
+    assert max(waited) <= URGENT_MAX_DELAY
+    assert sum(waited, timedelta()) >= timedelta(hours=1)  # at the shortest jitter
 
 
 def test_failures_retry_until_the_message_is_kept_as_failed() -> None:

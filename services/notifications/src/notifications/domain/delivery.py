@@ -1,7 +1,8 @@
 """Delivery of one message on one channel: states, retries, order (docs/domain.md, Notifications).
 
 Failed sends are retried with bounded exponential backoff; what still fails after
-`MAX_ATTEMPTS` is kept as `failed`, visible, and can be re-sent by hand. Jitter
+`MAX_ATTEMPTS` (`URGENT_MAX_ATTEMPTS` for urgent ones) is kept as `failed`, visible, and can
+be re-sent by hand. Jitter
 comes in as an argument (`rng() -> [0, 1)`), so every function here is pure.
 
     pending --success--> sent
@@ -23,9 +24,12 @@ from notifications.domain.contacts import Priority
 MAX_ATTEMPTS = 6
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(minutes=30)
-# Urgent messages (crisis) retry on a tighter schedule.
+# Urgent messages (crisis) retry on a tighter schedule, and for longer: with six attempts
+# they were given up after about two minutes of a provider's outage (the clinician's crisis
+# alert with them). Seventy: one to two hours and more (the jitter) at the two-minute cap.
 URGENT_BASE_DELAY = timedelta(seconds=5)
 URGENT_MAX_DELAY = timedelta(minutes=2)
+URGENT_MAX_ATTEMPTS = 70
 MAX_ERROR_CHARS = 500
 
 Rng = Callable[[], float]
@@ -50,6 +54,7 @@ class RetryPolicy:
     max_delay: timedelta = MAX_DELAY
     urgent_base_delay: timedelta = URGENT_BASE_DELAY
     urgent_max_delay: timedelta = URGENT_MAX_DELAY
+    urgent_max_attempts: int = URGENT_MAX_ATTEMPTS
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -72,8 +77,11 @@ def backoff_delay(
     return ceiling / 2 + (ceiling / 2) * jitter
 
 
-def should_give_up(attempts: int, policy: RetryPolicy = DEFAULT_POLICY) -> bool:
-    return attempts >= policy.max_attempts
+def should_give_up(
+    attempts: int, policy: RetryPolicy = DEFAULT_POLICY, priority: Priority = "normal"
+) -> bool:
+    limit = policy.urgent_max_attempts if priority == "urgent" else policy.max_attempts
+    return attempts >= limit
 
 
 def next_attempt_at(
@@ -84,7 +92,7 @@ def next_attempt_at(
     policy: RetryPolicy = DEFAULT_POLICY,
 ) -> datetime | None:
     """When to try again after `attempts` failures; None when it is time to give up."""
-    if should_give_up(attempts, policy):
+    if should_give_up(attempts, policy, priority):
         return None
     return now + backoff_delay(attempts, rng, priority, policy)
 

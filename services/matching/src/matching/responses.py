@@ -209,8 +209,9 @@ class Triage(BaseModel):
 class ClinicianIntake(IntakeOut):
     client_id: uuid.UUID
     triage: Triage | None
-    # Why this clinician may open it: on call now, has claimed it, or emergency access.
-    access: Literal["on_call", "claimed", "emergency"] | None = None
+    # Why this clinician may open it: on call now, alerted when it was escalated (awaiting
+    # triage still), has claimed it, or emergency access.
+    access: Literal["on_call", "alerted", "claimed", "emergency"] | None = None
     claimed_by: uuid.UUID | None = None
 
 

@@ -131,3 +131,44 @@ async def test_on_call_and_claimant_open_it_others_only_with_a_reason(matching_s
         assert {(str(on_call), "claim"), (str(off_duty), "claim"), (str(off_duty), "triage")} <= (
             actions
         )
+
+
+async def test_the_clinician_alerted_opens_and_triages_it_after_their_shift(
+    matching_service,
+) -> None:
+    """Escalated while A was on call (notifications alerted A then), still awaiting triage
+    after A's shift ended: A opens, claims and triages it without a reason, as does B, on
+    call now; C, on call at neither time, still needs one."""
+    alerted, now_on_call, later = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    shifts = [
+        {"clinician_id": str(who), "starts_at": start.isoformat(), "ends_at": end.isoformat()}
+        for who, start, end in (
+            (alerted, now - timedelta(hours=3), now - timedelta(hours=1)),
+            (now_on_call, now - timedelta(hours=1), now + timedelta(hours=8)),
+            (later, now + timedelta(hours=8), now + timedelta(hours=16)),
+        )
+    ]
+    async with matching_service(
+        worker=False, on_call_clinicians=[alerted, now_on_call, later], on_call_shifts=shifts
+    ) as m:
+        intake_id = await m.submitted(uuid.uuid4(), **ESCALATED)
+        await m.pool.execute(  # escalated two hours ago, in the middle of A's shift
+            "UPDATE intakes SET submitted_at = $2 WHERE intake_id = $1",
+            intake_id,
+            now - timedelta(hours=2),
+        )
+        url = f"/clinician/intakes/{intake_id}"
+        for who, access in ((alerted, "alerted"), (now_on_call, "on_call")):
+            r = await m.http.get(url, headers=m.headers(who, "clinician"))
+            assert r.status_code == 200 and r.json()["access"] == access, r.text
+        r = await m.http.get(url, headers=m.headers(later, "clinician"))
+        assert r.status_code == 403 and r.json()["code"] == "emergency_access_required"
+        r = await m.http.post(f"{url}/claim", headers=m.headers(alerted, "clinician"))
+        assert r.status_code == 200, r.text
+        r = await m.http.post(
+            f"{url}/triage",
+            json={"decision": "refer_elsewhere"},
+            headers=m.headers(alerted, "clinician"),
+        )
+        assert r.status_code == 200, r.text

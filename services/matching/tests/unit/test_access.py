@@ -30,6 +30,17 @@ def test_on_call_of_the_moment_only() -> None:
     assert access.standing(A, T0 + timedelta(hours=9), ROSTER, None, None) is None
 
 
+def test_the_clinician_alerted_at_the_end_of_a_shift_opens_the_intake_after_it() -> None:
+    """Escalated a minute before A's shift ends: A was alerted, and opens and triages it a
+    minute after (B, on call now, too); C was on call at neither time."""
+    escalated, later = T0 + timedelta(hours=8, minutes=-1), T0 + timedelta(hours=8, minutes=1)
+    assert access.standing(A, later, ROSTER, None, None, alerted_at=escalated) == "alerted"
+    assert access.may_work(A, later, ROSTER, None, None, escalated) == "alerted"
+    assert access.standing(B, later, ROSTER, None, None, alerted_at=escalated) == "on_call"
+    assert access.standing(C, later, ROSTER, None, None, alerted_at=escalated) is None
+    assert access.standing(A, later, ROSTER, None, None) is None  # triaged: on call only
+
+
 def test_without_a_roster_every_clinician_is_on_call() -> None:
     assert access.standing(C, T0, None, None, None) == "on_call"
 

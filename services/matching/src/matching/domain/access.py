@@ -2,9 +2,11 @@
 Privacy; decisions where it is silent). Pure: no I/O, no clock.
 
 - Standing access: the clinicians on call at that moment (the on-call roster, the same
-  one notifications alerts), and the clinician who has claimed the intake. Without a
-  roster configured every clinician counts as on call: the deployment has not scoped
-  access, and crisis triage must never wait for configuration.
+  one notifications alerts), the clinician who has claimed the intake, and, while an
+  escalated intake awaits triage, the clinicians who were on call when it was escalated
+  (notifications alerted them then: the alert must open what it is about after their shift
+  ends). Without a roster configured every clinician counts as on call: the deployment has
+  not scoped access, and crisis triage must never wait for configuration.
 - Anybody else may open it only with a stated reason (emergency access). That grants
   access to that intake for `EMERGENCY_ACCESS_FOR`, is audited with the reason, flagged,
   and shown to the client in their access log.
@@ -27,7 +29,7 @@ EMERGENCY_ACCESS_FOR = timedelta(hours=12)
 REASON_MIN_LENGTH = 10
 REASON_MAX_LENGTH = 500
 
-Standing = Literal["on_call", "claimed", "emergency"]
+Standing = Literal["on_call", "alerted", "claimed", "emergency"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,17 @@ def standing(
     roster: OnCallRoster | None,
     claim: Claim | None,
     emergency_until: datetime | None,
+    alerted_at: datetime | None = None,
 ) -> Standing | None:
-    """Why this clinician may open the intake now; None: only with a stated reason."""
+    """Why this clinician may open the intake now; None: only with a stated reason.
+    `alerted_at`: when the clinicians then on call were alerted about it (an escalated
+    intake still awaiting triage), else None."""
     if claim is not None and claim.clinician_id == clinician_id:
         return "claimed"
     if roster is None or clinician_id in roster.on_call(at):
         return "on_call"
+    if alerted_at is not None and clinician_id in roster.on_call(alerted_at):
+        return "alerted"
     if emergency_until is not None and at < emergency_until:
         return "emergency"
     return None
@@ -76,8 +83,9 @@ def may_open(
     roster: OnCallRoster | None,
     claim: Claim | None,
     emergency_until: datetime | None,
+    alerted_at: datetime | None = None,
 ) -> Standing:
-    found = standing(clinician_id, at, roster, claim, emergency_until)
+    found = standing(clinician_id, at, roster, claim, emergency_until, alerted_at)
     if found is None:
         raise AccessRefused(
             "This intake is for the on-call clinicians and the clinician who claimed it; "
@@ -93,9 +101,10 @@ def may_work(
     roster: OnCallRoster | None,
     claim: Claim | None,
     emergency_until: datetime | None,
+    alerted_at: datetime | None = None,
 ) -> Standing:
     """Triage or decide a match: access, and no other clinician's claim in the way."""
-    found = may_open(clinician_id, at, roster, claim, emergency_until)
+    found = may_open(clinician_id, at, roster, claim, emergency_until, alerted_at)
     if claim is not None and claim.clinician_id != clinician_id:
         raise ClaimedByAnother(claim)
     return found
@@ -107,10 +116,11 @@ def may_claim(
     roster: OnCallRoster | None,
     claim: Claim | None,
     emergency_until: datetime | None,
+    alerted_at: datetime | None = None,
     *,
     take_over: bool,
 ) -> Standing:
-    found = may_open(clinician_id, at, roster, claim, emergency_until)
+    found = may_open(clinician_id, at, roster, claim, emergency_until, alerted_at)
     if claim is not None and claim.clinician_id != clinician_id and not take_over:
         raise ClaimedByAnother(claim)
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -43,18 +44,26 @@ async def _claim_of(conn: asyncpg.Connection, intake_id: uuid.UUID) -> access.Cl
     return access.Claim(row["clinician_id"], row["claimed_at"]) if row else None
 
 
+def alerted_at(intake: asyncpg.Record) -> datetime | None:
+    """When the clinicians then on call were alerted about the intake, while it still
+    awaits triage: escalated when submitted (notifications alerts from that moment)."""
+    return intake["submitted_at"] if intake["status"] == "awaiting_triage" else None
+
+
 async def _may_work(
     conn: asyncpg.Connection,
-    intake_id: uuid.UUID,
+    intake: asyncpg.Record,
     clinician_id: uuid.UUID,
     roster: OnCallRoster | None,
 ) -> None:
+    intake_id = intake["intake_id"]
     access.may_work(
         clinician_id,
         _now(),
         roster,
         await _claim_of(conn, intake_id),
         await store.emergency_access_until(conn, intake_id, clinician_id),
+        alerted_at(intake),
     )
 
 
@@ -85,7 +94,7 @@ async def open_intake(
     now = _now()
     claim = await _claim_of(conn, intake_id)
     until = await store.emergency_access_until(conn, intake_id, clinician_id)
-    found = access.standing(clinician_id, now, roster, claim, until)
+    found = access.standing(clinician_id, now, roster, claim, until, alerted_at(intake))
     if found is None and reason is not None:
         await store.grant_emergency_access(
             conn, intake_id, clinician_id, reason, now + access.EMERGENCY_ACCESS_FOR
@@ -131,6 +140,7 @@ async def claim_intake(
         roster,
         claim,
         await store.emergency_access_until(conn, intake_id, clinician_id),
+        alerted_at(intake),
         take_over=take_over,
     )
     row = await store.set_claim(conn, intake_id, clinician_id)

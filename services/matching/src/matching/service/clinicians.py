@@ -35,7 +35,7 @@ async def triage(
     intake = await store.get_intake(conn, intake_id, for_update=True)
     if intake is None:
         return None
-    await _may_work(conn, intake_id, clinician_id, roster)
+    await _may_work(conn, intake, clinician_id, roster)
     status = lifecycle.triage(intake["status"], decision)
     await store.record_triage(
         conn, intake_id, clinician_id=clinician_id, decision=decision, status=status
@@ -104,7 +104,7 @@ async def _clinician_decides(
         return None
     intake = await store.get_intake(conn, proposed["intake_id"], for_update=True)
     assert intake is not None
-    await _may_work(conn, intake["intake_id"], clinician_id, roster)
+    await _may_work(conn, intake, clinician_id, roster)
     lifecycle.decide_match(intake["status"], proposed["status"])
     await store.set_match_status(
         conn, match_id, "active" if approved else "rejected", decided_by=clinician_id

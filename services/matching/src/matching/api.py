@@ -200,7 +200,8 @@ async def clinician_queue(
     who: Clinician,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
-    """Intakes awaiting triage or approval, longest waiting first; no answers or free text."""
+    """Intakes awaiting triage (first: a crisis) or approval, longest waiting first; no
+    answers or free text."""
     async with pool_of(request).acquire() as conn, conn.transaction():
         rows = await reads.clinician_queue(conn, limit)
         for row in rows:

@@ -55,5 +55,5 @@ async def clients_intakes(conn: asyncpg.Connection, client_id: uuid.UUID) -> lis
 
 
 async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Intakes awaiting triage or approval, longest waiting first."""
+    """Intakes awaiting triage (first) or approval, longest waiting first."""
     return list(await store.clinician_queue(conn, limit))

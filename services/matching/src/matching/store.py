@@ -334,7 +334,8 @@ async def waiting_figures(conn: asyncpg.Connection) -> asyncpg.Record:
 
 
 async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Intakes waiting for a clinician, longest-waiting first; no answers or free text."""
+    """Intakes waiting for a clinician, those awaiting triage (a crisis) first, then the
+    longest-waiting first; no answers or free text."""
     return list(
         await conn.fetch(
             """
@@ -347,7 +348,7 @@ async def clinician_queue(conn: asyncpg.Connection, limit: int) -> list[asyncpg.
         LEFT JOIN matches m ON m.intake_id = i.intake_id AND m.status = 'proposed'
         LEFT JOIN intake_claims c ON c.intake_id = i.intake_id
         WHERE i.status = ANY($1::text[])
-        ORDER BY i.status_since, i.intake_id
+        ORDER BY i.status <> 'awaiting_triage', i.status_since, i.intake_id
         LIMIT $2
         """,
             list(AWAITING_CLINICIAN),

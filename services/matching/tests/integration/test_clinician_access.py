@@ -172,3 +172,24 @@ async def test_the_clinician_alerted_opens_and_triages_it_after_their_shift(
             headers=m.headers(alerted, "clinician"),
         )
         assert r.status_code == 200, r.text
+
+
+async def test_the_queue_lists_intakes_awaiting_triage_before_those_awaiting_approval(
+    matching_service,
+) -> None:
+    """A crisis (awaiting triage) comes first in the clinicians' queue however long approvals
+    have waited: a page of approvals older than it must not hide it."""
+    async with matching_service(worker=False) as m:
+        approval = await m.submitted(uuid.uuid4())
+        crisis = await m.submitted(uuid.uuid4(), **ESCALATED)
+        await m.pool.execute(
+            "UPDATE intakes SET status = 'awaiting_approval', status_since = $2"
+            " WHERE intake_id = $1",
+            approval,
+            datetime.now(UTC) - timedelta(days=2),
+        )
+        r = await m.http.get(
+            "/clinician/queue", params={"limit": 1}, headers=m.headers(uuid.uuid4(), "clinician")
+        )
+        assert r.status_code == 200, r.text
+        assert [entry["intake_id"] for entry in r.json()] == [str(crisis)]

@@ -96,3 +96,25 @@ async def test_a_match_that_never_opened_a_course_goes_ten_years_after_it_came(m
         assert [r["match_id"] for r in left] == [recent]
     finally:
         await pool.close()
+
+
+async def test_the_answers_kept_for_retried_requests_go_after_thirty_days(migrated) -> None:
+    settings = await migrated(BOOKING)
+    pool: asyncpg.Pool = await db.create_pool(settings)
+    now, actor = datetime.now(UTC), uuid.uuid4()
+    try:
+        async with pool.acquire() as conn:
+            for key, made in (("old", now - timedelta(days=31)), ("recent", now)):
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (actor_id, key, request_hash, response,"
+                    " created_at) VALUES ($1, $2, 'h', '{}', $3)",
+                    actor,
+                    key,
+                    made,
+                )
+        done = await retention.run_round(pool, settings.db_schema, booking_service.purge_expired)
+        assert done is not None and done["idempotency_keys"] == 1
+        left = await pool.fetch("SELECT key FROM idempotency_keys WHERE actor_id = $1", actor)
+        assert [r["key"] for r in left] == ["recent"]
+    finally:
+        await pool.close()

@@ -3,7 +3,7 @@ export part, and erasure of what need not be kept; the retention job's purge."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -42,10 +42,17 @@ async def handle_rights_request(conn: asyncpg.Connection, requested: RightsReque
         await rights.record_erasure(conn, requested, erased=ERASED, kept=KEPT)
 
 
+# How long the answer to a booking request is kept for a retry of it (an idempotency key):
+# a retry comes within seconds or hours; a key used again after this books anew.
+IDEMPOTENCY_KEPT = timedelta(days=30)
+
+
 async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
-    """The retention job's part here: clinical records ten years after the last entry, and
-    matches that never opened a course ten years after they came."""
+    """The retention job's part here: clinical records ten years after the last entry,
+    matches that never opened a course ten years after they came, and the answers kept for
+    retried requests after IDEMPOTENCY_KEPT."""
     return {
         "courses": await store.purge_expired(conn, now - retention.CLINICAL_RETENTION),
         "export_parts": await rights.purge_export_parts(conn, now),
+        "idempotency_keys": await store.forget_requests(conn, now - IDEMPOTENCY_KEPT),
     }

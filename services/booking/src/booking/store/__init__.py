@@ -57,7 +57,7 @@ from booking.store.courses import (
     record_match,
     update_plan,
 )
-from booking.store.rights import erase_requests, personal_data, purge_expired
+from booking.store.rights import erase_requests, forget_requests, personal_data, purge_expired
 from booking.store.sessions import (
     busy_of,
     cancel_session,
@@ -97,6 +97,7 @@ __all__ = [
     "erase_requests",
     "find_answer",
     "forget_past_cells",
+    "forget_requests",
     "get_course",
     "get_session",
     "get_therapist",

@@ -31,6 +31,12 @@ async def erase_requests(conn: asyncpg.Connection, client_id: uuid.UUID) -> int:
     return int(status.split()[-1])
 
 
+async def forget_requests(conn: asyncpg.Connection, before: datetime) -> int:
+    """Drop the answers remembered for booking requests made before `before`."""
+    status = await conn.execute("DELETE FROM idempotency_keys WHERE created_at < $1", before)
+    return int(status.split()[-1])
+
+
 async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
     """Delete the courses and sessions of clients whose last entry here is older than
     `before` (the last session, booking change or course closing); returns how many courses."""

@@ -154,8 +154,12 @@ class _Ordering:
         del self.keys[place]
         del self.ids[place]
         below = (1 << place) - 1
-        for key, mask in self.bits.items():
-            self.bits[key] = (mask & below) | ((mask >> (place + 1)) << place)
+        for key, mask in list(self.bits.items()):
+            closed = (mask & below) | ((mask >> (place + 1)) << place)
+            if closed:
+                self.bits[key] = closed
+            else:  # nobody has this value now (a city edited away): not kept, not walked
+                del self.bits[key]
 
     def add(self, entry: Listed) -> None:
         sort_key = entry.sort_keys[self.order]
@@ -173,7 +177,10 @@ class _Ordering:
         that differ change, one bit each, instead of every bitset closing and opening."""
         bit = 1 << bisect_left(self.keys, entry.sort_keys[self.order])
         for key in old.filters - entry.filters:
-            self.bits[key] &= ~bit
+            if not (left := self.bits[key] & ~bit):
+                del self.bits[key]
+            else:
+                self.bits[key] = left
         for key in entry.filters - old.filters:
             self.bits[key] = self.bits.get(key, 0) | bit
 

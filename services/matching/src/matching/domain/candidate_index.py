@@ -152,6 +152,9 @@ class CandidateIndex:
         self.rating_part = np.zeros(self._size, np.float64)
         self.first_slot = np.full(self._size, NO_SLOT, np.int64)  # each row's earliest
         self._tag_columns: dict[tuple[str, str], Bools] = {}
+        # How many rows have each tag: a column nobody has goes (a city edited away would
+        # otherwise keep a column as long as the index, copied at every growth).
+        self._tag_rows: dict[tuple[str, str], int] = {}
         for candidate in candidates:
             self.put(candidate)
 
@@ -173,9 +176,10 @@ class CandidateIndex:
             old_tags = _tags(previous)
         new_tags = _tags(candidate)
         for tag in old_tags - new_tags:
-            self._tag_columns[tag][row] = False
+            self._untag(tag, row)
         for tag in new_tags - old_tags:
             self._column(tag)[row] = True
+            self._tag_rows[tag] = self._tag_rows.get(tag, 0) + 1
         self._held[row] = dataclasses.replace(
             candidate,
             profession=cast(Profession, sys.intern(candidate.profession)),
@@ -211,7 +215,7 @@ class CandidateIndex:
         held = self._held[row]
         assert held is not None
         for tag in _tags(held):
-            self._tag_columns[tag][row] = False
+            self._untag(tag, row)
         self._held[row] = None
         self._slots_garbage += int(self.slot_count[row])
         self.slot_count[row] = 0
@@ -291,6 +295,14 @@ class CandidateIndex:
             setattr(self, name, _grown(getattr(self, name), self._size))
         for tag, column in self._tag_columns.items():
             self._tag_columns[tag] = _grown(column, self._size)
+
+    def _untag(self, tag: tuple[str, str], row: int) -> None:
+        left = self._tag_rows[tag] - 1
+        if left:
+            self._tag_rows[tag] = left
+            self._tag_columns[tag][row] = False
+        else:
+            del self._tag_rows[tag], self._tag_columns[tag]
 
     def _column(self, tag: tuple[str, str]) -> Bools:
         column = self._tag_columns.get(tag)

@@ -42,6 +42,7 @@ async def store_messages(
         kept = [m for m in planned.messages if m.recipient_id not in erased]
         planned = planned.model_copy(update={"messages": kept})
     await store.save_plan(conn, event, planned)
+    await service.follow_escalation(conn, event)
 
 
 # Crisis first: escalations are consumed apart from everything else.

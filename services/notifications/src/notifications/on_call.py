@@ -7,6 +7,10 @@ saved none gets the alert in-app only, where nobody may be looking. The gauge
 or SMS; an operator alerts on 0 while the roster has somebody
 (deploy/prometheus/alerts.yaml: OnCallClinicianUnreachable). The log line names the
 clinicians (ids only) who would not, which is whom to ask to save their contacts.
+
+The same round hands escalations over: an intake escalated while others were on call, and
+still awaiting triage when a new shift begins, alerts the clinicians of that shift too
+(`hand_over`); the alerted ones keep their access to it in matching.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from typing import TYPE_CHECKING, cast
 
 import asyncpg
 import structlog
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from chassis.app import Runtime
 from chassis.periodic import periodic
+from contracts import decode
+from contracts.events import IntakeEscalated
 from notifications import store
 from notifications.domain.contacts import OnCallRoster, reached_outside_the_app
+from notifications.domain.plan import NotificationPlan, plan
 
 if TYPE_CHECKING:
     from notifications.settings import Settings
@@ -31,6 +38,11 @@ log = structlog.get_logger("notifications.on_call")
 REACHABLE = Gauge(
     "samtal_on_call_clinicians_reachable",
     "Clinicians on call now whom a crisis alert reaches by e-mail or SMS (0: in-app only)",
+)
+HANDED_OVER = Counter(
+    "samtal_crisis_alerts_handed_over_total",
+    "Crisis alerts to clinicians whose shift began after the escalation, the intake still"
+    " awaiting triage",
 )
 EVERY = timedelta(minutes=1)
 
@@ -58,17 +70,41 @@ async def check(
     return reachable
 
 
+async def hand_over(conn: asyncpg.Connection, roster: OnCallRoster | None, now: datetime) -> int:
+    """In the caller's transaction: alert the clinicians on call at `now` about each
+    escalated intake still awaiting triage that they were not alerted about (their shift
+    began after the escalation). The escalation is planned again at `now`: each clinician's
+    alert is one message (its dedup key), so nobody is alerted twice; the client's crisis
+    information is not planned again. Returns how many clinicians were alerted."""
+    if roster is None:
+        return 0
+    alerted = 0
+    for document in await store.escalations_awaiting_triage(conn):
+        escalation = decode(document, IntakeEscalated)
+        to_clinicians = [
+            m for m in plan(escalation, roster, now).messages if m.recipient_role == "clinician"
+        ]
+        handed = await store.save_plan(conn, escalation, NotificationPlan(messages=to_clinicians))
+        if handed:
+            HANDED_OVER.inc(handed)
+            log.warning(
+                "escalated intake still awaiting triage: alerted the clinicians now on call",
+                intake_id=str(escalation.payload.intake_id),
+                alerted=handed,
+            )
+        alerted += handed
+    return alerted
+
+
 async def check_now(runtime: Runtime) -> None:
-    """`check` with the roster of the settings, at the time it is now."""
+    """`check` with the roster of the settings, at the time it is now, and `hand_over`."""
     assert runtime.pool is not None
     settings = cast("Settings", runtime.settings)
+    now = datetime.now(UTC)
     async with runtime.pool.acquire() as conn:
-        await check(
-            conn,
-            settings.on_call_roster,
-            datetime.now(UTC),
-            sms_available=settings.sms_url is not None,
-        )
+        await check(conn, settings.on_call_roster, now, sms_available=settings.sms_url is not None)
+        async with conn.transaction():
+            await hand_over(conn, settings.on_call_roster, now)
 
 
 # Every minute: contacts change through the api, shifts with the clock.

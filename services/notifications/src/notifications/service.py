@@ -7,6 +7,7 @@ The event side (messages planned per event) is `handlers.py`; sending is `sender
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,13 @@ import asyncpg
 from chassis import audit, outbox, retention, rights
 from chassis.auth import Principal
 from chassis.errors import Conflict, NotFound
-from contracts import Envelope
-from contracts.events import RIGHTS_REQUEST_HANDLED, RightsRequested
+from contracts import Envelope, EventPayload
+from contracts.events import (
+    RIGHTS_REQUEST_HANDLED,
+    IntakeEscalated,
+    IntakeTriaged,
+    RightsRequested,
+)
 from notifications import store
 from notifications.domain.contacts import ContactSettings
 from notifications.domain.delivery import Delivery, InvalidTransition, resend
@@ -275,6 +281,22 @@ async def one_export(
     )
 
 
+# How long an escalation is followed for the shifts that begin before its triage (an intake
+# untriaged that long has paged operators for weeks).
+ESCALATIONS_KEPT_FOR = timedelta(days=30)
+
+
+async def follow_escalation(conn: asyncpg.Connection, event: Envelope[EventPayload]) -> None:
+    """Keeps an escalation until its triage: the on-call watch alerts the clinicians whose
+    shift begins meanwhile (`on_call.hand_over`)."""
+    payload = event.payload
+    if isinstance(payload, IntakeEscalated):
+        document = json.loads(event.to_bytes())
+        await store.escalation_seen(conn, payload.intake_id, document, event.occurred_at)
+    elif isinstance(payload, IntakeTriaged):
+        await store.escalation_triaged(conn, payload.intake_id, event.occurred_at)
+
+
 async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
     """The retention job's part here: delivered messages after a year, export parts after
     30 days, the access log and finished requests ten years on."""
@@ -282,4 +304,5 @@ async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, in
         conn, now - MESSAGES_KEPT_FOR, now - retention.CLINICAL_RETENTION
     )
     done["export_parts"] = await rights.purge_export_parts(conn, now)
+    done["escalations"] = await store.forget_escalations(conn, now - ESCALATIONS_KEPT_FOR)
     return done

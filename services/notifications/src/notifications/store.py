@@ -738,3 +738,47 @@ async def purge_expired(
             )
         ),
     }
+
+
+# --------------------------------------------------------------------------- escalations
+
+
+async def escalation_seen(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, envelope: dict[str, Any], at: datetime
+) -> None:
+    """An intake was escalated (the event as it came): kept until its triage."""
+    await conn.execute(
+        "INSERT INTO escalations (intake_id, envelope, escalated_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (intake_id) DO UPDATE SET envelope = EXCLUDED.envelope,"
+        " escalated_at = EXCLUDED.escalated_at WHERE escalations.triaged_at IS NULL",
+        intake_id,
+        envelope,
+        at,
+    )
+
+
+async def escalation_triaged(conn: asyncpg.Connection, intake_id: uuid.UUID, at: datetime) -> None:
+    """The intake was triaged: its event goes (the severity band is health data), the row
+    stays closed for the retention time (its escalation may not have come yet)."""
+    await conn.execute(
+        "INSERT INTO escalations (intake_id, triaged_at) VALUES ($1, $2)"
+        " ON CONFLICT (intake_id) DO UPDATE SET triaged_at = EXCLUDED.triaged_at,"
+        " envelope = NULL",
+        intake_id,
+        at,
+    )
+
+
+async def escalations_awaiting_triage(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """In the caller's transaction: the escalation events of intakes not triaged yet, oldest
+    first, each locked (another replica's watch passes over those it holds)."""
+    rows = await conn.fetch(
+        "SELECT envelope FROM escalations WHERE triaged_at IS NULL AND envelope IS NOT NULL"
+        " ORDER BY escalated_at FOR UPDATE SKIP LOCKED"
+    )
+    return [row["envelope"] for row in rows]
+
+
+async def forget_escalations(conn: asyncpg.Connection, before: datetime) -> int:
+    status = await conn.execute("DELETE FROM escalations WHERE created_at < $1", before)
+    return int(status.split()[-1])

@@ -16,10 +16,13 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 
+from chassis import db
 from chassis.testing.waiting import until
+from notifications.app import DEFINITION
 
 
 def free_port() -> int:
@@ -201,3 +204,20 @@ async def _eventually(
 def eventually() -> Callable[..., Any]:
     """`await eventually(condition, timeout, what)`."""
     return _eventually
+
+
+@pytest.fixture(autouse=True)
+async def no_escalation_left_by_another_test(migrated: Any) -> None:
+    """The session's tests share the schema: an escalation another test left awaiting
+    triage would be handed over to this test's on-call clinicians (the on-call watch alerts
+    each shift that begins before a triage), so each test starts with none open."""
+    settings = await migrated(DEFINITION)
+    conn = await asyncpg.connect(
+        db.service_dsn(settings), server_settings={"search_path": settings.db_schema}
+    )
+    try:
+        await conn.execute(
+            "UPDATE escalations SET triaged_at = now(), envelope = NULL WHERE triaged_at IS NULL"
+        )
+    finally:
+        await conn.close()

@@ -116,10 +116,22 @@ async def record(
     )
 
 
-async def for_subject(conn: asyncpg.Connection, subject_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT actor_id, actor_role, action, resource, resource_id, reason_code, reason,"
-        " emergency, at FROM audit_log WHERE subject_id = $1 ORDER BY at, id",
-        subject_id,
+async def for_subject(
+    conn: asyncpg.Connection, subject_id: uuid.UUID, newest: int | None = None
+) -> list[dict[str, Any]]:
+    """The person's entries, oldest first: all of them (an export), or the `newest` few."""
+    columns = (
+        "actor_id, actor_role, action, resource, resource_id, reason_code, reason, emergency, at"
     )
+    if newest is None:
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM audit_log WHERE subject_id = $1 ORDER BY at, id", subject_id
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM (SELECT {columns}, id FROM audit_log WHERE subject_id = $1"
+            " ORDER BY at DESC, id DESC LIMIT $2) AS newest ORDER BY at, id",
+            subject_id,
+            newest,
+        )
     return [dict(row) for row in rows]

@@ -27,7 +27,10 @@ async def test_a_profile_stored_under_older_rules_is_read_and_erased_from_and_fi
     pool = await db.create_pool(settings)
     try:
         async with serve(build(DEFINITION, settings, "api")) as http:
-            created = await http.post("/therapists", json=profile(name="Ada Berg"), headers=admin)
+            town = f"Ort {uuid.uuid4().hex[:8]}"  # its own: other tests' profiles share the schema
+            created = await http.post(
+                "/therapists", json=profile(name="Ada Berg", city=town), headers=admin
+            )
             therapist = created.json()["therapist_id"]
             r = await http.post(f"/therapists/{therapist}/publish", headers=admin)
             assert r.status_code == 200, r.text
@@ -47,7 +50,7 @@ async def test_a_profile_stored_under_older_rules_is_read_and_erased_from_and_fi
             own = await http.get(f"/therapists/{therapist}/profile", headers=admin)
             assert own.status_code == 200, own.text
             assert own.json()["licence_number"] == OLD_LICENCE
-            found = await http.get("/therapists", params={"method": "IPT"})
+            found = await http.get("/therapists", params={"method": "IPT", "city": town})
             assert found.status_code == 200, found.text
             assert therapist in [hit["therapist_id"] for hit in found.json()["items"]]
 

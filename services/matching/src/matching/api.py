@@ -176,13 +176,16 @@ async def switch_therapist(
 @router.get(
     "/me/audit",
     response_model=list[AuditEntry],
-    responses=problems(*SIGNED_IN),
+    responses=problems(*SIGNED_IN, 422),
     tags=["intakes"],
 )
-async def my_audit_log(request: Request, who: Client) -> list[dict[str, Any]]:
-    """Who read or changed my data, and when."""
+async def my_audit_log(
+    request: Request, who: Client, limit: Annotated[int, Query(ge=1, le=500)] = 200
+) -> list[dict[str, Any]]:
+    """Who read or changed my data here, and when: the newest `limit` entries, oldest first
+    (every service's, paged: notifications' `/me/access-log`; all of it: an export)."""
     async with pool_of(request).acquire() as conn:
-        entries = await audit.for_subject(conn, who.subject)
+        entries = await audit.for_subject(conn, who.subject, newest=limit)
     return [responses.audit_entry(e) for e in entries]
 
 

@@ -152,6 +152,11 @@ async def test_own_data_audit_and_the_clinician_view(matching_service) -> None:
         readers = {e["actor_id"] for e in audit.json()}
         assert readers == {str(client), str(on_call)}
         assert (await m.http.get("/me/audit", headers=m.headers(stranger))).json() == []
+        # Bounded: the newest entries only (the whole log pages through notifications).
+        newest = await m.http.get("/me/audit", params={"limit": 2}, headers=m.headers(client))
+        assert newest.json() == audit.json()[-2:]
+        too_many = await m.http.get("/me/audit", params={"limit": 501}, headers=m.headers(client))
+        assert too_many.status_code == 422 and "limit" in too_many.json()["detail"]
 
 
 async def test_a_submission_writes_intake_audit_entry_and_events_together(matching_service) -> None:

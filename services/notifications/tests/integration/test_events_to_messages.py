@@ -15,6 +15,7 @@ import icalendar
 from chassis import db
 from chassis.app import build, worker_pool_floor
 from chassis.auth import mint
+from chassis.testing.events import a_session_booked
 from chassis.testing.kafka import publish
 from contracts import Envelope
 from contracts.events import (
@@ -25,7 +26,6 @@ from contracts.events import (
     IntakeTriaged,
     IntakeWaitlisted,
     MatchApproved,
-    SessionBooked,
     SessionCancelled,
     SessionRescheduled,
     TherapistMatched,
@@ -56,19 +56,15 @@ class People:
 
 
 def session(p: People, course: uuid.UUID, sid: uuid.UUID, number: int, start: datetime) -> Any:
-    return SessionBooked(
+    return a_session_booked(
+        p.ann,
+        start,
         session_id=sid,
         course_id=course,
-        client_id=p.ann,
         therapist_id=p.tove,
         number=number,
-        phase="initial",
-        starts_at=start,
         ends_at=start + timedelta(minutes=50),
-        time_zone="Europe/Stockholm",
-        mode="video",
         meeting_url="https://meet.samtal.example/s/abc",
-        booked_by="client",
     )
 
 

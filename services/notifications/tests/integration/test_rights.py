@@ -12,9 +12,9 @@ from typing import Any
 from chassis import db
 from chassis.app import build
 from chassis.auth import mint
+from chassis.testing.events import a_session_booked
 from chassis.testing.kafka import publish
 from contracts import Envelope
-from contracts.events import SessionBooked
 from notifications.app import DEFINITION
 
 
@@ -24,22 +24,10 @@ def auth(jwt_keys: Any, person: uuid.UUID, role: str = "client") -> dict[str, st
 
 def booked(client: uuid.UUID, therapist: uuid.UUID, occurred_at: datetime) -> Envelope[Any]:
     starts = datetime.now(UTC) + timedelta(days=7)
-    return Envelope.wrap(
-        SessionBooked(
-            session_id=uuid.uuid4(),
-            course_id=uuid.uuid4(),
-            client_id=client,
-            therapist_id=therapist,
-            number=1,
-            phase="initial",
-            starts_at=starts,
-            ends_at=starts + timedelta(minutes=50),
-            time_zone="Europe/Stockholm",
-            mode="video",
-            booked_by="client",
-        ),
-        occurred_at=occurred_at,
+    session = a_session_booked(
+        client, starts, therapist_id=therapist, ends_at=starts + timedelta(minutes=50)
     )
+    return Envelope.wrap(session, occurred_at=occurred_at)
 
 
 async def test_erasure_at_once_and_events_in_flight_plan_nothing_for_the_person(

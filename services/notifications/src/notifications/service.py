@@ -7,7 +7,6 @@ The event side (messages planned per event) is `handlers.py`; sending is `sender
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -291,7 +290,7 @@ async def follow_escalation(conn: asyncpg.Connection, event: Envelope[EventPaylo
     shift begins meanwhile (`on_call.hand_over`)."""
     payload = event.payload
     if isinstance(payload, IntakeEscalated):
-        document = json.loads(event.to_bytes())
+        document = event.model_dump(mode="json")
         await store.escalation_seen(conn, payload.intake_id, document, event.occurred_at)
     elif isinstance(payload, IntakeTriaged):
         await store.escalation_triaged(conn, payload.intake_id, event.occurred_at)

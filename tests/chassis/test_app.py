@@ -7,6 +7,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 
@@ -120,6 +121,53 @@ async def test_endless_journey_ids_are_cut_to_what_an_event_carries(
             assert answer.status_code == 201, answer.text
             assert len(answer.headers["x-correlation-id"]) == 100
         assert answer.headers["x-request-id"] == "req-2"
+
+
+async def test_a_database_away_answers_503_and_the_request_is_served_once_it_is_back(
+    migrated, serve, jwt_keys, database_dsn
+) -> None:
+    """Every connection of the api cut (as by a Postgres restart) and no new one to be had:
+    a write answers 503 with Retry-After and a message a frontend can show, not a 500;
+    with the database back, the same request is served."""
+    settings = await migrated(LEDGER)
+    admin = bearer(auth.mint(jwt_keys[0], uuid.uuid4(), "admin"))
+    review = {"therapist_id": str(uuid.uuid4()), "rating": 4}
+    async with serve(build(LEDGER, settings, "api")) as http:
+        assert (await http.post("/reviews", json=review, headers=admin)).status_code == 201
+        owner = await asyncpg.connect(database_dsn)
+        try:
+            await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT 0')
+            cut = await owner.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
+                settings.role,
+            )
+            assert cut >= 1
+            for _ in range(3):  # a connection cut under the request, then none to be had
+                away = await http.post("/reviews", json=review, headers=admin)
+                assert away.status_code == 503, away.text
+                assert away.json() == {
+                    "code": "unavailable",
+                    "detail": "We could not reach our records just now; please try again"
+                    " in a moment.",
+                }
+                assert away.headers["retry-after"] == "1"
+        finally:
+            await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT -1')
+            await owner.close()
+        assert (await http.post("/reviews", json=review, headers=admin)).status_code == 201
+
+
+def test_only_errors_of_a_database_away_are_told_apart() -> None:
+    assert db.database_away(asyncpg.ConnectionDoesNotExistError("closed in the middle"))
+    assert db.database_away(asyncpg.InterfaceError("cannot call fetch(): connection is closed"))
+    assert db.database_away(asyncpg.TooManyConnectionsError("too many connections"))
+    assert db.database_away(ConnectionRefusedError())
+    assert db.database_away(
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation")
+    )
+    assert not db.database_away(asyncpg.InterfaceError("another operation is in progress"))
+    assert not db.database_away(asyncpg.UniqueViolationError("duplicate key"))
+    assert not db.database_away(RuntimeError("a bug"))
 
 
 async def test_journey_ids_flow_from_request_to_events_to_events(

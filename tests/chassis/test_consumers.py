@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
@@ -289,3 +290,58 @@ async def test_a_handler_waits_for_what_it_needs_holding_no_connection(migrated_
     finally:
         applying.cancel()  # (failed: it may hold the connection the pool waits for)
         await pool.close()
+
+
+async def test_events_wait_out_a_database_away_and_none_is_dead_lettered(
+    migrated, serve, kafka_bootstrap, topic_prefix, database_dsn
+) -> None:
+    """The database away for longer than a record's attempts last (a restart, a failover):
+    the events arriving meanwhile wait for it in their lane, with backoff (they went back
+    to FastStream, which fetched them again at once: ~60 tracebacks a second, counted by
+    no metric), each applied once when it is back; none is dead-lettered (it is no fault
+    of theirs)."""
+    settings = await migrated(
+        LEDGER, consumer_max_attempts=2, consumer_backoff_s=0.05, consumer_backoff_max_s=0.2
+    )
+    pool = await db.create_pool(settings)
+    owner = await asyncpg.connect(database_dsn)
+    before = [review(), review()]
+    during = [review() for _ in range(4)]
+    try:
+        async with serve(build(LEDGER, settings, "worker")) as http:
+            await publish(kafka_bootstrap, topic_prefix, *before)
+            await eventually(lambda: _all_in(pool, before))
+            await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT 0')
+            await owner.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
+                settings.role,
+            )
+            waits = 'samtal_consumer_database_waits_total{group="ledger",service="ledger"}'
+            waited = await metric(http, waits)
+            await publish(kafka_bootstrap, topic_prefix, *during)
+            await asyncio.sleep(3.0)  # many times the two attempts' backoff
+            assert await metric(http, waits) > waited
+            await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT -1')
+            await eventually(lambda: _all_in(pool, during), timeout=30)
+            await asyncio.sleep(0.5)
+        for event in [*before, *during]:
+            assert await entries_for(pool, event.therapist_id) == 1
+        letters = await list_dead_letters(settings)
+        keys = {str(e.therapist_id).encode() for e in during}
+        assert not [d for d in letters if d.key in keys]
+    finally:
+        await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT -1')
+        await owner.close()
+        await pool.close()
+
+
+async def metric(http: Any, sample: str) -> float:
+    """A sample's value on the worker's /metrics (0 before it is first counted)."""
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def _all_in(pool: asyncpg.Pool, events: list[ReviewPublished]) -> bool:
+    return await entries_for(pool, *(e.therapist_id for e in events)) == len(events)

@@ -8,9 +8,10 @@ publish their AsyncAPI document:
   /metrics on its only port (the gateway never routes to a worker).
 Start-up fails loudly within `startup_timeout_s` when Postgres or Kafka do not answer.
 
-An unexpected error answers 500 and leaves the connection open: the exception stops
-in the chassis (`UnexpectedErrors`) instead of reaching uvicorn, which would close the
-connection under the gateway's next request on it (a collateral 503 for somebody else).
+An unexpected error answers 500 (503 when the database is away for now) and leaves the
+connection open: the exception stops in the chassis (`UnexpectedErrors`) instead of reaching
+uvicorn, which would close the connection under the gateway's next request on it (a
+collateral 503 for somebody else).
 """
 
 from __future__ import annotations
@@ -139,6 +140,12 @@ UNEXPECTED = {
     "code": "internal",
     "detail": "Something went wrong on our side; please try again in a moment.",
 }
+DATABASE_AWAY = {
+    "code": "unavailable",
+    "detail": "We could not reach our records just now; please try again in a moment.",
+}
+# How long a client should wait before asking again when the database was away (seconds).
+RETRY_AFTER_DATABASE_AWAY = "1"
 
 
 class ProblemResponse(JSONResponse):
@@ -205,7 +212,8 @@ class JourneyIds:
 
 
 class UnexpectedErrors:
-    """The outermost middleware: an exception answers 500 here and goes no further.
+    """The outermost middleware: an exception answers 500 here and goes no further (503
+    with Retry-After when it says the database is away for now: `db.database_away`).
 
     Starlette's own error middleware re-raises after answering, and uvicorn then
     closes the connection; behind the gateway the next request on that pooled
@@ -234,8 +242,9 @@ class UnexpectedErrors:
         except Exception as exc:
             headers = dict(scope.get("headers") or [])
             request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:JOURNEY_ID_MAX]
-            log.error(
-                "unexpected error",
+            away = db.database_away(exc)
+            (log.warning if away else log.error)(
+                "database away" if away else "unexpected error",
                 error_type=type(exc).__name__,
                 where=where_it_failed(exc),
                 method=scope.get("method"),
@@ -244,7 +253,13 @@ class UnexpectedErrors:
             )
             if started:  # half an answer is out: only closing the connection can end it
                 raise
-            response = JSONResponse(UNEXPECTED, status_code=500)
+            # The database away: a 503 says "try again" (a frontend does; the writes that must
+            # not happen twice carry idempotency keys, as a commit cut off may have landed).
+            if away:
+                response = JSONResponse(DATABASE_AWAY, status_code=503)
+                response.headers["retry-after"] = RETRY_AFTER_DATABASE_AWAY
+            else:
+                response = JSONResponse(UNEXPECTED, status_code=500)
             if request_id:
                 response.headers["x-request-id"] = request_id
             await response(scope, receive, send)

@@ -36,7 +36,9 @@ when the optimistic pass failed. A record that cannot succeed (it breaks its con
 or raises `PermanentError`, or still fails after `consumer_max_attempts`) goes to the
 service's dead-letter topic with its original bytes and the error while the rest
 apply; a record failing for a moment holds back only the later records of its own
-partition, which are retried with backoff after the rest committed. Dead letters are
+partition, which are retried with backoff after the rest committed. When the database is
+away (a restart, a failover) the records wait in their lane with backoff, their attempts
+uncounted: no record is dead-lettered for the database's absence. Dead letters are
 published after the commit and before the offsets are: a crash in between means the
 batch comes again and the inbox skips what was applied.
 """
@@ -78,6 +80,11 @@ DEAD_LETTERS = Counter(
     "samtal_dead_letters_total", "Messages dead-lettered", ["service", "consumer"]
 )
 BATCHES = Counter("samtal_consumer_batches_total", "Batches applied", ["service", "group"])
+DATABASE_WAITS = Counter(
+    "samtal_consumer_database_waits_total",
+    "Passes of a consumer group's records that found the database away and waited for it",
+    ["service", "group"],
+)
 
 E = TypeVar("E", bound=EventPayload)
 P = ParamSpec("P")
@@ -459,10 +466,35 @@ class BatchApplier:
 
     async def _apply_lane(self, batch: Batch, units: list[_Unit]) -> None:
         optimistic = True
+        away = 0  # passes in a row that found the database away
         while units:
             for ready in {u.spec.ready for u in units if u.spec.ready is not None}:
                 await ready(self.settings)  # (holding no connection: see the module's text)
-            done = await self._pass(batch, units, careful=not optimistic)
+            attempts = [u.attempts for u in units]
+            try:
+                done = await self._pass(batch, units, careful=not optimistic)
+            except Exception as exc:
+                if not db.database_away(exc):
+                    raise
+                # Not the records' fault: they wait here for the database, their attempts
+                # untouched (none is dead-lettered for it), with backoff, instead of going
+                # back to FastStream, which would fetch them again at once, in a loop.
+                for unit, attempted in zip(units, attempts, strict=True):
+                    unit.attempts = attempted
+                away += 1
+                delay = backoff(
+                    away, self.settings.consumer_backoff_s, self.settings.consumer_backoff_max_s
+                )
+                DATABASE_WAITS.labels(self.service, self.group).inc()
+                log.warning(
+                    "database away; records wait",
+                    count=len(units),
+                    delay=delay,
+                    error=type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                continue
+            away = 0
             if done is None:  # the optimistic pass failed somewhere: again, record by record
                 optimistic = False
                 continue

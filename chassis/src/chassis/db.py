@@ -212,6 +212,33 @@ GONE_CLIENT_SETTINGS = {
 }
 
 
+# Errors that say the database is away or overwhelmed for now (a restart, a failover, a
+# cut connection, no connection to be had, a statement past its timeout), not that this
+# request is wrong: an api answers them 503 (try again), a worker's loop tries again.
+DATABASE_AWAY: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # (a connection lost in the middle of a statement)
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (`DATABASE_AWAY`, or a pooled
+    connection the server ended); a misuse of asyncpg (a bug of ours) is not."""
+    if isinstance(exc, DATABASE_AWAY):
+        return True
+    # A connection whose server ended it while it sat in the pool: asyncpg read the server's
+    # farewell as out of turn before it saw the connection close (InternalClientError,
+    # "cannot switch to state ..."), or saw it closed between two statements.
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
 async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
     """A pool as the service's own role; fails within `startup_timeout_s` if Postgres is away."""
     pool = await asyncio.wait_for(

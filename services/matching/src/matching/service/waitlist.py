@@ -8,6 +8,7 @@ import contextlib
 import asyncpg
 from prometheus_client import Counter
 
+from chassis import db
 from chassis.app import Runtime
 from matching import store
 from matching.domain import lifecycle
@@ -22,8 +23,6 @@ PASSED_OVER = Counter(
     "Waitlisted intakes a retry pass could not decide (an error; still waitlisted, tried again"
     " by the next pass)",
 )
-# Errors that say the database is away, not that one intake cannot be decided.
-DATABASE_AWAY = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = None) -> int:
@@ -39,9 +38,9 @@ async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = Non
                 result = await match_intake(
                     conn, waiting.intake_id, from_states=lifecycle.RETRYABLE, candidates=candidates
                 )
-        except DATABASE_AWAY:
-            raise  # the pass stops; the retrier tries again
         except Exception as exc:
+            if db.database_away(exc):  # not this intake's: the pass stops, tried again later
+                raise
             # One intake that cannot be decided (a stored row today's code cannot read, a
             # bug) is passed over this time, still waitlisted (its transaction rolled back):
             # the ones behind it in line must not wait for it forever.

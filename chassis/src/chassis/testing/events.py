@@ -7,7 +7,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contracts.events import CourseCompleted, IntakeSubmitted, SessionBooked, TherapistMatched
+from contracts.events import (
+    CourseCompleted,
+    CourseStarted,
+    IntakeSubmitted,
+    SessionBooked,
+    TherapistMatched,
+)
 
 
 def a_submitted_intake(client_id: uuid.UUID, **changes: Any) -> IntakeSubmitted:
@@ -64,6 +70,27 @@ def a_session_booked(client_id: uuid.UUID, starts_at: datetime, **changes: Any) 
     )
     fields.update(changes)
     return SessionBooked(**fields)
+
+
+def a_started_course(
+    course_id: uuid.UUID,
+    match_id: uuid.UUID,
+    client_id: uuid.UUID,
+    therapist_id: uuid.UUID,
+    **changes: Any,
+) -> CourseStarted:
+    """Booking's course opened for a match: twelve IPT sessions of 50 minutes."""
+    fields: dict[str, Any] = dict(
+        course_id=course_id,
+        match_id=match_id,
+        client_id=client_id,
+        therapist_id=therapist_id,
+        method="IPT",
+        planned_sessions=12,
+        session_minutes=50,
+    )
+    fields.update(changes)
+    return CourseStarted(**fields)
 
 
 def a_completed_course(

@@ -24,7 +24,7 @@ from matching import reads, responses, service
 from matching.domain import access
 from matching.domain.explain import Lang, explain_status, explain_waitlist
 from matching.domain.intake import Intake
-from matching.domain.lifecycle import StepRefused, TriageDecision
+from matching.domain.lifecycle import IntakeInProgress, StepRefused, TriageDecision
 from matching.domain.screening import ScreeningRefused
 from matching.responses import (
     Approved,
@@ -58,6 +58,11 @@ def _refused(exc: StepRefused) -> Conflict:
     return Conflict(str(exc), code="step_not_allowed")
 
 
+def _in_progress(exc: IntakeInProgress, lang: str) -> Conflict:
+    extra = {} if exc.intake_id is None else {"intake_id": str(exc.intake_id)}
+    return Conflict(exc.messages[lang], code=exc.code, messages=exc.messages, **extra)
+
+
 async def _audit_read(
     conn: Any, who: Principal, client_id: uuid.UUID, resource: str, resource_id: str | None
 ) -> None:
@@ -79,13 +84,15 @@ async def _audit_read(
     "/intakes",
     status_code=201,
     response_model=Submitted,
-    responses=problems(*SIGNED_IN, 422),
+    responses=problems(*SIGNED_IN, 409, 422),
     tags=["intakes"],
 )
 async def submit_intake(
     body: Intake, request: Request, who: Client, lang: Language = "sv"
 ) -> dict[str, Any]:
-    """Submit an intake. A high-risk answer gets the crisis text at once, in sv and en."""
+    """Submit an intake. A high-risk answer gets the crisis text at once, in sv and en.
+    One intake in progress at a time (409 `intake_in_progress` names it; it is in progress
+    until its course ends); a high-risk intake is always taken."""
     try:
         async with pool_of(request).acquire() as conn:  # one statement, atomic alone
             submitted = await service.submit(conn, who.subject, body)
@@ -95,6 +102,8 @@ async def submit_intake(
             code=exc.code,
             messages={"sv": exc.message_sv, "en": exc.message_en},
         ) from exc
+    except IntakeInProgress as exc:
+        raise _in_progress(exc, lang) from exc
     screening = submitted.screening
     return {
         "intake_id": str(submitted.intake_id),
@@ -163,6 +172,8 @@ async def switch_therapist(
             await _audit_read(conn, who, who.subject, "intake", str(intake_id))
     except StepRefused as exc:
         raise _refused(exc) from exc
+    except IntakeInProgress as exc:
+        raise _in_progress(exc, lang) from exc
     except service.NobodyToSwitchTo as exc:
         raise Conflict(
             NOBODY_TO_SWITCH_TO[lang],

@@ -28,6 +28,7 @@ from matching.domain.lifecycle import (
     AWAITING_CLINICIAN,
     CURRENT_MATCH,
     EXCLUDING_MATCH,
+    IN_PROGRESS,
     IntakeStatus,
     MatchStatus,
 )
@@ -109,15 +110,15 @@ INSERT INTO intakes (
     intake_id, client_id, age, languages, preferred_mode, city, problem_areas, phq9,
     free_text, time_windows, direct_therapist_id, consent_to_treatment,
     consent_to_health_data, phq9_total, severity_band, risk_level, requires_approval,
-    method, age_group, status)
+    method, age_group, status, one_at_a_time)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20)
+        $18, $19, $20, $21)
 """
 
 # The intake, its audit entry and their events: one statement, atomic on its own.
 _SUBMISSION = (
-    f"WITH intake AS ({_INSERT_INTAKE}), entry AS ({audit.entry_insert(21)}),"
-    f" written AS ({outbox.events_insert(31)}) SELECT WHERE false"
+    f"WITH intake AS ({_INSERT_INTAKE}), entry AS ({audit.entry_insert(22)}),"
+    f" written AS ({outbox.events_insert(32)}) SELECT WHERE false"
 )
 
 
@@ -134,7 +135,9 @@ async def insert_intake(
 ) -> None:
     """The intake, and the events announcing it in the same statement (one round trip);
     with `audit_entry` (chassis.audit.entry) the audit entry and its event too, so a
-    submission commits on its own in that one round trip."""
+    submission commits on its own in that one round trip. A standard-risk intake is held to
+    one in progress per client (UniqueViolationError `intakes_one_at_a_time` when another
+    is: `intake_in_progress` tells which)."""
     values = (
         intake_id,
         client_id,
@@ -156,6 +159,7 @@ async def insert_intake(
         screening.method,
         screening.age_group,
         status,
+        not screening.escalate,
     )
     if audit_entry is None:
         await outbox.write(conn, _INSERT_INTAKE, *values, events=events)
@@ -163,6 +167,26 @@ async def insert_intake(
     entry, recorded = audit_entry
     envelopes = [outbox.envelope_for(e) for e in (*events, recorded)]
     await conn.execute(_SUBMISSION, *values, *entry, *outbox.event_columns(envelopes))
+
+
+async def intake_in_progress(conn: asyncpg.Connection, client_id: uuid.UUID) -> uuid.UUID | None:
+    """The client's earliest intake in progress (`lifecycle.IN_PROGRESS`, or matched with no
+    course of its match ended yet), if any."""
+    found: uuid.UUID | None = await conn.fetchval(
+        """
+        SELECT i.intake_id FROM intakes i
+        WHERE i.client_id = $1
+          AND (i.status = ANY($2::text[])
+               OR (i.status = 'matched' AND NOT EXISTS (
+                   SELECT FROM matches m JOIN courses c ON c.match_id = m.match_id
+                   WHERE m.intake_id = i.intake_id AND m.status = 'active'
+                     AND c.ended_at IS NOT NULL)))
+        ORDER BY i.submitted_at LIMIT 1
+        """,
+        client_id,
+        list(IN_PROGRESS),
+    )
+    return found
 
 
 async def get_intake(

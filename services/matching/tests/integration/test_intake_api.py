@@ -112,7 +112,7 @@ async def test_own_data_audit_and_the_clinician_view(matching_service) -> None:
         assert detail.json()["answers"]["free_text"] == FREE_TEXT
 
         # A standard intake is not a clinician's to read.
-        plain = (await m.submit(client)).json()["intake_id"]
+        plain = (await m.submit(uuid.uuid4())).json()["intake_id"]
         r = await m.http.get(f"/clinician/intakes/{plain}", headers=m.headers(on_call, "clinician"))
         assert r.status_code == 404
 

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import REGISTRY
 
+from chassis.testing.events import a_started_course
 from contracts import Envelope
 from contracts.events import (
     CourseEnded,
-    CourseStarted,
     FreeSlot,
     ReviewPublished,
     TherapistAvailabilityPublished,
@@ -103,11 +103,12 @@ async def test_match_duplicates_direct_choice_switch_and_approval(matching_servi
         assert chosen.therapist_id == other.therapist_id
         assert chosen.reasons[0].code == "chosen_by_client"
         # ... else explained, with the best match instead.
-        chose_stranger = await m.submitted(chooser, direct_therapist_id=str(stranger.therapist_id))
+        another = uuid.uuid4()  # (one intake in progress at a time: another client)
+        chose_stranger = await m.submitted(another, direct_therapist_id=str(stranger.therapist_id))
         instead = await m.wait_for("TherapistMatched", chose_stranger)
         assert instead.therapist_id == grief.therapist_id
         assert "direct_choice" in instead.relaxed
-        refused = await m.view(chose_stranger, chooser, lang="en")
+        refused = await m.view(chose_stranger, another, lang="en")
         assert refused["match"]["choice_refused"] == [
             {"code": "language", "text": "does not speak any of your languages"}
         ]
@@ -198,15 +199,7 @@ async def test_waitlist_crisis_triage_and_the_read_model(matching_service) -> No
 
         # Booking opens the course, later it ends: the place frees and the next one gets it.
         course_id = uuid.uuid4()
-        started = CourseStarted(
-            course_id=course_id,
-            match_id=match.match_id,
-            client_id=early,
-            therapist_id=solo.therapist_id,
-            method="IPT",
-            planned_sessions=12,
-            session_minutes=50,
-        )
+        started = a_started_course(course_id, match.match_id, early, solo.therapist_id)
         [started_envelope] = await m.publish(started)
         await m.consumed("course-starts", started_envelope)
         await m.probe.quiet(0.5)

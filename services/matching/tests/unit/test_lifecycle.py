@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import get_args
 
 import pytest
 
 from matching.domain.lifecycle import (
     AWAITING_CLINICIAN,
+    IN_PROGRESS,
     MATCHABLE,
     RETRYABLE,
+    IntakeInProgress,
     IntakeStatus,
     StepRefused,
+    check_one_at_a_time,
     decide_match,
     match_status_on_match,
     status_on_match,
@@ -29,6 +33,19 @@ def test_high_risk_is_held_for_triage_and_never_matchable() -> None:
     assert held == "awaiting_triage"
     assert held not in MATCHABLE and held not in RETRYABLE
     assert held in AWAITING_CLINICIAN
+
+
+def test_one_intake_in_progress_but_a_crisis_always_gets_through() -> None:
+    open_one = uuid.uuid4()
+    standard = screen(30, [3] * 8 + [0], ["grief"])
+    with pytest.raises(IntakeInProgress) as refused:
+        check_one_at_a_time(standard, open_one)
+    assert refused.value.intake_id == open_one
+    assert set(refused.value.messages) == {"sv", "en"}
+    check_one_at_a_time(standard, None)
+    check_one_at_a_time(screen(30, [0] * 8 + [1], ["grief"]), open_one)  # high risk: taken
+    # Every state but the two an intake ends in (matched counts until its course ends).
+    assert set(ALL) - set(IN_PROGRESS) == {"matched", "referred_elsewhere"}
 
 
 def test_standard_risk_goes_to_the_matcher() -> None:

@@ -7,11 +7,15 @@ matching / waitlisted ──> matched | awaiting_approval (severe) | waitlisted
 awaiting_approval ─┬─ approve ──> matched
                    └─ reject ──> matching again, the rejected therapist excluded
 matched ── switch ──> matching again, the current therapist excluded
+
+A client has one intake in progress at a time (IN_PROGRESS, or matched until its course
+ends); a high-risk intake is always taken.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import uuid
+from typing import ClassVar, Literal
 
 from matching.domain.screening import Screening
 
@@ -43,6 +47,40 @@ TRIAGE_OUTCOME: dict[TriageDecision, IntakeStatus] = {
 
 class StepRefused(Exception):
     """A step the intake's status does not allow (HTTP 409); the message says why."""
+
+
+# An intake in one of these is in progress; so is a matched one until its course ends.
+IN_PROGRESS: tuple[IntakeStatus, ...] = (
+    "matching",
+    "waitlisted",
+    "awaiting_approval",
+    "awaiting_triage",
+)
+
+
+class IntakeInProgress(Exception):
+    """The client has an intake in progress (`intake_id`, when known) and may not submit
+    another, nor send an older one back to matching."""
+
+    code = "intake_in_progress"
+    messages: ClassVar[dict[str, str]] = {
+        "sv": "Du har redan en ansökan som pågår. Följ den under dina ansökningar, eller byt"
+        " terapeut där när du har matchats.",
+        "en": "You already have an intake in progress. Follow it under your intakes, or"
+        " switch therapist there once you have been matched.",
+    }
+
+    def __init__(self, intake_id: uuid.UUID | None) -> None:
+        super().__init__(self.messages["en"])
+        self.intake_id = intake_id
+
+
+def check_one_at_a_time(screening: Screening, in_progress: uuid.UUID | None) -> None:
+    """One intake in progress per client: another would take a second therapist's place
+    (and, while one awaits triage, would go round the clinician). A high-risk intake is
+    always taken: a crisis must get through whatever else the client has open."""
+    if in_progress is not None and not screening.escalate:
+        raise IntakeInProgress(in_progress)
 
 
 def status_on_submit(screening: Screening) -> IntakeStatus:

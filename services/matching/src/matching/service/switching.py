@@ -37,9 +37,16 @@ async def switch(
     result = await _decide(conn, intake, _now(), ReadModelCandidates())
     if isinstance(result, Waitlist):
         raise NobodyToSwitchTo(result)  # the caller's transaction rolls back
-    match_id = await _record_match(
-        conn, intake, result, previous_therapist_id=current["therapist_id"]
-    )
+    try:
+        match_id = await _record_match(
+            conn, intake, result, previous_therapist_id=current["therapist_id"]
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "intakes_one_at_a_time":
+            raise
+        # Its course over, the client submitted another since; this one would need a
+        # clinician's approval now, and the other is in progress (the caller rolls back).
+        raise lifecycle.IntakeInProgress(None) from exc
     await audit.record(
         conn,
         actor_id=str(client_id),

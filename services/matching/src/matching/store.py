@@ -994,13 +994,21 @@ async def erase_free_text(conn: asyncpg.Connection, client_id: uuid.UUID) -> int
 
 
 async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
-    """Delete the intakes (and their matches, claims, emergency access) of clients whose
-    last entry here is older than `before`; returns how many intakes."""
+    """Delete the intakes (and their matches, the courses booking opened for those, claims,
+    emergency access) of clients whose last entry here is older than `before`, and courses
+    never seen to start (no match known) that ended before it; returns how many intakes.
+    (A course's row stays as long as its intake: the one-in-progress rule reads its end.)"""
     expired = (
         "SELECT intake_id FROM intakes WHERE client_id IN ("
         " SELECT client_id FROM intakes GROUP BY client_id"
         " HAVING max(greatest(submitted_at, status_since, coalesce(triaged_at, submitted_at)))"
         " < $1)"
+    )
+    await conn.execute(
+        "DELETE FROM courses WHERE match_id IN"
+        f" (SELECT match_id FROM matches WHERE intake_id IN ({expired}))"
+        " OR (match_id IS NULL AND ended_at < $1)",
+        before,
     )
     for table in ("emergency_access", "intake_claims", "matches"):
         await conn.execute(f"DELETE FROM {table} WHERE intake_id IN ({expired})", before)

@@ -19,6 +19,7 @@ async def test_a_round_purges_what_is_past_retention_and_keeps_the_rest(migrated
     pool = await db.create_pool(settings)
     now = datetime.now(UTC)
     old_client, recent_client = uuid.uuid4(), uuid.uuid4()
+    course_of: dict[uuid.UUID, uuid.UUID] = {}
     try:
         async with pool.acquire() as conn:
             for client, at in ((old_client, now - ELEVEN_YEARS), (recent_client, now)):
@@ -40,6 +41,35 @@ async def test_a_round_purges_what_is_past_retention_and_keeps_the_rest(migrated
                     client,
                     at,
                 )
+                # Its match, and the course booking opened for it.
+                match_id = uuid.uuid4()
+                await conn.execute(
+                    "INSERT INTO matches (match_id, intake_id, client_id, therapist_id, score,"
+                    " mode, reasons, relaxed, choice_refused, alternatives, requires_approval,"
+                    " status, created_at) SELECT $1, intake_id, client_id, gen_random_uuid(),"
+                    " 50, 'video', '[]', '{}', '{}', '[]', false, 'active', $3"
+                    " FROM intakes WHERE client_id = $2",
+                    match_id,
+                    client,
+                    at,
+                )
+                course_of[client] = uuid.uuid4()
+                await conn.execute(
+                    "INSERT INTO courses (course_id, therapist_id, match_id, started_at, ended_at)"
+                    " VALUES ($1, gen_random_uuid(), $2, $3, $3)",
+                    course_of[client],
+                    match_id,
+                    at,
+                )
+            # Courses whose start (and match) matching never saw: by their end.
+            old_orphan, recent_orphan = uuid.uuid4(), uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO courses (course_id, therapist_id, ended_at)"
+                " VALUES ($1, gen_random_uuid(), $2), ($3, gen_random_uuid(), now())",
+                old_orphan,
+                now - ELEVEN_YEARS,
+                recent_orphan,
+            )
             old_event, new_event = uuid.uuid4(), uuid.uuid4()
             await conn.execute(
                 "INSERT INTO inbox (consumer, event_id, event_type, processed_at)"
@@ -74,6 +104,11 @@ async def test_a_round_purges_what_is_past_retention_and_keeps_the_rest(migrated
                 await count("SELECT count(*) FROM audit_log WHERE subject_id = $1", recent_client)
                 == 1
             )
+            course = "SELECT count(*) FROM courses WHERE course_id = $1"
+            assert await count(course, course_of[old_client]) == 0  # with its intake's match
+            assert await count(course, course_of[recent_client]) == 1
+            assert await count(course, old_orphan) == 0
+            assert await count(course, recent_orphan) == 1
             assert await count("SELECT count(*) FROM inbox WHERE event_id = $1", old_event) == 0
             assert await count("SELECT count(*) FROM inbox WHERE event_id = $1", new_event) == 1
     finally:

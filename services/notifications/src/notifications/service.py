@@ -297,8 +297,8 @@ async def follow_escalation(conn: asyncpg.Connection, event: Envelope[EventPaylo
 
 
 async def purge_expired(conn: asyncpg.Connection, now: datetime) -> dict[str, int]:
-    """The retention job's part here: delivered messages after a year, export parts after
-    30 days, the access log and finished requests ten years on."""
+    """The retention job's part here: delivered messages and reminder changes after a year,
+    export parts after 30 days, the access log and finished requests ten years on."""
     done = await store.purge_expired(
         conn, now - MESSAGES_KEPT_FOR, now - retention.CLINICAL_RETENTION
     )

@@ -713,8 +713,9 @@ async def erased_before(
 async def purge_expired(
     conn: asyncpg.Connection, messages_before: datetime, clinical_before: datetime
 ) -> dict[str, int]:
-    """Delivered, dropped or failed messages past their retention; access log entries and
-    finished requests past the clinical retention."""
+    """Delivered, dropped or failed messages past their retention, and the reminder changes
+    as old (a session is booked weeks ahead: a change a year old covers sessions long past);
+    access log entries and finished requests past the clinical retention."""
 
     def count(status: str) -> int:
         return int(status.split()[-1])
@@ -727,6 +728,11 @@ async def purge_expired(
     return {
         "messages": count(
             await conn.execute(f"DELETE FROM messages WHERE id IN ({old})", messages_before)
+        ),
+        "reminder_changes": count(
+            await conn.execute(
+                "DELETE FROM reminder_changes WHERE occurred_at < $1", messages_before
+            )
         ),
         "access_log": count(
             await conn.execute("DELETE FROM access_log WHERE at < $1", clinical_before)

@@ -997,20 +997,28 @@ async def purge_expired(conn: asyncpg.Connection, before: datetime) -> int:
     """Delete the intakes (and their matches, the courses booking opened for those, claims,
     emergency access) of clients whose last entry here is older than `before`, and courses
     never seen to start (no match known) that ended before it; returns how many intakes.
-    (A course's row stays as long as its intake: the one-in-progress rule reads its end.)"""
-    expired = (
-        "SELECT intake_id FROM intakes WHERE client_id IN ("
-        " SELECT client_id FROM intakes GROUP BY client_id"
-        " HAVING max(greatest(submitted_at, status_since, coalesce(triaged_at, submitted_at)))"
-        " < $1)"
-    )
-    await conn.execute(
-        "DELETE FROM courses WHERE match_id IN"
-        f" (SELECT match_id FROM matches WHERE intake_id IN ({expired}))"
-        " OR (match_id IS NULL AND ended_at < $1)",
+    (A course's row stays as long as its intake: the one-in-progress rule reads its end.)
+    One statement: which clients expired is worked out once for all five tables (it reads
+    every intake)."""
+    status = await conn.execute(
+        """
+        WITH expired AS MATERIALIZED (
+            SELECT intake_id FROM intakes WHERE client_id IN (
+                SELECT client_id FROM intakes GROUP BY client_id
+                HAVING max(greatest(submitted_at, status_since,
+                                    coalesce(triaged_at, submitted_at))) < $1)),
+        gone_matches AS (
+            DELETE FROM matches WHERE intake_id IN (SELECT intake_id FROM expired)
+            RETURNING match_id),
+        gone_courses AS (
+            DELETE FROM courses WHERE match_id IN (SELECT match_id FROM gone_matches)
+               OR (match_id IS NULL AND ended_at < $1)),
+        gone_claims AS (
+            DELETE FROM intake_claims WHERE intake_id IN (SELECT intake_id FROM expired)),
+        gone_access AS (
+            DELETE FROM emergency_access WHERE intake_id IN (SELECT intake_id FROM expired))
+        DELETE FROM intakes WHERE intake_id IN (SELECT intake_id FROM expired)
+        """,
         before,
     )
-    for table in ("emergency_access", "intake_claims", "matches"):
-        await conn.execute(f"DELETE FROM {table} WHERE intake_id IN ({expired})", before)
-    status = await conn.execute(f"DELETE FROM intakes WHERE intake_id IN ({expired})", before)
     return int(status.split()[-1])

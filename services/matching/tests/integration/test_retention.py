@@ -41,6 +41,20 @@ async def test_a_round_purges_what_is_past_retention_and_keeps_the_rest(migrated
                     client,
                     at,
                 )
+                # A clinician's claim and emergency access (they reference the intake).
+                await conn.execute(
+                    "INSERT INTO intake_claims (intake_id, clinician_id, claimed_at)"
+                    " SELECT intake_id, gen_random_uuid(), $2 FROM intakes WHERE client_id = $1",
+                    client,
+                    at,
+                )
+                await conn.execute(
+                    "INSERT INTO emergency_access (intake_id, clinician_id, reason, granted_at,"
+                    " expires_at) SELECT intake_id, gen_random_uuid(), 'r', $2, $2"
+                    " FROM intakes WHERE client_id = $1",
+                    client,
+                    at,
+                )
                 # Its match, and the course booking opened for it.
                 match_id = uuid.uuid4()
                 await conn.execute(
@@ -104,6 +118,9 @@ async def test_a_round_purges_what_is_past_retention_and_keeps_the_rest(migrated
                 await count("SELECT count(*) FROM audit_log WHERE subject_id = $1", recent_client)
                 == 1
             )
+            for table in ("intake_claims", "emergency_access", "matches"):
+                held = f"SELECT count(*) FROM {table} t JOIN intakes i USING (intake_id)"
+                assert await count(f"{held} WHERE i.client_id = $1", recent_client) == 1
             course = "SELECT count(*) FROM courses WHERE course_id = $1"
             assert await count(course, course_of[old_client]) == 0  # with its intake's match
             assert await count(course, course_of[recent_client]) == 1

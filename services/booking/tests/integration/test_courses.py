@@ -11,6 +11,7 @@ from chassis import audit
 from chassis.app import build
 from chassis.auth import Principal
 from chassis.outbox import OutboxRelay
+from contracts.events import MatchApproved
 
 LONG_AGO = datetime(2026, 1, 5, 8, tzinfo=UTC)  # sessions then are over now: attendance is due
 
@@ -155,3 +156,65 @@ async def test_the_therapist_adjusts_the_plan_and_a_client_ends_early(
         "SELECT value FROM outbox WHERE event_type = 'CourseEnded' AND key = $1", str(course)
     )
     assert len(ended_events) == 1
+
+
+async def test_a_switch_whose_proposal_was_rejected_still_ends_the_first_course(pool, kit) -> None:
+    """A severe client switches; the clinician rejects the proposal, and the match that
+    follows names no previous therapist (matching proposes afresh). Its course ended the
+    first one only through that name: the client kept two courses, the first one's
+    sessions booked (and reminded). An approval of the rejected proposal, arriving late,
+    opens nothing: the intake has moved on."""
+    now = datetime.now(UTC)
+    first, second, third = [await kit.open_therapist(pool, now) for _ in range(3)]
+    client = uuid.uuid4()
+    severe = {"requires_approval": True, "severity_band": "severe"}
+    m1 = kit.match(client, first, **severe)
+    m2 = kit.match(client, second, intake_id=m1.intake_id, previous_therapist_id=first, **severe)
+    m3 = kit.match(client, third, intake_id=m1.intake_id, **severe)
+
+    def approval(match):  # type: ignore[no-untyped-def]
+        return MatchApproved(
+            match_id=match.match_id,
+            intake_id=match.intake_id,
+            client_id=client,
+            therapist_id=match.therapist_id,
+            clinician_id=uuid.uuid4(),
+        )
+
+    async def deliver(handler, event) -> None:  # type: ignore[no-untyped-def]
+        async with pool.acquire() as conn, conn.transaction():
+            await handler(conn, event, now)
+
+    await deliver(service.on_match, m1)
+    await deliver(service.on_approval, approval(m1))
+    [c1] = await courses_of(pool, client)
+    booked = await service.book_session(
+        pool,
+        Principal(client, "client"),
+        c1["course_id"],
+        (await service.free_slots_for(pool, Principal(client, "client"), first, now))
+        .slots[0]
+        .starts_at,
+        "first-course-session",
+        now,
+    )
+    await deliver(service.on_match, m2)  # proposed: waits for the clinician, who rejects it
+    await deliver(service.on_match, m3)
+    await deliver(service.on_approval, approval(m3))
+    await deliver(service.on_approval, approval(m2))  # late, and superseded
+
+    courses = {c["match_id"]: c for c in await courses_of(pool, client)}
+    assert set(courses) == {m1.match_id, m3.match_id}
+    assert courses[m1.match_id]["status"] == "ended_early"
+    assert courses[m1.match_id]["end_reason"] == "switched_therapist"
+    assert courses[m3.match_id]["status"] == "active"
+    status = await pool.fetchval(
+        "SELECT status FROM sessions WHERE session_id = $1", booked.session_id
+    )
+    assert status == "cancelled"
+
+
+async def courses_of(pool, client: uuid.UUID) -> list:  # type: ignore[no-untyped-def]
+    return list(
+        await pool.fetch("SELECT * FROM courses WHERE client_id = $1 ORDER BY started_at", client)
+    )

@@ -199,8 +199,9 @@ async def test_from_matches_to_bookings_and_a_switch(
         )
         assert not_yours.status_code == 404
 
-        # A switch: the course with the first therapist ends, its bookings freed, uncounted.
-        switch = kit.match(client, second, previous_therapist_id=first)
+        # A switch (a later match of the same intake): the course with the first therapist
+        # ends, its bookings freed, uncounted.
+        switch = kit.match(client, second, intake_id=matched.intake_id, previous_therapist_id=first)
         await publish(kafka_bootstrap, topic_prefix, switch)
         await probe.wait_for(lambda p: bool(kit.mine(p, "CourseEnded", client_id=client)))
         await probe.wait_for(lambda p: len(kit.mine(p, "SessionCancelled", client_id=client)) == 4)

@@ -73,8 +73,13 @@ async def on_approval(conn: asyncpg.Connection, approved: MatchApproved, now: da
 async def open_course(
     conn: asyncpg.Connection, matched: TherapistMatched, now: datetime
 ) -> uuid.UUID | None:
-    """The course of a match, once however often the match arrives; a switch of therapist
-    ends the client's course with the previous one. Returns the new course id, if any."""
+    """The course of a match, once however often the match arrives. An intake has one
+    course in force: the course of a later match (a switch of therapist) ends the intake's
+    courses of earlier ones, and a match a later one superseded opens none (its approval
+    arrived late). Returns the new course id, if any."""
+    own, others = await store.intakes_other_courses(conn, matched.intake_id, matched.match_id)
+    if any(place > own for _, place in others):
+        return None  # superseded: the intake has moved on to a later match
     involved = {matched.therapist_id}
     if matched.previous_therapist_id:
         involved.add(matched.previous_therapist_id)
@@ -109,12 +114,11 @@ async def open_course(
             session_minutes=row["session_minutes"],
         ),
     )
-    previous = matched.previous_therapist_id
-    if previous and previous != matched.therapist_id:
-        for old in await store.active_courses_between(conn, matched.client_id, previous):
-            old = await store.lock_course(conn, old["course_id"])
-            if old["status"] == "active":  # not ended meanwhile
-                await _end(conn, old, "switched_therapist", "system", now)
+    for earlier, _ in others:
+        old = await store.lock_course(conn, earlier)
+        if old["status"] == "active":  # not ended meanwhile
+            await _end(conn, old, "switched_therapist", "system", now)
+            involved.add(old["therapist_id"])
     await store.request_summary(conn, *sorted(involved))
     course_id: uuid.UUID = row["course_id"]
     return course_id

@@ -44,13 +44,13 @@ from booking.store.claims import (
 from booking.store.clock import advance_clock, clock_offset_s
 from booking.store.common import LIVE, add_events, find_answer, save_answer
 from booking.store.courses import (
-    active_courses_between,
     close_course,
     count_active_courses,
     courses_of,
     get_course,
     has_course_between,
     insert_course,
+    intakes_other_courses,
     latest_course_minutes,
     lock_course,
     record_approval,
@@ -73,7 +73,6 @@ __all__ = [
     "CELL",
     "LIVE",
     "NEARBY",
-    "active_courses_between",
     "add_events",
     "advance_clock",
     "apply_profile",
@@ -104,6 +103,7 @@ __all__ = [
     "has_course_between",
     "insert_course",
     "insert_session",
+    "intakes_other_courses",
     "latest_course_minutes",
     "lock_course",
     "move_session",

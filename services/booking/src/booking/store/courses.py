@@ -15,11 +15,14 @@ import asyncpg
 async def record_match(
     conn: asyncpg.Connection, match_id: uuid.UUID, details: dict[str, Any], requires_approval: bool
 ) -> asyncpg.Record:
-    """Keep what matching proposed; returns the row (with `approved_at` if approval came first)."""
+    """Keep what matching proposed, in the order its matches arrive (the first arrival's
+    place kept); returns the row (with `approved_at` if approval came first)."""
     row = await conn.fetchrow(
-        "INSERT INTO matches (match_id, details, requires_approval) VALUES ($1, $2, $3)"
+        "INSERT INTO matches (match_id, details, requires_approval, matched_order)"
+        " VALUES ($1, $2, $3, nextval('match_order'))"
         " ON CONFLICT (match_id) DO UPDATE SET details = EXCLUDED.details,"
-        "  requires_approval = EXCLUDED.requires_approval"
+        "  requires_approval = EXCLUDED.requires_approval,"
+        "  matched_order = coalesce(matches.matched_order, EXCLUDED.matched_order)"
         " RETURNING *",
         match_id,
         details,
@@ -107,17 +110,23 @@ async def courses_of(conn: asyncpg.Connection, person_id: uuid.UUID, role: str) 
     )
 
 
-async def active_courses_between(
-    conn: asyncpg.Connection, client_id: uuid.UUID, therapist_id: uuid.UUID
-) -> list[Any]:
-    return list(
-        await conn.fetch(
-            "SELECT * FROM courses WHERE client_id = $1 AND therapist_id = $2 AND status = 'active'"
-            " ORDER BY started_at",
-            client_id,
-            therapist_id,
-        )
+async def intakes_other_courses(
+    conn: asyncpg.Connection, intake_id: uuid.UUID, match_id: uuid.UUID
+) -> tuple[int, list[Any]]:
+    """(this match's place in the intake's order, the intake's active courses of other
+    matches with their match's place); -1 for a place not known (kept before the order)."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(matched_order, -1) FROM matches WHERE match_id = $2) AS own,"
+        " coalesce(array_agg(c.course_id), '{}') AS courses,"
+        " coalesce(array_agg(coalesce(m.matched_order, -1)), '{}') AS places"
+        " FROM courses c LEFT JOIN matches m ON m.match_id = c.match_id"
+        " WHERE c.intake_id = $1 AND c.status = 'active' AND c.match_id <> $2",
+        intake_id,
+        match_id,
     )
+    assert row is not None
+    own = -1 if row["own"] is None else row["own"]
+    return own, list(zip(row["courses"], row["places"], strict=True))
 
 
 async def has_course_between(

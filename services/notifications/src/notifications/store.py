@@ -101,7 +101,8 @@ async def save_plan(
 
     Events of one session travel on different topics, so they may arrive out of order:
     a change drops only reminders planned by *older* events, and reminders of an event
-    older than a recorded change are not stored at all. The newest change wins.
+    older than a recorded change are not stored at all, nor its news of the session (its
+    "booked" or "moved" message). The newest change wins.
     """
     occurred_at = envelope.occurred_at
     if plan.reminders is not None:
@@ -124,9 +125,8 @@ async def save_plan(
         )
     stored = 0
     for message in plan.messages:
-        if message.reminder_key is not None and await _superseded(
-            conn, message.reminder_key, envelope
-        ):
+        key = message.reminder_key or message.session_key
+        if key is not None and await _superseded(conn, key, envelope):
             continue
         stored += await _insert_message(conn, envelope, message)
     if stored:

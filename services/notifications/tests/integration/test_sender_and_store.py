@@ -126,6 +126,22 @@ async def test_reminder_changes_arriving_out_of_order_keep_the_newest(migrated) 
         assert await scheduled(z) == reminder_times(start + timedelta(days=2))
         # x and z: two people x two reminders; y none; nothing else in the course.
         assert len(await store.scheduled_messages(conn, f"course:{course}:")) == 8
+        # Nor the news of the older event consumed late: x was never "booked" for the first
+        # time (it had moved), y never "booked" at all (cancelled); z's first move is old.
+        news = await conn.fetch(
+            "SELECT context->>'session_id' AS session, template FROM messages"
+            " WHERE template IN ('session_booked', 'session_rescheduled')"
+            " AND context->>'course_id' = $1",
+            str(course),
+        )
+        told = sorted((r["session"], r["template"]) for r in news)
+        assert told == sorted(
+            [
+                *[(str(x.session_id), "session_rescheduled")] * 2,
+                *[(str(z.session_id), "session_booked")] * 2,
+                *[(str(z.session_id), "session_rescheduled")] * 2,  # the second move only
+            ]
+        )
     await pool.close()
 
 

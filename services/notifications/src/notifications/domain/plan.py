@@ -90,6 +90,10 @@ class PlannedMessage(BaseModel):
     send_at: AwareDatetime | None = None
     # Reminders only: "course:<id>:session:<id>", what a ReminderPlan drops by.
     reminder_key: str | None = None
+    # A session's own news (booked, moved): its key, as a reminder's. Not stored once a
+    # later change of the session is recorded (the older event consumed after it): "booked
+    # for 10:00" must not follow "cancelled" or "moved to 15:00".
+    session_key: str | None = None
 
 
 class ReminderPlan(BaseModel):
@@ -153,6 +157,7 @@ class _Planner:
         attachment: Attachment | None = None,
         send_at: datetime | None = None,
         reminder_key: str | None = None,
+        session_key: str | None = None,
     ) -> None:
         purpose = purpose or template
         self.messages.append(
@@ -167,6 +172,7 @@ class _Planner:
                 dedup_key=dedup_key(self.event_id, recipient_id, purpose),
                 send_at=send_at,
                 reminder_key=reminder_key,
+                session_key=session_key,
             )
         )
 
@@ -177,17 +183,21 @@ class _Planner:
         template: str,
         context: dict[str, Any],
         attachment: Attachment | None = None,
+        session_key: str | None = None,
     ) -> None:
-        self.add(
-            client_id, "client", template, {**context, "role": "client"}, attachment=attachment
+        pairs: tuple[tuple[uuid.UUID, RecipientRole], ...] = (
+            (client_id, "client"),
+            (therapist_id, "therapist"),
         )
-        self.add(
-            therapist_id,
-            "therapist",
-            template,
-            {**context, "role": "therapist"},
-            attachment=attachment,
-        )
+        for recipient, role in pairs:
+            self.add(
+                recipient,
+                role,
+                template,
+                {**context, "role": role},
+                attachment=attachment,
+                session_key=session_key,
+            )
 
     def reminders(
         self,
@@ -383,7 +393,12 @@ def _session_booked(p: _Planner, e: SessionBooked, roster: OnCallRoster | None) 
         practice_address=e.practice_address,
     )
     p.both(
-        e.client_id, e.therapist_id, "session_booked", {**context, "booked_by": e.booked_by}, ics
+        e.client_id,
+        e.therapist_id,
+        "session_booked",
+        {**context, "booked_by": e.booked_by},
+        ics,
+        session_key=session_reminder_key(e.course_id, e.session_id),
     )
     p.reminders(
         client_id=e.client_id,
@@ -443,6 +458,7 @@ def _session_rescheduled(p: _Planner, e: SessionRescheduled, roster: OnCallRoste
             "counts_as_used": e.counts_as_used,
         },
         ics,
+        session_key=session_reminder_key(e.course_id, e.session_id),
     )
     p.reminders(
         client_id=e.client_id,

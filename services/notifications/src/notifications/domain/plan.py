@@ -185,11 +185,7 @@ class _Planner:
         attachment: Attachment | None = None,
         session_key: str | None = None,
     ) -> None:
-        pairs: tuple[tuple[uuid.UUID, RecipientRole], ...] = (
-            (client_id, "client"),
-            (therapist_id, "therapist"),
-        )
-        for recipient, role in pairs:
+        for recipient, role in _both_people(client_id, therapist_id):
             self.add(
                 recipient,
                 role,
@@ -215,11 +211,7 @@ class _Planner:
             if send_at <= self.now:
                 continue  # its time has passed: no late reminder
             hours = int(before.total_seconds() // 3600)
-            pairs: tuple[tuple[uuid.UUID, RecipientRole], ...] = (
-                (client_id, "client"),
-                (therapist_id, "therapist"),
-            )
-            for recipient, role in pairs:
+            for recipient, role in _both_people(client_id, therapist_id):
                 self.add(
                     recipient,
                     role,
@@ -229,6 +221,12 @@ class _Planner:
                     send_at=send_at,
                     reminder_key=key,
                 )
+
+
+def _both_people(
+    client_id: uuid.UUID, therapist_id: uuid.UUID
+) -> tuple[tuple[uuid.UUID, RecipientRole], ...]:
+    return ((client_id, "client"), (therapist_id, "therapist"))
 
 
 def _ics(

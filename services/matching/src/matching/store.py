@@ -654,9 +654,38 @@ async def apply_profile(conn: asyncpg.Connection, profile: TherapistProfilePubli
         profile.accepting_new_clients,
         profile.time_zone,
     )
-    if profile.rating_average is not None and profile.rating_count > 0:
-        await apply_rating(conn, profile.therapist_id, profile.rating_average, profile.rating_count)
+    if applied:
+        await _rating_of_revision(conn, profile)
     return bool(applied)
+
+
+async def _rating_of_revision(conn: asyncpg.Connection, profile: TherapistProfilePublished) -> None:
+    """The rating a newer profile revision carries is the rating, lower included (reviews
+    erased or hidden). A revision without one changes nothing a review brought, unless a
+    revision had carried one before: then every review was taken out."""
+    if profile.rating_average is not None and profile.rating_count > 0:
+        await conn.execute(
+            """
+            INSERT INTO therapist_ratings AS r (therapist_id, rating_average, rating_count,
+                                               profile_version)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT (therapist_id) DO UPDATE SET
+                rating_average = excluded.rating_average, rating_count = excluded.rating_count,
+                profile_version = excluded.profile_version
+            WHERE r.profile_version IS NULL OR r.profile_version < excluded.profile_version
+            """,
+            profile.therapist_id,
+            profile.rating_average,
+            profile.rating_count,
+            profile.version,
+        )
+    else:
+        await conn.execute(
+            "UPDATE therapist_ratings SET rating_average = NULL, rating_count = 0,"
+            " profile_version = $2 WHERE therapist_id = $1 AND profile_version < $2",
+            profile.therapist_id,
+            profile.version,
+        )
 
 
 async def apply_withdrawal(conn: asyncpg.Connection, withdrawal: TherapistProfileWithdrawn) -> bool:
@@ -678,14 +707,15 @@ async def apply_withdrawal(conn: asyncpg.Connection, withdrawal: TherapistProfil
 async def apply_rating(
     conn: asyncpg.Connection, therapist_id: uuid.UUID, average: float, count: int
 ) -> bool:
-    """The rating backed by more reviews wins, whichever event brought it. True: applied."""
+    """A review's rating (ReviewPublished: no version) while no profile revision has spoken
+    of ratings, when it has more reviews behind it than the one kept. True: applied."""
     applied = await conn.fetchval(
         """
         INSERT INTO therapist_ratings AS r (therapist_id, rating_average, rating_count)
         VALUES ($1, $2, $3)
         ON CONFLICT (therapist_id) DO UPDATE SET
             rating_average = excluded.rating_average, rating_count = excluded.rating_count
-        WHERE r.rating_count < excluded.rating_count
+        WHERE r.profile_version IS NULL AND r.rating_count < excluded.rating_count
         RETURNING true
         """,
         therapist_id,

@@ -65,11 +65,29 @@ async def test_profiles_ratings_and_withdrawals_keep_the_read_model(migrated_off
             )
             await worker.deliver(Envelope.wrap(rating))
             assert await candidates() == [(therapist, 4.5, 2)]
+            # A review erased (or hidden): catalog announces the profile again with the
+            # rating without it. It is the rating, lower or none; a review's event from
+            # before, consumed late, brings nothing back. (The rating with the most reviews
+            # behind it won, whatever took reviews out.)
+            three = profile.model_copy(update={"version": 3, "rating_average": 4.0})
+            await worker.deliver(Envelope.wrap(three.model_copy(update={"rating_count": 3})))
+            assert await candidates() == [(therapist, 4.0, 3)]
+            erased = profile.model_copy(
+                update={"version": 4, "rating_average": 5.0, "rating_count": 1}
+            )
+            await worker.deliver(Envelope.wrap(erased))
+            assert await candidates() == [(therapist, 5.0, 1)]
+            late = rating.model_copy(update={"review_id": uuid.uuid4(), "rating_count": 3})
+            await worker.deliver(Envelope.wrap(late))
+            assert await candidates() == [(therapist, 5.0, 1)]
+            none_left = profile.model_copy(update={"version": 5})
+            await worker.deliver(Envelope.wrap(none_left))
+            assert await candidates() == [(therapist, None, 0)]
             # An older withdrawal than the profile it would withdraw changes nothing.
             old = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=1)
             await worker.deliver(Envelope.wrap(old))
-            assert await candidates() == [(therapist, 4.5, 2)]
-            new = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=3)
+            assert await candidates() == [(therapist, None, 0)]
+            new = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=6)
             await worker.deliver(Envelope.wrap(new))
             assert await candidates() == []
         assert worker.dead_letters == []

@@ -374,3 +374,42 @@ async def test_a_therapist_whose_profile_has_a_hole_is_not_offered_and_stops_not
                 "UPDATE therapists SET withdrawn = true WHERE therapist_id = $1",
                 holed.therapist_id,
             )
+
+
+async def test_a_proposal_to_a_therapist_withdrawn_since_is_not_approved(matching_service) -> None:
+    """The therapist proposed for a severe intake is withdrawn (a licence revoked) before a
+    clinician approves: approving answers 409 (booking would open a course nobody can book,
+    and tell the therapist of a new client); rejecting proposes the next therapist."""
+    async with matching_service() as m:
+        revoked, next_one = m.therapist(), m.therapist(focus_areas=["stress"])
+        await m.publish(revoked, next_one)
+        await m.in_read_model(revoked, next_one)
+        client = uuid.uuid4()
+        severe = await m.submitted(client, phq9=SEVERE)
+        proposed = await m.wait_for("TherapistMatched", severe)
+        assert proposed.requires_approval and proposed.therapist_id == revoked.therapist_id
+        await m.publish(
+            TherapistProfileWithdrawn(
+                therapist_id=revoked.therapist_id, reason="licence_revoked", version=2
+            )
+        )
+        await m.eventually(
+            "SELECT count(*) FROM therapists WHERE therapist_id = $1 AND withdrawn",
+            revoked.therapist_id,
+            expect=1,
+        )
+        on_call = m.headers(clinician(), "clinician")
+        refused = await m.http.post(
+            f"/clinician/matches/{proposed.match_id}/approve", headers=on_call
+        )
+        assert refused.status_code == 409, refused.text
+        assert "withdrawn" in refused.json()["detail"]
+        assert (await m.view(severe, client))["status"] == "awaiting_approval"
+        rejected = await m.http.post(
+            f"/clinician/matches/{proposed.match_id}/reject", headers=on_call
+        )
+        assert rejected.status_code == 200, rejected.text
+        again = await m.wait_for("TherapistMatched", severe, count=2)
+        assert again.therapist_id == next_one.therapist_id
+        await m.probe.quiet(0.5)
+        assert m.events("MatchApproved", severe) == []

@@ -106,6 +106,12 @@ async def _clinician_decides(
     assert intake is not None
     await _may_work(conn, intake, clinician_id, roster)
     lifecycle.decide_match(intake["status"], proposed["status"])
+    # (Held until commit: a withdrawal applied meanwhile waits for this decision.)
+    if approved and not await store.lock_therapist(conn, proposed["therapist_id"]):
+        raise lifecycle.StepRefused(
+            "the proposed therapist is no longer offered (withdrawn since the proposal):"
+            " reject it, and the next therapist is proposed"
+        )
     await store.set_match_status(
         conn, match_id, "active" if approved else "rejected", decided_by=clinician_id
     )

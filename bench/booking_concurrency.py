@@ -58,8 +58,7 @@ from chassis import db
 from chassis.auth import Principal
 from chassis.errors import Conflict
 from chassis.infra import provide_postgres
-from chassis.testing.events import a_match
-from contracts.events import TherapistProfilePublished
+from chassis.testing.events import a_match, a_profile
 
 CLIENTS = 32
 COURSES_PER_CLIENT = 2  # 64 courses of 12 sessions: more than the therapist's free hours
@@ -124,17 +123,7 @@ async def set_up(pool: asyncpg.Pool, now: datetime) -> tuple[uuid.UUID, list[lis
     """A published therapist with working hours, and each client's courses with them."""
     therapist = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
-        profile = TherapistProfilePublished(
-            therapist_id=therapist,
-            profession="psychologist",
-            licensed=True,
-            methods=["IPT"],
-            languages=["sv"],
-            modes=["video"],
-            age_groups=["adults"],
-            capacity=100,
-            accepting_new_clients=True,
-        )
+        profile = a_profile(therapist, capacity=100)
         await service.apply_profile(conn, profile, now)
     await service.set_availability(
         pool, Principal(therapist, "therapist"), therapist, AVAILABILITY, now

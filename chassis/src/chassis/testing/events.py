@@ -13,7 +13,27 @@ from contracts.events import (
     IntakeSubmitted,
     SessionBooked,
     TherapistMatched,
+    TherapistProfilePublished,
 )
+
+
+def a_profile(therapist_id: uuid.UUID, **changes: Any) -> TherapistProfilePublished:
+    """Catalog's published profile: a licensed psychologist for IPT and grief, in Swedish,
+    by video, for adults, with room for five clients."""
+    fields: dict[str, Any] = dict(
+        therapist_id=therapist_id,
+        profession="psychologist",
+        licensed=True,
+        methods=["IPT"],
+        focus_areas=["grief"],
+        languages=["sv"],
+        modes=["video"],
+        age_groups=["adults"],
+        capacity=5,
+        accepting_new_clients=True,
+    )
+    fields.update(changes)
+    return TherapistProfilePublished(**fields)
 
 
 def a_submitted_intake(client_id: uuid.UUID, **changes: Any) -> IntakeSubmitted:

@@ -15,7 +15,7 @@ from booking import service
 from booking.app import DEFINITION, Settings
 from chassis import db
 from chassis.auth import Principal, Role, mint
-from chassis.testing.events import a_match
+from chassis.testing.events import a_match, a_profile
 from chassis.testing.kafka import TopicProbe
 from chassis.testing.waiting import until
 from contracts import REGISTRY
@@ -74,19 +74,7 @@ def mine(probe: TopicProbe, event_type: str, **match: Any) -> list[Any]:
 
 
 def profile(therapist_id: uuid.UUID, **changes: Any) -> TherapistProfilePublished:
-    fields: dict[str, Any] = dict(
-        therapist_id=therapist_id,
-        profession="psychologist",
-        licensed=True,
-        methods=["IPT", "KBT"],
-        languages=["sv"],
-        modes=["video"],
-        age_groups=["adults"],
-        capacity=10,
-        accepting_new_clients=True,
-    )
-    fields.update(changes)
-    return TherapistProfilePublished(**fields)
+    return a_profile(therapist_id, **{"methods": ["IPT", "KBT"], "capacity": 10, **changes})
 
 
 match = a_match

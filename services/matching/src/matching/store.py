@@ -241,18 +241,22 @@ def intake_of(row: asyncpg.Record) -> Intake:
         problem_areas=row["problem_areas"],
         phq9=row["phq9"],
         free_text=row["free_text"],
-        time_windows=[
-            WeeklyWindow.model_construct(
-                weekday=w["weekday"],
-                start=time.fromisoformat(w["start"]),
-                end=time.fromisoformat(w["end"]),
-            )
-            for w in row["time_windows"]
-        ],
+        time_windows=_windows(row),
         direct_therapist_id=row["direct_therapist_id"],
         consent_to_treatment=row["consent_to_treatment"],
         consent_to_health_data=row["consent_to_health_data"],
     )
+
+
+def _windows(row: asyncpg.Record) -> list[WeeklyWindow]:
+    return [
+        WeeklyWindow.model_construct(
+            weekday=w["weekday"],
+            start=time.fromisoformat(w["start"]),
+            end=time.fromisoformat(w["end"]),
+        )
+        for w in row["time_windows"]
+    ]
 
 
 def screening_of(row: asyncpg.Record) -> Screening:
@@ -335,11 +339,40 @@ async def record_triage(
 
 
 async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The waitlist, first come first: each intake's place and what deciding it needs
+    (`waiting_needs`), its answers and free text left out."""
     return list(
         await conn.fetch(
-            "SELECT intake_id, waitlisted_at FROM intakes WHERE status = 'waitlisted'"
-            " ORDER BY waitlisted_at, intake_id"
+            """
+            SELECT i.intake_id, i.waitlisted_at, i.languages, i.preferred_mode, i.city,
+                   i.problem_areas, i.time_windows, i.direct_therapist_id, i.method,
+                   i.age_group, i.requires_approval,
+                   array(SELECT DISTINCT m.therapist_id FROM matches m
+                         WHERE m.intake_id = i.intake_id AND m.status = ANY($1::text[]))
+                   AS excluded
+            FROM intakes i WHERE i.status = 'waitlisted'
+            ORDER BY i.waitlisted_at, i.intake_id
+            """,
+            list(EXCLUDING_MATCH),
         )
+    )
+
+
+def waiting_needs(row: asyncpg.Record) -> IntakeNeeds:
+    """What deciding a waitlisted intake (a `waitlisted` row) needs, as `intake_of` and
+    `screening_of` would give it (licensed therapists where approval is needed)."""
+    return IntakeNeeds(
+        intake_id=row["intake_id"],
+        method=row["method"],
+        age_group=row["age_group"],
+        problem_areas=tuple(row["problem_areas"]),
+        languages=tuple(row["languages"]),
+        preferred_mode=row["preferred_mode"],
+        city=row["city"],
+        time_windows=tuple(_windows(row)),
+        requires_licensed=row["requires_approval"],
+        direct_therapist_id=row["direct_therapist_id"],
+        excluded_therapist_ids=frozenset(row["excluded"]),
     )
 
 

@@ -7,9 +7,10 @@ import string
 import uuid
 
 from chassis import db
+from chassis.testing.events import a_profile
 from chassis.testing.handlers import handlers_of
 from contracts import Envelope
-from contracts.events import ReviewPublished, TherapistProfilePublished, TherapistProfileWithdrawn
+from contracts.events import ReviewPublished, TherapistProfileWithdrawn
 from matching import store
 from matching.app import DEFINITION
 from matching.domain.matcher import IntakeNeeds
@@ -21,19 +22,7 @@ async def test_profiles_ratings_and_withdrawals_keep_the_read_model(migrated_off
     pool = await db.create_pool(settings)
     language = "".join(random.choices(string.ascii_lowercase, k=2))
     therapist = uuid.uuid4()
-    profile = TherapistProfilePublished(
-        therapist_id=therapist,
-        profession="psychologist",
-        licensed=True,
-        methods=["IPT"],
-        focus_areas=["grief"],
-        languages=[language],
-        modes=["video"],
-        age_groups=["adults"],
-        capacity=5,
-        accepting_new_clients=True,
-        version=2,
-    )
+    profile = a_profile(therapist, languages=[language], version=2)
     needs = IntakeNeeds(
         intake_id=uuid.uuid4(),
         method="IPT",

@@ -12,10 +12,10 @@ from chassis import db
 from chassis.app import Runtime
 from matching import store
 from matching.domain import lifecycle
-from matching.domain.matcher import Match
+from matching.domain.matcher import Match, Waitlist
 from matching.domain.waitlist import WaitingIntake, waitlist_order
-from matching.service.common import log
-from matching.service.decisions import Candidates, match_intake
+from matching.service.common import _now, log
+from matching.service.decisions import Candidates, IndexedCandidates, match_intake
 from matching.service.index import _keeping, worker_index
 
 PASSED_OVER = Counter(
@@ -27,13 +27,23 @@ PASSED_OVER = Counter(
 
 async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = None) -> int:
     """One pass over the waitlist, first come first served, each intake in its own
-    transaction. Returns how many were matched."""
+    transaction. With the worker's index, an intake the index has no place for is passed
+    over without one: a failed retry keeps its place and its reasons, and a pass on every
+    wake-up opened a transaction (a lock and a read) for every waiting intake. Returns how
+    many were matched."""
     async with pool.acquire() as conn:
         rows = await store.waitlisted(conn)
+    by_id = {r["intake_id"]: r for r in rows}
     order = waitlist_order(WaitingIntake(r["intake_id"], r["waitlisted_at"]) for r in rows)
+    index = candidates.index if isinstance(candidates, IndexedCandidates) else None
     matched = 0
     for waiting in order:
         try:
+            # (Asked in turn: the places earlier intakes took in this pass count.)
+            if index is not None:
+                needs = store.waiting_needs(by_id[waiting.intake_id])
+                if isinstance(index.decide(needs, _now()), Waitlist):
+                    continue
             async with pool.acquire() as conn, conn.transaction():
                 result = await match_intake(
                     conn, waiting.intake_id, from_states=lifecycle.RETRYABLE, candidates=candidates

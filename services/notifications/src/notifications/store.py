@@ -102,7 +102,8 @@ async def save_plan(
     Events of one session travel on different topics, so they may arrive out of order:
     a change drops only reminders planned by *older* events, and reminders of an event
     older than a recorded change are not stored at all, nor its news of the session (its
-    "booked" or "moved" message). The newest change wins.
+    "booked" or "moved" message), nor an intake's "waitlisted" older than its match,
+    approval or triage. The newest change wins.
     """
     occurred_at = envelope.occurred_at
     if plan.reminders is not None:
@@ -125,7 +126,7 @@ async def save_plan(
         )
     stored = 0
     for message in plan.messages:
-        key = message.reminder_key or message.session_key
+        key = message.reminder_key or message.news_key
         if key is not None and await _superseded(conn, key, envelope):
             continue
         stored += await _insert_message(conn, envelope, message)

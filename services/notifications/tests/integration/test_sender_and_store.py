@@ -13,10 +13,11 @@ import httpx
 from prometheus_client import REGISTRY
 
 from chassis import db
-from chassis.testing.events import a_session_booked, a_submitted_intake
+from chassis.testing.events import a_match, a_session_booked, a_submitted_intake
 from contracts import Envelope
 from contracts.events import (
     IntakeEscalated,
+    IntakeWaitlisted,
     SessionBooked,
     SessionCancelled,
     SessionRescheduled,
@@ -143,6 +144,48 @@ async def test_reminder_changes_arriving_out_of_order_keep_the_newest(migrated) 
             ]
         )
     await pool.close()
+
+
+async def test_a_waitlisting_consumed_after_the_match_is_not_told(migrated) -> None:
+    """IntakeWaitlisted and TherapistMatched travel on different topics: consumed after
+    the match (a catch-up after an outage), "you are on the waitlist" came last and stayed
+    newest in the client's inbox. In their order, both are told."""
+    settings = await migrated(DEFINITION)
+    pool = await db.create_pool(settings)
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    late, in_order = uuid.uuid4(), uuid.uuid4()
+
+    def events(intake_id: uuid.UUID) -> tuple[Envelope[Any], Envelope[Any]]:
+        client = uuid.uuid4()
+        waitlisted = IntakeWaitlisted(
+            intake_id=intake_id, client_id=client, reasons=["no_therapist_accepting"]
+        )
+        matched = a_match(client, uuid.uuid4(), intake_id=intake_id)
+        return (
+            Envelope.wrap(waitlisted, occurred_at=t0),
+            Envelope.wrap(matched, occurred_at=t0 + timedelta(minutes=3)),
+        )
+
+    async def told(intake_id: uuid.UUID) -> list[str]:
+        rows = await pool.fetch(
+            "SELECT template FROM messages WHERE context->>'intake_id' = $1"
+            " AND recipient_role = 'client' ORDER BY template",
+            str(intake_id),
+        )
+        return [r["template"] for r in rows]
+
+    try:
+        async with pool.acquire() as conn:
+            waitlisted, matched = events(late)
+            await handle(conn, matched, settings)
+            await handle(conn, waitlisted, settings)
+            waitlisted, matched = events(in_order)
+            await handle(conn, waitlisted, settings)
+            await handle(conn, matched, settings)
+        assert await told(late) == ["therapist_matched"]
+        assert await told(in_order) == ["intake_waitlisted", "therapist_matched"]
+    finally:
+        await pool.close()
 
 
 async def test_crisis_goes_ahead_of_the_queue_and_contacts_count_at_send_time(

@@ -90,10 +90,12 @@ class PlannedMessage(BaseModel):
     send_at: AwareDatetime | None = None
     # Reminders only: "course:<id>:session:<id>", what a ReminderPlan drops by.
     reminder_key: str | None = None
-    # A session's own news (booked, moved): its key, as a reminder's. Not stored once a
-    # later change of the session is recorded (the older event consumed after it): "booked
-    # for 10:00" must not follow "cancelled" or "moved to 15:00".
-    session_key: str | None = None
+    # News of where a session or an intake stands: its key (a session's as its reminders';
+    # `intake_news_key`). Not stored once a later change of it is recorded (the older event
+    # consumed after it: events of one session or intake travel on different topics):
+    # "booked for 10:00" must not follow "cancelled", nor "waitlisted" follow "matched" or
+    # "triaged" (an intake's other news stays: each is true of its moment).
+    news_key: str | None = None
 
 
 class ReminderPlan(BaseModel):
@@ -107,7 +109,7 @@ class ReminderPlan(BaseModel):
 
     key_prefix: str
     keep_event_id: uuid.UUID
-    reason: Literal["session_cancelled", "session_rescheduled", "course_ended"]
+    reason: Literal["session_cancelled", "session_rescheduled", "course_ended", "intake_moved_on"]
 
     def drops(self, reminder_key: str | None, dedup_key: str) -> bool:
         if reminder_key is None or not reminder_key.startswith(self.key_prefix):
@@ -134,6 +136,10 @@ def session_reminder_key(course_id: uuid.UUID, session_id: uuid.UUID) -> str:
     return f"{course_reminder_prefix(course_id)}session:{session_id}"
 
 
+def intake_news_key(intake_id: uuid.UUID) -> str:
+    return f"intake:{intake_id}"
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
@@ -157,7 +163,7 @@ class _Planner:
         attachment: Attachment | None = None,
         send_at: datetime | None = None,
         reminder_key: str | None = None,
-        session_key: str | None = None,
+        news_key: str | None = None,
     ) -> None:
         purpose = purpose or template
         self.messages.append(
@@ -172,7 +178,7 @@ class _Planner:
                 dedup_key=dedup_key(self.event_id, recipient_id, purpose),
                 send_at=send_at,
                 reminder_key=reminder_key,
-                session_key=session_key,
+                news_key=news_key,
             )
         )
 
@@ -183,7 +189,7 @@ class _Planner:
         template: str,
         context: dict[str, Any],
         attachment: Attachment | None = None,
-        session_key: str | None = None,
+        news_key: str | None = None,
     ) -> None:
         for recipient, role in _both_people(client_id, therapist_id):
             self.add(
@@ -192,7 +198,7 @@ class _Planner:
                 template,
                 {**context, "role": role},
                 attachment=attachment,
-                session_key=session_key,
+                news_key=news_key,
             )
 
     def reminders(
@@ -350,6 +356,7 @@ def _intake_waitlisted(p: _Planner, e: IntakeWaitlisted, roster: OnCallRoster | 
         "client",
         "intake_waitlisted",
         {"intake_id": str(e.intake_id), "reasons": list(e.reasons)},
+        news_key=intake_news_key(e.intake_id),
     )
 
 
@@ -396,7 +403,7 @@ def _session_booked(p: _Planner, e: SessionBooked, roster: OnCallRoster | None) 
         "session_booked",
         {**context, "booked_by": e.booked_by},
         ics,
-        session_key=session_reminder_key(e.course_id, e.session_id),
+        news_key=session_reminder_key(e.course_id, e.session_id),
     )
     p.reminders(
         client_id=e.client_id,
@@ -456,7 +463,7 @@ def _session_rescheduled(p: _Planner, e: SessionRescheduled, roster: OnCallRoste
             "counts_as_used": e.counts_as_used,
         },
         ics,
-        session_key=session_reminder_key(e.course_id, e.session_id),
+        news_key=session_reminder_key(e.course_id, e.session_id),
     )
     p.reminders(
         client_id=e.client_id,
@@ -549,7 +556,8 @@ def plan_messages(
 
 
 def plan_reminder_changes(envelope: Envelope[Any]) -> ReminderPlan | None:
-    """Which pending reminders this event drops (before its own messages are stored)."""
+    """Which pending reminders this event drops (before its own messages are stored), and
+    the change it records: older news of the same session or intake is not stored after it."""
     e = envelope.payload
     if isinstance(e, SessionCancelled | SessionRescheduled):
         return ReminderPlan(
@@ -564,6 +572,13 @@ def plan_reminder_changes(envelope: Envelope[Any]) -> ReminderPlan | None:
             key_prefix=course_reminder_prefix(e.course_id),
             keep_event_id=envelope.event_id,
             reason="course_ended",
+        )
+    if isinstance(e, IntakeTriaged | TherapistMatched | IntakeWaitlisted | MatchApproved):
+        # No reminder has the key: recorded so that an older "waitlisted" is not stored.
+        return ReminderPlan(
+            key_prefix=intake_news_key(e.intake_id),
+            keep_event_id=envelope.event_id,
+            reason="intake_moved_on",
         )
     return None
 

@@ -91,10 +91,11 @@ async def submit_intake(
     body: Intake, request: Request, who: Client, lang: Language = "sv"
 ) -> dict[str, Any]:
     """Submit an intake. A high-risk answer gets the crisis text at once, in sv and en.
-    One intake in progress at a time (409 `intake_in_progress` names it; it is in progress
-    until its course ends); a high-risk intake is always taken."""
+    It replaces the client's intake still waiting for a therapist (matching, waitlisted).
+    One that awaits a clinician or has a therapist until its course ends answers 409
+    `intake_in_progress` naming it; a high-risk intake is always taken."""
     try:
-        async with pool_of(request).acquire() as conn:  # one statement, atomic alone
+        async with pool_of(request).acquire() as conn:  # (its own transaction)
             submitted = await service.submit(conn, who.subject, body)
     except ScreeningRefused as exc:
         raise DomainError(

@@ -29,6 +29,7 @@ from matching.domain.lifecycle import (
     CURRENT_MATCH,
     EXCLUDING_MATCH,
     IN_PROGRESS,
+    REPLACEABLE,
     IntakeStatus,
     MatchStatus,
 )
@@ -169,13 +170,28 @@ async def insert_intake(
     await conn.execute(_SUBMISSION, *values, *entry, *outbox.event_columns(envelopes))
 
 
-async def intake_in_progress(conn: asyncpg.Connection, client_id: uuid.UUID) -> uuid.UUID | None:
+async def replace_waiting(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[uuid.UUID]:
+    """The client's intakes still waiting for a therapist (`lifecycle.REPLACEABLE`) marked
+    replaced (a new intake of theirs takes their place); their ids. Waits for a decision
+    holding one: decided meanwhile, it is not waiting any longer."""
+    rows = await conn.fetch(
+        "UPDATE intakes SET status = 'replaced', status_since = now()"
+        " WHERE client_id = $1 AND status = ANY($2::text[]) RETURNING intake_id",
+        client_id,
+        list(REPLACEABLE),
+    )
+    return [r["intake_id"] for r in rows]
+
+
+async def intake_in_progress(
+    conn: asyncpg.Connection, client_id: uuid.UUID, *, other_than: uuid.UUID | None = None
+) -> uuid.UUID | None:
     """The client's earliest intake in progress (`lifecycle.IN_PROGRESS`, or matched with no
-    course of its match ended yet), if any."""
+    course of its match ended yet), if any, `other_than` left out."""
     found: uuid.UUID | None = await conn.fetchval(
         """
         SELECT i.intake_id FROM intakes i
-        WHERE i.client_id = $1
+        WHERE i.client_id = $1 AND i.intake_id IS DISTINCT FROM $3
           AND (i.status = ANY($2::text[])
                OR (i.status = 'matched' AND NOT EXISTS (
                    SELECT FROM matches m JOIN courses c ON c.match_id = m.match_id
@@ -185,6 +201,7 @@ async def intake_in_progress(conn: asyncpg.Connection, client_id: uuid.UUID) -> 
         """,
         client_id,
         list(IN_PROGRESS),
+        other_than,
     )
     return found
 

@@ -11,6 +11,7 @@ from matching.domain.lifecycle import (
     AWAITING_CLINICIAN,
     IN_PROGRESS,
     MATCHABLE,
+    REPLACEABLE,
     RETRYABLE,
     IntakeInProgress,
     IntakeStatus,
@@ -44,8 +45,10 @@ def test_one_intake_in_progress_but_a_crisis_always_gets_through() -> None:
     assert set(refused.value.messages) == {"sv", "en"}
     check_one_at_a_time(standard, None)
     check_one_at_a_time(screen(30, [0] * 8 + [1], ["grief"]), open_one)  # high risk: taken
-    # Every state but the two an intake ends in (matched counts until its course ends).
-    assert set(ALL) - set(IN_PROGRESS) == {"matched", "referred_elsewhere"}
+    # Every state but those an intake ends in (matched counts until its course ends), and
+    # a new intake replaces one still waiting for a therapist.
+    assert set(ALL) - set(IN_PROGRESS) == {"matched", "referred_elsewhere", "replaced"}
+    assert set(REPLACEABLE) == {"matching", "waitlisted"}
 
 
 def test_standard_risk_goes_to_the_matcher() -> None:

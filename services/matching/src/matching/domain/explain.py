@@ -189,6 +189,10 @@ _STATUS: dict[IntakeStatus, tuple[str, str]] = {
         "Du har fått en terapeut och kan boka din första tid.",
         "You have a therapist and can book your first session.",
     ),
+    "replaced": (
+        "Den här anmälan ersattes av din senare anmälan, som vi går vidare med.",
+        "This intake was replaced by your later one, which we go on with.",
+    ),
 }
 
 

@@ -9,7 +9,8 @@ awaiting_approval ─┬─ approve ──> matched
 matched ── switch ──> matching again, the current therapist excluded
 
 A client has one intake in progress at a time (IN_PROGRESS, or matched until its course
-ends); a high-risk intake is always taken.
+ends); a high-risk intake is always taken. A new intake replaces one still waiting for a
+therapist (REPLACEABLE ──> replaced).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ IntakeStatus = Literal[
     "waitlisted",  # nobody fits yet: retried first come, first served
     "awaiting_approval",  # severe: a proposed match waits for a clinician
     "matched",  # a match in force
+    "replaced",  # a newer intake of the client's took its place while it waited
 ]
 MatchStatus = Literal["proposed", "active", "rejected", "switched"]
 TriageDecision = Literal["resume_matching", "refer_elsewhere"]
@@ -49,6 +51,9 @@ class StepRefused(Exception):
     """A step the intake's status does not allow (HTTP 409); the message says why."""
 
 
+# A new intake replaces the client's intake in one of these: still waiting for a therapist,
+# it holds no place yet, and the newest answers win.
+REPLACEABLE: tuple[IntakeStatus, ...] = ("matching", "waitlisted")
 # An intake in one of these is in progress; so is a matched one until its course ends.
 IN_PROGRESS: tuple[IntakeStatus, ...] = (
     "matching",

@@ -30,13 +30,12 @@ class Submitted:
 async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake) -> Submitted:
     """Screen and store an intake; the matcher picks it up from IntakeSubmitted.
 
-    Raises ScreeningRefused (under 12), or IntakeInProgress (the client has one: a
-    high-risk intake is taken all the same), before anything is stored. One statement
-    (after the check's read): outside a transaction it commits on its own.
+    It replaces the client's intake still waiting for a therapist, if any (the newest
+    answers win). Raises ScreeningRefused (under 12), or IntakeInProgress (the client has
+    one that holds or awaits a place: a high-risk intake is taken all the same), before
+    anything is stored. Its own transaction.
     """
     screening = screen_intake(intake)
-    if not screening.escalate:  # (a crisis is taken whatever else is open: not asked)
-        lifecycle.check_one_at_a_time(screening, await store.intake_in_progress(conn, client_id))
     intake_id = uuid.uuid4()
     status = lifecycle.status_on_submit(screening)
     events: list[IntakeSubmitted | IntakeEscalated] = [
@@ -57,29 +56,35 @@ async def submit(conn: asyncpg.Connection, client_id: uuid.UUID, intake: Intake)
         events.append(
             IntakeEscalated(intake_id=intake_id, client_id=client_id, severity_band=screening.band)
         )
-    # One round trip: the intake, its audit entry and the events, committed together.
     try:
-        await store.insert_intake(
-            conn,
-            intake_id=intake_id,
-            client_id=client_id,
-            intake=intake,
-            screening=screening,
-            status=status,
-            events=events,
-            audit_entry=audit.entry(
-                MatchingAccessRecorded.producer,
-                actor_id=str(client_id),
-                actor_role="client",
-                subject_id=client_id,
-                action="create",
-                resource="intake",
-                resource_id=str(intake_id),
-            ),
-        )
+        async with conn.transaction():
+            # The newest answers win: an intake still waiting for a therapist gives way.
+            await store.replace_waiting(conn, client_id)
+            if not screening.escalate:  # (a crisis is taken whatever else is open)
+                in_progress = await store.intake_in_progress(conn, client_id)
+                lifecycle.check_one_at_a_time(screening, in_progress)
+            # The intake, its audit entry and the events in one statement.
+            await store.insert_intake(
+                conn,
+                intake_id=intake_id,
+                client_id=client_id,
+                intake=intake,
+                screening=screening,
+                status=status,
+                events=events,
+                audit_entry=audit.entry(
+                    MatchingAccessRecorded.producer,
+                    actor_id=str(client_id),
+                    actor_role="client",
+                    subject_id=client_id,
+                    action="create",
+                    resource="intake",
+                    resource_id=str(intake_id),
+                ),
+            )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "intakes_one_at_a_time":
             raise
-        # Another submission of the client's committed since the check (sent at once).
+        # Another submission of the client's committed meanwhile (sent at once).
         raise lifecycle.IntakeInProgress(await store.intake_in_progress(conn, client_id)) from exc
     return Submitted(intake_id, screening, status)

@@ -30,6 +30,10 @@ async def switch(
     if intake is None or intake["client_id"] != client_id:
         return None
     lifecycle.switch(intake["status"])
+    # Its course over, the client may have submitted another intake since: one at a time.
+    newer = await store.intake_in_progress(conn, client_id, other_than=intake_id)
+    if newer is not None:
+        raise lifecycle.IntakeInProgress(newer)
     current = await store.current_match(conn, intake_id)
     assert current is not None, "a matched intake has a current match"
     # Marked switched first: that is what excludes the current therapist.
@@ -44,8 +48,7 @@ async def switch(
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "intakes_one_at_a_time":
             raise
-        # Its course over, the client submitted another since; this one would need a
-        # clinician's approval now, and the other is in progress (the caller rolls back).
+        # Another intake of the client's went in progress meanwhile (the caller rolls back).
         raise lifecycle.IntakeInProgress(None) from exc
     await audit.record(
         conn,

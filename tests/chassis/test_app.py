@@ -162,6 +162,10 @@ def test_only_errors_of_a_database_away_are_told_apart() -> None:
     assert db.database_away(asyncpg.InterfaceError("cannot call fetch(): connection is closed"))
     assert db.database_away(asyncpg.TooManyConnectionsError("too many connections"))
     assert db.database_away(ConnectionRefusedError())
+    assert db.database_away(OSError(113, "No route to host"))
+    assert db.database_away(asyncpg.InterfaceError("pool is closing"))
+    assert not db.database_away(FileNotFoundError(2, "No such file"))
+    assert not db.database_away(PermissionError(13, "Permission denied"))
     assert db.database_away(
         asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation")
     )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sysconfig
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -213,10 +215,12 @@ GONE_CLIENT_SETTINGS = {
 
 
 # Errors that say the database is away or overwhelmed for now (a restart, a failover, a
-# cut connection, no connection to be had, a statement past its timeout), not that this
-# request is wrong: an api answers them 503 (try again), a worker's loop tries again.
+# cut connection, no connection to be had, a statement past the pool's command timeout),
+# not that this request is wrong: an api answers them 503 (try again), a worker's loop
+# tries again.
 DATABASE_AWAY: tuple[type[BaseException], ...] = (
-    OSError,
+    ConnectionError,  # refused, reset, aborted, a broken pipe
+    socket.gaierror,  # the database's host name not found (for now)
     TimeoutError,
     asyncpg.PostgresConnectionError,  # (a connection lost in the middle of a statement)
     asyncpg.CannotConnectNowError,
@@ -224,19 +228,28 @@ DATABASE_AWAY: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
 )
+# Connecting to a host the network cannot reach fails with a bare OSError of these.
+_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
 
 
 def database_away(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot be reached now (`DATABASE_AWAY`, or a pooled
-    connection the server ended); a misuse of asyncpg (a bug of ours) is not."""
+    """Whether `exc` says the database cannot be reached now (`DATABASE_AWAY`, a host out
+    of reach, a pooled connection the server ended, the pool closing as the process
+    stops); a misuse of asyncpg or another OSError (a file, a permission: a bug of ours)
+    is not."""
     if isinstance(exc, DATABASE_AWAY):
+        return True
+    if type(exc) is OSError and exc.errno in _UNREACHABLE:
         return True
     # A connection whose server ended it while it sat in the pool: asyncpg read the server's
     # farewell as out of turn before it saw the connection close (InternalClientError,
     # "cannot switch to state ..."), or saw it closed between two statements.
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         return True
-    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+    message = str(exc)
+    return isinstance(exc, asyncpg.InterfaceError) and (
+        "connection is closed" in message or "pool is clos" in message
+    )
 
 
 async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:

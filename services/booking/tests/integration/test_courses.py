@@ -218,3 +218,34 @@ async def courses_of(pool, client: uuid.UUID) -> list:  # type: ignore[no-untype
     return list(
         await pool.fetch("SELECT * FROM courses WHERE client_id = $1 ORDER BY started_at", client)
     )
+
+
+async def test_a_late_approval_opens_nothing_after_the_later_course_ended(pool, kit) -> None:
+    """The intake moved on to a later match whose course has ended meanwhile: the earlier
+    match's approval, arriving late, still opens no course (only the active ones were
+    compared)."""
+    now = datetime.now(UTC)
+    first, second = [await kit.open_therapist(pool, now) for _ in range(2)]
+    client = uuid.uuid4()
+    m1 = kit.match(client, first, requires_approval=True, severity_band="severe")
+    m2 = kit.match(client, second, intake_id=m1.intake_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await service.on_match(conn, m1, now)  # waits for a clinician
+        await service.on_match(conn, m2, now)  # a later match: its course opens
+    [c2] = await courses_of(pool, client)
+    await service.end_course(
+        pool, Principal(client, "client"), c2["course_id"], "client_withdrew", now
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await service.on_approval(
+            conn,
+            MatchApproved(
+                match_id=m1.match_id,
+                intake_id=m1.intake_id,
+                client_id=client,
+                therapist_id=first,
+                clinician_id=uuid.uuid4(),
+            ),
+            now,
+        )
+    assert [c["match_id"] for c in await courses_of(pool, client)] == [m2.match_id]

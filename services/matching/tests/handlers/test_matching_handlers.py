@@ -58,25 +58,28 @@ async def test_profiles_ratings_and_withdrawals_keep_the_read_model(migrated_off
             # rating without it. It is the rating, lower or none; a review's event from
             # before, consumed late, brings nothing back. (The rating with the most reviews
             # behind it won, whatever took reviews out.)
-            three = profile.model_copy(update={"version": 3, "rating_average": 4.0})
-            await worker.deliver(Envelope.wrap(three.model_copy(update={"rating_count": 3})))
+            hidden = profile.model_copy(update={"version": 3})  # both reviews hidden
+            await worker.deliver(Envelope.wrap(hidden))
+            assert await candidates() == [(therapist, None, 0)]
+            four = profile.model_copy(update={"version": 4, "rating_average": 4.0})
+            await worker.deliver(Envelope.wrap(four.model_copy(update={"rating_count": 3})))
             assert await candidates() == [(therapist, 4.0, 3)]
             erased = profile.model_copy(
-                update={"version": 4, "rating_average": 5.0, "rating_count": 1}
+                update={"version": 5, "rating_average": 5.0, "rating_count": 1}
             )
             await worker.deliver(Envelope.wrap(erased))
             assert await candidates() == [(therapist, 5.0, 1)]
             late = rating.model_copy(update={"review_id": uuid.uuid4(), "rating_count": 3})
             await worker.deliver(Envelope.wrap(late))
             assert await candidates() == [(therapist, 5.0, 1)]
-            none_left = profile.model_copy(update={"version": 5})
+            none_left = profile.model_copy(update={"version": 6})
             await worker.deliver(Envelope.wrap(none_left))
             assert await candidates() == [(therapist, None, 0)]
             # An older withdrawal than the profile it would withdraw changes nothing.
             old = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=1)
             await worker.deliver(Envelope.wrap(old))
             assert await candidates() == [(therapist, None, 0)]
-            new = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=6)
+            new = TherapistProfileWithdrawn(therapist_id=therapist, reason="other", version=7)
             await worker.deliver(Envelope.wrap(new))
             assert await candidates() == []
         assert worker.dead_letters == []

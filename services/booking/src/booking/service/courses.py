@@ -78,8 +78,8 @@ async def open_course(
     courses of earlier ones, and a match a later one superseded opens none (its approval
     arrived late). Returns the new course id, if any."""
     own, others = await store.intakes_other_courses(conn, matched.intake_id, matched.match_id)
-    if any(place > own for _, place in others):
-        return None  # superseded: the intake has moved on to a later match
+    if any(place > own for _, place, _ in others):
+        return None  # superseded: a later match of the intake has (or had) its course
     involved = {matched.therapist_id}
     if matched.previous_therapist_id:
         involved.add(matched.previous_therapist_id)
@@ -114,7 +114,9 @@ async def open_course(
             session_minutes=row["session_minutes"],
         ),
     )
-    for earlier, _ in others:
+    for earlier, _, active in others:
+        if not active:
+            continue
         old = await store.lock_course(conn, earlier)
         if old["status"] == "active":  # not ended meanwhile
             await _end(conn, old, "switched_therapist", "system", now)

@@ -113,20 +113,22 @@ async def courses_of(conn: asyncpg.Connection, person_id: uuid.UUID, role: str) 
 async def intakes_other_courses(
     conn: asyncpg.Connection, intake_id: uuid.UUID, match_id: uuid.UUID
 ) -> tuple[int, list[Any]]:
-    """(this match's place in the intake's order, the intake's active courses of other
-    matches with their match's place); -1 for a place not known (kept before the order)."""
+    """(this match's place in the intake's order, the intake's courses of other matches:
+    (course id, its match's place, whether it is active)); -1 for a place not known (kept
+    before the order)."""
     row = await conn.fetchrow(
         "SELECT (SELECT coalesce(matched_order, -1) FROM matches WHERE match_id = $2) AS own,"
         " coalesce(array_agg(c.course_id), '{}') AS courses,"
-        " coalesce(array_agg(coalesce(m.matched_order, -1)), '{}') AS places"
+        " coalesce(array_agg(coalesce(m.matched_order, -1)), '{}') AS places,"
+        " coalesce(array_agg(c.status = 'active'), '{}') AS active"
         " FROM courses c LEFT JOIN matches m ON m.match_id = c.match_id"
-        " WHERE c.intake_id = $1 AND c.status = 'active' AND c.match_id <> $2",
+        " WHERE c.intake_id = $1 AND c.match_id <> $2",
         intake_id,
         match_id,
     )
     assert row is not None
     own = -1 if row["own"] is None else row["own"]
-    return own, list(zip(row["courses"], row["places"], strict=True))
+    return own, list(zip(row["courses"], row["places"], row["active"], strict=True))
 
 
 async def has_course_between(

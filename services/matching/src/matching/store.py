@@ -710,9 +710,10 @@ async def apply_profile(conn: asyncpg.Connection, profile: TherapistProfilePubli
 
 
 async def _rating_of_revision(conn: asyncpg.Connection, profile: TherapistProfilePublished) -> None:
-    """The rating a newer profile revision carries is the rating, lower or none (reviews
-    erased or hidden: catalog announces a revision after every review, so the newest
-    revision is right)."""
+    """The rating a newer profile revision carries is the rating, lower included (reviews
+    erased or hidden). A revision without one changes nothing a review brought (it may be
+    older than the review: the two travel on different topics), unless a revision had
+    carried one before: then every review was taken out."""
     if profile.rating_average is not None and profile.rating_count > 0:
         await conn.execute(
             """
@@ -732,8 +733,7 @@ async def _rating_of_revision(conn: asyncpg.Connection, profile: TherapistProfil
     else:
         await conn.execute(
             "UPDATE therapist_ratings SET rating_average = NULL, rating_count = 0,"
-            " profile_version = $2 WHERE therapist_id = $1"
-            " AND (profile_version IS NULL OR profile_version < $2)",
+            " profile_version = $2 WHERE therapist_id = $1 AND profile_version < $2",
             profile.therapist_id,
             profile.version,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -148,42 +149,10 @@ def test_the_index_stays_equal_to_match_as_therapists_change_and_leave(
     same(index.decide(n, NOW), match(n, current.values(), NOW))
 
 
-def test_many_tied_therapists_still_give_the_lowest_ids_as_match_does() -> None:
-    base = TherapistCandidate(
-        therapist_id=IDS[0],
-        profession="psychologist",
-        licensed=True,
-        methods=["IPT"],
-        focus_areas=["grief"],
-        languages=["sv"],
-        modes=["video"],
-        city=None,
-        age_groups=["adults"],
-        capacity=4,
-        active_courses=1,
-        accepting_new_clients=True,
-        free_slots=[NOW + timedelta(days=1)],
-    )
-    catalog = [dataclasses.replace(base, therapist_id=uuid.UUID(int=5000 - k)) for k in range(2000)]
-    n = IntakeNeeds(
-        intake_id=uuid.UUID(int=999),
-        method="IPT",
-        age_group="adults",
-        problem_areas=["grief"],
-        languages=["sv"],
-        preferred_mode="video",
-        city=None,
-    )
-    got = CandidateIndex(catalog).decide(n, NOW)
-    assert got == match(n, catalog, NOW)
-    assert isinstance(got, Match) and got.therapist_id == uuid.UUID(int=3001)
-    assert [a.therapist_id for a in got.alternatives] == [
-        uuid.UUID(int=k) for k in (3002, 3003, 3004)
-    ]
-
-
-def test_the_index_grows_past_its_first_rows_and_reuses_dropped_rows() -> None:
-    base = TherapistCandidate(
+def a_therapist(**changes: Any) -> TherapistCandidate:
+    """A licensed psychologist for IPT and grief, in Swedish, by video, for adults, with
+    room: the one therapist (and its copies) of the tests below."""
+    fields: dict[str, Any] = dict(
         therapist_id=IDS[0],
         profession="psychologist",
         licensed=True,
@@ -197,6 +166,39 @@ def test_the_index_grows_past_its_first_rows_and_reuses_dropped_rows() -> None:
         active_courses=0,
         accepting_new_clients=True,
     )
+    fields.update(changes)
+    return TherapistCandidate(**fields)
+
+
+def needs_for_grief(**changes: Any) -> IntakeNeeds:
+    """An adult's needs that `a_therapist()` fits: IPT for grief, in Swedish, by video."""
+    fields: dict[str, Any] = dict(
+        intake_id=uuid.UUID(int=999),
+        method="IPT",
+        age_group="adults",
+        problem_areas=["grief"],
+        languages=["sv"],
+        preferred_mode="video",
+        city=None,
+    )
+    fields.update(changes)
+    return IntakeNeeds(**fields)
+
+
+def test_many_tied_therapists_still_give_the_lowest_ids_as_match_does() -> None:
+    base = a_therapist(active_courses=1, free_slots=[NOW + timedelta(days=1)])
+    catalog = [dataclasses.replace(base, therapist_id=uuid.UUID(int=5000 - k)) for k in range(2000)]
+    n = needs_for_grief()
+    got = CandidateIndex(catalog).decide(n, NOW)
+    assert got == match(n, catalog, NOW)
+    assert isinstance(got, Match) and got.therapist_id == uuid.UUID(int=3001)
+    assert [a.therapist_id for a in got.alternatives] == [
+        uuid.UUID(int=k) for k in (3002, 3003, 3004)
+    ]
+
+
+def test_the_index_grows_past_its_first_rows_and_reuses_dropped_rows() -> None:
+    base = a_therapist()
     index = CandidateIndex()
     catalog = [
         dataclasses.replace(
@@ -215,15 +217,7 @@ def test_the_index_grows_past_its_first_rows_and_reuses_dropped_rows() -> None:
     for c in newcomers:
         index.put(c)
     pool = catalog[1500:] + newcomers
-    n = IntakeNeeds(
-        intake_id=uuid.UUID(int=999),
-        method="IPT",
-        age_group="adults",
-        problem_areas=["grief"],
-        languages=["sv"],
-        preferred_mode="video",
-        city=None,
-    )
+    n = needs_for_grief()
     assert len(index) == len(pool)
     assert index.decide(n, NOW) == match(n, pool, NOW)
 
@@ -232,20 +226,8 @@ def test_a_value_nobody_has_any_longer_takes_no_column() -> None:
     """A therapist who edits their city a thousand times (each a new one) leaves no column
     behind for the cities nobody has now: each was a column as long as the index, kept and
     copied at every growth (hundreds of MB at 10,000 therapists and 20,000 edits)."""
-    base = TherapistCandidate(
-        therapist_id=IDS[0],
-        profession="psychologist",
-        licensed=True,
-        methods=["IPT"],
-        focus_areas=["grief"],
-        languages=["sv"],
-        modes=["video", "in_person"],
-        city="Umeå",
-        age_groups=["adults"],
-        capacity=4,
-        active_courses=0,
-        accepting_new_clients=True,
-        free_slots=[NOW + timedelta(days=1)],
+    base = a_therapist(
+        modes=["video", "in_person"], city="Umeå", free_slots=[NOW + timedelta(days=1)]
     )
     others = [dataclasses.replace(base, therapist_id=uuid.UUID(int=7000 + k)) for k in range(5)]
     index = CandidateIndex([base, *others])
@@ -256,13 +238,5 @@ def test_a_value_nobody_has_any_longer_takes_no_column() -> None:
     assert len(index._tag_columns) <= columns + 1
     index.drop(base.therapist_id)
     assert len(index._tag_columns) == columns  # Lund was its alone
-    needs = IntakeNeeds(
-        intake_id=uuid.UUID(int=999),
-        method="IPT",
-        age_group="adults",
-        problem_areas=["grief"],
-        languages=["sv"],
-        preferred_mode="in_person",
-        city="Umeå",
-    )
+    needs = needs_for_grief(preferred_mode="in_person", city="Umeå")
     assert index.decide(needs, NOW) == match(needs, others, NOW)

@@ -11,6 +11,7 @@ from contracts.events import (
     CourseCompleted,
     CourseStarted,
     IntakeSubmitted,
+    MatchApproved,
     SessionBooked,
     TherapistMatched,
     TherapistProfilePublished,
@@ -70,6 +71,19 @@ def a_match(client_id: uuid.UUID, therapist_id: uuid.UUID, **changes: Any) -> Th
     )
     fields.update(changes)
     return TherapistMatched(**fields)
+
+
+def an_approval(match: TherapistMatched, **changes: Any) -> MatchApproved:
+    """A clinician's approval of `match` (a clinician of its own unless given)."""
+    fields: dict[str, Any] = dict(
+        match_id=match.match_id,
+        intake_id=match.intake_id,
+        client_id=match.client_id,
+        therapist_id=match.therapist_id,
+        clinician_id=uuid.uuid4(),
+    )
+    fields.update(changes)
+    return MatchApproved(**fields)
 
 
 def a_session_booked(client_id: uuid.UUID, starts_at: datetime, **changes: Any) -> SessionBooked:

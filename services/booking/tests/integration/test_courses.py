@@ -11,7 +11,7 @@ from chassis import audit
 from chassis.app import build
 from chassis.auth import Principal
 from chassis.outbox import OutboxRelay
-from contracts.events import MatchApproved
+from chassis.testing.events import an_approval
 
 LONG_AGO = datetime(2026, 1, 5, 8, tzinfo=UTC)  # sessions then are over now: attendance is due
 
@@ -172,21 +172,12 @@ async def test_a_switch_whose_proposal_was_rejected_still_ends_the_first_course(
     m2 = kit.match(client, second, intake_id=m1.intake_id, previous_therapist_id=first, **severe)
     m3 = kit.match(client, third, intake_id=m1.intake_id, **severe)
 
-    def approval(match):  # type: ignore[no-untyped-def]
-        return MatchApproved(
-            match_id=match.match_id,
-            intake_id=match.intake_id,
-            client_id=client,
-            therapist_id=match.therapist_id,
-            clinician_id=uuid.uuid4(),
-        )
-
     async def deliver(handler, event) -> None:  # type: ignore[no-untyped-def]
         async with pool.acquire() as conn, conn.transaction():
             await handler(conn, event, now)
 
     await deliver(service.on_match, m1)
-    await deliver(service.on_approval, approval(m1))
+    await deliver(service.on_approval, an_approval(m1))
     [c1] = await courses_of(pool, client)
     booked = await service.book_session(
         pool,
@@ -200,8 +191,8 @@ async def test_a_switch_whose_proposal_was_rejected_still_ends_the_first_course(
     )
     await deliver(service.on_match, m2)  # proposed: waits for the clinician, who rejects it
     await deliver(service.on_match, m3)
-    await deliver(service.on_approval, approval(m3))
-    await deliver(service.on_approval, approval(m2))  # late, and superseded
+    await deliver(service.on_approval, an_approval(m3))
+    await deliver(service.on_approval, an_approval(m2))  # late, and superseded
 
     courses = {c["match_id"]: c for c in await courses_of(pool, client)}
     assert set(courses) == {m1.match_id, m3.match_id}
@@ -237,15 +228,5 @@ async def test_a_late_approval_opens_nothing_after_the_later_course_ended(pool, 
         pool, Principal(client, "client"), c2["course_id"], "client_withdrew", now
     )
     async with pool.acquire() as conn, conn.transaction():
-        await service.on_approval(
-            conn,
-            MatchApproved(
-                match_id=m1.match_id,
-                intake_id=m1.intake_id,
-                client_id=client,
-                therapist_id=first,
-                clinician_id=uuid.uuid4(),
-            ),
-            now,
-        )
+        await service.on_approval(conn, an_approval(m1), now)
     assert [c["match_id"] for c in await courses_of(pool, client)] == [m2.match_id]

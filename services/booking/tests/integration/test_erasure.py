@@ -13,9 +13,10 @@ from booking import service
 from booking.app import DEFINITION
 from chassis.app import build
 from chassis.auth import Principal
+from chassis.testing.events import an_approval
 from chassis.testing.kafka import TopicProbe, publish
 from contracts import REGISTRY
-from contracts.events import BookingRightsRequestHandled, MatchApproved, RightsRequested
+from contracts.events import BookingRightsRequestHandled, RightsRequested
 
 STOCKHOLM_TEN_UTC = 9  # 10:00 in Stockholm in winter
 
@@ -93,13 +94,7 @@ async def test_erasure_keeps_the_clinical_record_and_a_waiting_match_still_opens
         await publish(
             kafka_bootstrap,
             topic_prefix,
-            MatchApproved(
-                match_id=waiting.match_id,
-                intake_id=waiting.intake_id,
-                client_id=client,
-                therapist_id=other_therapist,
-                clinician_id=uuid.uuid4(),
-            ),
+            an_approval(waiting),
         )
 
         async def approved_course() -> bool:

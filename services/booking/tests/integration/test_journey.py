@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 
 from booking.app import DEFINITION
 from chassis.app import build
+from chassis.testing.events import an_approval
 from chassis.testing.kafka import publish
 from contracts import Envelope
-from contracts.events import MatchApproved, TherapistProfileWithdrawn
+from contracts.events import TherapistProfileWithdrawn
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -83,13 +84,7 @@ async def test_from_matches_to_bookings_and_a_switch(
         await publish(kafka_bootstrap, topic_prefix, twice, twice, matched)
         # A severe match waits for the clinician; here the approval even comes first.
         severe = kit.match(severe_client, first, requires_approval=True, severity_band="severe")
-        approval = MatchApproved(
-            match_id=severe.match_id,
-            intake_id=severe.intake_id,
-            client_id=severe_client,
-            therapist_id=first,
-            clinician_id=uuid.uuid4(),
-        )
+        approval = an_approval(severe)
         pending = kit.match(stranger, first, requires_approval=True)
         await publish(kafka_bootstrap, topic_prefix, approval, pending)
         await publish(kafka_bootstrap, topic_prefix, severe)

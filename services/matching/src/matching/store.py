@@ -6,7 +6,7 @@ Every function runs on the caller's connection, inside the caller's transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -258,22 +258,18 @@ def intake_of(row: asyncpg.Record) -> Intake:
         problem_areas=row["problem_areas"],
         phq9=row["phq9"],
         free_text=row["free_text"],
-        time_windows=_windows(row),
+        time_windows=[
+            WeeklyWindow.model_construct(
+                weekday=w["weekday"],
+                start=time.fromisoformat(w["start"]),
+                end=time.fromisoformat(w["end"]),
+            )
+            for w in row["time_windows"]
+        ],
         direct_therapist_id=row["direct_therapist_id"],
         consent_to_treatment=row["consent_to_treatment"],
         consent_to_health_data=row["consent_to_health_data"],
     )
-
-
-def _windows(row: asyncpg.Record) -> list[WeeklyWindow]:
-    return [
-        WeeklyWindow.model_construct(
-            weekday=w["weekday"],
-            start=time.fromisoformat(w["start"]),
-            end=time.fromisoformat(w["end"]),
-        )
-        for w in row["time_windows"]
-    ]
 
 
 def screening_of(row: asyncpg.Record) -> Screening:
@@ -284,6 +280,17 @@ def screening_of(row: asyncpg.Record) -> Screening:
         requires_approval=row["requires_approval"],
         method=row["method"],
         age_group=row["age_group"],
+    )
+
+
+def needs_of(row: asyncpg.Record, excluded: Iterable[uuid.UUID] | None = None) -> IntakeNeeds:
+    """What deciding a stored intake needs (`intake_of`, `screening_of`), the therapists it
+    is never matched with again `excluded` (else the row's own `excluded`)."""
+    return IntakeNeeds.from_intake(
+        row["intake_id"],
+        intake_of(row),
+        screening_of(row),
+        row["excluded"] if excluded is None else excluded,
     )
 
 
@@ -357,13 +364,15 @@ async def record_triage(
 
 async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """The waitlist, first come first: each intake's place and what deciding it needs
-    (`waiting_needs`), its answers and free text left out."""
+    (`needs_of`), its free text left out (nothing decides on it)."""
     return list(
         await conn.fetch(
             """
-            SELECT i.intake_id, i.waitlisted_at, i.languages, i.preferred_mode, i.city,
-                   i.problem_areas, i.time_windows, i.direct_therapist_id, i.method,
-                   i.age_group, i.requires_approval,
+            SELECT i.intake_id, i.waitlisted_at, i.age, i.languages, i.preferred_mode, i.city,
+                   i.problem_areas, i.phq9, NULL::text AS free_text, i.time_windows,
+                   i.direct_therapist_id, i.consent_to_treatment, i.consent_to_health_data,
+                   i.phq9_total, i.severity_band, i.risk_level, i.requires_approval,
+                   i.method, i.age_group,
                    array(SELECT DISTINCT m.therapist_id FROM matches m
                          WHERE m.intake_id = i.intake_id AND m.status = ANY($1::text[]))
                    AS excluded
@@ -372,24 +381,6 @@ async def waitlisted(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             """,
             list(EXCLUDING_MATCH),
         )
-    )
-
-
-def waiting_needs(row: asyncpg.Record) -> IntakeNeeds:
-    """What deciding a waitlisted intake (a `waitlisted` row) needs, as `intake_of` and
-    `screening_of` would give it (licensed therapists where approval is needed)."""
-    return IntakeNeeds(
-        intake_id=row["intake_id"],
-        method=row["method"],
-        age_group=row["age_group"],
-        problem_areas=tuple(row["problem_areas"]),
-        languages=tuple(row["languages"]),
-        preferred_mode=row["preferred_mode"],
-        city=row["city"],
-        time_windows=tuple(_windows(row)),
-        requires_licensed=row["requires_approval"],
-        direct_therapist_id=row["direct_therapist_id"],
-        excluded_therapist_ids=frozenset(row["excluded"]),
     )
 
 

@@ -254,9 +254,7 @@ async def _decide(
     nobody else fitting, is waited for."""
     if excluded is None:
         excluded = await store.excluded_therapists(conn, intake["intake_id"])
-    needs = IntakeNeeds.from_intake(
-        intake["intake_id"], store.intake_of(intake), store.screening_of(intake), excluded
-    )
+    needs = store.needs_of(intake, excluded)
     tell = intake["status"] != "waitlisted"
     passed_over: set[uuid.UUID] = set()
     deciding = needs
@@ -402,12 +400,7 @@ async def match_submitted(
         intake = intakes.get(envelope.payload.intake_id)
         if intake is None or intake["status"] not in lifecycle.MATCHABLE:
             continue  # held for a clinician, or decided already
-        needs = IntakeNeeds.from_intake(
-            intake["intake_id"],
-            store.intake_of(intake),
-            store.screening_of(intake),
-            set(intake["excluded"]),
-        )
+        needs = store.needs_of(intake)
         result = candidates.index.decide(needs, now)
         seen = None if isinstance(result, Waitlist) else candidates.held(result.therapist_id)
         if (

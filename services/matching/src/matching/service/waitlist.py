@@ -41,7 +41,7 @@ async def retry_waitlist(pool: asyncpg.Pool, candidates: Candidates | None = Non
         try:
             # (Asked in turn: the places earlier intakes took in this pass count.)
             if index is not None:
-                needs = store.waiting_needs(by_id[waiting.intake_id])
+                needs = store.needs_of(by_id[waiting.intake_id])
                 if isinstance(index.decide(needs, _now()), Waitlist):
                     continue
             async with pool.acquire() as conn, conn.transaction():

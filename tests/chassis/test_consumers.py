@@ -3,13 +3,13 @@
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from faststream import ContextRepo
 from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY as METRICS
 
 from chassis import consumer, db
 from chassis.app import build
@@ -308,7 +308,7 @@ async def test_events_wait_out_a_database_away_and_none_is_dead_lettered(
     before = [review(), review()]
     during = [review() for _ in range(4)]
     try:
-        async with serve(build(LEDGER, settings, "worker")) as http:
+        async with serve(build(LEDGER, settings, "worker")):
             await publish(kafka_bootstrap, topic_prefix, *before)
             await eventually(lambda: _all_in(pool, before))
             await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT 0')
@@ -316,11 +316,10 @@ async def test_events_wait_out_a_database_away_and_none_is_dead_lettered(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
                 settings.role,
             )
-            waits = 'samtal_consumer_database_waits_total{group="ledger",service="ledger"}'
-            waited = await metric(http, waits)
+            waited = database_waits()
             await publish(kafka_bootstrap, topic_prefix, *during)
             await asyncio.sleep(3.0)  # many times the two attempts' backoff
-            assert await metric(http, waits) > waited
+            assert database_waits() > waited
             await owner.execute(f'ALTER ROLE "{settings.role}" CONNECTION LIMIT -1')
             await eventually(lambda: _all_in(pool, during), timeout=30)
             await asyncio.sleep(0.5)
@@ -335,12 +334,9 @@ async def test_events_wait_out_a_database_away_and_none_is_dead_lettered(
         await pool.close()
 
 
-async def metric(http: Any, sample: str) -> float:
-    """A sample's value on the worker's /metrics (0 before it is first counted)."""
-    for line in (await http.get("/metrics")).text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    return 0.0
+def database_waits() -> float:
+    labels = {"service": "ledger", "group": "ledger"}
+    return METRICS.get_sample_value("samtal_consumer_database_waits_total", labels) or 0.0
 
 
 async def _all_in(pool: asyncpg.Pool, events: list[ReviewPublished]) -> bool:

@@ -140,7 +140,7 @@ UNEXPECTED = {
     "code": "internal",
     "detail": "Something went wrong on our side; please try again in a moment.",
 }
-DATABASE_AWAY = {
+DATABASE_AWAY_ANSWER = {
     "code": "unavailable",
     "detail": "We could not reach our records just now; please try again in a moment.",
 }
@@ -256,7 +256,7 @@ class UnexpectedErrors:
             # The database away: a 503 says "try again" (a frontend does; the writes that must
             # not happen twice carry idempotency keys, as a commit cut off may have landed).
             if away:
-                response = JSONResponse(DATABASE_AWAY, status_code=503)
+                response = JSONResponse(DATABASE_AWAY_ANSWER, status_code=503)
                 response.headers["retry-after"] = RETRY_AFTER_DATABASE_AWAY
             else:
                 response = JSONResponse(UNEXPECTED, status_code=500)
